@@ -1,0 +1,111 @@
+"""Turn a data config into decoded, split arrays ready for training and evaluation.
+
+This is the one place where labels are read, files hashed, the split made or reused, and images decoded, so
+the study, ``train`` and ``evaluate`` all see the same samples in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affectlab.config import DataConfig
+from affectlab.data.images import decode_samples, file_md5
+from affectlab.data.readers import read_dataset
+from affectlab.data.samples import Problem, Sample, SampleSet
+from affectlab.data.split import SPLITS, apply_split, load_split, make_split
+
+__all__ = ["SplitData", "PreparedData", "prepare_data", "resolve_data_path", "split_data_from_samples"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    """One split as arrays: uint8 NHWC images, expression codes (-1 if absent), valence/arousal (NaN if absent)."""
+
+    ids: list[str]
+    images: np.ndarray
+    expression: np.ndarray
+    va: np.ndarray
+    hashes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class PreparedData:
+    sample_set: SampleSet
+    split: dict[str, Any]
+    splits: dict[str, SplitData]
+    decode_problems: list[Problem]
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.sample_set.problems + self.decode_problems
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "path": str(self.sample_set.root),
+            "layout": self.sample_set.layout,
+            "samples": len(self.sample_set.samples),
+            "excluded": dict(self.sample_set.excluded),
+            "skipped": [str(p) for p in self.problems if p.fatal],
+            "counts": {name: len(data) for name, data in self.splits.items()},
+            "class_counts": self.sample_set.class_counts(),
+        }
+
+
+def resolve_data_path(path: str) -> Path:
+    """``demo`` means the built-in synthetic set, generated into the cache on first use."""
+    if path == "demo":
+        from affectlab.data.demo import demo_dataset_path
+
+        return demo_dataset_path()
+    return Path(path).expanduser()
+
+
+def split_data_from_samples(
+    samples: list[Sample], size: int, on_bad_sample: str, hashes: dict[str, str]
+) -> tuple[SplitData, list[Problem]]:
+    images, ok, problems = decode_samples(samples, size, on_bad_sample)
+    kept = [samples[i] for i in ok]
+    expression = np.array([-1 if s.expression is None else s.expression for s in kept], dtype=np.int64)
+    va = np.array(
+        [[np.nan if s.valence is None else s.valence, np.nan if s.arousal is None else s.arousal] for s in kept],
+        dtype=np.float32,
+    ).reshape(-1, 2)
+    return SplitData([s.id for s in kept], images, expression, va, [hashes[s.id] for s in kept]), problems
+
+
+def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS) -> PreparedData:
+    """Read, split and decode; ``splits=("all",)`` skips splitting and decodes every sample."""
+    sample_set = read_dataset(
+        resolve_data_path(cfg.path), cfg.layout, cfg.image_root, cfg.class_map, cfg.on_bad_sample
+    )
+    for problem in sample_set.problems:
+        log.warning("skipped %s", problem)
+    # Content identity of each decoded face: the file's bytes, plus the face box when the layout gives one.
+    hashes = {s.id: file_md5(s.path) + (f":{s.box}" if s.box else "") for s in sample_set.samples}
+    if splits == ("all",):
+        split: dict[str, Any] = {"all": [s.id for s in sample_set.samples]}
+        by_split = {"all": sample_set.samples}
+    elif cfg.split_file:
+        split = load_split(cfg.split_file)
+    else:
+        split = make_split(sample_set.samples, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, hashes)
+    if splits != ("all",):
+        by_split = apply_split(sample_set.samples, split, cfg.split_file or "split")
+    decoded: dict[str, SplitData] = {}
+    decode_problems: list[Problem] = []
+    for name in splits:
+        decoded[name], problems = split_data_from_samples(by_split[name], input_size, cfg.on_bad_sample, hashes)
+        decode_problems.extend(problems)
+    for problem in decode_problems:
+        log.warning("skipped %s", problem)
+    return PreparedData(sample_set, split, decoded, decode_problems)

@@ -1,0 +1,66 @@
+"""The in-memory description of a dataset, independent of how it was laid out on disk."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Sample", "SampleSet", "Problem"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled face image.
+
+    ``expression`` is None for datasets without class labels, ``valence``/``arousal`` None where the layout has
+    none (class folders). ``box`` is an (x, y, w, h) face box inside the image, when the layout gives one.
+    """
+
+    id: str
+    path: Path
+    expression: int | None
+    valence: float | None = None
+    arousal: float | None = None
+    box: tuple[int, int, int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with one file; ``fatal`` problems make ``data check`` fail."""
+
+    path: str
+    message: str
+    fatal: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class SampleSet:
+    """Samples read from disk, plus what was excluded or broken on the way and why."""
+
+    root: Path
+    layout: str
+    samples: list[Sample]
+    class_names: tuple[str, ...]
+    problems: list[Problem] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def has_expression(self) -> bool:
+        return bool(self.samples) and all(s.expression is not None for s in self.samples)
+
+    @property
+    def has_va(self) -> bool:
+        return bool(self.samples) and all(s.valence is not None and s.arousal is not None for s in self.samples)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(s.expression for s in self.samples if s.expression is not None)
+        return {name: counts.get(i, 0) for i, name in enumerate(self.class_names)}
+
+    def exclusion_summary(self) -> str:
+        if not self.excluded:
+            return "nothing excluded"
+        return ", ".join(f"{n} {reason}" for reason, n in sorted(self.excluded.items()))

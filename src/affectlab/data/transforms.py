@@ -1,0 +1,67 @@
+"""Preprocessing, defined once and carried by every checkpoint and ONNX file.
+
+Train-time augmentation works on uint8 tensors (cheap on CPU); normalisation uses the mean/std of the
+backbone's weights metadata, so a model is always fed what its weights were trained on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+
+__all__ = ["Preprocess", "train_augmentation"]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    input_size: int = 128
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    #: Extra border around a detected face box, as a fraction of the box side (AffectNet crops are loose).
+    face_margin: float = 0.2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Preprocess:
+        return cls(
+            input_size=int(values["input_size"]),
+            mean=tuple(values["mean"]),
+            std=tuple(values["std"]),
+            face_margin=float(values.get("face_margin", 0.2)),
+        )
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC or NCHW batch -> normalised float NCHW."""
+        if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
+            images = images.permute(0, 3, 1, 2)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        return (images.float() - mean) / std
+
+    def normalise_numpy(self, images: np.ndarray) -> np.ndarray:
+        """uint8 NHWC RGB -> normalised float32 NCHW, for ONNX Runtime without torch."""
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1) * 255.0
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1) * 255.0
+        return (images.transpose(0, 3, 1, 2).astype(np.float32) - mean) / std
+
+
+def train_augmentation(input_size: int) -> v2.Compose:
+    """Flip, small affine, colour jitter and random erasing on a uint8 CHW tensor.
+
+    Kept mild: faces are already aligned crops, and strong geometric changes destroy expression cues.
+    """
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1)),
+            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.2, hue=0.02),
+            v2.RandomErasing(p=0.25, scale=(0.02, 0.15), value=0),
+        ]
+    )

@@ -1,0 +1,85 @@
+"""Score predictions against a split, and evaluate a saved run on its own or any other data."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from affectlab.atomic import write_json
+from affectlab.config import config_from_dict
+from affectlab.data.prepared import SplitData, prepare_data
+from affectlab.data.split import load_split
+from affectlab.data.transforms import Preprocess
+from affectlab.errors import AffectlabError
+from affectlab.evaluation.metrics import classification_metrics, va_metrics
+from affectlab.evaluation.predict import Outputs, predict_images
+from affectlab.labels import EMOTIONS
+from affectlab.models.checkpoint import load_checkpoint
+
+__all__ = ["score", "evaluate_run"]
+
+log = logging.getLogger(__name__)
+
+
+def score(outputs: Outputs, split: SplitData, task: str, backbone: str, weights: str) -> dict[str, Any]:
+    """The metrics.json document: only the sections the task has, and only for labels the data has."""
+    result: dict[str, Any] = {"task": task, "backbone": backbone, "weights": weights, "n": len(split)}
+    if "probs" in outputs and (split.expression >= 0).all():
+        result["classification"] = classification_metrics(split.expression, outputs["probs"], EMOTIONS)
+    if "va" in outputs and not np.isnan(split.va).any():
+        result.update(va_metrics(split.va, outputs["va"]))
+    if len(result) == 4:
+        raise AffectlabError("the data has none of the labels this model predicts; nothing to score")
+    return result
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    batch_size: int = 64,
+) -> tuple[dict[str, Any], Path]:
+    """Evaluate a trained run; returns the metrics and the folder they were written to."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise AffectlabError(f"{run_dir}: not a run folder (no config.yaml)")
+    if split not in ("test", "val", "all"):
+        raise AffectlabError(f"unknown split {split!r}; use test, val or all")
+    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), str(run_dir / "config.yaml"))
+    model, meta = load_checkpoint(run_dir)
+    preprocess = Preprocess.from_dict(meta["preprocess"])
+    data_cfg = replace(cfg.data, path=data) if data else cfg.data
+    if split == "all":
+        which = "all"
+    else:
+        if data:
+            raise AffectlabError("--data with --split test|val would need the run's split of that data; use --split all")
+        data_cfg = replace(data_cfg, split_file=str(run_dir / "split.json"))
+        load_split(data_cfg.split_file)
+        which = split
+    prepared = prepare_data(data_cfg, preprocess.input_size, splits=(which,))
+    part = prepared.splits[which]
+    outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=cfg.train.tta_flip)
+    metrics = score(outputs, part, cfg.model.task, cfg.model.backbone, cfg.model.weights)
+    metrics["split"] = split
+    metrics["data"] = str(prepared.sample_set.root)
+    default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
+    target = Path(out_dir) if out_dir else default_target
+    if (target / "metrics.json").exists() and not overwrite:
+        raise AffectlabError(f"{target / 'metrics.json'}: exists; pass --overwrite to replace it")
+    write_json(target / "metrics.json", metrics)
+    from affectlab.reports.run_figures import write_evaluation_figures
+
+    write_evaluation_figures(target, metrics, outputs, part, title=f"{cfg.model.backbone} {cfg.model.task} ({split})")
+    return metrics, target
+
+
+def _slug(path: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).name or "data")

@@ -1,0 +1,90 @@
+"""One experiment = train on the train split, select on val, score the test split once, write the run folder."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+from affectlab.atomic import write_json, write_text
+from affectlab.config import RunConfig
+from affectlab.data.prepared import PreparedData, SplitData
+from affectlab.data.split import save_split
+from affectlab.evaluation.evaluate import score
+from affectlab.evaluation.predict import Outputs, predict_features, predict_images
+from affectlab.labels import EMOTIONS
+from affectlab.models.registry import get_backbone_spec
+from affectlab.models.weights import weights_label
+from affectlab.reports.plots import plot_training_curves
+from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
+from affectlab.training.features import FeatureCache
+from affectlab.training.fit import split_features, train_model
+
+__all__ = ["run_experiment", "describe_weights"]
+
+log = logging.getLogger(__name__)
+
+
+def describe_weights(backbone: str, weights: str) -> str:
+    """Human wording for reports: which weights a run really started from."""
+    if weights == "imagenet":
+        return f"ImageNet, real ({weights_label(get_backbone_spec(backbone), weights)})"
+    if weights == "none":
+        return "random init (no pretraining)"
+    return f"file {weights}"
+
+
+def run_experiment(
+    cfg: RunConfig, data: PreparedData, run_dir: str | Path, cache: FeatureCache | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Train, evaluate on test, and return the study's record for this run."""
+    run_dir = Path(run_dir)
+    save_split(data.split, run_dir / "split.json")
+    result = train_model(cfg, data, run_dir, cache, progress)
+    test = data.splits["test"]
+    if result.used_feature_cache and not cfg.train.tta_flip:
+        outputs = predict_features(result.model, split_features(cfg, test, result.model, result.preprocess, cache or FeatureCache()))
+    else:
+        outputs = predict_images(result.model, test.images, result.preprocess, tta_flip=cfg.train.tta_flip)
+    metrics = score(outputs, test, cfg.model.task, cfg.model.backbone, cfg.model.weights)
+    metrics["split"] = "test"
+    write_json(run_dir / "metrics.json", metrics)
+    write_predictions(run_dir / "predictions.csv", test, outputs)
+    plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"])
+    write_evaluation_figures(run_dir, metrics, outputs, test, title=f"{cfg.model.backbone} {cfg.model.task}")
+    return {
+        "name": run_dir.name,
+        "backbone": cfg.model.backbone,
+        "task": cfg.model.task,
+        "weights": cfg.model.weights,
+        "weights_description": describe_weights(cfg.model.backbone, cfg.model.weights),
+        "seed": cfg.train.seed,
+        "metrics": metrics,
+        "train_seconds": round(result.train_seconds, 2),
+        "feature_seconds": round(result.feature_seconds, 2),
+        "used_feature_cache": result.used_feature_cache,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+    }
+
+
+def write_predictions(path: Path, split: SplitData, outputs: Outputs) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    header = ["id"]
+    if "probs" in outputs:
+        header += ["true_expression", "pred_expression", *[f"p_{name}" for name in EMOTIONS]]
+    if "va" in outputs:
+        header += ["true_valence", "true_arousal", "pred_valence", "pred_arousal"]
+    writer.writerow(header)
+    for i, sample_id in enumerate(split.ids):
+        row: list[Any] = [sample_id]
+        if "probs" in outputs:
+            true = EMOTIONS[split.expression[i]] if split.expression[i] >= 0 else ""
+            row += [true, EMOTIONS[int(outputs["probs"][i].argmax())], *(f"{p:.5f}" for p in outputs["probs"][i])]
+        if "va" in outputs:
+            row += [f"{v:.5f}" for v in (*split.va[i], *outputs["va"][i])]
+        writer.writerow(row)
+    return write_text(path, buffer.getvalue())

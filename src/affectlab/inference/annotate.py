@@ -1,0 +1,79 @@
+"""Draw predictions on an image: a box and label per face, and a small valence/arousal dial.
+
+The dial is a circle beside the face's box (valence on x, arousal on y, the circumplex model's axes) with a dot
+where the face sits, so V/A can be read at a glance on a video. Drawing sizes scale with the face box, so the
+marks stay readable on both a 96 px crop and a 4K frame.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from affectlab.inference.results import FaceResult, ImageResult
+
+__all__ = ["draw_result", "EMOTION_COLOURS"]
+
+#: RGB colour per emotion name; unknown names are drawn in white.
+EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
+    "Neutral": (200, 200, 200), "Happy": (255, 200, 0), "Sad": (60, 120, 255), "Surprise": (255, 120, 220),
+    "Fear": (160, 80, 255), "Disgust": (60, 190, 60), "Anger": (255, 50, 40), "Contempt": (255, 140, 40),
+}
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def draw_result(image: np.ndarray, result: ImageResult) -> np.ndarray:
+    """An annotated RGB copy of ``image`` (RGB uint8); the input is not modified."""
+    out = np.ascontiguousarray(image.copy())
+    if result.no_face:
+        _text(out, "no face", (4, 4), (255, 255, 255), max(0.4, min(out.shape[:2]) / 400))
+    for face in result.faces:
+        _draw_face(out, face)
+    return out
+
+
+def _draw_face(out: np.ndarray, face: FaceResult) -> None:
+    x, y, w, h = face.box
+    side = max(w, h)
+    thickness = max(1, side // 80)
+    scale = max(0.35, side / 220)
+    colour = EMOTION_COLOURS.get(face.label or "", (255, 255, 255))
+    cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness, cv2.LINE_AA)
+    parts = [f"{face.label} {face.confidence:.2f}"] if face.label else []
+    if face.valence is not None and face.arousal is not None:
+        parts.append(f"V{face.valence:+.2f} A{face.arousal:+.2f}")
+    if parts:
+        _text(out, "  ".join(parts), (x, y), colour, scale, above=True)
+    if face.valence is not None and face.arousal is not None:
+        _va_dial(out, (x + w, y), max(10, side // 6), face.valence, face.arousal, colour)
+
+
+def _text(
+    out: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int], scale: float,
+    above: bool = False,
+) -> None:
+    """Text on a dark band, kept inside the image."""
+    thickness = max(1, int(scale * 2))
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+    x = int(np.clip(origin[0], 0, max(0, out.shape[1] - tw - 4)))
+    y = origin[1] - th - base - 4 if above else origin[1]
+    y = int(np.clip(y, 0, max(0, out.shape[0] - th - base - 4)))
+    band = out[y : y + th + base + 4, x : x + tw + 4]
+    band[:] = (band * 0.35).astype(np.uint8)
+    cv2.putText(out, text, (x + 2, y + th + 2), _FONT, scale, colour, thickness, cv2.LINE_AA)
+
+
+def _va_dial(
+    out: np.ndarray, corner: tuple[int, int], radius: int, valence: float, arousal: float,
+    colour: tuple[int, int, int],
+) -> None:
+    """Circle of ``radius`` just right of the box's top-right corner (inside the image), dot at (V, A)."""
+    cx = int(np.clip(corner[0] + radius + 3, radius, out.shape[1] - radius - 1))
+    cy = int(np.clip(corner[1] + radius, radius, out.shape[0] - radius - 1))
+    cv2.circle(out, (cx, cy), radius, (20, 20, 20), -1, cv2.LINE_AA)
+    cv2.circle(out, (cx, cy), radius, (230, 230, 230), 1, cv2.LINE_AA)
+    cv2.line(out, (cx - radius, cy), (cx + radius, cy), (120, 120, 120), 1)
+    cv2.line(out, (cx, cy - radius), (cx, cy + radius), (120, 120, 120), 1)
+    v, a = float(np.clip(valence, -1, 1)), float(np.clip(arousal, -1, 1))
+    dot = (int(round(cx + v * (radius - 2))), int(round(cy - a * (radius - 2))))
+    cv2.circle(out, dot, max(2, radius // 5), colour, -1, cv2.LINE_AA)

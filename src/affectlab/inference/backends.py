@@ -1,0 +1,150 @@
+"""Model runtimes behind one interface: ``run(uint8 NHWC RGB crops) -> {"probs": (N, 8), "va": (N, 2)}``.
+
+The predictor never knows whether a PyTorch checkpoint or an ONNX file answers, so the two give the same keys,
+shapes and meaning (softmax probabilities, raw valence/arousal). Each backend also carries a ``ModelInfo``
+(task, class names, preprocessing) read from the checkpoint bundle or from the ONNX metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from affectlab.data.transforms import Preprocess
+from affectlab.errors import AffectlabError
+from affectlab.labels import EMOTIONS, VA_RANGE
+
+__all__ = ["ModelInfo", "Backend", "TorchBackend", "OnnxBackend", "ONNX_METADATA_KEY", "ONNX_INPUT", "ONNX_OUTPUTS"]
+
+#: The ONNX graph's input name and its output names per result key.
+ONNX_INPUT = "images"
+ONNX_OUTPUTS = {"probs": "expression_probs", "va": "va"}
+#: metadata_props key holding the whole JSON bundle; the same values are also stored under their own keys.
+ONNX_METADATA_KEY = "affectlab"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a predictor must know about its model, whichever runtime runs it."""
+
+    task: str
+    preprocess: Preprocess
+    class_names: tuple[str, ...] = EMOTIONS
+    va_range: tuple[float, float] = VA_RANGE
+    source: str = ""
+    runtime: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task, "class_names": list(self.class_names), "va_range": list(self.va_range),
+            "preprocess": {k: v for k, v in self.preprocess.to_dict().items() if k != "extra"},
+            "source": self.source, "runtime": self.runtime, **self.extra,
+        }
+
+
+class Backend(Protocol):
+    info: ModelInfo
+
+    def run(self, crops: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+class TorchBackend:
+    """A checkpoint run by PyTorch eager, in channels-last memory format (faster convolutions on CPU)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import torch
+
+        from affectlab.models.checkpoint import load_checkpoint
+
+        if threads:
+            torch.set_num_threads(threads)  # process-wide in PyTorch; only when the caller asks for it
+        self.model, meta = load_checkpoint(path)
+        self.model.to(memory_format=torch.channels_last)
+        self.info = ModelInfo(
+            task=meta["task"], preprocess=Preprocess.from_dict(meta["preprocess"]),
+            class_names=tuple(meta["class_names"]), va_range=tuple(meta["va_range"]),  # type: ignore[arg-type]
+            source=str(path), runtime="pytorch", extra={"model": meta.get("model", {})},
+        )
+
+    def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
+        batch = self.info.preprocess.normalise(torch.from_numpy(np.ascontiguousarray(crops)))
+        with torch.inference_mode():
+            out = self.model(batch.contiguous(memory_format=torch.channels_last))
+        result: dict[str, np.ndarray] = {}
+        if "expression" in out:
+            result["probs"] = torch.softmax(out["expression"].float(), dim=1).numpy()
+        if "va" in out:
+            result["va"] = out["va"].float().numpy()
+        return result
+
+
+class OnnxBackend:
+    """An exported ``.onnx`` file run by ONNX Runtime on the CPU; everything else comes from its metadata.
+
+    The session is rebuilt on unpickling (only the path and thread count are pickled), so a predictor can be
+    sent to worker processes.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path, self.threads = Path(path), threads
+        self._session = _make_session(self.path, threads)
+        self.info = _info_from_metadata(self._session.get_modelmeta().custom_metadata_map, self.path)
+        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        images = self.info.preprocess.normalise_numpy(crops)
+        values = self._session.run(self._outputs, {ONNX_INPUT: images})
+        by_name = dict(zip(self._outputs, values))
+        return {key: by_name[name] for key, name in ONNX_OUTPUTS.items() if name in by_name}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "threads": self.threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["threads"])  # type: ignore[misc]
+
+
+def default_threads() -> int:
+    """Intra-op threads: the CPUs this process may use (ORT's own default counts the whole machine)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _make_session(path: Path, threads: int | None):  # type: ignore[no-untyped-def]
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise AffectlabError(f"{path}: model file not found")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: ORT's warnings are not actionable for users
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for corrupt or foreign files
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise AffectlabError(f"{path}: not a loadable ONNX model ({first})") from None
+
+
+def _info_from_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
+    if ONNX_METADATA_KEY not in meta:
+        raise AffectlabError(f"{path}: ONNX file has no affectlab metadata; export it with 'affectlab export'")
+    bundle = json.loads(meta[ONNX_METADATA_KEY])
+    return ModelInfo(
+        task=bundle["task"], preprocess=Preprocess.from_dict(bundle["preprocess"]),
+        class_names=tuple(bundle["class_names"]), va_range=tuple(bundle["va_range"]),  # type: ignore[arg-type]
+        source=str(path), runtime="onnxruntime",
+        extra={k: bundle[k] for k in ("model", "quantization", "affectlab_version") if k in bundle},
+    )

@@ -1,0 +1,165 @@
+"""The ``predict``, ``export`` and ``serve`` verbs of the ``affectlab`` command.
+
+Every user-caused failure (a missing model, an unknown format, a camera that cannot be opened) is raised as an
+``AffectlabError`` before any work starts, so it ends as one line and exit code 2. Per-item failures (an
+unreadable image, a broken video) become error records; the run goes on and exits 1 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from affectlab.errors import AffectlabError
+
+__all__ = ["add_commands", "cmd_predict", "cmd_export", "cmd_serve"]
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    predict = sub.add_parser("predict", help="faces, expressions and valence/arousal in photos, folders, video, webcam")
+    predict.add_argument("model", help="run folder, .pt checkpoint or .onnx file")
+    predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive), video files")
+    predict.add_argument("--webcam", type=int, metavar="INDEX", help="also read camera INDEX (e.g. 0); Ctrl-C stops")
+    predict.add_argument("--detector", default="haar", help="haar (default) or none (each image is one face crop)")
+    predict.add_argument("--margin", type=float, help="border around detected faces, fraction of box (default: model's)")
+    predict.add_argument("--out", help="results file, .jsonl or .csv (default: JSON lines on stdout)")
+    predict.add_argument("--save-annotated", metavar="DIR", help="write images/videos with boxes, labels and V/A dots")
+    predict.add_argument("--batch-size", type=int, help="face crops per model call (default 32; 1 with --webcam)")
+    predict.add_argument("--every", type=int, default=1, metavar="N", help="video: process every Nth frame")
+    predict.add_argument("--smooth", type=int, default=1, metavar="N", help="video: average over the last N frames")
+    predict.add_argument("--threads", type=int, help="runtime threads (default: all CPUs this process may use)")
+    predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    predict.set_defaults(handler=cmd_predict)
+
+    export = sub.add_parser("export", help="write a trained run as a self-describing ONNX model")
+    export.add_argument("run_dir", help="run folder or .pt checkpoint")
+    export.add_argument("--format", default="onnx", help="export format (onnx)")
+    export.add_argument("--out", help="output file (default: RUN_DIR/model.onnx or model-int8.onnx)")
+    export.add_argument("--int8", action="store_true", help="quantise to int8 (faster on CPU, slightly less exact)")
+    export.add_argument("--quantization", default="static", help="static (default, calibrated) or dynamic")
+    export.add_argument("--calibration", metavar="DIR", help="face crops to calibrate int8 (default: synthetic faces)")
+    export.set_defaults(handler=cmd_export)
+
+    serve = sub.add_parser("serve", help="HTTP service: POST /predict with an image, GET /health")
+    serve.add_argument("model", help="run folder, .pt checkpoint or .onnx file")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--detector", default="haar", help="haar (default) or none")
+    serve.add_argument("--threads", type=int, help="runtime threads")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from affectlab.atomic import atomic_write
+    from affectlab.inference.faces import make_detector
+    from affectlab.inference.output import RecordWriter, output_format
+    from affectlab.inference.pipeline import PredictOptions, estimate_items, open_cameras, run_predictions
+    from affectlab.inference.predictor import load
+    from affectlab.inference.sources import expand_inputs
+
+    _check_predict_args(args)
+    fmt = output_format(args.out) if args.out else "jsonl"
+    detector = make_detector(args.detector)
+    sources = expand_inputs(args.inputs, args.webcam)
+    if not sources:
+        raise AffectlabError("no images or videos found in the given inputs")
+    if not args.verbose:
+        _quiet_opencv()
+    cameras = open_cameras(sources)
+    batch = args.batch_size or (1 if args.webcam is not None else 32)
+    predictor = load(args.model, detector=detector, batch_size=batch, margin=args.margin, threads=args.threads)
+    options = PredictOptions(args.every, args.smooth, Path(args.save_annotated) if args.save_annotated else None)
+
+    def run(stream: Any) -> Any:
+        with _progress(args.quiet, estimate_items(sources, args.every)) as advance:
+            return run_predictions(predictor, sources, RecordWriter(stream, fmt), options, cameras, advance)
+
+    if args.out:
+        box: dict[str, Any] = {}
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", encoding="utf-8", newline="") as stream:
+                box["summary"] = run(stream)
+
+        atomic_write(args.out, write)
+        summary = box["summary"]
+    else:
+        summary = run(sys.stdout)
+    if not args.quiet:
+        _report(summary, args.out)
+    return 1 if summary.errors else 0
+
+
+def _check_predict_args(args: argparse.Namespace) -> None:
+    if not args.inputs and args.webcam is None:
+        raise AffectlabError("predict: give at least one INPUT (image, folder or video) or --webcam INDEX")
+    for name in ("batch_size", "every", "smooth", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise AffectlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if args.margin is not None and not 0 <= args.margin <= 2:
+        raise AffectlabError(f"--margin must be between 0 and 2, got {args.margin}")
+
+
+def _quiet_opencv() -> None:
+    """OpenCV and FFmpeg print their own warnings for every broken file; our records already say it in one line."""
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def _progress(quiet: bool, total: int | None) -> Any:
+    """A context giving ``advance()``: a rich progress bar with items per second on stderr, or a no-op."""
+    if quiet:
+        return nullcontext(lambda: None)
+    from contextlib import contextmanager
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class _Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed or 0:.1f} items/s")
+
+    @contextmanager
+    def bar() -> Any:
+        columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn()]
+        with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+            task = progress.add_task("predict", total=total)
+            yield lambda: progress.advance(task)
+
+    return bar()
+
+
+def _report(summary: Any, out: str | None) -> None:
+    parts = [f"{summary.items} item(s)", f"{summary.faces} face(s)", f"{summary.no_face} without a face"]
+    if summary.errors:
+        parts.append(f"{summary.errors} error(s), first: {summary.first_error}")
+    print("; ".join(parts), file=sys.stderr)
+    if out:
+        print(f"results: {out}", file=sys.stderr)
+    if summary.annotated:
+        print(f"annotated: {len(summary.annotated)} file(s) in {summary.annotated[0].parent}", file=sys.stderr)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from affectlab.inference.onnx_export import export_model
+
+    path = export_model(args.run_dir, args.format, args.out, args.int8, args.quantization, args.calibration)
+    print(f"exported: {path}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from affectlab.inference.serve import serve
+
+    logging.getLogger("affectlab").setLevel(logging.INFO)
+    serve(args.model, host=args.host, port=args.port, detector=args.detector, threads=args.threads)
+    return 0

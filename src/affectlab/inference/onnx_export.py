@@ -1,0 +1,162 @@
+"""Export a trained run to ONNX, self-describing, optionally with int8 weights.
+
+The graph takes ``images`` (float32, N x 3 x S x S, normalised with the stored mean/std; N is dynamic) and returns
+``expression_probs`` (softmax inside the graph, N x 8) and/or ``va`` (N x 2), as the model's task provides.
+Everything else a predictor needs (task, class names, input size, mean/std, face margin, V/A range, the model
+config and the affectlab version) is written into ``metadata_props``, so a ``model.onnx`` alone is enough to
+predict. An export is checked against PyTorch on random inputs before it is written.
+
+``int8`` quantises the graph with ONNX Runtime (see ``affectlab.inference.quantize`` for why static QDQ with
+calibration images is the default); the cost in accuracy is measured by ``benchmarks/predict.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from affectlab.atomic import atomic_write
+from affectlab.data.transforms import Preprocess
+from affectlab.errors import AffectlabError
+from affectlab.inference.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS
+
+__all__ = ["export_onnx", "EXPORT_FORMATS", "export_model", "FP32_TOLERANCE"]
+
+log = logging.getLogger(__name__)
+
+#: Export formats as data: name -> (default file name, int8 default file name).
+EXPORT_FORMATS: dict[str, tuple[str, str]] = {"onnx": ("model.onnx", "model-int8.onnx")}
+OPSET = 18
+#: Largest |ONNX - PyTorch| difference accepted by the export self-check (probabilities and V/A).
+FP32_TOLERANCE = 1e-4
+
+
+def export_model(
+    source: str | Path, fmt: str = "onnx", out: str | Path | None = None, int8: bool = False,
+    quantization: str = "static", calibration: str | Path | None = None,
+) -> Path:
+    """Export ``source`` (run folder or checkpoint) in format ``fmt``; the default path is inside the run folder."""
+    if fmt not in EXPORT_FORMATS:
+        raise AffectlabError(f"unknown export format {fmt!r}; available: {', '.join(EXPORT_FORMATS)}")
+    source = Path(source)
+    if out is None:
+        folder = source if source.is_dir() else source.parent
+        out = folder / EXPORT_FORMATS[fmt][1 if int8 else 0]
+    return export_onnx(source, out, int8=int8, quantization=quantization, calibration=calibration)
+
+
+def export_onnx(
+    source: str | Path, out: str | Path, int8: bool = False, quantization: str = "static",
+    calibration: str | Path | None = None,
+) -> Path:
+    """Write ``source``'s model to ``out`` as ONNX with metadata; with ``int8``, quantised (``static``/``dynamic``).
+
+    ``calibration`` is a folder of face crops for static quantisation (default: synthetic demo faces).
+    """
+    import onnx
+
+    from affectlab.inference.quantize import check_mode, quantize
+
+    from affectlab.models.checkpoint import load_checkpoint
+
+    if int8:
+        check_mode(quantization)
+    model, meta = load_checkpoint(source)
+    size = int(meta["preprocess"]["input_size"])
+    proto = _export_graph(model, size)
+    with tempfile.TemporaryDirectory(prefix="affectlab-export-") as tmp:
+        fp32 = Path(tmp) / "model.onnx"
+        onnx.save(proto, str(fp32))
+        _self_check(model, fp32, size)
+        quant: dict[str, Any] = {"quantization": "none"}
+        if int8:
+            preprocess = Preprocess.from_dict(meta["preprocess"])
+            fp32, quant = quantize(fp32, Path(tmp), quantization, preprocess, calibration)
+        proto = onnx.load(str(fp32))
+    _set_metadata(proto, {**_bundle(meta), **quant})
+    onnx.checker.check_model(proto)
+    return atomic_write(out, lambda p: onnx.save(proto, str(p)))
+
+
+def _export_graph(model: Any, size: int) -> Any:
+    """Trace the model with a dynamic batch axis; softmax is part of the graph."""
+    import torch
+
+    class _Exported(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.inner(images)
+            values = []
+            if "expression" in out:
+                values.append(torch.softmax(out["expression"], dim=1))
+            if "va" in out:
+                values.append(out["va"])
+            return tuple(values)
+
+    wrapper = _Exported(model).eval()
+    names = [ONNX_OUTPUTS[k] for k, head in (("probs", model.expression_head), ("va", model.va_head)) if head is not None]
+    example = (torch.zeros(2, 3, size, size),)  # batch 2: a batch of 1 would be specialised away
+    _quiet_exporter_logs()
+    program = torch.onnx.export(
+        wrapper, example, None, dynamo=True, input_names=[ONNX_INPUT], output_names=names, opset_version=OPSET,
+        dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False,
+    )
+    return program.model_proto
+
+
+def _quiet_exporter_logs() -> None:
+    # The exporter reports each step at INFO level; affectlab's CLI shows its own progress instead.
+    for name in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _self_check(model: Any, path: Path, size: int) -> None:
+    """Refuse to write an export whose outputs differ from PyTorch's: a wrong graph must never reach users."""
+    import torch
+
+    from affectlab.inference.backends import _make_session
+
+    images = np.random.default_rng(0).normal(0, 1, (3, 3, size, size)).astype(np.float32)
+    with torch.inference_mode():
+        out = model(torch.from_numpy(images))
+    expected = {"probs": torch.softmax(out["expression"], 1).numpy()} if "expression" in out else {}
+    if "va" in out:
+        expected["va"] = out["va"].numpy()
+    session = _make_session(path, None)
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {ONNX_INPUT: images})))
+    for key, value in expected.items():
+        diff = float(np.max(np.abs(got[ONNX_OUTPUTS[key]] - value)))
+        if diff > FP32_TOLERANCE:
+            raise AffectlabError(f"ONNX export check failed: {ONNX_OUTPUTS[key]} differs from PyTorch by {diff:.2e}")
+
+
+def _bundle(meta: dict[str, Any]) -> dict[str, Any]:
+    from affectlab import __version__
+
+    pre = {k: v for k, v in meta["preprocess"].items() if k != "extra"}
+    return {
+        "format": "affectlab-onnx-v1", "task": meta["task"], "class_names": list(meta["class_names"]),
+        "va_range": list(meta["va_range"]), "preprocess": pre, "model": meta.get("model", {}),
+        "input": ONNX_INPUT, "input_layout": "NCHW float32 RGB, (x/255 - mean) / std",
+        "affectlab_version": __version__,
+    }
+
+
+def _set_metadata(proto: Any, bundle: dict[str, Any]) -> None:
+    """The whole bundle under one key, plus each field under its own key for tools that read single values."""
+    flat = {ONNX_METADATA_KEY: bundle, **{k: bundle[k] for k in ("task", "class_names", "quantization")},
+            **{k: bundle["preprocess"][k] for k in ("input_size", "mean", "std", "face_margin")},
+            "affectlab_version": bundle["affectlab_version"]}
+    del proto.metadata_props[:]
+    for key, value in flat.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    proto.doc_string = "affectlab facial affect model; see metadata_props['affectlab']"

@@ -1,0 +1,168 @@
+"""The ``affectlab predict`` loop: sources -> items -> batched predictions -> records, annotations, progress.
+
+All sources go through one ``predict_stream``, so face crops are batched across images and frames alike, and
+results come back in input order. Per-source state (a smoother and an annotated-video writer for each video) is
+opened when a source's first result arrives and closed when the next source starts, so only one video writer
+is open at a time and memory stays flat however long the inputs are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+
+from affectlab.atomic import write_bytes
+from affectlab.data.images import read_rgb
+from affectlab.errors import AffectlabError
+from affectlab.inference.annotate import draw_result
+from affectlab.inference.output import RecordWriter
+from affectlab.inference.predictor import AffectPredictor, Item
+from affectlab.inference.results import ImageResult
+from affectlab.inference.sources import IMAGE_SUFFIXES, Source
+from affectlab.inference.video import Smoother, VideoWriter, iter_video, iter_webcam, open_webcam, video_info
+
+__all__ = ["PredictOptions", "Summary", "run_predictions", "estimate_items", "open_cameras"]
+
+
+@dataclass
+class PredictOptions:
+    every: int = 1
+    smooth: int = 1
+    annotate_dir: Path | None = None
+
+
+@dataclass
+class Summary:
+    items: int = 0
+    faces: int = 0
+    no_face: int = 0
+    errors: int = 0
+    first_error: str | None = None
+    interrupted: bool = False
+    annotated: list[Path] = field(default_factory=list)
+
+
+def estimate_items(sources: list[Source], every: int) -> int | None:
+    """Items the run will process (images + frames / every), or None when a webcam makes it open-ended."""
+    total = 0
+    for source in sources:
+        if source.kind == "webcam":
+            return None
+        if source.kind == "video" and source.path is not None:
+            total += max(1, -(-video_info(source.path)[1] // every))
+        else:
+            total += 1
+    return total
+
+
+def run_predictions(
+    predictor: AffectPredictor, sources: list[Source], writer: RecordWriter, options: PredictOptions,
+    cameras: dict[int, cv2.VideoCapture] | None = None, on_item: Callable[[], None] = lambda: None,
+) -> Summary:
+    """Predict on every source, writing records as they come; returns counts for the final message.
+
+    ``cameras`` are the already opened webcams of the webcam sources (see ``open_cameras``). A KeyboardInterrupt
+    ends a webcam run normally (that is how one stops a camera); on files it propagates.
+    """
+    summary = Summary()
+    cameras = cameras if cameras is not None else open_cameras(sources)
+    by_name = {s.name: s for s in sources}
+    state = _SourceState(options, summary)
+    keep = options.annotate_dir is not None
+    try:
+        for result in predictor.predict_stream(_items(sources, options.every, cameras), keep_images=keep):
+            result = state.process(result, by_name[result.source])
+            writer.write(result.records())
+            _count(summary, result)
+            on_item()
+    except KeyboardInterrupt:
+        if not cameras:
+            state.abort()
+            raise
+        summary.interrupted = True
+    except BaseException:
+        state.abort()
+        raise
+    state.close()
+    return summary
+
+
+def open_cameras(sources: list[Source]) -> dict[int, cv2.VideoCapture]:
+    """Open every webcam source up front, so a missing camera fails before any model is loaded."""
+    return {s.camera: open_webcam(s.camera) for s in sources if s.kind == "webcam" and s.camera is not None}
+
+
+def _items(sources: list[Source], every: int, cameras: dict[int, cv2.VideoCapture]) -> Iterator[Item]:
+    for source in sources:
+        if source.kind == "video" and source.path is not None:
+            yield from iter_video(source.path, every, source.name)
+        elif source.kind == "webcam":
+            camera = source.camera or 0
+            yield from iter_webcam(cameras[camera], camera, every)
+        else:
+            try:
+                yield Item(source.name, read_rgb(source.path or source.name))
+            except AffectlabError as exc:
+                yield Item(source.name, error=str(exc))
+
+
+def _count(summary: Summary, result: ImageResult) -> None:
+    summary.items += 1
+    summary.faces += len(result.faces)
+    summary.no_face += int(result.no_face)
+    if result.error is not None:
+        summary.errors += 1
+        summary.first_error = summary.first_error or result.error
+
+
+class _SourceState:
+    """Smoothing and annotated output for the source now being processed."""
+
+    def __init__(self, options: PredictOptions, summary: Summary) -> None:
+        self.options, self.summary = options, summary
+        self.current: Source | None = None
+        self.smoother: Smoother | None = None
+        self.video: VideoWriter | None = None
+
+    def process(self, result: ImageResult, source: Source) -> ImageResult:
+        if source is not self.current:
+            self.close()
+            self.current = source
+            self.smoother = Smoother(self.options.smooth) if source.kind != "image" else None
+        if self.smoother is not None:
+            result = self.smoother(result)
+        if self.options.annotate_dir is not None and result.image is not None:
+            self._annotate(result, source)
+        return result
+
+    def _annotate(self, result: ImageResult, source: Source) -> None:
+        assert self.options.annotate_dir is not None
+        rel = source.rel or Path(Path(source.name).name)
+        drawn = draw_result(result.image, result)  # type: ignore[arg-type]
+        if source.kind == "image":
+            suffix = rel.suffix.lower() if rel.suffix.lower() in IMAGE_SUFFIXES else ".png"
+            target = self.options.annotate_dir / rel.with_suffix(suffix)
+            ok, data = cv2.imencode(suffix, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            if ok:
+                write_bytes(target, data.tobytes())
+                self.summary.annotated.append(target)
+            return
+        if self.video is None:
+            fps = video_info(source.path)[0] / self.options.every if source.path else 15.0
+            suffix = rel.suffix if source.kind == "video" else ".mp4"
+            self.video = VideoWriter(self.options.annotate_dir / rel.with_suffix(suffix), fps)
+        self.video.write(drawn)
+
+    def close(self) -> None:
+        if self.video is not None:
+            self.video.close()
+            self.summary.annotated.append(self.video.path)
+        self.video = None
+
+    def abort(self) -> None:
+        if self.video is not None:
+            self.video.abort()
+        self.video = None

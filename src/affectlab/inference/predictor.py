@@ -1,0 +1,175 @@
+"""AffectPredictor: images in, one ``FaceResult`` per face out, with faces batched across images.
+
+``load()`` picks the runtime from the file: a run folder or checkpoint runs in PyTorch, a ``.onnx`` file in ONNX
+Runtime. Detection runs per image; the face crops of several images (or video frames) are collected and sent to
+the model together, since a batch of 32 crops costs far less than 32 single calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from affectlab.data.images import read_rgb
+from affectlab.errors import AffectlabError
+from affectlab.inference.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
+from affectlab.inference.faces import FaceDetector, crop_faces, make_detector
+from affectlab.inference.results import Box, FaceResult, ImageResult
+
+__all__ = ["AffectPredictor", "Item", "load", "to_rgb"]
+
+
+@dataclass
+class Item:
+    """One image or video frame waiting for prediction; ``error`` instead of ``image`` if it could not be read."""
+
+    source: str
+    image: np.ndarray | None = None
+    frame: int | None = None
+    time_s: float | None = None
+    error: str | None = None
+
+
+class AffectPredictor:
+    """Detects faces, crops them as the model was trained (margin, square, resize) and runs the model.
+
+    Args:
+        backend: a ``TorchBackend`` or ``OnnxBackend`` (see ``load``).
+        detector: ``"haar"`` (default), ``"none"`` (each image is one face crop) or a ``FaceDetector``.
+        batch_size: face crops per model call.
+        margin: border added around detected faces, as a fraction of the box side (default: the model's).
+    """
+
+    def __init__(
+        self, backend: Backend, detector: str | FaceDetector = "haar", batch_size: int = 32, margin: float | None = None
+    ) -> None:
+        if batch_size < 1:
+            raise AffectlabError(f"batch size must be at least 1, got {batch_size}")
+        self.backend = backend
+        self.detector = make_detector(detector)
+        self.batch_size = batch_size
+        self.margin = backend.info.preprocess.face_margin if margin is None else margin
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.backend.info
+
+    def predict(
+        self, images: Any, channels: str = "rgb", keep_images: bool = False
+    ) -> ImageResult | list[ImageResult]:
+        """Predict on one image or a list of images.
+
+        Args:
+            images: a path (str or Path), a PIL image, a uint8 numpy array (H x W x 3, H x W x 4 or H x W), or a
+                list of these.
+            channels: channel order of numpy arrays, ``"rgb"`` (default) or ``"bgr"`` (as OpenCV reads them).
+            keep_images: keep each decoded image on its result, for ``result.plot()``.
+
+        Returns:
+            For one image an ``ImageResult`` (a sequence of ``FaceResult``, one per face); for a list, a list of
+            them in input order. An unreadable image gives a result with ``error`` set; no face gives an empty
+            result with ``no_face`` true. Neither raises.
+        """
+        single = not isinstance(images, (list, tuple))
+        batch = [images] if single else list(images)
+        items = (_item(x, i, channels) for i, x in enumerate(batch))
+        results = list(self.predict_stream(items, keep_images=keep_images))
+        return results[0] if single else results
+
+    def predict_stream(self, items: Iterable[Item], keep_images: bool = False) -> Iterator[ImageResult]:
+        """Predict on a stream of items, yielding results in input order.
+
+        At most ``batch_size`` crops and ``batch_size`` items are held at a time, so memory stays flat on a video
+        of any length.
+        """
+        pending: list[tuple[Item, list[Box], np.ndarray | None]] = []
+        n_crops = 0
+        for item in items:
+            boxes: list[Box] = []
+            crops = None
+            if item.image is not None and item.error is None:
+                boxes = self.detector.detect(item.image)
+                crops = crop_faces(item.image, boxes, self.info.preprocess.input_size, self.margin)
+                n_crops += len(boxes)
+            pending.append((item, boxes, crops))
+            if n_crops >= self.batch_size or len(pending) >= self.batch_size:
+                yield from self._flush(pending, keep_images)
+                pending, n_crops = [], 0
+        yield from self._flush(pending, keep_images)
+
+    def _flush(self, pending: list[tuple[Item, list[Box], np.ndarray | None]], keep: bool) -> Iterator[ImageResult]:
+        chunks = [c for _, _, c in pending if c is not None and len(c)]
+        outputs = self._run(np.concatenate(chunks)) if chunks else {}
+        offset = 0
+        for item, boxes, _ in pending:
+            faces = [self._face(box, outputs, offset + i) for i, box in enumerate(boxes)]
+            offset += len(boxes)
+            yield ImageResult(
+                item.source, faces, item.frame, item.time_s, item.error, item.image if keep else None
+            )
+
+    def _run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        parts = [self.backend.run(crops[s : s + self.batch_size]) for s in range(0, len(crops), self.batch_size)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _face(self, box: Box, outputs: dict[str, np.ndarray], row: int) -> FaceResult:
+        va = outputs.get("va")
+        return FaceResult(
+            box=box,
+            probs=outputs["probs"][row] if "probs" in outputs else None,
+            valence=None if va is None else float(va[row, 0]),
+            arousal=None if va is None else float(va[row, 1]),
+            class_names=self.info.class_names,
+        )
+
+
+def to_rgb(image: Any, channels: str = "rgb") -> np.ndarray:
+    """A path, PIL image or numpy array as an RGB uint8 H x W x 3 array (see ``AffectPredictor.predict``)."""
+    if isinstance(image, (str, Path)):
+        return read_rgb(image)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image, without importing PIL
+        return np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise AffectlabError(f"cannot predict on {type(image).__name__}; give a path, a PIL image or a numpy array")
+    if channels not in ("rgb", "bgr"):
+        raise AffectlabError(f"channels must be 'rgb' or 'bgr', got {channels!r}")
+    if image.dtype != np.uint8:
+        raise AffectlabError(f"numpy images must be uint8 (0-255), got {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise AffectlabError(f"numpy images must be H x W, H x W x 3 or H x W x 4, got shape {image.shape}")
+    image = image[:, :, :3]
+    return np.ascontiguousarray(image[:, :, ::-1] if channels == "bgr" else image)
+
+
+def _item(image: Any, index: int, channels: str) -> Item:
+    name = str(image) if isinstance(image, (str, Path)) else getattr(image, "filename", "") or f"<image {index}>"
+    try:
+        return Item(name, to_rgb(image, channels))
+    except AffectlabError as exc:
+        if not isinstance(image, (str, Path)):
+            raise  # a wrong type or shape is a programming error, not a bad file
+        return Item(name, error=str(exc))
+
+
+def load(
+    path: str | Path, detector: str | FaceDetector = "haar", batch_size: int = 32, margin: float | None = None,
+    threads: int | None = None,
+) -> AffectPredictor:
+    """Load a run folder, ``.pt`` checkpoint or ``.onnx`` file as an ``AffectPredictor``.
+
+    ``.onnx`` files run in ONNX Runtime (everything needed is in their metadata); anything else is read as an
+    affectlab checkpoint and runs in PyTorch. ``threads`` sets the runtime's intra-op threads (default: the CPUs
+    this process may use for ONNX Runtime, PyTorch's own setting otherwise).
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise AffectlabError(f"{path}: model not found")
+    backend: Backend = OnnxBackend(path, threads) if path.suffix.lower() == ".onnx" else TorchBackend(path, threads)
+    return AffectPredictor(backend, detector=detector, batch_size=batch_size, margin=margin)

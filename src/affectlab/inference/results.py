@@ -1,0 +1,128 @@
+"""Prediction records: one ``FaceResult`` per face, grouped per image (or video frame) in an ``ImageResult``.
+
+Every consumer (the Python API, JSONL/CSV files, the HTTP service, annotated images) reads these two classes, so
+the field names are defined once here. An image in which no face was found, or that could not be read, still
+yields a record (``no_face`` / ``error``) so that an output file accounts for every input item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from affectlab.labels import EMOTIONS
+
+__all__ = ["FaceResult", "ImageResult", "CSV_COLUMNS", "Box"]
+
+Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the source image
+
+#: Fixed CSV columns, whatever the model's task: missing values are written as empty cells.
+CSV_COLUMNS: tuple[str, ...] = (
+    "source", "frame", "time_s", "face", "x", "y", "w", "h", "label", "confidence",
+    *(f"p_{name}" for name in EMOTIONS), "valence", "arousal", "no_face", "error",
+)
+
+
+@dataclass
+class FaceResult:
+    """What the model says about one face.
+
+    ``probs`` is None for a regression-only model, ``valence``/``arousal`` are None for a classification-only one.
+    """
+
+    box: Box
+    probs: np.ndarray | None = None
+    valence: float | None = None
+    arousal: float | None = None
+    class_names: tuple[str, ...] = EMOTIONS
+
+    @property
+    def label(self) -> str | None:
+        return None if self.probs is None else self.class_names[int(np.argmax(self.probs))]
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.probs is None else float(np.max(self.probs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [int(v) for v in self.box],
+            "label": self.label,
+            "confidence": _round(self.confidence),
+            "probs": None if self.probs is None else {n: _round(p) for n, p in zip(self.class_names, self.probs)},
+            "valence": _round(self.valence),
+            "arousal": _round(self.arousal),
+        }
+
+
+@dataclass
+class ImageResult(Sequence[FaceResult]):
+    """All faces found in one image or video frame; iterating it yields the faces.
+
+    ``frame``/``time_s`` are set for video frames. ``error`` is set when the item could not be read; ``no_face``
+    is true when it was read but no face was found.
+    """
+
+    source: str
+    faces: list[FaceResult] = field(default_factory=list)
+    frame: int | None = None
+    time_s: float | None = None
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)  # RGB, kept only where a caller wants .plot()
+
+    @property
+    def no_face(self) -> bool:
+        return self.error is None and not self.faces
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, index: int) -> FaceResult:  # type: ignore[override]
+        return self.faces[index]
+
+    def __iter__(self) -> Iterator[FaceResult]:
+        return iter(self.faces)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Flat output records: one per face, or a single ``no_face``/``error`` record."""
+        base: dict[str, Any] = {"source": self.source, "frame": self.frame, "time_s": _round(self.time_s, 3)}
+        if self.error is not None or not self.faces:
+            empty = {"face": None, "box": None, "label": None, "confidence": None, "probs": None,
+                     "valence": None, "arousal": None}
+            return [{**base, **empty, "no_face": self.no_face, "error": self.error}]
+        return [
+            {**base, "face": i, **face.to_dict(), "no_face": False, "error": None} for i, face in enumerate(self.faces)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "frame": self.frame, "time_s": _round(self.time_s, 3),
+            "faces": [f.to_dict() for f in self.faces], "no_face": self.no_face, "error": self.error,
+        }
+
+    def plot(self, image: np.ndarray | None = None) -> np.ndarray:
+        """An RGB copy of the image with boxes, labels and a valence/arousal dot drawn on it."""
+        from affectlab.inference.annotate import draw_result
+
+        image = self.image if image is None else image
+        if image is None:
+            raise ValueError("no image kept with this result; pass the image to plot()")
+        return draw_result(image, self)
+
+
+def csv_row(record: dict[str, Any]) -> list[Any]:
+    """A ``records()`` entry as a row in ``CSV_COLUMNS`` order (None becomes an empty cell)."""
+    box = record.get("box") or [None] * 4
+    probs = record.get("probs") or {}
+    values = {
+        **record, "x": box[0], "y": box[1], "w": box[2], "h": box[3],
+        **{f"p_{name}": probs.get(name) for name in EMOTIONS},
+    }
+    return ["" if values.get(c) is None else values[c] for c in CSV_COLUMNS]
+
+
+def _round(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(float(value), digits)

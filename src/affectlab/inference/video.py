@@ -1,0 +1,197 @@
+"""Video and webcam input, temporal smoothing, and annotated video output.
+
+Frames are decoded one at a time from ``cv2.VideoCapture`` and handed on as they come, so memory does not grow
+with the video's length; skipped frames (``every``) are only grabbed, not decoded. A video that cannot be opened,
+or that ends well before the frame count in its header, yields an error record instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from affectlab.errors import AffectlabError
+from affectlab.inference.predictor import Item
+from affectlab.inference.results import FaceResult, ImageResult
+
+__all__ = ["iter_video", "open_webcam", "iter_webcam", "Smoother", "VideoWriter", "video_info"]
+
+
+def video_info(path: Path) -> tuple[float, int]:
+    """(frames per second, frame count from the header), zeros when unknown or unreadable."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return (cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if cap.isOpened() else (0.0, 0)
+    finally:
+        cap.release()
+
+
+def iter_video(path: Path, every: int = 1, name: str | None = None) -> Iterator[Item]:
+    """Every ``every``-th frame as an RGB ``Item`` with its index and timestamp in seconds."""
+    name = name or str(path)
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        yield Item(name, error=f"{path}: cannot open video (corrupt, or not a video OpenCV can decode)")
+        return
+    fps, expected = cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    index = 0
+    try:
+        while True:
+            if index % every:
+                if not cap.grab():
+                    break
+            else:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                seconds = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+                yield Item(name, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), frame=index, time_s=seconds)
+            index += 1
+    finally:
+        cap.release()
+    if index == 0:
+        yield Item(name, error=f"{path}: no frame could be decoded (empty or corrupt video)")
+    elif expected and index < expected - max(2, expected // 100):
+        yield Item(name, frame=index, error=f"{path}: video ended after {index} of {expected} frames (truncated?)")
+
+
+def open_webcam(index: int) -> cv2.VideoCapture:
+    """Open camera ``index``, or raise one clear line: a missing camera is a setup problem, not a bad item."""
+    cap = cv2.VideoCapture(index)
+    if not cap.isOpened():
+        cap.release()
+        raise AffectlabError(f"webcam {index}: cannot open camera (not connected, in use, or no permission)")
+    return cap
+
+
+def iter_webcam(cap: cv2.VideoCapture, index: int, every: int = 1) -> Iterator[Item]:
+    """Frames from an open camera until it stops delivering (or the user interrupts); time from the first frame."""
+    start = time.monotonic()
+    count = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if count % every == 0:
+                yield Item(f"webcam:{index}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), count, time.monotonic() - start)
+            count += 1
+    finally:
+        cap.release()
+
+
+class Smoother:
+    """Moving average of probabilities and V/A over the last ``window`` processed frames, per face track.
+
+    Faces are matched to the previous frame's tracks greedily by the distance between box centres (a match must
+    be closer than the larger box's side); an unmatched face starts a new track, and a track unseen for
+    ``window`` frames is dropped. Boxes are not smoothed. This is enough for a few well-separated faces; crossing
+    faces can swap tracks.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._tracks: list[_Track] = []
+        self._tick = 0
+
+    def __call__(self, result: ImageResult) -> ImageResult:
+        if self.window <= 1 or result.error is not None:
+            return result
+        self._tick += 1
+        free = list(self._tracks)
+        faces = []
+        for face in sorted(result.faces, key=lambda f: -f.box[2] * f.box[3]):
+            track = _nearest(face, free)
+            if track is None:
+                track = _Track(self.window)
+                self._tracks.append(track)
+            else:
+                free.remove(track)
+            faces.append((face, track.add(face, self._tick)))
+        self._tracks = [t for t in self._tracks if self._tick - t.seen < self.window]
+        order = {id(f): i for i, f in enumerate(result.faces)}
+        smoothed = [s for f, s in sorted(faces, key=lambda p: order[id(p[0])])]
+        return replace(result, faces=smoothed)
+
+
+class _Track:
+    def __init__(self, window: int) -> None:
+        self.history: deque[FaceResult] = deque(maxlen=window)
+        self.seen = 0
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x, y, w, h = self.history[-1].box
+        return x + w / 2, y + h / 2
+
+    def add(self, face: FaceResult, tick: int) -> FaceResult:
+        self.history.append(face)
+        self.seen = tick
+        probs = [f.probs for f in self.history if f.probs is not None]
+        va = [(f.valence, f.arousal) for f in self.history if f.valence is not None]
+        mean_va = np.mean(np.asarray(va, dtype=np.float64), axis=0) if va else None
+        return replace(
+            face, probs=np.mean(probs, axis=0) if probs else None,
+            valence=None if mean_va is None else float(mean_va[0]),
+            arousal=None if mean_va is None else float(mean_va[1]),
+        )
+
+
+def _nearest(face: FaceResult, tracks: list[_Track]) -> _Track | None:
+    x, y, w, h = face.box
+    cx, cy = x + w / 2, y + h / 2
+    best, best_d = None, float("inf")
+    for track in tracks:
+        tx, ty = track.centre
+        limit = max(w, h, *track.history[-1].box[2:])
+        d = ((tx - cx) ** 2 + (ty - cy) ** 2) ** 0.5
+        if d < limit and d < best_d:
+            best, best_d = track, d
+    return best
+
+
+class VideoWriter:
+    """Annotated frames to a video file, written under a temporary name and renamed into place on ``close``.
+
+    ``.avi`` uses Motion-JPEG, anything else MPEG-4 part 2 (``mp4v``): both are built into the OpenCV wheel.
+    The writer opens on the first frame, when the frame size is known.
+    """
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self.fps = Path(path), fps if fps > 0 else 25.0
+        self._tmp: Path | None = None
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
+            os.close(fd)
+            self._tmp = Path(tmp)
+            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
+            self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (rgb.shape[1], rgb.shape[0]))
+            if not self._writer.isOpened():
+                self.abort()
+                raise AffectlabError(f"{self.path}: cannot write video (unsupported container or codec)")
+        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self._writer is not None and self._tmp is not None:
+            self._writer.release()
+            os.replace(self._tmp, self.path)
+        self._writer = self._tmp = None
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+        self._writer = self._tmp = None

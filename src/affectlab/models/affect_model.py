@@ -1,0 +1,79 @@
+"""AffectModel: a CNN trunk, global average pooling, and an expression head and/or a valence/arousal head.
+
+The forward pass returns named outputs (``expression`` logits, ``va`` values) rather than a bare tensor, so the
+multitask model and the single-task models share every consumer. ``forward_features`` / ``forward_head`` are
+split so that a frozen trunk's pooled features can be computed once and the head trained on them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from affectlab.config import ModelConfig
+from affectlab.labels import NUM_EMOTIONS
+from affectlab.models.heads import MLPHead
+from affectlab.models.registry import get_backbone_spec
+from affectlab.models.weights import build_pretrained
+
+__all__ = ["AffectModel", "create_model", "task_outputs"]
+
+
+def task_outputs(task: str) -> tuple[bool, bool]:
+    """(has expression head, has valence/arousal head) for a task name."""
+    return task in ("classification", "multitask"), task in ("regression", "multitask")
+
+
+class AffectModel(nn.Module):
+    def __init__(self, trunk: nn.Module, feature_dim: int, task: str, hidden: int = 256, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.task = task
+        self.trunk = trunk
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        has_expression, has_va = task_outputs(task)
+        self.expression_head = MLPHead(feature_dim, NUM_EMOTIONS, hidden, dropout) if has_expression else None
+        self.va_head = MLPHead(feature_dim, 2, hidden, dropout) if has_va else None
+        self._trunk_frozen = False
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.trunk(images))
+
+    def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        if self.expression_head is not None:
+            out["expression"] = self.expression_head(features)
+        if self.va_head is not None:
+            out["va"] = self.va_head(features)
+        return out
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.forward_head(self.forward_features(images))
+
+    def freeze_trunk(self, frozen: bool = True) -> None:
+        """Freeze (or release) the trunk; a frozen trunk also keeps its BatchNorm statistics fixed."""
+        self._trunk_frozen = frozen
+        for param in self.trunk.parameters():
+            param.requires_grad_(not frozen)
+        self.train(self.training)
+
+    @property
+    def trunk_frozen(self) -> bool:
+        return self._trunk_frozen
+
+    def train(self, mode: bool = True) -> AffectModel:
+        super().train(mode)
+        if self._trunk_frozen:
+            self.trunk.eval()
+        return self
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if not name.startswith("trunk.")]
+
+
+def create_model(config: ModelConfig) -> AffectModel:
+    """Build an AffectModel from its config, loading the trunk's weights as the config says."""
+    spec = get_backbone_spec(config.backbone)
+    trunk = spec.trunk(build_pretrained(spec, config.weights))
+    model = AffectModel(trunk, spec.feature_dim, config.task, config.hidden, config.dropout)
+    model.freeze_trunk(config.freeze)
+    return model

@@ -1,0 +1,60 @@
+"""The affectlab checkpoint: weights plus everything needed to use them.
+
+One file holds the state dict, the model config, the 8 label names, the valence/arousal range, the
+preprocessing (input size, mean/std, face margin), the training config and the validation metrics, so that
+``load_checkpoint`` can rebuild and use a model with no other file and no network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from affectlab.atomic import atomic_write
+from affectlab.config import ModelConfig
+from affectlab.data.transforms import Preprocess
+from affectlab.errors import AffectlabError
+from affectlab.labels import EMOTIONS, VA_RANGE
+from affectlab.models.affect_model import AffectModel, create_model
+
+__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "affectlab-checkpoint-v1"
+
+
+def save_checkpoint(
+    path: str | Path, model: AffectModel, model_config: ModelConfig, preprocess: Preprocess, **meta: Any
+) -> Path:
+    bundle = {
+        "format": CHECKPOINT_FORMAT,
+        "model": {**model_config.__dict__},
+        "task": model_config.task,
+        "class_names": list(EMOTIONS),
+        "va_range": list(VA_RANGE),
+        "preprocess": preprocess.to_dict(),
+        "meta": meta,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    return atomic_write(path, lambda p: torch.save(bundle, p))
+
+
+def load_checkpoint(path: str | Path) -> tuple[AffectModel, dict[str, Any]]:
+    """Rebuild a model from a checkpoint file or a run folder (``model.pt`` inside it), in eval mode."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise AffectlabError(f"{path}: model file not found")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file can fail in many ways
+        raise AffectlabError(f"{path}: not an affectlab checkpoint ({type(exc).__name__})") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != CHECKPOINT_FORMAT:
+        raise AffectlabError(f"{path}: not an affectlab checkpoint (format {bundle.get('format')!r})")
+    config = ModelConfig(**{**bundle["model"], "weights": "none"})
+    model = create_model(config)
+    model.load_state_dict(bundle["state_dict"])
+    model.eval()
+    return model, {k: v for k, v in bundle.items() if k != "state_dict"}

@@ -1,0 +1,39 @@
+"""Torch datasets over decoded uint8 arrays or cached features."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from affectlab.data.prepared import SplitData
+from affectlab.data.transforms import Preprocess, train_augmentation
+
+__all__ = ["ImageDataset", "feature_dataset", "targets"]
+
+
+def targets(split: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(split.expression), torch.from_numpy(split.va)
+
+
+class ImageDataset(Dataset):
+    """Images are normalised per item; augmentation (uint8 CHW) happens before normalisation."""
+
+    def __init__(self, split: SplitData, preprocess: Preprocess, augment: bool = False) -> None:
+        self.images = split.images
+        self.expression, self.va = targets(split)
+        self.preprocess = preprocess
+        self.augment = train_augmentation(preprocess.input_size) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)
+        if self.augment is not None:
+            image = self.augment(image)
+        return self.preprocess.normalise(image.unsqueeze(0))[0], self.expression[index], self.va[index]
+
+
+def feature_dataset(features: torch.Tensor, split: SplitData) -> TensorDataset:
+    return TensorDataset(features, *targets(split))

@@ -1,0 +1,105 @@
+"""Pooled-feature extraction and its on-disk cache.
+
+With a frozen trunk and no train-time augmentation, the trunk computes the same features every epoch; doing it
+once turns a 12-epoch study into one forward pass per image plus seconds of head training. Features are cached
+on disk under a key of (split content, backbone, weights, input size, normalisation), so the second task of the
+same backbone, and the next study on the same data, reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from affectlab.atomic import atomic_write
+from affectlab.data.transforms import Preprocess
+from affectlab.models.affect_model import AffectModel
+
+__all__ = ["extract_features", "FeatureCache", "default_cache_root", "batched_inputs"]
+
+log = logging.getLogger(__name__)
+FEATURE_CACHE_VERSION = 1
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("AFFECTLAB_CACHE", Path.home() / ".cache" / "affectlab")).expanduser()
+
+
+def batched_inputs(
+    images: np.ndarray, preprocess: Preprocess, batch_size: int, channels_last: bool = True, flip: bool = False
+):  # type: ignore[no-untyped-def]
+    """Yield normalised NCHW float batches from uint8 NHWC images, optionally mirrored."""
+    for start in range(0, len(images), batch_size):
+        batch = preprocess.normalise(torch.from_numpy(images[start : start + batch_size]))
+        if flip:
+            batch = batch.flip(-1)
+        yield batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+@torch.inference_mode()
+def extract_features(
+    model: AffectModel, images: np.ndarray, preprocess: Preprocess, batch_size: int = 64, channels_last: bool = True
+) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    chunks = [model.forward_features(b) for b in batched_inputs(images, preprocess, batch_size, channels_last)]
+    model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+class FeatureCache:
+    """Content-addressed pooled features: one file per trunk configuration, one row per image content hash.
+
+    Keying rows by image content (not by split) lets every split, seed and study on the same images share one
+    forward pass per image; only images never seen before are computed.
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root else default_cache_root() / "features"
+
+    def key(self, **parts: object) -> str:
+        text = json.dumps({"v": FEATURE_CACHE_VERSION, **parts}, sort_keys=True, default=str)
+        return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+    def _load(self, path: Path) -> tuple[list[str], torch.Tensor | None]:
+        if not path.is_file():
+            return [], None
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            return list(cached["hashes"]), cached["features"]
+        except Exception:  # a damaged cache entry is recomputed, never trusted
+            log.warning("ignoring unreadable feature cache %s", path)
+            return [], None
+
+    def get_or_compute(
+        self,
+        key: str,
+        hashes: list[str],
+        model: AffectModel,
+        images: np.ndarray,
+        preprocess: Preprocess,
+        channels_last: bool = True,
+    ) -> torch.Tensor:
+        path = self.root / f"{key}.pt"
+        known, stored = self._load(path)
+        row = {h: i for i, h in enumerate(known)}
+        missing = [i for i, h in enumerate(hashes) if h not in row]
+        if missing:
+            new = extract_features(model, images[missing], preprocess, channels_last=channels_last)
+            stored = new if stored is None else torch.cat([stored, new])
+            for i in missing:
+                row.setdefault(hashes[i], len(known))
+                known.append(hashes[i])
+            atomic_write(path, lambda p: torch.save({"hashes": known, "features": stored}, p))
+        else:
+            log.info("features from cache %s", path)
+        assert stored is not None
+        return stored[[row[h] for h in hashes]]

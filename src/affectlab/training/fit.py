@@ -1,0 +1,177 @@
+"""Train one model on prepared data and leave a self-describing run folder.
+
+The run folder gets ``config.yaml`` (the resolved config), ``history.csv`` (per-epoch metrics) and
+``model.pt`` (best-by-validation-loss weights bundled with everything needed to rebuild the model).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from sklearn.utils.class_weight import compute_class_weight
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from affectlab.atomic import write_text
+from affectlab.config import RunConfig
+from affectlab.data.prepared import PreparedData, SplitData
+from affectlab.data.transforms import Preprocess
+from affectlab.labels import NUM_EMOTIONS
+from affectlab.models.affect_model import AffectModel, create_model, task_outputs
+from affectlab.models.checkpoint import save_checkpoint
+from affectlab.models.registry import get_backbone_spec
+from affectlab.models.weights import normalisation, weights_label
+from affectlab.training.datasets import ImageDataset, feature_dataset
+from affectlab.training.features import FeatureCache
+from affectlab.training.finetuning import UnfreezeTrunk
+from affectlab.training.history import HistoryCallback
+from affectlab.training.module import AffectLitModule
+
+__all__ = ["TrainResult", "train_model", "uses_feature_cache", "preprocess_for", "split_features"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: AffectModel
+    preprocess: Preprocess
+    history: list[dict[str, Any]]
+    best_epoch: int
+    epochs_run: int
+    train_seconds: float
+    feature_seconds: float
+    used_feature_cache: bool
+    features: dict[str, torch.Tensor]
+
+
+def uses_feature_cache(cfg: RunConfig) -> bool:
+    t = cfg.train
+    return t.cache_features and cfg.model.freeze and not t.augment and t.unfreeze_at_epoch is None
+
+
+def preprocess_for(cfg: RunConfig) -> Preprocess:
+    mean, std = normalisation(get_backbone_spec(cfg.model.backbone), cfg.model.weights)
+    return Preprocess(input_size=cfg.model.input_size, mean=mean, std=std)
+
+
+def balanced_class_weights(expression: np.ndarray) -> torch.Tensor:
+    """sklearn's 'balanced' weights; classes absent from training get weight 1 so indices stay aligned."""
+    present = np.unique(expression)
+    weights = np.ones(NUM_EMOTIONS, dtype=np.float32)
+    weights[present] = compute_class_weight("balanced", classes=present, y=expression)
+    return torch.from_numpy(weights)
+
+
+def split_features(
+    cfg: RunConfig, split: SplitData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache
+) -> torch.Tensor:
+    """Pooled trunk features of one split, from the cache when the same data, trunk and preprocessing were seen."""
+    spec = get_backbone_spec(cfg.model.backbone)
+    label = weights_label(spec, cfg.model.weights)
+    seed = cfg.train.seed if cfg.model.weights == "none" else None  # random trunks differ per seed
+    key = cache.key(backbone=spec.name, weights=label, seed=seed, preprocess=preprocess.to_dict())
+    return cache.get_or_compute(key, split.hashes, model, split.images, preprocess, cfg.train.channels_last)
+
+
+def _loaders(
+    cfg: RunConfig, data: PreparedData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache | None
+) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor]]:
+    t = cfg.train
+    features: dict[str, torch.Tensor] = {}
+    if uses_feature_cache(cfg):
+        cache = cache or FeatureCache()
+        for name in ("train", "val"):
+            features[name] = split_features(cfg, data.splits[name], model, preprocess, cache)
+        train_set, val_set = (feature_dataset(features[n], data.splits[n]) for n in ("train", "val"))
+    else:
+        train_set = ImageDataset(data.splits["train"], preprocess, augment=t.augment)
+        val_set = ImageDataset(data.splits["val"], preprocess)
+    generator = torch.Generator().manual_seed(t.seed)
+    sampler = None
+    if t.sampler == "balanced":
+        expression = data.splits["train"].expression
+        per_class = np.bincount(expression, minlength=NUM_EMOTIONS).astype(np.float64)
+        sample_weights = 1.0 / per_class[expression]
+        sampler = WeightedRandomSampler(sample_weights.tolist(), len(expression), generator=generator)
+    loader_args = {"num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
+    train_loader = DataLoader(
+        train_set, t.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator, **loader_args
+    )
+    val_loader = DataLoader(val_set, max(t.batch_size, 64), shuffle=False, **loader_args)
+    return train_loader, val_loader, features
+
+
+def train_model(
+    cfg: RunConfig, data: PreparedData, run_dir: str | Path, cache: FeatureCache | None = None, progress: bool = True
+) -> TrainResult:
+    """Fit ``cfg`` on ``data`` (train split, early stopping on val), restore the best weights, save ``model.pt``."""
+    run_dir = Path(run_dir)
+    t = cfg.train
+    write_text(run_dir / "config.yaml", cfg.to_yaml())
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    model = create_model(cfg.model)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    preprocess = preprocess_for(cfg)
+    started = time.perf_counter()
+    train_loader, val_loader, features = _loaders(cfg, data, model, preprocess, cache)
+    feature_seconds = time.perf_counter() - started
+    has_expression, _ = task_outputs(cfg.model.task)
+    weights = None
+    if has_expression and t.class_weights == "balanced" and t.sampler == "none":
+        weights = balanced_class_weights(data.splits["train"].expression)
+    lit = AffectLitModule(model, t, weights, from_features=bool(features), steps_per_epoch=len(train_loader))
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", save_weights_only=True)
+    history = HistoryCallback(run_dir / "history.csv")
+    callbacks: list[L.Callback] = [EarlyStopping("val_loss", patience=t.patience), checkpoint, history]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if t.unfreeze_at_epoch is not None:
+        callbacks.append(UnfreezeTrunk(t.unfreeze_at_epoch))
+    trainer = L.Trainer(
+        max_epochs=t.epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        precision=_precision(t.precision),
+        deterministic=False,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
+        warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+        trainer.fit(lit, train_loader, val_loader)
+    train_seconds = time.perf_counter() - started
+    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    lit.load_state_dict(best["state_dict"])
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    model = lit.model.cpu().eval()
+    best_epoch = int(best.get("epoch", 0)) + 1
+    save_checkpoint(
+        run_dir / "model.pt", model, cfg.model, preprocess,
+        config=cfg.to_dict(), best_epoch=best_epoch, history=history.rows,
+    )
+    return TrainResult(
+        model, preprocess, history.rows, best_epoch, len(history.rows), train_seconds, feature_seconds,
+        bool(features), features,
+    )
+
+
+def _precision(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    return "16-mixed" if torch.cuda.is_available() else "32-true"

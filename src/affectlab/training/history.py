@@ -1,0 +1,43 @@
+"""Per-epoch metrics written to ``history.csv`` as training goes, one clean row per epoch."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from affectlab.atomic import write_text
+
+__all__ = ["HistoryCallback", "read_history", "HISTORY_COLUMNS"]
+
+HISTORY_COLUMNS = (
+    "epoch", "train_loss", "val_loss", "val_accuracy", "val_rmse_valence", "val_rmse_arousal", "lr", "seconds",
+)
+
+
+class HistoryCallback(L.Callback):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, Any]] = []
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
+        row = {"epoch": trainer.current_epoch + 1, "lr": lr, "seconds": round(time.perf_counter() - self._start, 2)}
+        row.update({k: metrics.get(k) for k in HISTORY_COLUMNS if k not in row})
+        self.rows.append(row)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text(self.path, buffer.getvalue())
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    with Path(path).open(newline="") as handle:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(handle)]

@@ -1,0 +1,118 @@
+"""AffectLitModule: losses, optimisers and validation metrics around a plain AffectModel.
+
+The system (what to optimise and how) is kept apart from the network (what to compute), so the same
+AffectModel is trained here, exported to ONNX and served without Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from affectlab.config import TrainConfig
+from affectlab.models.affect_model import AffectModel
+
+__all__ = ["AffectLitModule", "Batch"]
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, expression (-1 = none), va (NaN = none)
+
+
+class AffectLitModule(L.LightningModule):
+    def __init__(
+        self,
+        model: AffectModel,
+        train_config: TrainConfig,
+        class_weights: torch.Tensor | None = None,
+        from_features: bool = False,
+        steps_per_epoch: int = 1,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = train_config
+        self.from_features = from_features
+        self.steps_per_epoch = steps_per_epoch
+        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.empty(0))
+        self._val_outputs: list[dict[str, torch.Tensor]] = []
+
+    def forward(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.forward_head(inputs) if self.from_features else self.model(inputs)
+
+    def compute_loss(self, out: dict[str, torch.Tensor], expression: torch.Tensor, va: torch.Tensor) -> torch.Tensor:
+        """Weighted sum of the task losses (cross-entropy for expression, MSE and/or 1-CCC for V/A)."""
+        total = out[next(iter(out))].new_zeros(())
+        if "expression" in out:
+            weight = self.class_weights if self.class_weights.numel() else None
+            ce = F.cross_entropy(out["expression"], expression, weight=weight, label_smoothing=self.cfg.label_smoothing)
+            total = total + self.cfg.expression_loss_weight * ce
+        if "va" in out:
+            total = total + self.cfg.va_loss_weight * self._va_loss(out["va"], va)
+        return total
+
+    def _va_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        from affectlab.evaluation.metrics import ccc_loss
+
+        loss = pred.new_zeros(())
+        if "mse" in self.cfg.va_loss:
+            loss = loss + F.mse_loss(pred, target)
+        if "ccc" in self.cfg.va_loss:
+            loss = loss + ccc_loss(pred, target)
+        return loss
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        inputs, expression, va = batch
+        loss = self.compute_loss(self(inputs), expression, va)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(inputs))
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        inputs, expression, va = batch
+        out = self(inputs)
+        self._val_outputs.append({**{k: v.detach() for k, v in out.items()}, "expression_true": expression, "va_true": va})
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        cat = {k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]}
+        self._val_outputs.clear()
+        outputs = {k: v for k, v in cat.items() if k in ("expression", "va")}
+        # Validation loss on the whole split at once, so the CCC term is not a mean of per-batch CCCs.
+        self.log("val_loss", self.compute_loss(outputs, cat["expression_true"], cat["va_true"]), prog_bar=True)
+        if "expression" in outputs:
+            accuracy = (outputs["expression"].argmax(1) == cat["expression_true"]).float().mean()
+            self.log("val_accuracy", accuracy, prog_bar=True)
+        if "va" in outputs:
+            rmse = ((outputs["va"] - cat["va_true"]) ** 2).mean(0).sqrt()
+            self.log("val_rmse_valence", rmse[0])
+            self.log("val_rmse_arousal", rmse[1])
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.cfg
+        head = [p for p in self.model.head_parameters() if p.requires_grad]
+        groups: list[dict[str, Any]] = [{"params": head, "lr": cfg.lr}]
+        trunk = list(self.model.trunk.parameters())
+        if not self.from_features and (not self.model.trunk_frozen or cfg.unfreeze_at_epoch is not None):
+            groups.append({"params": trunk, "lr": cfg.backbone_lr or cfg.lr})
+        optimiser_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        optimiser = optimiser_cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.scheduler == "none":
+            return optimiser
+        total = max(1, cfg.epochs * self.steps_per_epoch)
+        warmup = int(cfg.warmup_epochs * self.steps_per_epoch)
+        if cfg.scheduler == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimiser, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=max(warmup / total, 0.05)
+            )
+        else:
+
+            def cosine_with_warmup(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                progress = (step - warmup) / max(1, total - warmup)
+                return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, cosine_with_warmup)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,39 @@
+"""Shared fixtures: small synthetic datasets made on the fly, and caches isolated per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read or write the user's ~/.cache or torch hub from a test."""
+    root = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("AFFECTLAB_CACHE", str(root / "affectlab-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(root / "torch-home"))
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """96 synthetic faces (12 per class) at 64 px in AffectNet layout."""
+    from affectlab.data.demo import generate_demo_dataset
+
+    return generate_demo_dataset(tmp_path_factory.mktemp("demo") / "faces", n_per_class=12, image_size=64, seed=0)
+
+
+def write_affectnet(root: Path, rows: list[tuple[str, object, object, object]], size: int = 32, seed: int = 0) -> Path:
+    """Write an AffectNet-layout folder: rows of (id, exp, val, aro) saved as 0-d unicode arrays like the release."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for sample_id, exp, val, aro in rows:
+        cv2.imwrite(str(root / "images" / f"{sample_id}.jpg"), rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+        for key, value in (("exp", exp), ("val", val), ("aro", aro)):
+            if value is not None:
+                np.save(root / "annotations" / f"{sample_id}_{key}.npy", np.array(str(value)))
+    return root

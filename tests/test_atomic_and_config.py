@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from affectlab.atomic import atomic_write, prepare_run_dir, write_json
+from affectlab.config import RunConfig, load_recipe
+from affectlab.errors import AffectlabError
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_failed_write_leaves_neither_file_nor_temp(tmp_path: Path) -> None:
+    write_json(tmp_path / "metrics.json", {"a": 1})
+
+    def explode(path: Path) -> None:
+        path.write_text('{"half": ')
+        raise KeyboardInterrupt  # as if the run were killed mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(tmp_path / "metrics.json", explode)
+    assert (tmp_path / "metrics.json").read_text().strip() == '{\n  "a": 1\n}'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_nan_is_refused_in_json(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "m.json", {"x": float("nan")})
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_run_dir_guard(tmp_path: Path) -> None:
+    run = prepare_run_dir(tmp_path / "run", overwrite=False)
+    (run / "keep.txt").write_text("user data")
+    with pytest.raises(AffectlabError, match="pass --overwrite"):
+        prepare_run_dir(run, overwrite=False)
+    assert (run / "keep.txt").exists()
+    assert not any(prepare_run_dir(run, overwrite=True).iterdir())
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_load(recipe: Path) -> None:
+    cfg = load_recipe(recipe)
+    assert cfg.model.backbone and cfg.train.epochs > 0
+
+
+def test_reference_recipe_is_the_study_protocol() -> None:
+    cfg = load_recipe(RECIPES / "reference.yaml")
+    assert cfg.to_dict()["model"] == RunConfig().to_dict()["model"] | {"backbone": "mobilenet_v2"}
+    t = cfg.train
+    assert (t.epochs, t.batch_size, t.optimizer, t.lr, t.patience, t.class_weights) == (12, 32, "adam", 1e-3, 4, "balanced")
+    assert (cfg.model.input_size, cfg.model.freeze, cfg.model.hidden, cfg.model.dropout) == (128, True, 256, 0.5)
+
+
+def test_recipe_errors_name_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "r.yaml"
+    bad.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(AffectlabError, match=r"r.yaml \[train\]: unknown option\(s\) epoch"):
+        load_recipe(bad)
+    bad.write_text("model:\n  task: detection\n")
+    with pytest.raises(AffectlabError, match="model.task='detection' is not one of"):
+        load_recipe(bad)
+    bad.write_text("model: [\n")
+    with pytest.raises(AffectlabError, match="not valid YAML"):
+        load_recipe(bad)
