@@ -61,7 +61,8 @@ def test_best_weights_are_restored_and_saved(demo_data: Path, tmp_path: Path) ->
 
 def test_all_levers_train_together(demo_data: Path, tmp_path: Path) -> None:
     cfg = _config(demo_data, epochs=4, lr=2e-3, optimizer="adamw", scheduler="cosine", warmup_epochs=0.5,
-                  augment=True, label_smoothing=0.1, va_loss="mse+ccc", sampler="balanced", patience=10)
+                  augment=True, label_smoothing=0.1, va_loss="mse+ccc", sampler="balanced", patience=10,
+                  ema_decay=0.9, tta_flip=True)
     cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18", freeze=False))
     result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
     assert not result.used_feature_cache

@@ -45,15 +45,16 @@ class WholeImageDetector:
 class HaarDetector:
     """OpenCV Haar cascades: frontal faces, with a profile cascade as the fallback.
 
-    Large images are scanned at ``max_side`` pixels (boxes are scaled back), which keeps detection at a
-    few tens of milliseconds per 720p frame; faces smaller than ``min_face`` of the image's shorter side are
-    ignored. A lock serialises calls because one cascade object must not be used by two threads at once.
+    Large images are scanned with their longer side at ``max_side`` pixels (boxes are scaled back): on a 720p
+    frame this halves detection time against 640 px with the same hits on our test scenes, but faces smaller
+    than about 24 / ``max_side`` of the longer side are missed; raise ``max_side`` for small faces in big
+    photos. Faces smaller than ``min_face`` of the (scanned) shorter side are ignored. A lock serialises calls because one cascade object must not be used by two threads at once.
     """
 
     name = "haar"
 
     def __init__(
-        self, max_side: int = 640, min_face: float = 0.05, scale_factor: float = 1.1, min_neighbors: int = 5,
+        self, max_side: int = 480, min_face: float = 0.05, scale_factor: float = 1.1, min_neighbors: int = 5,
         profile: bool = True,
     ) -> None:
         self.max_side, self.min_face = max_side, min_face

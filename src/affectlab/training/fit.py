@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
@@ -139,6 +139,9 @@ def train_model(
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if t.unfreeze_at_epoch is not None:
         callbacks.append(UnfreezeTrunk(t.unfreeze_at_epoch))
+    if t.ema_decay is not None:
+        # Validation, checkpoints and the final weights all use the averaged model.
+        callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
     trainer = L.Trainer(
         max_epochs=t.epochs,
         callbacks=callbacks,

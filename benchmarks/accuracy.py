@@ -1,0 +1,84 @@
+"""Reference recipe vs best recipe on one data folder, as one table in the units of the published figures.
+
+Usage:
+    python benchmarks/accuracy.py --data ../shared/data/affectnet-3999 --out /tmp/accuracy [--seeds 0,1,2]
+        [--recipes recipes/reference.yaml,recipes/best.yaml]
+
+Each recipe runs through ``affectlab study`` (one split per seed, model selection on validation, test scored once
+per model); the table gives test mean ± std over seeds next to the published results on the 3,999-image set.
+Needs the ImageNet MobileNetV2 weights in ``$TORCH_HOME/hub/checkpoints`` (see ../shared/weights/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from affectlab.config import load_recipe
+from affectlab.study import run_study
+
+#: Published results on the same 3,999 images (../shared/data/affectnet-3999/SOURCE.md); most use 80/20 splits.
+PUBLISHED = [
+    ("ResNet50 VGGFace2 (muhammadhaider02 RESULTS.md)", ".529", ".524", ".461", ".882", ".373/.319", ".585/.470", "-"),
+    ("ResNet18 (muhammadhaider02 RESULTS.md)", ".501", ".500", ".430", ".823", ".387/.328", ".549/.458", "-"),
+    ("MobileNetV3-L (rameenbabar model_comparison.csv)", ".486", ".480", ".411", ".818", ".403/.349", ".480/.344", "-"),
+    ("Reference study MobileNetV2 (frozen)", ".320", ".301*", ".223", ".730", ".445/.356", "-", ".291/.315"),
+]
+COLUMNS = ("model", "acc", "F1 macro", "kappa", "AUC", "RMSE V/A", "CCC V/A", "CORR V/A", "train s")
+
+
+def _cell(agg: dict, key: str) -> str:  # type: ignore[type-arg]
+    value = agg.get(key)
+    if value is None:
+        return "-"
+    return f"{value['mean']:.3f}±{value['std']:.3f}" if value["n"] > 1 else f"{value['mean']:.3f}"
+
+
+def _rows(name: str, summary: dict) -> list[list[str]]:  # type: ignore[type-arg]
+    aggregates = summary["aggregate"]
+    merged: dict = {}  # type: ignore[type-arg]
+    for agg in aggregates:  # the reference trains one model per task; show them on one line
+        merged.update({k: v for k, v in agg.items() if "." in k})
+    seconds = sum(r["train_seconds"] for r in summary["runs"]) / max(1, len({r["seed"] for r in summary["runs"]}))
+    tasks = "+".join(sorted({a["task"] for a in aggregates}))
+    return [[
+        f"{name} ({tasks})", _cell(merged, "classification.accuracy"), _cell(merged, "classification.f1_macro"),
+        _cell(merged, "classification.cohen_kappa"), _cell(merged, "classification.auc_ovr"),
+        f"{_cell(merged, 'valence.rmse')}/{_cell(merged, 'arousal.rmse')}",
+        f"{_cell(merged, 'valence.ccc')}/{_cell(merged, 'arousal.ccc')}",
+        f"{_cell(merged, 'valence.corr')}/{_cell(merged, 'arousal.corr')}", f"{seconds:.0f}",
+    ]]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--recipes", default="recipes/reference.yaml,recipes/best.yaml")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows: list[list[str]] = []
+    for recipe in args.recipes.split(","):
+        cfg = load_recipe(recipe)
+        cfg = replace(cfg, data=replace(cfg.data, path=args.data))
+        tasks = ["classification", "regression"] if cfg.model.task != "multitask" else ["multitask"]
+        started = time.perf_counter()
+        summary = run_study(cfg, Path(args.out) / Path(recipe).stem, [cfg.model.backbone], tasks, {}, seeds,
+                            overwrite=args.overwrite, progress=False)
+        print(f"{recipe}: {time.perf_counter() - started:.0f} s for seeds {seeds}", flush=True)
+        rows += _rows(Path(recipe).stem, summary)
+    rows += [[*p, "-"] for p in PUBLISHED]
+    print("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print("* the reference study reports weighted F1. Published rows: ../shared/data/affectnet-3999/SOURCE.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,98 @@
+"""Helpers for the inference tests: small models with non-trivial outputs, and scenes with drawn faces.
+
+A randomly initialised MobileNetV2 has BatchNorm statistics of a fresh network, so its pooled features are
+near zero and every input gets the same prediction; a test comparing two runtimes on it could not fail. The
+model here has its BatchNorm statistics fitted to random images and its output layers scaled up, so different
+inputs give clearly different probabilities and valence/arousal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from affectlab.config import ModelConfig
+from affectlab.data.demo import generate_demo_dataset
+from affectlab.data.transforms import Preprocess
+from affectlab.models.affect_model import create_model
+from affectlab.models.checkpoint import save_checkpoint
+
+INPUT_SIZE = 64
+
+
+def one_torch_thread() -> Iterator[None]:
+    """Fixture body: PyTorch on one thread, restored afterwards.
+
+    On a 2-core machine that is busy with other work, PyTorch's spinning OpenMP threads can make a 64 px batch
+    take seconds instead of milliseconds; the tests' tiny batches gain nothing from a second thread.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def make_run(root: Path, task: str = "multitask", seed: int = 0) -> Path:
+    """A run folder with ``model.pt``: mobilenet_v2 at 64 px whose outputs vary with the input."""
+    torch.manual_seed(seed)
+    config = ModelConfig(backbone="mobilenet_v2", weights="none", task=task, input_size=INPUT_SIZE, freeze=False)
+    model = create_model(config)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the fitting batches
+    model.train()
+    generator = torch.Generator().manual_seed(seed)
+    batches = [torch.rand(16, 3, INPUT_SIZE, INPUT_SIZE, generator=generator) * 4 - 2 for _ in range(3)]
+    with torch.no_grad():
+        for batch in batches:
+            model(batch)
+        model.eval()
+        features = model.forward_features(torch.cat(batches))
+        for head, gain in ((model.expression_head, 30.0), (model.va_head, 4.0)):
+            if head is not None:  # larger outputs, centred on the fitting images: varied labels and V/A
+                head[-1].weight.mul_(gain)
+                head[-1].bias.sub_(head(features).mean(0))
+    run = root / f"run-{task}"
+    save_checkpoint(run / "model.pt", model, config, Preprocess(input_size=INPUT_SIZE), note="test model")
+    return run
+
+
+def demo_faces(root: Path, n_per_class: int = 2, size: int = 160) -> list[np.ndarray]:
+    """Synthetic cartoon faces (BGR) from the demo generator."""
+    folder = generate_demo_dataset(root / f"faces-{size}", n_per_class=n_per_class, image_size=size, seed=0)
+    return [cv2.imread(str(p)) for p in sorted((folder / "images").glob("*.png"), key=lambda p: int(p.stem))]
+
+
+def scene(faces: list[np.ndarray], positions: list[tuple[int, int]], size: tuple[int, int] = (480, 640)) -> np.ndarray:
+    """Paste faces (BGR) onto a grey, lightly textured canvas at top-left ``positions`` (x, y)."""
+    rng = np.random.default_rng(1)
+    canvas = np.clip(rng.normal(110, 12, (*size, 3)), 0, 255).astype(np.uint8)
+    for face, (x, y) in zip(faces, positions):
+        h, w = face.shape[:2]
+        canvas[y : y + h, x : x + w] = face
+    return canvas
+
+
+def no_face_image(size: tuple[int, int] = (240, 320)) -> np.ndarray:
+    """Smooth gradient with a few rectangles: nothing face-like for a cascade."""
+    ramp = np.linspace(40, 200, size[1], dtype=np.float32)[None, :, None]
+    image = np.repeat(np.repeat(ramp, size[0], 0), 3, 2).astype(np.uint8)
+    cv2.rectangle(image, (30, 30), (90, 70), (0, 90, 200), -1)
+    cv2.rectangle(image, (200, 120), (290, 220), (200, 200, 40), -1)
+    return image
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    """Write BGR frames with the container's usual codec (MJPG for .avi, mp4v otherwise)."""
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps, (frames[0].shape[1], frames[0].shape[0]))
+    assert writer.isOpened(), f"OpenCV cannot write {path.suffix} here"
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
