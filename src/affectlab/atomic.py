@@ -26,6 +26,10 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[Path], None]) -
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600 files; results should get the permissions any file written by the user gets.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         writer(tmp_path)
         os.replace(tmp_path, path)

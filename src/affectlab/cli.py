@@ -66,7 +66,8 @@ def _resolve_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.data:
         data = replace(data, path=args.data)
     if data.path == "demo" and not args.recipe:
-        model = replace(model, weights=str(DEMO_PRESET["weights"]), freeze=bool(DEMO_PRESET["freeze"]),
+        model = replace(model, backbone=str(DEMO_PRESET["backbones"]).split(",")[0],
+                        weights=str(DEMO_PRESET["weights"]), freeze=bool(DEMO_PRESET["freeze"]),
                         input_size=int(DEMO_PRESET["input_size"]))
         train = replace(train, epochs=int(DEMO_PRESET["epochs"]))
     class_map = dict(item.split("=", 1) for item in args.class_map.split(",")) if args.class_map else data.class_map

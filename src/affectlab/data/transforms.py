@@ -7,11 +7,13 @@ backbone's weights metadata, so a model is always fed what its weights were trai
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:  # torch is imported where it is used, so ONNX-only inference never loads it
+    import torch
+    from torchvision.transforms import v2
 
 __all__ = ["Preprocess", "train_augmentation"]
 
@@ -39,6 +41,8 @@ class Preprocess:
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC or NCHW batch -> normalised float NCHW."""
+        import torch
+
         if images.ndim == 4 and images.shape[-1] == 3 and images.shape[1] != 3:
             images = images.permute(0, 3, 1, 2)
         mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
@@ -57,6 +61,8 @@ def train_augmentation(input_size: int) -> v2.Compose:
 
     Kept mild: faces are already aligned crops, and strong geometric changes destroy expression cues.
     """
+    from torchvision.transforms import v2
+
     return v2.Compose(
         [
             v2.RandomHorizontalFlip(),

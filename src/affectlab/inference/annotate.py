@@ -1,6 +1,6 @@
 """Draw predictions on an image: a box and label per face, and a small valence/arousal dial.
 
-The dial is a circle beside the face's box (valence on x, arousal on y, the circumplex model's axes) with a dot
+The dial is a circle in the corner of the face's box (valence on x, arousal on y, the circumplex model's axes) with a dot
 where the face sits, so V/A can be read at a glance on a video. Drawing sizes scale with the face box, so the
 marks stay readable on both a 96 px crop and a 4K frame.
 """
@@ -33,19 +33,19 @@ def draw_result(image: np.ndarray, result: ImageResult) -> np.ndarray:
 
 
 def _draw_face(out: np.ndarray, face: FaceResult) -> None:
+    """Label and confidence above the box, V/A values below it, the V/A dial in the box's top-right corner."""
     x, y, w, h = face.box
     side = max(w, h)
     thickness = max(1, side // 80)
-    scale = max(0.35, side / 220)
+    scale = max(0.35, side / 260)
     colour = EMOTION_COLOURS.get(face.label or "", (255, 255, 255))
     cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness, cv2.LINE_AA)
-    parts = [f"{face.label} {face.confidence:.2f}"] if face.label else []
+    if face.label:
+        _text(out, f"{face.label} {face.confidence:.2f}", (x, y), colour, scale, above=True)
     if face.valence is not None and face.arousal is not None:
-        parts.append(f"V{face.valence:+.2f} A{face.arousal:+.2f}")
-    if parts:
-        _text(out, "  ".join(parts), (x, y), colour, scale, above=True)
-    if face.valence is not None and face.arousal is not None:
-        _va_dial(out, (x + w, y), max(10, side // 6), face.valence, face.arousal, colour)
+        _text(out, f"V {face.valence:+.2f}  A {face.arousal:+.2f}", (x, y + h + 2), (235, 235, 235), scale * 0.85)
+        radius = max(8, side // 8)
+        _va_dial(out, (x + w - radius - 3, y + radius + 3), radius, face.valence, face.arousal, colour)
 
 
 def _text(
@@ -64,12 +64,12 @@ def _text(
 
 
 def _va_dial(
-    out: np.ndarray, corner: tuple[int, int], radius: int, valence: float, arousal: float,
+    out: np.ndarray, centre: tuple[int, int], radius: int, valence: float, arousal: float,
     colour: tuple[int, int, int],
 ) -> None:
-    """Circle of ``radius`` just right of the box's top-right corner (inside the image), dot at (V, A)."""
-    cx = int(np.clip(corner[0] + radius + 3, radius, out.shape[1] - radius - 1))
-    cy = int(np.clip(corner[1] + radius, radius, out.shape[0] - radius - 1))
+    """Circle of ``radius`` at ``centre`` (kept inside the image): valence on x, arousal on y, dot at (V, A)."""
+    cx = int(np.clip(centre[0], radius, out.shape[1] - radius - 1))
+    cy = int(np.clip(centre[1], radius, out.shape[0] - radius - 1))
     cv2.circle(out, (cx, cy), radius, (20, 20, 20), -1, cv2.LINE_AA)
     cv2.circle(out, (cx, cy), radius, (230, 230, 230), 1, cv2.LINE_AA)
     cv2.line(out, (cx - radius, cy), (cx + radius, cy), (120, 120, 120), 1)

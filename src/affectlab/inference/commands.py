@@ -22,17 +22,17 @@ __all__ = ["add_commands", "cmd_predict", "cmd_export", "cmd_serve"]
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     predict = sub.add_parser("predict", help="faces, expressions and valence/arousal in photos, folders, video, webcam")
-    predict.add_argument("model", help="run folder, .pt checkpoint or .onnx file")
+    predict.add_argument("model", metavar="MODEL", help="run folder, .pt checkpoint or .onnx file")
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive), video files")
     predict.add_argument("--webcam", type=int, metavar="INDEX", help="also read camera INDEX (e.g. 0); Ctrl-C stops")
     predict.add_argument("--detector", default="haar", help="haar (default) or none (each image is one face crop)")
-    predict.add_argument("--margin", type=float, help="border around detected faces, fraction of box (default: model's)")
+    predict.add_argument("--margin", type=float, help="border around faces, fraction of the box (default: model's)")
     predict.add_argument("--out", help="results file, .jsonl or .csv (default: JSON lines on stdout)")
     predict.add_argument("--save-annotated", metavar="DIR", help="write images/videos with boxes, labels and V/A dots")
     predict.add_argument("--batch-size", type=int, help="face crops per model call (default 32; 1 with --webcam)")
     predict.add_argument("--every", type=int, default=1, metavar="N", help="video: process every Nth frame")
     predict.add_argument("--smooth", type=int, default=1, metavar="N", help="video: average over the last N frames")
-    predict.add_argument("--threads", type=int, help="runtime threads (default: all CPUs this process may use)")
+    predict.add_argument("--threads", type=int, help="model threads (default: ONNX all usable CPUs, PyTorch its own)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     predict.set_defaults(handler=cmd_predict)
 
@@ -46,7 +46,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     export.set_defaults(handler=cmd_export)
 
     serve = sub.add_parser("serve", help="HTTP service: POST /predict with an image, GET /health")
-    serve.add_argument("model", help="run folder, .pt checkpoint or .onnx file")
+    serve.add_argument("model", metavar="MODEL", help="run folder, .pt checkpoint or .onnx file")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--detector", default="haar", help="haar (default) or none")

@@ -48,7 +48,8 @@ class HaarDetector:
     Large images are scanned with their longer side at ``max_side`` pixels (boxes are scaled back): on a 720p
     frame this halves detection time against 640 px with the same hits on our test scenes, but faces smaller
     than about 24 / ``max_side`` of the longer side are missed; raise ``max_side`` for small faces in big
-    photos. Faces smaller than ``min_face`` of the (scanned) shorter side are ignored. A lock serialises calls because one cascade object must not be used by two threads at once.
+    photos. Faces smaller than ``min_face`` of the (scanned) shorter side are ignored. A lock serialises calls
+    because one cascade object must not be used by two threads at once.
     """
 
     name = "haar"

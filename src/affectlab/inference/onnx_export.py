@@ -102,7 +102,8 @@ def _export_graph(model: Any, size: int) -> Any:
             return tuple(values)
 
     wrapper = _Exported(model).eval()
-    names = [ONNX_OUTPUTS[k] for k, head in (("probs", model.expression_head), ("va", model.va_head)) if head is not None]
+    heads = (("probs", model.expression_head), ("va", model.va_head))
+    names = [ONNX_OUTPUTS[key] for key, head in heads if head is not None]
     example = (torch.zeros(2, 3, size, size),)  # batch 2: a batch of 1 would be specialised away
     _quiet_exporter_logs()
     program = torch.onnx.export(

@@ -5,8 +5,8 @@ thread pool; a lock lets one prediction run at a time, because the runtimes alre
 batch and OpenCV's cascade objects must not be shared between threads.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at runtime, and
+# ``UploadFile`` is imported inside ``create_app`` to keep FastAPI an optional dependency.
 import threading
 from typing import Any
 
@@ -21,7 +21,7 @@ __all__ = ["create_app", "serve", "MAX_UPLOAD_BYTES"]
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
-def create_app(predictor: AffectPredictor) -> Any:
+def create_app(predictor: "AffectPredictor") -> Any:
     """A FastAPI app around an already loaded predictor."""
     try:
         from fastapi import FastAPI, File, HTTPException, UploadFile

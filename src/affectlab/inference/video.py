@@ -29,7 +29,9 @@ def video_info(path: Path) -> tuple[float, int]:
     """(frames per second, frame count from the header), zeros when unknown or unreadable."""
     cap = cv2.VideoCapture(str(path))
     try:
-        return (cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)) if cap.isOpened() else (0.0, 0)
+        if not cap.isOpened():
+            return 0.0, 0
+        return cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     finally:
         cap.release()
 
@@ -37,6 +39,9 @@ def video_info(path: Path) -> tuple[float, int]:
 def iter_video(path: Path, every: int = 1, name: str | None = None) -> Iterator[Item]:
     """Every ``every``-th frame as an RGB ``Item`` with its index and timestamp in seconds."""
     name = name or str(path)
+    if not Path(path).is_file():
+        yield Item(name, error=f"{path}: no such video file")
+        return
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         yield Item(name, error=f"{path}: cannot open video (corrupt, or not a video OpenCV can decode)")
@@ -186,6 +191,7 @@ class VideoWriter:
     def close(self) -> None:
         if self._writer is not None and self._tmp is not None:
             self._writer.release()
+            os.chmod(self._tmp, 0o644)  # mkstemp made it private; the finished video reads like any file
             os.replace(self._tmp, self.path)
         self._writer = self._tmp = None
 

@@ -1,0 +1,105 @@
+"""`affectlab serve`: a real uvicorn server in a subprocess on 127.0.0.1, queried over real HTTP with httpx."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import httpx
+import pytest
+
+from affectlab.labels import EMOTIONS
+from inference_support import demo_faces, make_run, no_face_image, one_torch_thread, scene
+
+_single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve")
+
+
+@pytest.fixture(scope="module")
+def server(work: Path) -> Iterator[str]:
+    """``affectlab serve RUN`` started as a user would; yields its base URL and stops it afterwards."""
+    run = make_run(work)
+    port = _free_port()
+    command = [sys.executable, "-m", "affectlab.cli", "serve", str(run), "--port", str(port), "--threads", "1"]
+    log = (work / "server.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}: {(work / 'server.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server did not answer within 60 s: {(work / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def _png(image) -> bytes:  # type: ignore[no-untyped-def]
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return data.tobytes()
+
+
+def test_health_describes_the_model(server: str) -> None:
+    body = httpx.get(f"{server}/health").json()
+    assert body["status"] == "ok" and body["detector"] == "haar"
+    assert body["model"]["task"] == "multitask" and body["model"]["class_names"] == list(EMOTIONS)
+    assert body["model"]["preprocess"]["input_size"] == 64 and body["model"]["runtime"] == "pytorch"
+
+
+def test_predict_returns_one_entry_per_face(server: str, work: Path) -> None:
+    faces = demo_faces(work)
+    image = scene([faces[0], faces[2]], [(40, 100), (400, 200)])
+    response = httpx.post(f"{server}/predict", files={"file": ("two.png", _png(image), "image/png")})
+    assert response.status_code == 200
+    body = response.json()
+    assert [f["face"] for f in body] == [0, 1]
+    for face, (x, y) in zip(body, [(40, 100), (400, 200)]):
+        bx, by, bw, bh = face["box"]
+        assert x < bx + bw / 2 < x + 160 and y < by + bh / 2 < y + 160
+        assert face["label"] in EMOTIONS and set(face["probs"]) == set(EMOTIONS)
+        assert abs(sum(face["probs"].values()) - 1) < 1e-4 and isinstance(face["valence"], float)
+    again = httpx.post(f"{server}/predict", files={"file": ("two.png", _png(image), "image/png")}).json()
+    assert again == body  # same model, loaded once, deterministic
+
+
+def test_no_face_and_bad_uploads(server: str) -> None:
+    empty = httpx.post(f"{server}/predict", files={"file": ("empty.png", _png(no_face_image()), "image/png")})
+    assert empty.status_code == 200 and empty.json() == []
+    bad = httpx.post(f"{server}/predict", files={"file": ("bad.jpg", b"not an image", "image/jpeg")})
+    assert bad.status_code == 400 and "bad.jpg: not a readable image" in bad.json()["detail"]
+    missing = httpx.post(f"{server}/predict")
+    assert missing.status_code == 422
+
+
+def test_serve_with_a_missing_model_fails_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "affectlab.cli", "serve", str(tmp_path / "none.onnx")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"affectlab: error: {tmp_path / 'none.onnx'}: model not found"]
