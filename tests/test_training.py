@@ -82,3 +82,13 @@ def test_gradual_unfreezing_changes_the_trunk_only_after_the_given_epoch(demo_da
     result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
     assert not result.used_feature_cache
     assert not torch.equal(initial, result.model.trunk[0].weight)
+
+
+def test_selection_follows_the_monitored_validation_metric(demo_data: Path, tmp_path: Path) -> None:
+    cfg = _config(demo_data, epochs=4, lr=3e-3, monitor="val_score", patience=10)
+    result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
+    scores = [row["val_score"] for row in result.history]
+    assert all(s is not None for s in scores)
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+    row = result.history[0]
+    assert row["val_score"] == pytest.approx(row["val_accuracy"] + row["val_ccc"], abs=1e-5)

@@ -60,7 +60,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     scheduler: str = "none"  # none | cosine | onecycle
     warmup_epochs: float = 0.0
-    patience: int = 4  # early stopping on validation loss; best weights are restored
+    patience: int = 4  # early stopping on the monitored validation metric; best weights are restored
+    monitor: str = "val_loss"  # val_loss | val_accuracy | val_ccc | val_score (accuracy + mean V/A CCC)
     class_weights: str = "balanced"  # balanced | none
     sampler: str = "none"  # none | balanced (class-balanced sampling instead of class weights)
     label_smoothing: float = 0.0
@@ -127,6 +128,7 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
         ("train", "sampler"): ("none", "balanced"),
         ("train", "va_loss"): ("mse", "ccc", "mse+ccc"),
         ("train", "precision"): ("auto", "32", "16-mixed", "bf16-mixed"),
+        ("train", "monitor"): ("val_loss", "val_accuracy", "val_ccc", "val_score"),
     }
     for (section, key), allowed in choices.items():
         value = getattr(getattr(cfg, section), key)

@@ -132,9 +132,10 @@ def train_model(
         weights = balanced_class_weights(data.splits["train"].expression)
     lit = AffectLitModule(model, t, weights, from_features=bool(features), steps_per_epoch=len(train_loader))
     ckpt_dir = run_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", save_weights_only=True)
+    mode = "min" if t.monitor == "val_loss" else "max"
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=True)
     history = HistoryCallback(run_dir / "history.csv")
-    callbacks: list[L.Callback] = [EarlyStopping("val_loss", patience=t.patience), checkpoint, history]
+    callbacks: list[L.Callback] = [EarlyStopping(t.monitor, patience=t.patience, mode=mode), checkpoint, history]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if t.unfreeze_at_epoch is not None:

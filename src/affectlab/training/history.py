@@ -15,7 +15,8 @@ from affectlab.atomic import write_text
 __all__ = ["HistoryCallback", "read_history", "HISTORY_COLUMNS"]
 
 HISTORY_COLUMNS = (
-    "epoch", "train_loss", "val_loss", "val_accuracy", "val_rmse_valence", "val_rmse_arousal", "lr", "seconds",
+    "epoch", "train_loss", "val_loss", "val_accuracy", "val_rmse_valence", "val_rmse_arousal", "val_ccc", "val_score",
+    "lr", "seconds",
 )
 
 

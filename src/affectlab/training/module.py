@@ -81,13 +81,22 @@ class AffectLitModule(L.LightningModule):
         outputs = {k: v for k, v in cat.items() if k in ("expression", "va")}
         # Validation loss on the whole split at once, so the CCC term is not a mean of per-batch CCCs.
         self.log("val_loss", self.compute_loss(outputs, cat["expression_true"], cat["va_true"]), prog_bar=True)
+        score = outputs[next(iter(outputs))].new_zeros(())
         if "expression" in outputs:
             accuracy = (outputs["expression"].argmax(1) == cat["expression_true"]).float().mean()
             self.log("val_accuracy", accuracy, prog_bar=True)
+            score = score + accuracy
         if "va" in outputs:
+            from affectlab.evaluation.metrics import ccc_loss
+
             rmse = ((outputs["va"] - cat["va_true"]) ** 2).mean(0).sqrt()
             self.log("val_rmse_valence", rmse[0])
             self.log("val_rmse_arousal", rmse[1])
+            ccc = 1.0 - ccc_loss(outputs["va"].float(), cat["va_true"].float())
+            self.log("val_ccc", ccc)
+            score = score + ccc
+        # One number to select on when the losses (label smoothing, CCC terms) stop tracking what is reported.
+        self.log("val_score", score)
 
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
