@@ -24,6 +24,20 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_demo_dataset(tmp_path_factory.mktemp("demo") / "faces", n_per_class=12, image_size=64, seed=0)
 
 
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A scratch folder shared by one test module."""
+    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture(scope="module")
+def run(work: Path) -> Path:
+    """A run folder with an untrained multitask MobileNetV2 at 64 px, for the inference tests."""
+    from inference_support import make_run
+
+    return make_run(work)
+
+
 def write_affectnet(root: Path, rows: list[tuple[str, object, object, object]], size: int = 32, seed: int = 0) -> Path:
     """Write an AffectNet-layout folder: rows of (id, exp, val, aro) saved as 0-d unicode arrays like the release."""
     import cv2

@@ -29,16 +29,6 @@ _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("inference")
-
-
-@pytest.fixture(scope="module")
-def run(work: Path) -> Path:
-    return make_run(work)
-
-
-@pytest.fixture(scope="module")
 def faces(work: Path) -> list[np.ndarray]:
     return demo_faces(work)
 

@@ -36,16 +36,6 @@ _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("onnx")
-
-
-@pytest.fixture(scope="module")
-def run(work: Path) -> Path:
-    return make_run(work)
-
-
-@pytest.fixture(scope="module")
 def crops(work: Path) -> np.ndarray:
     """Face crops (uint8 NHWC RGB at the model's input size): 32 demo faces and 8 noise images."""
     faces = [cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), (INPUT_SIZE, INPUT_SIZE)) for f in demo_faces(work, 4)]

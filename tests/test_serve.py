@@ -27,11 +27,6 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("serve")
-
-
-@pytest.fixture(scope="module")
 def server(work: Path) -> Iterator[str]:
     """``affectlab serve RUN`` started as a user would; yields its base URL and stops it afterwards."""
     run = make_run(work)

@@ -13,22 +13,12 @@ import affectlab
 from affectlab.cli import main
 from affectlab.inference.results import FaceResult, ImageResult
 from affectlab.inference.video import Smoother, iter_video
-from inference_support import demo_faces, make_run, one_torch_thread, scene, write_video
+from inference_support import demo_faces, one_torch_thread, scene, write_video
 
 FPS = 10.0
 N_FRAMES = 24
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("video")
-
-
-@pytest.fixture(scope="module")
-def run(work: Path) -> Path:
-    return make_run(work)
 
 
 @pytest.fixture(scope="module")
