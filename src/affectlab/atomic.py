@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -66,8 +67,6 @@ def prepare_run_dir(path: str | os.PathLike[str], overwrite: bool) -> Path:
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise AffectlabError(f"{path}: folder exists and is not empty; pass --overwrite to replace it")
-        import shutil
-
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -53,8 +53,7 @@ def square_crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     if image.shape[0] != image.shape[1]:
-        side = max(image.shape[:2])
-        image = square_crop(image, (0, 0, image.shape[1], image.shape[0])) if side else image
+        image = square_crop(image, (0, 0, image.shape[1], image.shape[0]))
     interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
     return cv2.resize(image, (size, size), interpolation=interpolation)
 

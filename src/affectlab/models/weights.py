@@ -66,7 +66,6 @@ def build_pretrained(spec: BackboneSpec, weights: str) -> nn.Module:
             return spec.build(weights=enum, progress=False)
         except (URLError, OSError, RuntimeError) as exc:
             where = cache_path(enum)
-            where.unlink(missing_ok=True) if where.exists() and where.stat().st_size == 0 else None
             raise AffectlabError(
                 f"ImageNet weights for {spec.name} are not available ({type(exc).__name__}): put "
                 f"{where.name} in {where.parent} (or set TORCH_HOME), or pass --weights none|PATH"

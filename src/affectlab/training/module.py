@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from affectlab.config import TrainConfig
+from affectlab.evaluation.metrics import ccc_loss
 from affectlab.models.affect_model import AffectModel
 
 __all__ = ["AffectLitModule", "Batch"]
@@ -53,8 +54,6 @@ class AffectLitModule(L.LightningModule):
         return total
 
     def _va_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from affectlab.evaluation.metrics import ccc_loss
-
         loss = pred.new_zeros(())
         if "mse" in self.cfg.va_loss:
             loss = loss + F.mse_loss(pred, target)
@@ -87,8 +86,6 @@ class AffectLitModule(L.LightningModule):
             self.log("val_accuracy", accuracy, prog_bar=True)
             score = score + accuracy
         if "va" in outputs:
-            from affectlab.evaluation.metrics import ccc_loss
-
             rmse = ((outputs["va"] - cat["va_true"]) ** 2).mean(0).sqrt()
             self.log("val_rmse_valence", rmse[0])
             self.log("val_rmse_arousal", rmse[1])
