@@ -19,6 +19,7 @@ from pathlib import Path
 
 from affectlab.config import load_recipe
 from affectlab.study import run_study
+from affectlab.training.fit import quiet_lightning
 
 #: Published results on the same 3,999 images (../shared/data/affectnet-3999/SOURCE.md); most use 80/20 splits.
 PUBLISHED = [
@@ -61,6 +62,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--recipes", default="recipes/reference.yaml,recipes/best.yaml")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    quiet_lightning()
     seeds = [int(s) for s in args.seeds.split(",")]
     rows: list[list[str]] = []
     for recipe in args.recipes.split(","):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from affectlab.atomic import atomic_write, prepare_run_dir, write_json
+from affectlab.atomic import atomic_write, prepare_run_dir, run_folder, write_json
 from affectlab.config import RunConfig, load_recipe
 from affectlab.errors import AffectlabError
 
@@ -37,6 +37,21 @@ def test_run_dir_guard(tmp_path: Path) -> None:
         prepare_run_dir(run, overwrite=False)
     assert (run / "keep.txt").exists()
     assert not any(prepare_run_dir(run, overwrite=True).iterdir())
+
+
+def test_run_folder_is_removed_only_when_nothing_finished(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), run_folder(tmp_path / "early", overwrite=False, keep_if="model.pt") as folder:
+        (folder / "history.csv").write_text("epoch\n")
+        raise RuntimeError("weights missing")
+    assert not (tmp_path / "early").exists()
+    with pytest.raises(RuntimeError), run_folder(tmp_path / "late", overwrite=False, keep_if="model.pt") as folder:
+        (folder / "model.pt").write_bytes(b"finished")
+        raise RuntimeError("figures failed")
+    assert (tmp_path / "late" / "model.pt").read_bytes() == b"finished"
+    with pytest.raises(AffectlabError, match="pass --overwrite"):  # a user's earlier run is never removed
+        with run_folder(tmp_path / "late", overwrite=False, keep_if="model.pt"):
+            pass
+    assert (tmp_path / "late" / "model.pt").is_file()
 
 
 @pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.name)

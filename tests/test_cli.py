@@ -84,6 +84,8 @@ def test_evaluate_on_own_split_and_on_other_data(study_dir: Path, tmp_path: Path
          "put vgg16-397923af.pth in"),
         (["evaluate", "{tmp}"], "not a run folder"),
         (["train", "--recipe", "{tmp}/none.yaml", "--out", "{tmp}/x"], "recipe file not found"),
+        (["train", "--data", "{demo}", "--weights", "imagenet", "--backbone", "vgg16", "--out", "{tmp}/x"],
+         "put vgg16-397923af.pth in"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args: list[str], message: str, demo_data: Path, tmp_path: Path) -> None:
@@ -93,6 +95,7 @@ def test_bad_input_is_one_line_and_nonzero(args: list[str], message: str, demo_d
     lines = [line for line in proc.stderr.splitlines() if line.startswith("affectlab: error:")]
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()  # a failed start leaves no folder that a rerun would need --overwrite for
 
 
 def test_unknown_option_is_rejected(capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,3 +143,14 @@ def test_data_demo_writes_affectnet_layout(tmp_path: Path) -> None:
     assert main(["data", "demo", str(tmp_path / "d"), "--n-per-class", "2", "--size", "32"]) == 0
     images = list((tmp_path / "d" / "images").iterdir())
     assert len(images) == 16 and cv2.imread(str(images[0])).shape == (32, 32, 3)
+
+
+def test_evaluate_can_switch_flip_tta(study_dir: Path, tmp_path: Path) -> None:
+    run = study_dir / "resnet18_classification"
+    outcomes = {}
+    for flag in ("--tta-flip", "--no-tta-flip"):
+        assert main(["evaluate", str(run), "--split", "val", "--out", str(tmp_path / flag), flag]) == 0
+        outcomes[flag] = json.loads((tmp_path / flag / "metrics.json").read_text())
+    assert outcomes["--tta-flip"]["tta_flip"] is True and outcomes["--no-tta-flip"]["tta_flip"] is False
+    assert outcomes["--tta-flip"]["split"] == "val" and outcomes["--tta-flip"]["n"] == 14
+    assert outcomes["--tta-flip"]["classification"]["auc_ovr"] != outcomes["--no-tta-flip"]["classification"]["auc_ovr"]

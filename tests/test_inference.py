@@ -184,6 +184,19 @@ def test_cli_predict_folder_to_jsonl_with_annotated_images(run: Path, photos: Pa
     assert "1 error(s), first:" in capsys.readouterr().err
 
 
+def test_annotated_images_with_the_same_name_do_not_overwrite_each_other(run: Path, photos: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "one_face.png").write_bytes((photos / "nested" / "empty.png").read_bytes())
+    annotated = tmp_path / "annotated"
+    assert main(["predict", str(run), str(photos / "one_face.png"), str(other / "one_face.png"), "--detector", "none",
+                 "--save-annotated", str(annotated), "--quiet"]) == 0
+    first, second = cv2.imread(str(annotated / "one_face.png")), cv2.imread(str(annotated / "one_face-2.png"))
+    assert first.shape == cv2.imread(str(photos / "one_face.png")).shape
+    assert second.shape == cv2.imread(str(photos / "nested" / "empty.png")).shape
+    assert not np.array_equal(first, second)
+
+
 def test_cli_predict_csv_has_fixed_columns(run: Path, photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.csv"
     assert main(["predict", str(run), str(photos / "one_face.png"), str(photos / "nested" / "empty.png"),

@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from affectlab.errors import AffectlabError
 
-__all__ = ["atomic_write", "write_json", "write_text", "write_bytes", "prepare_run_dir"]
+__all__ = ["atomic_write", "write_json", "write_text", "write_bytes", "prepare_run_dir", "run_folder"]
 
 
 def atomic_write(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> Path:
@@ -70,3 +71,16 @@ def prepare_run_dir(path: str | os.PathLike[str], overwrite: bool) -> Path:
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def run_folder(path: str | os.PathLike[str], overwrite: bool, keep_if: str) -> Iterator[Path]:
+    """``prepare_run_dir`` for a block that fills the folder; if the block fails before ``keep_if`` (the first
+    finished result) exists, the folder is removed, so that fixing a typo never needs ``--overwrite``."""
+    folder = prepare_run_dir(path, overwrite)
+    try:
+        yield folder
+    except BaseException:
+        if not (folder / keep_if).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -90,17 +90,11 @@ def _resolve_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return cfg
 
 
-def _quiet_lightning(verbose: bool) -> None:
-    """Lightning sets its own INFO logging when imported; keep the terminal to progress and results."""
-    import lightning.pytorch  # noqa: F401  (import first: it resets its logger level on import)
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.INFO if verbose else logging.WARNING)
-
-
 def cmd_study(args: argparse.Namespace) -> int:
     from affectlab.study import run_study
+    from affectlab.training.fit import quiet_lightning
 
-    _quiet_lightning(args.verbose)
+    quiet_lightning(args.verbose)
     cfg = _resolve_config(args)
     _, per_backbone = _parse_weights(args.weights)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
@@ -114,11 +108,12 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from affectlab.atomic import prepare_run_dir, write_json
+    from affectlab.atomic import run_folder, write_json
     from affectlab.data.prepared import prepare_data
     from affectlab.experiment import run_experiment
+    from affectlab.training.fit import quiet_lightning
 
-    _quiet_lightning(args.verbose)
+    quiet_lightning(args.verbose)
     cfg = _resolve_config(args)
     if args.backbone:
         cfg = replace(cfg, model=replace(cfg.model, backbone=args.backbone))
@@ -127,10 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from affectlab.models.registry import get_backbone_spec
 
     get_backbone_spec(cfg.model.backbone)
-    out = prepare_run_dir(args.out, args.overwrite)
-    prepared = prepare_data(cfg.data, cfg.model.input_size)
-    record = run_experiment(cfg, prepared, out, progress=not args.quiet)
-    write_json(out / "run.json", {**record, "data": prepared.summary()})
+    with run_folder(args.out, args.overwrite, keep_if="model.pt") as out:
+        prepared = prepare_data(cfg.data, cfg.model.input_size)
+        record = run_experiment(cfg, prepared, out, progress=not args.quiet)
+        write_json(out / "run.json", {**record, "data": prepared.summary()})
     _print_table({"runs": [record]})
     return 0
 
@@ -138,7 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from affectlab.evaluation.evaluate import evaluate_run
 
-    metrics, target = evaluate_run(args.run_dir, args.data, args.split, args.out, args.overwrite)
+    metrics, target = evaluate_run(args.run_dir, args.data, args.split, args.out, args.overwrite, tta_flip=args.tta_flip)
     _print_table({"runs": [{"name": Path(args.run_dir).name, "metrics": metrics}]})
     print(f"metrics: {target / 'metrics.json'}")
     return 0
@@ -204,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test", choices=["test", "val", "all"])
     evaluate.add_argument("--out", help="where to write metrics.json and figures")
     evaluate.add_argument("--overwrite", action="store_true")
+    evaluate.add_argument(
+        "--tta-flip", action=argparse.BooleanOptionalAction, default=None,
+        help="average over the image and its mirror (default: as the run was trained)",
+    )
     evaluate.set_defaults(handler=cmd_evaluate)
 
     data = sub.add_parser("data", help="demo data and dataset checks")

@@ -1,4 +1,8 @@
-"""One experiment = train on the train split, select on val, score the test split once, write the run folder."""
+"""One experiment = train on the train split, select on val, score the test split once, write the run folder.
+
+Ablations score the validation split instead (``eval_split="val"``), so that comparing recipe levers never
+touches the test split.
+"""
 
 from __future__ import annotations
 
@@ -37,19 +41,27 @@ def describe_weights(backbone: str, weights: str) -> str:
 
 
 def run_experiment(
-    cfg: RunConfig, data: PreparedData, run_dir: str | Path, cache: FeatureCache | None = None, progress: bool = True
+    cfg: RunConfig,
+    data: PreparedData,
+    run_dir: str | Path,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+    eval_split: str = "test",
 ) -> dict[str, Any]:
-    """Train, evaluate on test, and return the study's record for this run."""
+    """Train, score ``eval_split`` (test by default), and return the study's record for this run."""
+    if eval_split not in ("test", "val"):
+        raise ValueError(f"eval_split must be test or val, not {eval_split!r}")
     run_dir = Path(run_dir)
     save_split(data.split, run_dir / "split.json")
     result = train_model(cfg, data, run_dir, cache, progress)
-    test = data.splits["test"]
+    test = data.splits[eval_split]
     if result.used_feature_cache and not cfg.train.tta_flip:
         outputs = predict_features(result.model, split_features(cfg, test, result.model, result.preprocess, cache or FeatureCache()))
     else:
         outputs = predict_images(result.model, test.images, result.preprocess, tta_flip=cfg.train.tta_flip)
     metrics = score(outputs, test, cfg.model.task, cfg.model.backbone, cfg.model.weights)
-    metrics["split"] = "test"
+    metrics["split"] = eval_split
+    metrics["tta_flip"] = cfg.train.tta_flip
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", test, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from affectlab.atomic import prepare_run_dir, write_json
+from affectlab.atomic import run_folder, write_json
 from affectlab.config import TASKS, RunConfig
 from affectlab.data.prepared import prepare_data
 from affectlab.errors import AffectlabError
@@ -54,8 +54,28 @@ def run_study(
         if task not in TASKS:
             raise AffectlabError(f"unknown task {task!r}; use {', '.join(TASKS)}")
     seeds = seeds or [base.data.split_seed]
-    out_dir = prepare_run_dir(out_dir, overwrite)
-    _log_to(out_dir / "study.log")
+    with run_folder(out_dir, overwrite, keep_if="summary.json") as folder:  # summary.json: a model has finished
+        handler = _log_to(folder / "study.log")
+        try:
+            summary = _run_cells(base, folder, backbones, tasks, weights, seeds, progress, cache)
+        finally:
+            logging.getLogger("affectlab").removeHandler(handler)
+            handler.close()
+        write_study_report(folder, summary)
+    return summary
+
+
+def _run_cells(
+    base: RunConfig,
+    out_dir: Path,
+    backbones: list[str],
+    tasks: list[str],
+    weights: dict[str, str],
+    seeds: list[int],
+    progress: bool,
+    cache: FeatureCache | None,
+) -> dict[str, Any]:
+    """Train every backbone x task per seed, rewriting the summary as each cell finishes."""
     started = time.perf_counter()
     runs: list[dict[str, Any]] = []
     splits: dict[str, Any] = {}
@@ -82,9 +102,7 @@ def run_study(
                 record = run_experiment(cfg, prepared, out_dir / name, cache, progress)
                 runs.append(record)
                 _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
-    summary = _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
-    write_study_report(out_dir, summary)
-    return summary
+    return _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
 
 
 def _write_summary(
@@ -133,8 +151,9 @@ def aggregate_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _log_to(path: Path) -> None:
+def _log_to(path: Path) -> logging.Handler:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("affectlab").addHandler(handler)
     logging.getLogger("affectlab").setLevel(logging.INFO)
+    return handler

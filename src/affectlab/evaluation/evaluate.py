@@ -45,8 +45,12 @@ def evaluate_run(
     out_dir: str | Path | None = None,
     overwrite: bool = False,
     batch_size: int = 64,
+    tta_flip: bool | None = None,
 ) -> tuple[dict[str, Any], Path]:
-    """Evaluate a trained run; returns the metrics and the folder they were written to."""
+    """Evaluate a trained run; returns the metrics and the folder they were written to.
+
+    ``tta_flip`` overrides the run's own flip test-time augmentation, to measure what it buys.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise AffectlabError(f"{run_dir}: not a run folder (no config.yaml)")
@@ -66,9 +70,11 @@ def evaluate_run(
         which = split
     prepared = prepare_data(data_cfg, preprocess.input_size, splits=(which,))
     part = prepared.splits[which]
-    outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=cfg.train.tta_flip)
+    tta = cfg.train.tta_flip if tta_flip is None else tta_flip
+    outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
     metrics = score(outputs, part, cfg.model.task, cfg.model.backbone, cfg.model.weights)
     metrics["split"] = split
+    metrics["tta_flip"] = tta
     metrics["data"] = str(prepared.sample_set.root)
     default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
     target = Path(out_dir) if out_dir else default_target

@@ -126,6 +126,19 @@ class _SourceState:
         self.current: Source | None = None
         self.smoother: Smoother | None = None
         self.video: VideoWriter | None = None
+        self._targets: set[Path] = set()
+
+    def _target(self, rel: Path) -> Path:
+        """A path under the annotation folder that no other input of this run has written: two inputs with the
+        same name (``a/x.jpg`` and ``b/x.jpg`` given as files) get ``x.jpg`` and ``x-2.jpg``."""
+        assert self.options.annotate_dir is not None
+        target = self.options.annotate_dir / rel
+        n = 1
+        while target in self._targets:
+            n += 1
+            target = self.options.annotate_dir / rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
+        self._targets.add(target)
+        return target
 
     def process(self, result: ImageResult, source: Source) -> ImageResult:
         if source is not self.current:
@@ -144,7 +157,7 @@ class _SourceState:
         drawn = draw_result(result.image, result)  # type: ignore[arg-type]
         if source.kind == "image":
             suffix = rel.suffix.lower() if rel.suffix.lower() in IMAGE_SUFFIXES else ".png"
-            target = self.options.annotate_dir / rel.with_suffix(suffix)
+            target = self._target(rel.with_suffix(suffix))
             ok, data = cv2.imencode(suffix, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             if ok:
                 write_bytes(target, data.tobytes())
@@ -153,7 +166,7 @@ class _SourceState:
         if self.video is None:
             fps = video_info(source.path)[0] / self.options.every if source.path else 15.0
             suffix = rel.suffix if source.kind == "video" else ".mp4"
-            self.video = VideoWriter(self.options.annotate_dir / rel.with_suffix(suffix), fps)
+            self.video = VideoWriter(self._target(rel.with_suffix(suffix)), fps)
         self.video.write(drawn)
 
     def close(self) -> None:

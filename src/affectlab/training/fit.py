@@ -36,7 +36,7 @@ from affectlab.training.finetuning import UnfreezeTrunk
 from affectlab.training.history import HistoryCallback
 from affectlab.training.module import AffectLitModule
 
-__all__ = ["TrainResult", "train_model", "uses_feature_cache", "preprocess_for", "split_features"]
+__all__ = ["TrainResult", "train_model", "uses_feature_cache", "preprocess_for", "split_features", "quiet_lightning"]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,11 @@ def train_model(
         model, preprocess, history.rows, best_epoch, len(history.rows), train_seconds, feature_seconds,
         bool(features), features,
     )
+
+
+def quiet_lightning(verbose: bool = False) -> None:
+    """Lightning logs GPU/TPU availability and tips at INFO for every fit; keep the terminal to progress and results."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def _precision(setting: str) -> str:

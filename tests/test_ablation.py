@@ -1,0 +1,71 @@
+"""The ablation sweep (benchmarks/ablation.py) on tiny synthetic data: variants score the validation split only,
+finished variants are reused, and a baseline from another config is refused."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_RECIPE = {
+    "model": {"backbone": "resnet18", "weights": "none", "task": "multitask", "freeze": False, "input_size": 32},
+    "train": {"epochs": 1, "batch_size": 16, "monitor": "val_score", "tta_flip": True, "augment": True,
+              "va_loss": "mse+ccc", "optimizer": "adamw", "scheduler": "cosine"},
+}
+
+
+@pytest.fixture(scope="module")
+def ablation():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks" / "ablation.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+@pytest.fixture(scope="module")
+def recipe(work: Path) -> Path:
+    path = work / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY_RECIPE))
+    return path
+
+
+def test_sweep_scores_validation_and_resumes(ablation, recipe: Path, demo_data: Path, work: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = work / "sweep"
+    argv = ["--data", str(demo_data), "--out", str(out), "--recipe", str(recipe), "--variants", "no_tta,no_augment"]
+    assert ablation.main(argv) == 0
+    result = json.loads((out / "ablation.json").read_text())
+    assert list(result["variants"]) == ["baseline", "no_tta", "no_augment"]
+    for record in result["variants"].values():
+        assert record["metrics"]["split"] == "val" and record["metrics"]["n"] == 14  # never the test split
+    assert result["variants"]["baseline"]["metrics"]["tta_flip"] is True
+    assert result["variants"]["no_tta"]["metrics"]["tta_flip"] is False
+    assert yaml.safe_load((out / "no_augment" / "config.yaml").read_text())["train"]["augment"] is False
+    table = (out / "ablation.md").read_text()
+    assert table.count("\n| ") == 3 and "no train-time augmentation" in table and "(14 images)" in table
+    capsys.readouterr()
+
+    model_bytes = (out / "no_augment" / "model.pt").read_bytes()
+    assert ablation.main(argv) == 0  # a rerun reuses finished variants instead of retraining them
+    assert (out / "no_augment" / "model.pt").read_bytes() == model_bytes
+    assert json.loads((out / "ablation.json").read_text())["variants"]["no_augment"] == result["variants"]["no_augment"]
+
+
+def test_reused_baseline_must_match_the_recipe(ablation, recipe: Path, demo_data: Path, work: Path) -> None:
+    baseline = work / "sweep" / "baseline"
+    argv = ["--data", str(demo_data), "--recipe", str(recipe), "--variants", "no_tta", "--reuse-baseline", str(baseline)]
+    assert ablation.main([*argv, "--out", str(work / "reuse")]) == 0
+    assert json.loads((work / "reuse" / "ablation.json").read_text())["variants"]["baseline"]["run_dir"] == str(baseline)
+    with pytest.raises(SystemExit, match="different config \\(data, train differ\\)"):
+        ablation.main([*argv, "--out", str(work / "other"), "--seed", "1"])
+
+
+def test_unknown_variant_is_refused(ablation, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        ablation.main(["--data", "x", "--out", "y", "--variants", "bogus"])
+    assert "unknown variant(s) bogus" in capsys.readouterr().err
