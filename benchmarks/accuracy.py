@@ -26,6 +26,8 @@ PUBLISHED = [
     ("ResNet50 VGGFace2 (muhammadhaider02 RESULTS.md)", ".529", ".524", ".461", ".882", ".373/.319", ".585/.470", "-"),
     ("ResNet18 (muhammadhaider02 RESULTS.md)", ".501", ".500", ".430", ".823", ".387/.328", ".549/.458", "-"),
     ("MobileNetV3-L (rameenbabar model_comparison.csv)", ".486", ".480", ".411", ".818", ".403/.349", ".480/.344", "-"),
+    ("ResNet50 (Areeba907 results/summary.json)", ".463", ".464", ".385", ".842", ".384/.348", ".527/.365", "-"),
+    ("MobileNetV2 (maryamss-hub README)", ".448", ".440", ".369", ".831", ".370 (mean)", ".490 (mean)", "-"),
     ("Reference study MobileNetV2 (frozen)", ".320", ".301*", ".223", ".730", ".445/.356", "-", ".291/.315"),
 ]
 COLUMNS = ("model", "acc", "F1 macro", "kappa", "AUC", "RMSE V/A", "CCC V/A", "CORR V/A", "train s")
@@ -72,7 +74,7 @@ def main(argv: list[str]) -> int:
         started = time.perf_counter()
         summary = run_study(cfg, Path(args.out) / Path(recipe).stem, [cfg.model.backbone], tasks, {}, seeds,
                             overwrite=args.overwrite, progress=False)
-        print(f"{recipe}: {time.perf_counter() - started:.0f} s for seeds {seeds}", flush=True)
+        print(f"{recipe}: {time.perf_counter() - started:.0f} s for seeds {seeds} on {summary['machine']}", flush=True)
         rows += _rows(Path(recipe).stem, summary)
     rows += [[*p, "-"] for p in PUBLISHED]
     print("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS))

@@ -127,6 +127,7 @@ def _write_summary(
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,  # GPU and CPU timings differ
         },
     }
     write_json(out_dir / "summary.json", summary)
