@@ -106,7 +106,7 @@ class Sweep:
             raise SystemExit(f"{reuse}: trained with a different config ({', '.join(differ)} differ); not reusable")
         metrics, _ = evaluate_run(reuse, split="val", out_dir=self.out / "baseline", overwrite=True)
         _, meta = load_checkpoint(reuse)
-        seconds = sum(float(row["seconds"]) for row in meta["meta"]["history"])
+        seconds = float(meta["meta"]["history"][-1]["seconds"])  # history.csv counts seconds from the start of fit
         return {"metrics": metrics, "best_epoch": meta["meta"]["best_epoch"], "train_seconds": seconds, "run_dir": str(reuse)}
 
     def without_tta(self, baseline_dir: Path) -> dict[str, Any]:

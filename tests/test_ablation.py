@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TINY_RECIPE = {
     "model": {"backbone": "resnet18", "weights": "none", "task": "multitask", "freeze": False, "input_size": 32},
-    "train": {"epochs": 1, "batch_size": 16, "monitor": "val_score", "tta_flip": True, "augment": True,
+    "train": {"epochs": 2, "batch_size": 16, "monitor": "val_score", "tta_flip": True, "augment": True,
               "va_loss": "mse+ccc", "optimizer": "adamw", "scheduler": "cosine"},
 }
 
@@ -60,7 +60,13 @@ def test_reused_baseline_must_match_the_recipe(ablation, recipe: Path, demo_data
     baseline = work / "sweep" / "baseline"
     argv = ["--data", str(demo_data), "--recipe", str(recipe), "--variants", "no_tta", "--reuse-baseline", str(baseline)]
     assert ablation.main([*argv, "--out", str(work / "reuse")]) == 0
-    assert json.loads((work / "reuse" / "ablation.json").read_text())["variants"]["baseline"]["run_dir"] == str(baseline)
+    reused = json.loads((work / "reuse" / "ablation.json").read_text())["variants"]["baseline"]
+    trained = json.loads((work / "sweep" / "ablation.json").read_text())["variants"]["baseline"]
+    assert reused["run_dir"] == str(baseline) and reused["best_epoch"] == trained["best_epoch"]
+    # history.csv counts from the start of fit; the trained record also counts data loading set-up, so a little more
+    assert 0.8 * trained["train_seconds"] <= reused["train_seconds"] <= trained["train_seconds"]
+    for key in ("accuracy", "f1_macro", "auc_ovr"):  # the same model, re-scored on the same validation images
+        assert reused["metrics"]["classification"][key] == pytest.approx(trained["metrics"]["classification"][key])
     with pytest.raises(SystemExit, match="different config \\(data, train differ\\)"):
         ablation.main([*argv, "--out", str(work / "other"), "--seed", "1"])
 
