@@ -30,6 +30,7 @@ from affectlab.data.prepared import PreparedData, prepare_data
 from affectlab.evaluation.evaluate import evaluate_run
 from affectlab.experiment import run_experiment
 from affectlab.models.checkpoint import load_checkpoint
+from affectlab.reports.study_report import markdown_table
 from affectlab.training.fit import quiet_lightning
 
 #: name -> (what changes, overrides as "section.key": value). Ordered roughly by cost, cheapest first.
@@ -150,9 +151,8 @@ def main(argv: list[str]) -> int:
         rows.append(_row(name, change, record, reference))
         print(f"{name}: val score {val_score(record['metrics']):.3f} ({time.perf_counter() - started:.0f} s so far)",
               flush=True)
-    table = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    table += "".join("| " + " | ".join(row) + " |\n" for row in rows)
     n = base["metrics"]["n"]
+    table = markdown_table(COLUMNS, rows) + "\n"
     table += f"Validation split ({n} images) of split seed {args.seed}; val score = accuracy + mean V/A CCC.\n"
     write_text(out / "ablation.md", table)
     write_json(out / "ablation.json", {"recipe": args.recipe, "seed": args.seed, "variants": records})

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from affectlab.config import load_recipe
+from affectlab.reports.study_report import markdown_table
 from affectlab.study import run_study
 from affectlab.training.fit import quiet_lightning
 
@@ -77,9 +78,7 @@ def main(argv: list[str]) -> int:
         print(f"{recipe}: {time.perf_counter() - started:.0f} s for seeds {seeds} on {summary['machine']}", flush=True)
         rows += _rows(Path(recipe).stem, summary)
     rows += [[*p, "-"] for p in PUBLISHED]
-    print("| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print(markdown_table(COLUMNS, rows))
     print("* the reference study reports weighted F1. Published rows: ../shared/data/affectnet-3999/SOURCE.md")
     return 0
 

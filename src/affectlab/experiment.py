@@ -54,18 +54,19 @@ def run_experiment(
     run_dir = Path(run_dir)
     save_split(data.split, run_dir / "split.json")
     result = train_model(cfg, data, run_dir, cache, progress)
-    test = data.splits[eval_split]
+    scored = data.splits[eval_split]
     if result.used_feature_cache and not cfg.train.tta_flip:
-        outputs = predict_features(result.model, split_features(cfg, test, result.model, result.preprocess, cache or FeatureCache()))
+        features = split_features(cfg, scored, result.model, result.preprocess, cache or FeatureCache())
+        outputs = predict_features(result.model, features)
     else:
-        outputs = predict_images(result.model, test.images, result.preprocess, tta_flip=cfg.train.tta_flip)
-    metrics = score(outputs, test, cfg.model.task, cfg.model.backbone, cfg.model.weights)
+        outputs = predict_images(result.model, scored.images, result.preprocess, tta_flip=cfg.train.tta_flip)
+    metrics = score(outputs, scored, cfg.model.task, cfg.model.backbone, cfg.model.weights)
     metrics["split"] = eval_split
     metrics["tta_flip"] = cfg.train.tta_flip
     write_json(run_dir / "metrics.json", metrics)
-    write_predictions(run_dir / "predictions.csv", test, outputs)
+    write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"])
-    write_evaluation_figures(run_dir, metrics, outputs, test, title=f"{cfg.model.backbone} {cfg.model.task}")
+    write_evaluation_figures(run_dir, metrics, outputs, scored, title=f"{cfg.model.backbone} {cfg.model.task}")
     return {
         "name": run_dir.name,
         "backbone": cfg.model.backbone,

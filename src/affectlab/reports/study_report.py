@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from affectlab.atomic import write_text
 from affectlab.reports.run_figures import FIGURE_NAMES
 
-__all__ = ["write_study_report", "REFERENCE_STUDY"]
+__all__ = ["write_study_report", "markdown_table", "REFERENCE_STUDY"]
 
 #: The reference study's published test figures on the 3,999-image AffectNet set (600 test images).
 REFERENCE_STUDY = {
@@ -94,6 +95,13 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """One GitHub-markdown table, shared by the study report and the benchmark scripts so they print alike."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows] or ["| (none) |"]
+    return "\n".join(lines)
+
+
 def _markdown(blocks: list[Block], root: Path) -> str:
     lines: list[str] = []
     for kind, value in blocks:
@@ -104,10 +112,7 @@ def _markdown(blocks: list[Block], root: Path) -> str:
         elif kind == "pre":
             lines += ["```", value, "```", ""]
         elif kind == "table":
-            header, rows = value
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(row) + " |" for row in rows] or ["| (none) |"]
-            lines.append("")
+            lines += [markdown_table(*value), ""]
         elif kind == "img" and (root / value[0]).is_file():
             lines += [f"![{value[1]}]({value[0].as_posix()})", ""]
     return "\n".join(lines)
