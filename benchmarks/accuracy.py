@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/accuracy.py --data ../shared/data/affectnet-3999 --out /tmp/accuracy [--seeds 0,1,2]
-        [--recipes recipes/reference.yaml,recipes/best.yaml]
+        [--recipes recipes/reference.yaml,recipes/best.yaml] [--set train.num_workers=8 ...]
 
 Each recipe runs through ``affectlab study`` (one split per seed, model selection on validation, test scored once
 per model); the table gives test mean ± std over seeds next to the published results on the 3,999-image set.
@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from affectlab.config import load_recipe
+from affectlab.config import load_recipe, parse_overrides, with_overrides
 from affectlab.reports.study_report import markdown_table
 from affectlab.study import run_study
 from affectlab.training.fit import quiet_lightning
@@ -64,13 +64,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--recipes", default="recipes/reference.yaml,recipes/best.yaml")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--set", action="append", dest="overrides", metavar="SECTION.KEY=VALUE",
+                        help="change every recipe, e.g. train.num_workers=8 on a GPU machine")
     args = parser.parse_args(argv)
     quiet_lightning()
     seeds = [int(s) for s in args.seeds.split(",")]
     rows: list[list[str]] = []
     for recipe in args.recipes.split(","):
         cfg = load_recipe(recipe)
-        cfg = replace(cfg, data=replace(cfg.data, path=args.data))
+        cfg = with_overrides(replace(cfg, data=replace(cfg.data, path=args.data)), parse_overrides(args.overrides))
         tasks = ["classification", "regression"] if cfg.model.task != "multitask" else ["multitask"]
         started = time.perf_counter()
         summary = run_study(cfg, Path(args.out) / Path(recipe).stem, [cfg.model.backbone], tasks, {}, seeds,

@@ -75,3 +75,15 @@ def test_unknown_variant_is_refused(ablation, capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         ablation.main(["--data", "x", "--out", "y", "--variants", "bogus"])
     assert "unknown variant(s) bogus" in capsys.readouterr().err
+
+
+def test_reseed_measures_noise_and_set_changes_every_variant(ablation, recipe: Path, demo_data: Path, work: Path) -> None:
+    out = work / "reseed"
+    argv = ["--data", str(demo_data), "--out", str(out), "--recipe", str(recipe), "--variants", "reseed",
+            "--seed", "3", "--set", "train.epochs=1"]
+    assert ablation.main(argv) == 0
+    base, reseed = (yaml.safe_load((out / name / "config.yaml").read_text()) for name in ("baseline", "reseed"))
+    assert (base["data"]["split_seed"], base["train"]["seed"]) == (3, 3)
+    assert (reseed["data"]["split_seed"], reseed["train"]["seed"]) == (3, 4)  # same split, another training seed
+    assert base["train"]["epochs"] == reseed["train"]["epochs"] == 1
+    assert {k: v for k, v in reseed["train"].items() if k != "seed"} == {k: v for k, v in base["train"].items() if k != "seed"}

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from affectlab.atomic import atomic_write, prepare_run_dir, run_folder, write_json
-from affectlab.config import RunConfig, load_recipe
+from affectlab.config import RunConfig, load_recipe, parse_overrides, with_overrides
 from affectlab.errors import AffectlabError
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -78,4 +79,37 @@ def test_recipe_errors_name_file_and_key(tmp_path: Path) -> None:
         load_recipe(bad)
     bad.write_text("model: [\n")
     with pytest.raises(AffectlabError, match="not valid YAML"):
+        load_recipe(bad)
+
+
+def test_overrides_are_typed_and_validated() -> None:
+    overrides = parse_overrides(["model.input_size=224", "train.ema_decay=null", "train.precision=32",
+                                 "data.class_map={happy: Happy}", "train.augment=true"])
+    cfg = with_overrides(RunConfig(), overrides)
+    assert (cfg.model.input_size, cfg.train.ema_decay, cfg.train.precision) == (224, None, "32")
+    assert cfg.data.class_map == {"happy": "Happy"} and cfg.train.augment is True
+    assert RunConfig().model.input_size == 128  # the defaults are untouched
+    for bad, message in [
+        ("train.epochs", "expected SECTION.KEY=VALUE"),
+        ("epochs=3", "expected SECTION.KEY=VALUE"),
+        ("optim.lr=1", "unknown section 'optim'"),
+        ("train.epoch=3", "unknown option 'epoch' in [train]"),
+        ("train.lr=[1", "value is not valid YAML"),
+    ]:
+        with pytest.raises(AffectlabError, match=re.escape(message)):
+            parse_overrides([bad])
+    for bad, message in [
+        ("train.optimizer=sgd", "train.optimizer='sgd' is not one of"),
+        ("model.input_size=big", "model.input_size='big' should be of type int"),
+        ("train.augment=1", "train.augment=1 should be of type bool"),
+        ("train.backbone_lr=fast", "train.backbone_lr='fast' should be of type float | None"),
+    ]:
+        with pytest.raises(AffectlabError, match=re.escape(message)):
+            with_overrides(RunConfig(), parse_overrides([bad]))
+
+
+def test_recipe_values_of_the_wrong_type_are_named(tmp_path: Path) -> None:
+    bad = tmp_path / "r.yaml"
+    bad.write_text("model:\n  input_size: large\n")
+    with pytest.raises(AffectlabError, match=re.escape("r.yaml: model.input_size='large' should be of type int")):
         load_recipe(bad)

@@ -86,6 +86,7 @@ def test_evaluate_on_own_split_and_on_other_data(study_dir: Path, tmp_path: Path
         (["train", "--recipe", "{tmp}/none.yaml", "--out", "{tmp}/x"], "recipe file not found"),
         (["train", "--data", "{demo}", "--weights", "imagenet", "--backbone", "vgg16", "--out", "{tmp}/x"],
          "put vgg16-397923af.pth in"),
+        (["train", "--data", "{demo}", "--set", "train.epoch=3", "--out", "{tmp}/x"], "unknown option 'epoch' in [train]"),
     ],
 )
 def test_bad_input_is_one_line_and_nonzero(args: list[str], message: str, demo_data: Path, tmp_path: Path) -> None:
@@ -132,7 +133,10 @@ def test_bad_images_are_skipped_and_reported(demo_data: Path, tmp_path: Path) ->
     victim = sorted((broken / "images").iterdir())[5]
     victim.write_bytes(b"\x89PNG broken")
     out = tmp_path / "run"
-    assert main(["train", "--data", str(broken), "--backbone", "resnet18", "--out", str(out), *FAST]) == 0
+    options = ["--set", "train.label_smoothing=0.2", "--set", "model.hidden=32"]  # any recipe option, typed
+    assert main(["train", "--data", str(broken), "--backbone", "resnet18", "--out", str(out), *FAST, *options]) == 0
+    resolved = (out / "config.yaml").read_text()
+    assert "label_smoothing: 0.2\n" in resolved and "hidden: 32\n" in resolved
     run = json.loads((out / "run.json").read_text())
     assert run["data"]["samples"] == 96 and sum(run["data"]["counts"].values()) == 95
     assert len(run["data"]["skipped"]) == 1 and victim.name in run["data"]["skipped"][0]

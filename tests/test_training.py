@@ -42,8 +42,10 @@ def test_cached_and_uncached_training_give_the_same_model(demo_data: Path, tmp_p
     np.testing.assert_allclose([r["val_loss"] for r in a.history], [r["val_loss"] for r in b.history], rtol=1e-4)
 
 
-def test_best_weights_are_restored_and_saved(demo_data: Path, tmp_path: Path) -> None:
-    cfg = _config(demo_data, epochs=4, lr=3e-3)
+@pytest.mark.parametrize("ema_decay", [None, 0.95], ids=["plain", "ema"])
+def test_best_weights_are_restored_and_saved(demo_data: Path, tmp_path: Path, ema_decay: float | None) -> None:
+    # With an EMA, the weights validated (and so selected) are the averaged ones; those must be the ones restored.
+    cfg = _config(demo_data, epochs=4, lr=3e-3, ema_decay=ema_decay)
     data = prepare_data(cfg.data, 48)
     result = train_model(cfg, data, tmp_path / "run", progress=False)
     losses = [row["val_loss"] for row in result.history]
@@ -92,3 +94,13 @@ def test_selection_follows_the_monitored_validation_metric(demo_data: Path, tmp_
     assert result.best_epoch == int(np.argmax(scores)) + 1
     row = result.history[0]
     assert row["val_score"] == pytest.approx(row["val_accuracy"] + row["val_ccc"], abs=1e-5)
+
+
+def test_mixed_precision_training_computes_losses_and_metrics_in_fp32(demo_data: Path, tmp_path: Path) -> None:
+    # bf16 autocast runs on CPU too, so the GPU path (precision: auto) is exercised here: under autocast the heads
+    # return bf16, and the epoch-end loss with fp32 class weights once failed with a dtype error.
+    cfg = _config(demo_data, epochs=2, precision="bf16-mixed", va_loss="mse+ccc", monitor="val_score")
+    result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
+    assert result.epochs_run == 2
+    for row in result.history:
+        assert all(np.isfinite(row[k]) for k in ("train_loss", "val_loss", "val_score", "val_ccc"))

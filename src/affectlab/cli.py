@@ -46,6 +46,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (refused if it exists, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", dest="overrides",
+                   help="any recipe option, e.g. --set train.num_workers=8 --set model.input_size=224 (repeatable)")
 
 
 def _parse_weights(text: str | None) -> tuple[str | None, dict[str, str]]:
@@ -59,7 +61,7 @@ def _parse_weights(text: str | None) -> tuple[str | None, dict[str, str]]:
 
 
 def _resolve_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from affectlab.config import RunConfig, load_recipe, validate
+    from affectlab.config import RunConfig, load_recipe, parse_overrides, validate, with_overrides
 
     cfg = load_recipe(args.recipe) if args.recipe else RunConfig()
     data, model, train = cfg.data, cfg.model, cfg.train
@@ -87,7 +89,7 @@ def _resolve_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
     cfg = RunConfig(data, model, train)
     validate(cfg, args.recipe or "command line")
-    return cfg
+    return with_overrides(cfg, parse_overrides(args.overrides))
 
 
 def cmd_study(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ into the run folder as ``config.yaml`` so a run can always be explained and repe
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,10 @@ import yaml
 
 from affectlab.errors import AffectlabError
 
-__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "TASKS", "load_recipe", "config_from_dict"]
+__all__ = [
+    "DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "TASKS", "load_recipe", "config_from_dict",
+    "parse_overrides", "with_overrides",
+]
 
 TASKS = ("classification", "regression", "multitask")
 
@@ -75,8 +80,8 @@ class TrainConfig:
     channels_last: bool = True
     cache_features: bool = True  # frozen backbone and no augmentation: pool features once, train the head
     seed: int = 0
-    precision: str = "auto"  # auto: 16-mixed on GPU, 32 on CPU
-    num_workers: int = 0
+    precision: str = "auto"  # auto: bf16-mixed on GPUs that have it, else 16-mixed; 32 on CPU
+    num_workers: int = 0  # loader processes; 0 on a 2-core CPU, several on a GPU machine (--set train.num_workers=8)
 
 
 @dataclass
@@ -116,8 +121,33 @@ def config_from_dict(values: dict[str, Any], where: str = "config") -> RunConfig
     return cfg
 
 
+def _type_ok(value: Any, hint: Any) -> bool:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, typing.get_origin(hint) or hint)
+
+
+def _check_types(cfg: RunConfig, where: str) -> None:
+    """A recipe or --set value of the wrong type (input_size: big) is named here, not deep inside training."""
+    for section in ("data", "model", "train"):
+        part = getattr(cfg, section)
+        hints = typing.get_type_hints(type(part))
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            if not _type_ok(value, hints[f.name]):
+                expected = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+                raise AffectlabError(f"{where}: {section}.{f.name}={value!r} should be of type {expected}")
+
+
 def validate(cfg: RunConfig, where: str = "config") -> None:
     """Reject impossible settings early, before any data is read."""
+    _check_types(cfg, where)
     choices = {
         ("model", "task"): TASKS,
         ("data", "layout"): ("auto", "affectnet", "csv", "folders"),
@@ -150,3 +180,38 @@ def load_recipe(path: str | Path) -> RunConfig:
     except yaml.YAMLError as exc:
         raise AffectlabError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     return config_from_dict(values, str(path))
+
+
+def parse_overrides(items: list[str] | None, where: str = "--set") -> dict[str, Any]:
+    """``section.key=value`` strings (values read as YAML, so 224, 0.1, true and null mean what they say)."""
+    overrides: dict[str, Any] = {}
+    sections = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+    for item in items or []:
+        dotted, sep, text = item.partition("=")
+        section, dot, key = dotted.strip().partition(".")
+        if not sep or not dot:
+            raise AffectlabError(f"{where} {item!r}: expected SECTION.KEY=VALUE, e.g. train.num_workers=8")
+        if section not in sections:
+            raise AffectlabError(f"{where} {item!r}: unknown section {section!r}; known: data, model, train")
+        known = [f.name for f in dataclasses.fields(sections[section])]
+        if key not in known:
+            raise AffectlabError(f"{where} {item!r}: unknown option {key!r} in [{section}]; known: {', '.join(known)}")
+        if typing.get_type_hints(sections[section])[key] is str:
+            overrides[f"{section}.{key}"] = text.strip()  # precision=32 means the string '32'
+            continue
+        try:
+            overrides[f"{section}.{key}"] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise AffectlabError(f"{where} {item!r}: value is not valid YAML") from None
+    return overrides
+
+
+def with_overrides(cfg: RunConfig, overrides: dict[str, Any], where: str = "--set") -> RunConfig:
+    """``cfg`` with ``{"section.key": value}`` replaced, validated like a recipe."""
+    sections = {"data": cfg.data, "model": cfg.model, "train": cfg.train}
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        sections[section] = dataclasses.replace(sections[section], **{key: value})
+    result = RunConfig(**sections)
+    validate(result, where)
+    return result

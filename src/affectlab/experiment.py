@@ -60,9 +60,7 @@ def run_experiment(
         outputs = predict_features(result.model, features)
     else:
         outputs = predict_images(result.model, scored.images, result.preprocess, tta_flip=cfg.train.tta_flip)
-    metrics = score(outputs, scored, cfg.model.task, cfg.model.backbone, cfg.model.weights)
-    metrics["split"] = eval_split
-    metrics["tta_flip"] = cfg.train.tta_flip
+    metrics = score(outputs, scored, cfg.model, eval_split, cfg.train.tta_flip)
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"])

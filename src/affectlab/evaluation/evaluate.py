@@ -11,7 +11,7 @@ import numpy as np
 import yaml
 
 from affectlab.atomic import write_json
-from affectlab.config import config_from_dict
+from affectlab.config import ModelConfig, config_from_dict
 from affectlab.data.prepared import SplitData, prepare_data
 from affectlab.data.split import load_split
 from affectlab.data.transforms import Preprocess
@@ -26,13 +26,19 @@ __all__ = ["score", "evaluate_run"]
 log = logging.getLogger(__name__)
 
 
-def score(outputs: Outputs, split: SplitData, task: str, backbone: str, weights: str) -> dict[str, Any]:
-    """The metrics.json document: only the sections the task has, and only for labels the data has."""
-    result: dict[str, Any] = {"task": task, "backbone": backbone, "weights": weights, "n": len(split)}
-    if "probs" in outputs and (split.expression >= 0).all():
-        result["classification"] = classification_metrics(split.expression, outputs["probs"], EMOTIONS)
-    if "va" in outputs and not np.isnan(split.va).any():
-        result.update(va_metrics(split.va, outputs["va"]))
+def score(outputs: Outputs, data: SplitData, model: ModelConfig, split: str, tta_flip: bool) -> dict[str, Any]:
+    """The metrics.json document: only the sections the task has, and only for labels the data has.
+
+    It names the split and the flip TTA, so that a validation score is never mistaken for a test score.
+    """
+    result: dict[str, Any] = {
+        "task": model.task, "backbone": model.backbone, "weights": model.weights, "n": len(data),
+        "split": split, "tta_flip": tta_flip,
+    }
+    if "probs" in outputs and (data.expression >= 0).all():
+        result["classification"] = classification_metrics(data.expression, outputs["probs"], EMOTIONS)
+    if "va" in outputs and not np.isnan(data.va).any():
+        result.update(va_metrics(data.va, outputs["va"]))
     if not {"classification", "valence"} & result.keys():
         raise AffectlabError("the data has none of the labels this model predicts; nothing to score")
     return result
@@ -72,9 +78,7 @@ def evaluate_run(
     part = prepared.splits[which]
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
     outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
-    metrics = score(outputs, part, cfg.model.task, cfg.model.backbone, cfg.model.weights)
-    metrics["split"] = split
-    metrics["tta_flip"] = tta
+    metrics = score(outputs, part, cfg.model, split, tta)
     metrics["data"] = str(prepared.sample_set.root)
     default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
     target = Path(out_dir) if out_dir else default_target

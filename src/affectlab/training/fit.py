@@ -133,7 +133,9 @@ def train_model(
     lit = AffectLitModule(model, t, weights, from_features=bool(features), steps_per_epoch=len(train_loader))
     ckpt_dir = run_dir / "checkpoints"
     mode = "min" if t.monitor == "val_loss" else "max"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=True)
+    # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only
+    # saves, and that hook is where EMAWeightAveraging puts the averaged weights (the ones validated and selected).
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=False)
     history = HistoryCallback(run_dir / "history.csv")
     callbacks: list[L.Callback] = [EarlyStopping(t.monitor, patience=t.patience, mode=mode), checkpoint, history]
     if progress:
@@ -183,4 +185,7 @@ def quiet_lightning(verbose: bool = False) -> None:
 def _precision(setting: str) -> str:
     if setting != "auto":
         return setting
-    return "16-mixed" if torch.cuda.is_available() else "32-true"
+    if not torch.cuda.is_available():
+        return "32-true"
+    # bf16 keeps fp32's range, so no loss scaling; fp16 with a scaler on GPUs that lack it.
+    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"

@@ -43,7 +43,12 @@ class AffectLitModule(L.LightningModule):
         return self.model.forward_head(inputs) if self.from_features else self.model(inputs)
 
     def compute_loss(self, out: dict[str, torch.Tensor], expression: torch.Tensor, va: torch.Tensor) -> torch.Tensor:
-        """Weighted sum of the task losses (cross-entropy for expression, MSE and/or 1-CCC for V/A)."""
+        """Weighted sum of the task losses (cross-entropy for expression, MSE and/or 1-CCC for V/A).
+
+        Losses are computed in fp32: under mixed precision the heads return bf16/fp16, whose rounding would bias the
+        CCC term's variances, and the class weights are fp32.
+        """
+        out = {k: v.float() for k, v in out.items()}
         total = out[next(iter(out))].new_zeros(())
         if "expression" in out:
             weight = self.class_weights if self.class_weights.numel() else None
@@ -70,7 +75,8 @@ class AffectLitModule(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         inputs, expression, va = batch
         out = self(inputs)
-        self._val_outputs.append({**{k: v.detach() for k, v in out.items()}, "expression_true": expression, "va_true": va})
+        # fp32 whatever the training precision: the epoch-end loss and metrics are computed from these.
+        self._val_outputs.append({**{k: v.detach().float() for k, v in out.items()}, "expression_true": expression, "va_true": va})
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
@@ -89,7 +95,7 @@ class AffectLitModule(L.LightningModule):
             rmse = ((outputs["va"] - cat["va_true"]) ** 2).mean(0).sqrt()
             self.log("val_rmse_valence", rmse[0])
             self.log("val_rmse_arousal", rmse[1])
-            ccc = 1.0 - ccc_loss(outputs["va"].float(), cat["va_true"].float())
+            ccc = 1.0 - ccc_loss(outputs["va"], cat["va_true"])
             self.log("val_ccc", ccc)
             score = score + ccc
         # One number to select on when the losses (label smoothing, CCC terms) stop tracking what is reported.
