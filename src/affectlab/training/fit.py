@@ -1,7 +1,8 @@
 """Train one model on prepared data and leave a self-describing run folder.
 
 The run folder gets ``config.yaml`` (the resolved config), ``history.csv`` (per-epoch metrics) and
-``model.pt`` (best-by-validation-loss weights bundled with everything needed to rebuild the model).
+``model.pt`` (the weights of the epoch that scored best on the monitored validation metric, the averaged ones
+when an EMA is on, bundled with everything needed to rebuild the model).
 """
 
 from __future__ import annotations
