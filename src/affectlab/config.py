@@ -208,6 +208,8 @@ def parse_overrides(items: list[str] | None, where: str = "--set") -> dict[str, 
 
 def with_overrides(cfg: RunConfig, overrides: dict[str, Any], where: str = "--set") -> RunConfig:
     """``cfg`` with ``{"section.key": value}`` replaced, validated like a recipe."""
+    if not overrides:
+        return cfg  # already validated where it was built; the CLI and benchmarks call this with no --set too
     sections = {"data": cfg.data, "model": cfg.model, "train": cfg.train}
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
