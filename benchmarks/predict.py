@@ -94,6 +94,17 @@ def make_scenes(paths: list[Path], out: Path, n: int) -> list[Path]:
     return files
 
 
+def cpu_model() -> str:
+    """The CPU's model name: int8 speed and agreement depend on its instruction set, so every table names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def timed(calls: list, max_seconds: float, warmup: int = 2) -> tuple[list[float], int]:  # type: ignore[type-arg]
     """Run zero-argument calls in order (after ``warmup`` untimed ones) until done or out of time."""
     for call in calls[:warmup]:
@@ -224,10 +235,12 @@ def main() -> int:
 
     from affectlab.data.images import read_rgb, resize_square
     from affectlab.inference.onnx_export import export_onnx
+    from affectlab.inference.quantize import int8_kernel
 
     load_before = os.getloadavg()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {load_before}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}")
+    machine = {"cpu": cpu_model(), "cpus": os.cpu_count(), "int8_kernel": int8_kernel()}
+    print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, ONNX Runtime int8 kernel: {machine['int8_kernel']}, "
+          f"load {load_before}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}")
     with tempfile.TemporaryDirectory(prefix="affectlab-bench-") as tmp_name:
         tmp = Path(tmp_name)
         run = args.run_dir or build_run(tmp)
@@ -260,7 +273,7 @@ def main() -> int:
         "baseline_eager": {k: eager[k] for k in ("threads", "omp_wait_policy", "faces_per_s")},
         "best_threads": {"pytorch-eager": eager["threads"], "onnxruntime": ort["threads"],
                          "onnxruntime-int8": q8["threads"]},
-        "int8_vs_fp32": agree, "load_before": load_before, "load_after": load_after,
+        "int8_vs_fp32": agree, "machine": machine, "load_before": load_before, "load_after": load_after,
     }
     print(json.dumps(summary, indent=2))
     if args.out:

@@ -51,3 +51,10 @@ def write_affectnet(root: Path, rows: list[tuple[str, object, object, object]], 
             if value is not None:
                 np.save(root / "annotations" / f"{sample_id}_{key}.npy", np.array(str(value)))
     return root
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """int8 results can differ between ONNX Runtime's CPU kernels, so every run names the one this CPU gets."""
+    from affectlab.inference.quantize import int8_kernel
+
+    return f"onnxruntime int8 kernel: {int8_kernel()}"

@@ -10,27 +10,27 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from inference_support import INPUT_SIZE, demo_faces, make_run, one_torch_thread
 
 import affectlab
 from affectlab.cli import main
 from affectlab.errors import AffectlabError
 from affectlab.inference.backends import OnnxBackend, TorchBackend
+from affectlab.inference.quantize import MIN_INT8_AGREEMENT, int8_kernel
 from affectlab.labels import EMOTIONS
-from inference_support import INPUT_SIZE, demo_faces, make_run, one_torch_thread
 
 #: fp32: the issue's bound on |ONNX Runtime - PyTorch| for probabilities and valence/arousal.
 FP32_TOLERANCE = 1e-4
-#: int8 (static, per-channel QDQ) on this test model: bounds on the mean |difference| of probabilities and V/A,
-#: and on top-class agreement. The test model's trunk has random weights, and random trunks quantise badly (its
-#: class decisions hang on small feature differences; even dynamic int8 keeps only half its labels): measured
-#: here mean |dp| 0.10, mean |dva| 0.16, agreement 0.43 (chance 0.19), V/A correlation 0.59. The agreement of a
-#: model with ImageNet weights is measured on real faces by benchmarks/predict.py. So this test checks that int8
-#: stays tied to fp32 (about twice chance agreement, correlated V/A); a broken graph or calibration drops to chance.
-INT8_MEAN_PROB_TOLERANCE = 0.15
-INT8_MEAN_VA_TOLERANCE = 0.25
-INT8_MIN_CLASS_AGREEMENT = 0.30
-INT8_MIN_AGREEMENT_OVER_CHANCE = 1.8
-INT8_MIN_VA_CORRELATION = 0.4
+#: int8 (static, per-channel QDQ, 7-bit weights) against fp32 on a model trained on the demo faces, measured on
+#: the 96 demo faces: stated tolerances for top-class agreement, mean |difference| of probabilities and of V/A.
+#: Measured: agreement .969, mean |dp| .0061, mean |dva| .0221, the same to the last digit on an AVX-512 VNNI CPU
+#: and under an emulated AVX2-only CPU (qemu-x86_64 -cpu EPYC-Rome). With 8-bit weights the two CPUs differ
+#: (.979 and .958): the saturation shows, though on this small model not below the tolerance, which is why
+#: test_int8_weights_fit_in_7_bits checks the cause itself, on every CPU.
+INT8_MIN_CLASS_AGREEMENT = 0.90
+TRAINED_SIZE = 32
+INT8_MEAN_PROB_TOLERANCE = 0.03
+INT8_MEAN_VA_TOLERANCE = 0.05
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
@@ -51,13 +51,43 @@ def fp32(run: Path, work: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def int8(run: Path, work: Path) -> Path:
+def trained(demo_data: Path, work: Path) -> Path:
+    """A ResNet18 trained for 8 epochs on the 96 demo faces at 32 px (seeded): confident, varied fp32 predictions.
+
+    A network with random weights quantises badly (its decisions hang on tiny feature differences, so int8
+    rounding flips them: 42% agreement for a random MobileNetV2 trunk with a trained head), and an agreement test
+    on it measures noise. A trained model is what users quantise.
+    """
+    from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from affectlab.data.prepared import prepare_data
+    from affectlab.training.fit import train_model
+
+    cfg = RunConfig(
+        DataConfig(path=str(demo_data)),
+        ModelConfig(backbone="resnet18", weights="none", task="multitask", freeze=False, input_size=TRAINED_SIZE),
+        TrainConfig(epochs=8, batch_size=16, lr=1e-3, patience=8, monitor="val_score", seed=0),
+    )
+    out = work / "trained"
+    train_model(cfg, prepare_data(cfg.data, TRAINED_SIZE), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_crops(demo_data: Path) -> np.ndarray:
+    """The 96 demo faces at the trained model's input size (uint8 NHWC RGB)."""
+    files = sorted((demo_data / "images").glob("*.png"), key=lambda p: int(p.stem))
+    return np.stack([cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (TRAINED_SIZE,) * 2,
+                                interpolation=cv2.INTER_AREA) for f in files])
+
+
+@pytest.fixture(scope="module")
+def int8(trained: Path, work: Path) -> Path:
     calibration = work / "calibration"
     calibration.mkdir()
     for i, face in enumerate(demo_faces(work / "calib-src", 3, 96)):
         cv2.imwrite(str(calibration / f"{i}.png"), face)
-    assert main(["export", str(run), "--int8", "--calibration", str(calibration)]) == 0
-    return run / "model-int8.onnx"
+    assert main(["export", str(trained), "--int8", "--calibration", str(calibration)]) == 0
+    return trained / "model-int8.onnx"
 
 
 def test_onnx_file_carries_its_metadata_and_a_dynamic_batch(fp32: Path) -> None:
@@ -104,26 +134,50 @@ def test_onnx_file_alone_predicts_like_the_run(run: Path, fp32: Path, work: Path
                                from_onnx.backend.run(np.stack([cv2.resize(image, (64, 64))]))["probs"][0], atol=1e-6)
 
 
-def test_int8_agrees_within_the_stated_tolerance(run: Path, int8: Path, crops: np.ndarray) -> None:
+@pytest.mark.slow
+def test_int8_agrees_within_the_stated_tolerance(trained: Path, int8: Path, demo_crops: np.ndarray) -> None:
     backend = OnnxBackend(int8)
-    assert backend.info.extra["quantization"] == "int8-static-qdq"
+    kernel = int8_kernel()
+    check = backend.info.extra["int8_check"]
+    assert backend.info.extra["quantization"] == "int8-static-qdq" and backend.info.extra["weight_bits"] == 7
     assert backend.info.extra["calibration"] == "calibration (24 images)"
-    reference, quantised = TorchBackend(run).run(crops), backend.run(crops)
+    assert check["kernel"] == kernel and check["images"] == 24 and check["class_agreement"] >= MIN_INT8_AGREEMENT
+    reference, quantised = TorchBackend(trained).run(demo_crops), backend.run(demo_crops)
+    assert len(set(reference["probs"].argmax(1))) >= 6, "the fixture model must tell the classes apart"
     prob_error = float(np.mean(np.abs(quantised["probs"] - reference["probs"])))
     va_error = float(np.mean(np.abs(quantised["va"] - reference["va"])))
-    labels, expected = quantised["probs"].argmax(1), reference["probs"].argmax(1)
-    agreement = float(np.mean(labels == expected))
-    shuffles = np.random.default_rng(0).permuted(np.tile(expected, (50, 1)), axis=1)
-    chance = float(np.mean(shuffles == labels))  # agreement of an int8 model unrelated to the fp32 one
-    va_corr = min(np.corrcoef(quantised["va"][:, i], reference["va"][:, i])[0, 1] for i in range(2))
-    print(f"int8 vs fp32: mean |dp| {prob_error:.4f}, mean |dva| {va_error:.4f}, class agreement {agreement:.3f} "
-          f"(chance {chance:.3f}), V/A correlation {va_corr:.3f}")
+    agreement = float(np.mean(quantised["probs"].argmax(1) == reference["probs"].argmax(1)))
+    print(f"int8 kernel: {kernel}; int8 vs fp32 on {len(demo_crops)} demo faces: class agreement {agreement:.3f}, "
+          f"mean |dp| {prob_error:.4f}, mean |dva| {va_error:.4f}")
+    assert agreement >= INT8_MIN_CLASS_AGREEMENT
     assert prob_error <= INT8_MEAN_PROB_TOLERANCE and va_error <= INT8_MEAN_VA_TOLERANCE
-    assert agreement >= INT8_MIN_CLASS_AGREEMENT and agreement >= INT8_MIN_AGREEMENT_OVER_CHANCE * chance
-    assert va_corr >= INT8_MIN_VA_CORRELATION
     graph_ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= graph_ops
-    assert int8.stat().st_size < 0.5 * (run / "model.pt").stat().st_size
+    assert int8.stat().st_size < 0.5 * (trained / "model.pt").stat().st_size
+
+
+def test_int8_weights_fit_in_7_bits(int8: Path) -> None:
+    """Why int8 is right on every x86 CPU: without VNNI, ONNX Runtime sums pairs of uint8 x int8 products in a
+    saturating int16 (vpmaddubsw). 255 x 127 x 2 overflows it; with weights in [-64, 64] (255 x 64 x 2 = 32640) no pair can."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(int8))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert len(weights) >= 20, "every convolution's weights are quantised"
+    assert min(int(w.min()) for w in weights) >= -64 and max(int(w.max()) for w in weights) <= 64
+
+
+def test_int8_export_is_refused_when_it_disagrees_with_fp32(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from affectlab.inference import quantize
+
+    monkeypatch.setattr(quantize, "MIN_INT8_AGREEMENT", 1.01)  # no model can pass: the refusal path must hold
+    out = tmp_path / "refused.onnx"
+    assert main(["export", str(trained), "--int8", "--out", str(out)]) == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("affectlab: error: int8 export refused on this CPU (") and "\n" not in message
+    assert "at least 101% needed" in message and not out.exists() and not list(tmp_path.iterdir())
 
 
 def test_regression_model_exports_only_va(work: Path, crops: np.ndarray) -> None:

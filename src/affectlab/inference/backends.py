@@ -146,5 +146,6 @@ def _info_from_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
         task=bundle["task"], preprocess=Preprocess.from_dict(bundle["preprocess"]),
         class_names=tuple(bundle["class_names"]), va_range=tuple(bundle["va_range"]),  # type: ignore[arg-type]
         source=str(path), runtime="onnxruntime",
-        extra={k: bundle[k] for k in ("model", "quantization", "calibration", "affectlab_version") if k in bundle},
+        extra={k: bundle[k] for k in ("model", "quantization", "calibration", "weight_bits", "int8_check", "affectlab_version")
+               if k in bundle},
     )
