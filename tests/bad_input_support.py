@@ -71,7 +71,9 @@ def onnx_with_metadata(path: Path, metadata: str) -> Path:
 
     node = helper.make_node("Identity", ["images"], ["expression_probs"])
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 8])],
+        [node],
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 8])],
         [helper.make_tensor_value_info("expression_probs", TensorProto.FLOAT, ["n", 8])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -81,16 +83,22 @@ def onnx_with_metadata(path: Path, metadata: str) -> Path:
     return path
 
 
-VALID_ONNX_METADATA = json.dumps({
-    "task": "classification", "class_names": ["Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger",
-                                              "Contempt"],
-    "va_range": [-1, 1], "preprocess": {"input_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3},
-})
+VALID_ONNX_METADATA = json.dumps(
+    {
+        "task": "classification",
+        "class_names": ["Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt"],
+        "va_range": [-1, 1],
+        "preprocess": {"input_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3},
+    }
+)
 
 
 def fuzz(examples: int) -> settings:
     return settings(
-        max_examples=examples, deadline=None, derandomize=True, database=None,
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
     )
 

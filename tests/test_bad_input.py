@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -22,12 +22,19 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 from bad_input_support import (
-    Payload, encoded, fuzz, mutated, npy_header_claiming, onnx_with_metadata, png_declaring, snapshot,
+    Payload,
+    encoded,
+    fuzz,
+    mutated,
+    npy_header_claiming,
+    onnx_with_metadata,
+    png_declaring,
+    snapshot,
 )
 from conftest import write_affectnet
+from hypothesis import given
+from hypothesis import strategies as st
 from inference_support import demo_faces, make_run, one_torch_thread, scene, write_video
 
 import affectlab.experiment  # noqa: F401 - matplotlib caches fonts in $HOME on first import: before any sandbox
@@ -44,6 +51,15 @@ def run_cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, list[str]]:
     """Run the ``affectlab`` command in this process; returns the exit code and the lines on stderr."""
     code = main([str(a) for a in args])
     return code, capsys.readouterr().err.strip().splitlines()
+
+
+def refused(capsys: pytest.CaptureFixture, root: Path, *args: object, message: str) -> None:
+    """The command exits with 2 and one line holding ``message``, and changes nothing under ``root``."""
+    before = snapshot(root)
+    code, err = run_cli(capsys, *args)
+    assert code == 2
+    one_line(err, message)
+    assert snapshot(root) == before
 
 
 def one_line(lines: list[str], *fragments: str) -> None:
@@ -79,29 +95,27 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_overwrite_with_a_typo_in_data_leaves_the_old_run(sandbox: Path, capsys: pytest.CaptureFixture) -> None:
-    old_run(sandbox / "work" / "oldrun")
-    before = snapshot(sandbox)
-    code, err = run_cli(capsys, "train", "--data", "/typo", "--out", "oldrun", "--overwrite", *TINY)
-    assert code == 2
-    one_line(err, "/typo: no such file or folder")
-    assert snapshot(sandbox) == before  # the old run, byte for byte, and no temporary folder left behind
+    old_run(sandbox / "work" / "oldrun")  # must stay byte for byte, with no temporary folder left beside it
+    args = ["train", "--data", "/typo", "--out", "oldrun", "--overwrite", *TINY]
+    refused(capsys, sandbox, *args, message="/typo: no such file or folder")
 
 
 def test_overwrite_of_the_current_folder_is_refused(sandbox: Path, capsys: pytest.CaptureFixture) -> None:
     write_run_marker(sandbox / "work", "train")  # even a folder that is a run: never the one we stand in
-    before = snapshot(sandbox)
-    code, err = run_cli(capsys, "train", "--data", "/nonexistent", "--out", ".", "--overwrite", *TINY)
-    assert code == 2
-    one_line(err, ".: refusing to replace it with --overwrite: it is the current folder or contains it")
-    assert snapshot(sandbox) == before
+    args = ["train", "--data", "/nonexistent", "--out", ".", "--overwrite", *TINY]
+    message = ".: refusing to replace it with --overwrite: it is the current folder or contains it"
+    refused(capsys, sandbox, *args, message=message)
 
 
-@pytest.mark.parametrize(("target", "why"), [
-    ("..", "is the current folder or contains it"),
-    ("{home}", "is the home folder or contains it"),
-    ("{tmp}/user-files", f"is not an affectlab run (no {RUN_MARKER})"),
-    ("{tmp}/link-to-run", "is a symbolic link"),
-])
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("..", "is the current folder or contains it"),
+        ("{home}", "is the home folder or contains it"),
+        ("{tmp}/user-files", f"is not an affectlab run (no {RUN_MARKER})"),
+        ("{tmp}/link-to-run", "is a symbolic link"),
+    ],
+)
 def test_overwrite_refuses_what_affectlab_did_not_create(
     sandbox: Path, capsys: pytest.CaptureFixture, target: str, why: str
 ) -> None:
@@ -109,11 +123,8 @@ def test_overwrite_refuses_what_affectlab_did_not_create(
     (sandbox / "user-files" / "thesis.tex").write_text("years of work")
     (sandbox / "link-to-run").symlink_to(old_run(sandbox / "run"))
     out = target.format(home=sandbox / "home", tmp=sandbox)
-    before = snapshot(sandbox)
-    code, err = run_cli(capsys, "train", "--data", "demo", "--out", out, "--overwrite", *TINY)
-    assert code == 2
-    one_line(err, f"{out}: refusing to replace it with --overwrite: it {why}")
-    assert snapshot(sandbox) == before
+    args = ["train", "--data", "demo", "--out", out, "--overwrite", *TINY]
+    refused(capsys, sandbox, *args, message=f"{out}: refusing to replace it with --overwrite: it {why}")
 
 
 def test_the_guard_refuses_the_root_folder() -> None:
@@ -123,11 +134,8 @@ def test_the_guard_refuses_the_root_folder() -> None:
 
 def test_without_overwrite_an_existing_folder_is_refused(sandbox: Path, capsys: pytest.CaptureFixture) -> None:
     old_run(sandbox / "work" / "oldrun")
-    before = snapshot(sandbox)
-    code, err = run_cli(capsys, "train", "--data", "demo", "--out", "oldrun", *TINY)
-    assert code == 2
-    one_line(err, "oldrun: folder exists and is not empty; pass --overwrite to replace it")
-    assert snapshot(sandbox) == before
+    message = "oldrun: folder exists and is not empty; pass --overwrite to replace it"
+    refused(capsys, sandbox, "train", "--data", "demo", "--out", "oldrun", *TINY, message=message)
 
 
 @pytest.mark.slow
@@ -136,12 +144,8 @@ def test_overwrite_failing_after_data_loading_keeps_the_old_run(
 ) -> None:
     """Missing ImageNet weights are found only after the data is read: the old run must still be there."""
     old_run(sandbox / "work" / "oldrun")
-    before = snapshot(sandbox)
-    code, err = run_cli(capsys, "train", "--data", demo_data, "--out", "oldrun", "--overwrite", *TINY[2:],
-                        "--backbone", "vgg16", "--weights", "imagenet")
-    assert code == 2
-    one_line(err, "ImageNet weights for vgg16 are not available")
-    assert snapshot(sandbox) == before
+    args = ["train", "--data", demo_data, "--out", "oldrun", "--overwrite", *TINY[2:], "--backbone", "vgg16"]
+    refused(capsys, sandbox, *args, "--weights", "imagenet", message="ImageNet weights for vgg16 are not available")
 
 
 @pytest.mark.slow
@@ -156,7 +160,9 @@ def test_overwrite_replaces_a_run_only_when_the_new_one_is_finished(
     assert not (run / "notes.txt").exists() and (run / "model.pt").stat().st_size > 1000
     marker = json.loads((run / RUN_MARKER).read_text())
     assert marker["kind"] == "train" and marker["command"].startswith("affectlab train --data")
-    assert marker["command"].endswith("--overwrite --backbone mobilenet_v2 --weights none --input-size 32 --epochs 1 --quiet")
+    assert marker["command"].endswith(
+        "--overwrite --backbone mobilenet_v2 --weights none --input-size 32 --epochs 1 --quiet"
+    )
     assert json.loads((run / "run.json").read_text())["name"] == "oldrun"
     assert snapshot(sandbox, skip=(run,)) == outside  # no temporary or aside folder left next to it
 
@@ -287,7 +293,15 @@ def _bad_model(kind: str, folder: Path) -> tuple[Path, str]:
     raise ValueError(kind)
 
 
-MODEL_CASES = ["tensor", "unknown_key", "pickle_code", "truncated", "onnx_bad_json", "onnx_missing_keys", "onnx_garbage"]
+MODEL_CASES = [
+    "tensor",
+    "unknown_key",
+    "pickle_code",
+    "truncated",
+    "onnx_bad_json",
+    "onnx_missing_keys",
+    "onnx_garbage",
+]
 
 
 @pytest.mark.parametrize("kind", MODEL_CASES)
@@ -295,11 +309,9 @@ def test_malformed_models_are_one_line_for_predict(
     kind: str, tmp_path: Path, photo: Path, capsys: pytest.CaptureFixture
 ) -> None:
     model, message = _bad_model(kind, tmp_path / "m")
-    before = snapshot(tmp_path)
-    code, err = run_cli(capsys, "predict", model, photo, "--out", tmp_path / "out.jsonl", "--quiet")
-    assert code == 2
-    one_line(err, f"{model}: {message}")
-    assert snapshot(tmp_path) == before and not (tmp_path / "m" / "pwned").exists()
+    args = ["predict", model, photo, "--out", tmp_path / "out.jsonl", "--quiet"]
+    refused(capsys, tmp_path, *args, message=f"{model}: {message}")
+    assert not (tmp_path / "m" / "pwned").exists()
 
 
 @pytest.mark.parametrize("kind", ["tensor", "onnx_bad_json"])
@@ -311,7 +323,9 @@ def test_malformed_models_raise_one_error_in_python(kind: str, tmp_path: Path) -
         affectlab.load(model)
 
 
-def test_unsafe_yaml_in_a_run_or_recipe_is_one_line(tmp_path: Path, demo_data: Path, capsys: pytest.CaptureFixture) -> None:
+def test_unsafe_yaml_in_a_run_or_recipe_is_one_line(
+    tmp_path: Path, demo_data: Path, capsys: pytest.CaptureFixture
+) -> None:
     run = make_run(tmp_path)
     unsafe = "!!python/object/apply:os.mkdir ['" + str(tmp_path / "pwned") + "']\n"
     (run / "config.yaml").write_text(unsafe)
@@ -320,23 +334,33 @@ def test_unsafe_yaml_in_a_run_or_recipe_is_one_line(tmp_path: Path, demo_data: P
     assert code == 2
     one_line(err, f"{run / 'config.yaml'}: not valid YAML")
     (tmp_path / "recipe.yaml").write_text(unsafe)
-    code, err = run_cli(capsys, "train", "--recipe", tmp_path / "recipe.yaml", "--data", demo_data, "--out", tmp_path / "x")
+    code, err = run_cli(
+        capsys, "train", "--recipe", tmp_path / "recipe.yaml", "--data", demo_data, "--out", tmp_path / "x"
+    )
     assert code == 2
     one_line(err, "recipe.yaml: not valid YAML")
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "x").exists()
 
 
-def test_planted_imagenet_weights_are_refused(
-    tmp_path: Path, demo_data: Path, capsys: pytest.CaptureFixture
-) -> None:
+def test_planted_imagenet_weights_are_refused(tmp_path: Path, demo_data: Path, capsys: pytest.CaptureFixture) -> None:
     """A .pth placed under torchvision's cache name that is not the published file: never unpickled, never used."""
     cache = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
     cache.mkdir(parents=True, exist_ok=True)
     planted = cache / "mobilenet_v2-b0353104.pth"
     torch.save({"features.0.0.weight": Payload(tmp_path / "pwned")}, planted)
     try:
-        code, err = run_cli(capsys, "train", "--data", demo_data, "--out", tmp_path / "run", *TINY[:2],
-                            "--weights", "imagenet", *TINY[4:])
+        code, err = run_cli(
+            capsys,
+            "train",
+            "--data",
+            demo_data,
+            "--out",
+            tmp_path / "run",
+            *TINY[:2],
+            "--weights",
+            "imagenet",
+            *TINY[4:],
+        )
     finally:
         planted.unlink()
     assert code == 2
@@ -392,28 +416,28 @@ def test_predict_refuses_to_replace_results_without_overwrite(
     assert code == 2
     one_line(err, f"{annotated / 'photo.png'}: exists; pass --overwrite to replace annotated files")
     assert snapshot(tmp_path) == before
-    code, _ = run_cli(capsys, "predict", model, photo, "--out", out, "--save-annotated", annotated, "--overwrite",
-                      "--quiet")
+    code, _ = run_cli(
+        capsys, "predict", model, photo, "--out", out, "--save-annotated", annotated, "--overwrite", "--quiet"
+    )
     assert code == 0
     assert json.loads(out.read_text().splitlines()[0])["source"] == str(photo)
     assert (annotated / "photo.png").stat().st_size > 1000
 
 
-@pytest.mark.parametrize(("out", "message"), [
-    ("{tmp}", "is a folder; --out takes a file name ending in .jsonl or .csv"),
-    ("{tmp}/a-file.txt/results.jsonl", "cannot be written"),
-    ("{tmp}/results.txt", "unknown output format '.txt'; use .jsonl or .csv"),
-])
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("{tmp}", "is a folder; --out takes a file name ending in .jsonl or .csv"),
+        ("{tmp}/a-file.txt/results.jsonl", "cannot be written"),
+        ("{tmp}/results.txt", "unknown output format '.txt'; use .jsonl or .csv"),
+    ],
+)
 def test_predict_checks_out_before_the_run(
     tmp_path: Path, model: Path, photo: Path, capsys: pytest.CaptureFixture, out: str, message: str
 ) -> None:
     (tmp_path / "a-file.txt").write_text("a file, not a folder")
-    before = snapshot(tmp_path)
     target = out.format(tmp=tmp_path)
-    code, err = run_cli(capsys, "predict", model, photo, "--out", target, "--quiet")
-    assert code == 2
-    one_line(err, f"{target}: {message}")
-    assert snapshot(tmp_path) == before
+    refused(capsys, tmp_path, "predict", model, photo, "--out", target, "--quiet", message=f"{target}: {message}")
 
 
 def test_predict_over_a_folder_records_each_bad_image_and_goes_on(
@@ -473,8 +497,20 @@ def test_sigterm_during_predict_keeps_old_results_and_leaves_no_temporary_file(t
     out = tmp_path / "results" / "r.jsonl"
     out.parent.mkdir()
     out.write_text("yesterday's results\n")
-    command = [sys.executable, "-m", "affectlab.cli", "predict", str(model), str(video), "--out", str(out),
-               "--overwrite", "--quiet", "--threads", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "affectlab.cli",
+        "predict",
+        str(model),
+        str(video),
+        "--out",
+        str(out),
+        "--overwrite",
+        "--quiet",
+        "--threads",
+        "1",
+    ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not any(p.suffix == ".tmp" for p in out.parent.iterdir()) and time.monotonic() < deadline:
@@ -501,8 +537,19 @@ def _free_port() -> int:
 def server(work: Path, model: Path) -> Iterator[str]:
     """``affectlab serve`` with a 1 MB upload limit, started as a user would."""
     port = _free_port()
-    command = [sys.executable, "-m", "affectlab.cli", "serve", str(model), "--port", str(port), "--threads", "1",
-               "--max-upload-mb", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "affectlab.cli",
+        "serve",
+        str(model),
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+        "--max-upload-mb",
+        "1",
+    ]
     log = (work / "server.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -524,7 +571,7 @@ def server(work: Path, model: Path) -> Iterator[str]:
         log.close()
 
 
-def _raw(url: str, head: bytes, chunks: Iterator[bytes] = iter(())) -> bytes:
+def _raw(url: str, head: bytes, chunks: Iterable[bytes] = ()) -> bytes:
     """Send a hand-made request; stop sending as soon as the server answers or closes. Returns what came back."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=20) as sock:
@@ -551,8 +598,10 @@ def _length(reply: bytes) -> int:
 
 
 def test_upload_over_the_limit_is_refused_before_its_body_is_read(server: str) -> None:
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-            b"Content-Length: 209715200\r\n\r\n")
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        b"Content-Length: 209715200\r\n\r\n"
+    )
     started = time.monotonic()
     reply = _raw(server, head)  # 200 MB announced, none sent: the answer cannot have waited for the body
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
@@ -561,34 +610,49 @@ def test_upload_over_the_limit_is_refused_before_its_body_is_read(server: str) -
 
 
 def test_a_chunked_upload_is_cut_off_at_the_limit(server: str) -> None:
-    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n")
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
     piece = b"x" * 65536
     chunks = (b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(400))  # 26 MB offered
     reply = _raw(server, head, chunks)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
 
 
-@pytest.mark.parametrize(("files", "status", "detail"), [
-    ({"file": ("huge.png", png_declaring(10_000, 10_000), "image/png")}, 400,
-     "huge.png: image is 10000x10000 pixels, over the limit"),
-    ({"file": ("giant.png", png_declaring(40_000, 40_000), "image/png")}, 400, "giant.png: image has 1,600,000,000 pixels"),
-    ({"file": ("cut.jpg", encoded(".jpg")[:150], "image/jpeg")}, 400, "cut.jpg: not a readable image"),
-    ({"file": ("empty.png", b"", "image/png")}, 400, "empty.png: empty file, not an image"),
-    ({"other": ("a.png", encoded(".png"), "image/png")}, 400, "no file in a form field named 'file'"),
-    ({"file": ("/etc/passwd/../../x.png", b"nope", "image/png")}, 400, "x.png: not a readable image"),
-])
+@pytest.mark.parametrize(
+    ("files", "status", "detail"),
+    [
+        (
+            {"file": ("huge.png", png_declaring(10_000, 10_000), "image/png")},
+            400,
+            "huge.png: image is 10000x10000 pixels, over the limit",
+        ),
+        (
+            {"file": ("giant.png", png_declaring(40_000, 40_000), "image/png")},
+            400,
+            "giant.png: image has 1,600,000,000 pixels",
+        ),
+        ({"file": ("cut.jpg", encoded(".jpg")[:150], "image/jpeg")}, 400, "cut.jpg: not a readable image"),
+        ({"file": ("empty.png", b"", "image/png")}, 400, "empty.png: empty file, not an image"),
+        ({"other": ("a.png", encoded(".png"), "image/png")}, 400, "no file in a form field named 'file'"),
+        ({"file": ("/etc/passwd/../../x.png", b"nope", "image/png")}, 400, "x.png: not a readable image"),
+    ],
+)
 def test_malformed_uploads_get_a_4xx(server: str, files: dict, status: int, detail: str) -> None:  # type: ignore[type-arg]
     response = httpx.post(f"{server}/predict", files=files, timeout=30)
     assert response.status_code == status, response.text
     assert response.json()["detail"] == detail or response.json()["detail"].startswith(detail)
 
 
-@pytest.mark.parametrize(("headers", "body", "status"), [
-    ({"Content-Type": "application/json"}, b'{"file": "x"}', 415),
-    ({"Content-Type": "multipart/form-data; boundary=zz"}, b"--zz\r\nbroken", 400),
-    ({"Content-Type": "multipart/form-data"}, b"no boundary at all", 400),
-])
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"Content-Type": "application/json"}, b'{"file": "x"}', 415),
+        ({"Content-Type": "multipart/form-data; boundary=zz"}, b"--zz\r\nbroken", 400),
+        ({"Content-Type": "multipart/form-data"}, b"no boundary at all", 400),
+    ],
+)
 def test_malformed_requests_get_a_4xx(server: str, headers: dict, body: bytes, status: int) -> None:  # type: ignore[type-arg]
     response = httpx.post(f"{server}/predict", headers=headers, content=body, timeout=30)
     assert response.status_code == status, response.text

@@ -17,11 +17,31 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SETTINGS = [
-    "--backbone", "mobilenet_v2", "--weights", "none", "--no-freeze", "--task", "multitask", "--input-size", "32",
-    "--epochs", "5", "--batch-size", "16", "--quiet",
+    "--backbone",
+    "mobilenet_v2",
+    "--weights",
+    "none",
+    "--no-freeze",
+    "--task",
+    "multitask",
+    "--input-size",
+    "32",
+    "--epochs",
+    "5",
+    "--batch-size",
+    "16",
+    "--quiet",
     # augmentation, dropout and shuffling draw random numbers; the EMA and the schedule carry state across epochs
-    "--set", "train.augment=true", "--set", "train.ema_decay=0.9", "--set", "train.scheduler=cosine",
-    "--set", "train.patience=10", "--set", "train.monitor=val_score",
+    "--set",
+    "train.augment=true",
+    "--set",
+    "train.ema_decay=0.9",
+    "--set",
+    "train.scheduler=cosine",
+    "--set",
+    "train.patience=10",
+    "--set",
+    "train.monitor=val_score",
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 

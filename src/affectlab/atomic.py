@@ -167,7 +167,10 @@ def run_folder(
             hint = " (or --resume to continue it)" if (path / "checkpoints" / "last.ckpt").is_file() else ""
             raise AffectlabError(f"{path}: folder exists and is not empty; pass --overwrite to replace it{hint}")
         check_replaceable(path)
-        build = Path(tempfile.mkdtemp(prefix=f".{path.name}.affectlab-new-", dir=path.parent))
+        try:
+            build = Path(tempfile.mkdtemp(prefix=f".{path.name}.affectlab-new-", dir=path.parent))
+        except OSError as exc:
+            raise AffectlabError(f"{path.parent}: cannot build the new run next to the old one ({exc.strerror})") from None
     else:
         path.mkdir(parents=True, exist_ok=True)
         build = path
@@ -176,12 +179,16 @@ def run_folder(
         yield build
     except BaseException:
         kept = any((build / name).exists() for name in keep)
-        if build != path and kept:
-            log.warning("%s is unchanged; the failed run's partial results are in %s", path, build)
-        elif build != path or not existed:
-            shutil.rmtree(build, ignore_errors=True)
+        if build != path:  # --overwrite: the old run was never touched
+            if kept:
+                log.warning("%s is unchanged; the failed run's partial results are in %s", path, build)
+            else:
+                shutil.rmtree(build, ignore_errors=True)
         elif not kept:
-            _empty(build)  # the user's empty folder stays, without what this run put in it
+            if existed:
+                _empty(build)  # the user's empty folder stays, without what this run put in it
+            else:
+                shutil.rmtree(build, ignore_errors=True)
         raise
     if build != path:
         _swap(build, path)

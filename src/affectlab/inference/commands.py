@@ -17,7 +17,7 @@ from typing import Any
 
 from affectlab.errors import AffectlabError
 
-__all__ = ["add_commands", "cmd_predict", "cmd_export", "cmd_serve"]
+__all__ = ["add_commands", "cmd_export", "cmd_predict", "cmd_serve"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -62,7 +62,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from affectlab.inference.faces import make_detector
     from affectlab.inference.output import RecordWriter, output_format
     from affectlab.inference.pipeline import (
-        PredictOptions, estimate_items, open_cameras, plan_annotations, run_predictions,
+        PredictOptions,
+        estimate_items,
+        open_cameras,
+        plan_annotations,
+        run_predictions,
     )
     from affectlab.inference.predictor import load
     from affectlab.inference.sources import expand_inputs

@@ -17,7 +17,7 @@ import numpy as np
 from affectlab.data.images import decode_rgb
 from affectlab.errors import AffectlabError
 
-__all__ = ["MAX_UPLOAD_BYTES", "read_upload", "decode_upload", "without_paths"]
+__all__ = ["MAX_UPLOAD_BYTES", "decode_upload", "read_upload", "without_paths"]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
