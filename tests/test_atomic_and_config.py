@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from affectlab.atomic import atomic_write, prepare_run_dir, run_folder, write_json
+from affectlab.atomic import RUN_MARKER, atomic_write, prepare_run_dir, run_folder, write_json
 from affectlab.config import RunConfig, load_recipe, parse_overrides, with_overrides
 from affectlab.errors import AffectlabError
 
@@ -37,7 +37,7 @@ def test_run_dir_guard(tmp_path: Path) -> None:
     with pytest.raises(AffectlabError, match="pass --overwrite"):
         prepare_run_dir(run, overwrite=False)
     assert (run / "keep.txt").exists()
-    assert not any(prepare_run_dir(run, overwrite=True).iterdir())
+    assert [p.name for p in prepare_run_dir(run, overwrite=True).iterdir()] == [RUN_MARKER]  # only the new marker
 
 
 def test_run_folder_is_removed_only_when_nothing_finished(tmp_path: Path) -> None:

@@ -70,12 +70,14 @@ def _fake_imagenet_file(backbone: str) -> tuple[Path, dict[str, torch.Tensor]]:
     return target, state
 
 
-def test_imagenet_weights_load_through_torchvision_cache() -> None:
-    target, state = _fake_imagenet_file("mobilenet_v2")
+def test_imagenet_weights_in_torchvision_cache_are_hash_checked() -> None:
+    """A file placed under torchvision's cache name is used only if it is the published file (its SHA-256 starts
+    with the hash in its name); the real file is checked in test_bad_input when ../shared is there."""
+    target, _ = _fake_imagenet_file("mobilenet_v2")
     assert target.name == "mobilenet_v2-b0353104.pth"
     assert str(target).startswith(os.environ["TORCH_HOME"])
-    model = create_model(ModelConfig(backbone="mobilenet_v2", weights="imagenet"))
-    assert torch.equal(model.trunk[0][0].weight, state["features.0.0.weight"])
+    with pytest.raises(AffectlabError, match=r"mobilenet_v2-b0353104\.pth: SHA-256 starts with [0-9a-f]{8}, not b0353104"):
+        create_model(ModelConfig(backbone="mobilenet_v2", weights="imagenet"))
     target.unlink()
 
 

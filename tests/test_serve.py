@@ -90,7 +90,7 @@ def test_no_face_and_bad_uploads(server: str) -> None:
     bad = httpx.post(f"{server}/predict", files={"file": ("bad.jpg", b"not an image", "image/jpeg")})
     assert bad.status_code == 400 and "bad.jpg: not a readable image" in bad.json()["detail"]
     missing = httpx.post(f"{server}/predict")
-    assert missing.status_code == 422
+    assert missing.status_code == 415  # no multipart form at all
 
 
 def test_serve_with_a_missing_model_fails_with_one_line(tmp_path: Path) -> None:

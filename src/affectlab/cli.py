@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from affectlab.errors import AffectlabError
 
@@ -102,7 +106,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     backbones = args.backbones or (DEMO_PRESET["backbones"] if cfg.data.path == "demo" and not args.recipe else STUDY_BACKBONES)
     summary = run_study(
-        cfg, args.out, _csv(str(backbones)), _csv(args.tasks), per_backbone, seeds, args.overwrite, not args.quiet
+        cfg, args.out, _csv(str(backbones)), _csv(args.tasks), per_backbone, seeds, args.overwrite, not args.quiet,
+        command=args.command_line,
     )
     _print_table(summary)
     print(f"report: {Path(args.out) / 'report.html'}")
@@ -124,12 +129,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     from affectlab.models.registry import get_backbone_spec
 
     get_backbone_spec(cfg.model.backbone)
-    with run_folder(args.out, args.overwrite, keep_if="model.pt") as out:
+    if args.resume:
+        _check_resumable(Path(args.out), cfg, args.overwrite)
+    resumable = ("model.pt", "checkpoints/last.ckpt")  # a killed run keeps its folder, to be resumed
+    with run_folder(
+        args.out, args.overwrite, keep_if=resumable, kind="train", resume=args.resume, command=args.command_line
+    ) as out:
         prepared = prepare_data(cfg.data, cfg.model.input_size)
-        record = run_experiment(cfg, prepared, out, progress=not args.quiet)
+        record = run_experiment(
+            cfg, prepared, out, progress=not args.quiet, resume=args.resume, name=Path(args.out).resolve().name
+        )
         write_json(out / "run.json", {**record, "data": prepared.summary()})
     _print_table({"runs": [record]})
     return 0
+
+
+def _check_resumable(out: Path, cfg, overwrite: bool) -> None:  # type: ignore[no-untyped-def]
+    """``--resume`` continues the run only with the settings it started with."""
+    from affectlab.config import load_recipe
+    from affectlab.training.fit import last_checkpoint
+
+    if overwrite:
+        raise AffectlabError("--resume continues a run and --overwrite replaces it; give one of them")
+    if not last_checkpoint(out).is_file():
+        raise AffectlabError(
+            f"{out}: nothing to resume (no checkpoints/last.ckpt: the training finished, or never ended an epoch)"
+        )
+    if (out / "model.pt").exists():
+        raise AffectlabError(f"{out}: the training already finished (model.pt exists)")
+    saved = load_recipe(out / "config.yaml")
+    if saved.to_dict() != cfg.to_dict():
+        changed = [
+            f"{section}.{key}" for section, values in cfg.to_dict().items() for key, value in values.items()
+            if saved.to_dict().get(section, {}).get(key) != value
+        ]
+        raise AffectlabError(f"{out}: --resume needs the settings the run started with; changed: {', '.join(changed)}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -193,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(train)
     train.add_argument("--backbone", help="backbone (default: the recipe's, else mobilenet_v2)")
     train.add_argument("--task", choices=["classification", "regression", "multitask"], help="task")
+    train.add_argument("--resume", action="store_true",
+                       help="continue a killed training in --out from its last finished epoch (same settings)")
     train.set_defaults(handler=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a trained run on its split or on other data")
@@ -234,7 +270,9 @@ def _add_inference_commands(sub: argparse._SubParsersAction) -> None:  # type: i
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["affectlab", *(sys.argv[1:] if argv is None else map(str, argv))])
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    previous = _terminate_as_interrupt()
     try:
         return args.handler(args)
     except AffectlabError as exc:
@@ -243,6 +281,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("affectlab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM (``kill``, a job scheduler) is handled like Ctrl-C: finished results kept, temporary files removed.
+    Returns the previous handler, or None where signals cannot be set (not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 if __name__ == "__main__":

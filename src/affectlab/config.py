@@ -38,6 +38,7 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     split_file: str | None = None
+    max_bad_fraction: float = 0.5  # stop before training when a larger share of the samples cannot be read
 
 
 @dataclass
@@ -98,8 +99,10 @@ class RunConfig:
 
 
 def _fill(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise AffectlabError(f"{where}: expected a mapping of options, found {type(values).__name__}")
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
+    unknown = sorted(str(key) for key in set(values) - set(known))
     if unknown:
         raise AffectlabError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return cls(**values)
@@ -109,7 +112,7 @@ def config_from_dict(values: dict[str, Any], where: str = "config") -> RunConfig
     """Build a RunConfig from nested dicts, rejecting unknown keys with the file and key named."""
     if not isinstance(values, dict):
         raise AffectlabError(f"{where}: expected a mapping with sections data/model/train")
-    unknown = sorted(set(values) - {"data", "model", "train", "name", "description"})
+    unknown = sorted(str(key) for key in set(values) - {"data", "model", "train", "name", "description"})
     if unknown:
         raise AffectlabError(f"{where}: unknown section(s) {', '.join(unknown)}; known: data, model, train")
     cfg = RunConfig(
@@ -166,6 +169,8 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
             raise AffectlabError(f"{where}: {section}.{key}={value!r} is not one of {', '.join(allowed)}")
     if cfg.model.input_size < 32:
         raise AffectlabError(f"{where}: model.input_size={cfg.model.input_size} is too small (minimum 32)")
+    if not 0 <= cfg.data.max_bad_fraction <= 1:
+        raise AffectlabError(f"{where}: data.max_bad_fraction={cfg.data.max_bad_fraction} must be between 0 and 1")
     fractions = cfg.data.val_fraction + cfg.data.test_fraction
     if not 0 < fractions < 1:
         raise AffectlabError(f"{where}: val_fraction + test_fraction must be between 0 and 1")
@@ -177,8 +182,8 @@ def load_recipe(path: str | Path) -> RunConfig:
         raise AffectlabError(f"{path}: recipe file not found")
     try:
         values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise AffectlabError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # an unsafe tag (!!python/object) is a YAMLError too
+        raise AffectlabError(f"{path}: not valid YAML ({str(exc).splitlines()[0][:160]})") from None
     return config_from_dict(values, str(path))
 
 

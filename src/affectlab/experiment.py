@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from affectlab.atomic import write_json, write_text
+from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_text
 from affectlab.config import RunConfig
 from affectlab.data.prepared import PreparedData, SplitData
 from affectlab.data.split import save_split
@@ -47,13 +47,22 @@ def run_experiment(
     cache: FeatureCache | None = None,
     progress: bool = True,
     eval_split: str = "test",
+    resume: bool = False,
+    name: str | None = None,
 ) -> dict[str, Any]:
-    """Train, score ``eval_split`` (test by default), and return the study's record for this run."""
+    """Train, score ``eval_split`` (test by default), and return the study's record for this run.
+
+    ``resume`` continues a killed training in ``run_dir``; ``name`` is the run's name in the record (default: the
+    folder's name, which differs when ``--overwrite`` builds the run in a temporary folder).
+    """
     if eval_split not in ("test", "val"):
         raise ValueError(f"eval_split must be test or val, not {eval_split!r}")
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not is_run_folder(run_dir):
+        write_run_marker(run_dir, "experiment")
     save_split(data.split, run_dir / "split.json")
-    result = train_model(cfg, data, run_dir, cache, progress)
+    result = train_model(cfg, data, run_dir, cache, progress, resume=resume)
     scored = data.splits[eval_split]
     if result.used_feature_cache and not cfg.train.tta_flip:
         features = split_features(cfg, scored, result.model, result.preprocess, cache or FeatureCache())
@@ -66,7 +75,7 @@ def run_experiment(
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"])
     write_evaluation_figures(run_dir, metrics, outputs, scored, title=f"{cfg.model.backbone} {cfg.model.task}")
     return {
-        "name": run_dir.name,
+        "name": name or run_dir.name,
         "backbone": cfg.model.backbone,
         "task": cfg.model.task,
         "weights": cfg.model.weights,

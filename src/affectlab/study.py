@@ -47,14 +47,16 @@ def run_study(
     overwrite: bool = False,
     progress: bool = True,
     cache: FeatureCache | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
+    """Run the study into ``out_dir``; ``command`` is recorded in its run marker (default: this process's)."""
     for backbone in backbones:
         get_backbone_spec(backbone)
     for task in tasks:
         if task not in TASKS:
             raise AffectlabError(f"unknown task {task!r}; use {', '.join(TASKS)}")
     seeds = seeds or [base.data.split_seed]
-    with run_folder(out_dir, overwrite, keep_if="summary.json") as folder:  # summary.json: a model has finished
+    with run_folder(out_dir, overwrite, keep_if="summary.json", kind="study", command=command) as folder:  # summary.json: a model has finished
         handler = _log_to(folder / "study.log")
         try:
             summary = _run_cells(base, folder, backbones, tasks, weights, seeds, progress, cache)

@@ -2,13 +2,22 @@
 
 Decoding dominates a small-data CPU run if it is repeated every epoch, so a run decodes each image exactly once
 into ``(N, S, S, 3)`` RGB uint8 and trains from memory (3,999 images at 128 px take about 200 MB).
+
+Every image is bounded before it is decoded: its width and height are read from the header (PIL's lazy open
+reads no pixels), and an image over ``max_image_pixels()`` is refused, since a 100 KB PNG can declare 10000 x 10000
+pixels and cost gigabytes to decode. Decoder errors (``cv2.error``, PIL's) become one ``AffectlabError`` line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import os
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,20 +25,85 @@ import numpy as np
 from affectlab.data.samples import Problem, Sample
 from affectlab.errors import AffectlabError
 
-__all__ = ["read_rgb", "square_crop", "decode_samples", "file_md5"]
+__all__ = [
+    "read_rgb", "decode_rgb", "check_pixels", "max_image_pixels", "square_crop", "decode_samples", "file_md5",
+    "MAX_PIXELS_ENV", "DEFAULT_MAX_IMAGE_PIXELS",
+]
+
+#: 50 megapixels: above any face photo worth analysing (an 8K frame is 33 MP), far below what exhausts memory.
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "AFFECTLAB_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The largest width x height decoded: ``$AFFECTLAB_MAX_IMAGE_PIXELS``, else 50 million."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise AffectlabError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive whole number of pixels")
+    return value
+
+
+def check_pixels(width: int, height: int, name: str) -> None:
+    """Refuse an image whose declared size is over ``max_image_pixels()``, before anything is decoded."""
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise AffectlabError(
+            f"{name}: image is {width}x{height} pixels, over the limit of {limit:,} ({MAX_PIXELS_ENV} sets it)"
+        )
+
+
+def _header_size(source: Any, name: str) -> tuple[int, int]:
+    """Width and height from the image header; PIL's lazy open reads no pixel data."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                return image.size
+    except Image.DecompressionBombError as exc:  # PIL's own bound, above ours: refused before it gives a size
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise AffectlabError(
+            f"{name}: image has {pixels}, over the limit of {max_image_pixels():,} ({MAX_PIXELS_ENV} sets it)"
+        ) from None
+    except Exception:  # PIL raises many types for a corrupt header; all mean the same to a user
+        raise AffectlabError(f"{name}: not a readable image (corrupt or unsupported format)") from None
+
+
+def decode_rgb(data: bytes, name: str) -> np.ndarray:
+    """Decode image bytes (an upload, a file's content) to RGB uint8, bounded by ``max_image_pixels()``."""
+    if not data:
+        raise AffectlabError(f"{name}: empty file, not an image")
+    check_pixels(*_header_size(io.BytesIO(data), name), name)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:  # e.g. a header over OpenCV's own pixel cap
+        image = None
+    if image is None:
+        raise AffectlabError(f"{name}: not a readable image (corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to RGB uint8, raising ``AffectlabError`` naming the file when it cannot be read."""
+    """Decode an image file to RGB uint8, raising ``AffectlabError`` naming the file when it cannot be read.
+
+    The header is checked before the file is read in full, so an oversized image costs no more than its header.
+    """
     path = Path(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        if path.is_file() and path.stat().st_size:
+            check_pixels(*_header_size(path, str(path)), str(path))
+        data = path.read_bytes()
     except OSError as exc:
         raise AffectlabError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise AffectlabError(f"{path}: not a readable image (corrupt or unsupported format)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return decode_rgb(data, str(path))
 
 
 def square_crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.0) -> np.ndarray:

@@ -18,8 +18,9 @@ from affectlab.data.images import decode_samples, file_md5
 from affectlab.data.readers import read_dataset
 from affectlab.data.samples import Problem, Sample, SampleSet
 from affectlab.data.split import SPLITS, apply_split, load_split, make_split
+from affectlab.errors import AffectlabError
 
-__all__ = ["SplitData", "PreparedData", "prepare_data", "resolve_data_path", "split_data_from_samples"]
+__all__ = ["PreparedData", "SplitData", "prepare_data", "resolve_data_path", "split_data_from_samples"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPL
     )
     for problem in sample_set.problems:
         log.warning("skipped %s", problem)
+    unreadable = [p for p in sample_set.problems if p.fatal]
+    total = len(sample_set.samples) + len(unreadable)
+    _check_bad_share(sample_set.root, unreadable, total, cfg.max_bad_fraction)
     # Content identity of each decoded face: the file's bytes, plus the face box when the layout gives one.
     hashes = {s.id: file_md5(s.path) + (f":{s.box}" if s.box else "") for s in sample_set.samples}
     if splits == ("all",):
@@ -108,4 +112,20 @@ def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPL
         decode_problems.extend(problems)
     for problem in decode_problems:
         log.warning("skipped %s", problem)
+    _check_bad_share(sample_set.root, unreadable + decode_problems, total, cfg.max_bad_fraction)
+    for name, part in decoded.items():
+        if not len(part):
+            raise AffectlabError(
+                f"{sample_set.root}: the {name} split is empty ({len(by_split[name])} sample(s) assigned, "
+                f"{len(by_split[name]) - len(part)} unreadable); a run needs samples in every split"
+            )
     return PreparedData(sample_set, split, decoded, decode_problems)
+
+
+def _check_bad_share(root: Path, bad: list[Problem], total: int, max_fraction: float) -> None:
+    """Stop before any training when most samples are unreadable: a model trained on the rest would mislead."""
+    if total and len(bad) / total > max_fraction:
+        raise AffectlabError(
+            f"{root}: {len(bad)} of {total} samples are unreadable, more than data.max_bad_fraction={max_fraction:g} "
+            f"allows (first: {bad[0]})"
+        )

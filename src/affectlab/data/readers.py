@@ -77,11 +77,29 @@ def read_dataset(
     return result
 
 
+#: An annotation holds one value; its header is checked before the array is read, so a header claiming
+#: 10^11 elements is a problem record, not a MemoryError.
+MAX_SCALAR_BYTES = 4096
+
+
 def _load_scalar(path: Path) -> str:
     """Read a 0-d .npy as text: AffectNet stores numbers as unicode strings, others store real numbers."""
-    arr = np.load(path, allow_pickle=False)
-    if arr.size != 1:
-        raise ValueError(f"expected a single value, found shape {arr.shape}")
+    with path.open("rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            header_reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in header_reader:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, dtype = header_reader[version](handle)
+        except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, tokenize errors...
+            raise ValueError(f"not a .npy file ({str(exc).splitlines()[0][:100] if str(exc) else 'bad header'})") from None
+        count = int(np.prod(shape, dtype=object))
+        if count != 1:
+            raise ValueError(f"expected a single value, found shape {shape}")
+        if dtype.hasobject or dtype.itemsize > MAX_SCALAR_BYTES:
+            raise ValueError(f"expected a number or a short string, found dtype {dtype}")
+        handle.seek(0)
+        arr = np.load(handle, allow_pickle=False)
     return str(arr.reshape(()).item()).strip()
 
 
@@ -132,7 +150,7 @@ def _read_affectnet(root: Path) -> SampleSet:
             continue
         try:
             values = {k: _load_scalar(f) for k, f in files.items()}
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, MemoryError) as exc:
             result.problems.append(Problem(str(image), f"unreadable annotation: {exc}"))
             continue
         label = _label_from_values(sample_id, image, values["exp"], values["val"], values["aro"], result.excluded)

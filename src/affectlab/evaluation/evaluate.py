@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from affectlab.atomic import write_json
-from affectlab.config import ModelConfig, config_from_dict
+from affectlab.config import ModelConfig, load_recipe
 from affectlab.data.prepared import SplitData, prepare_data
 from affectlab.data.split import load_split
 from affectlab.data.transforms import Preprocess
@@ -62,7 +61,7 @@ def evaluate_run(
         raise AffectlabError(f"{run_dir}: not a run folder (no config.yaml)")
     if split not in ("test", "val", "all"):
         raise AffectlabError(f"unknown split {split!r}; use test, val or all")
-    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), str(run_dir / "config.yaml"))
+    cfg = load_recipe(run_dir / "config.yaml")
     model, meta = load_checkpoint(run_dir)
     preprocess = Preprocess.from_dict(meta["preprocess"])
     data_cfg = replace(cfg.data, path=data) if data else cfg.data

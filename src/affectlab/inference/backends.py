@@ -7,6 +7,8 @@ shapes and meaning (softmax probabilities, raw valence/arousal). Each backend al
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -96,7 +98,11 @@ class OnnxBackend:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path, self.threads = Path(path), threads
         self._session = _make_session(self.path, threads)
-        self.info = _info_from_metadata(self._session.get_modelmeta().custom_metadata_map, self.path)
+        try:
+            metadata = self._session.get_modelmeta().custom_metadata_map
+        except UnicodeDecodeError:
+            raise AffectlabError(f"{self.path}: malformed metadata in the ONNX file (not UTF-8)") from None
+        self.info = _info_from_metadata(metadata, self.path)
         self._outputs = [o.name for o in self._session.get_outputs()]
 
     def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -132,7 +138,8 @@ def _make_session(path: Path, threads: int | None):  # type: ignore[no-untyped-d
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: ORT's warnings are not actionable for users
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints "EP Error" retries there, into our JSON lines
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types for corrupt or foreign files
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise AffectlabError(f"{path}: not a loadable ONNX model ({first})") from None
@@ -141,11 +148,15 @@ def _make_session(path: Path, threads: int | None):  # type: ignore[no-untyped-d
 def _info_from_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
     if ONNX_METADATA_KEY not in meta:
         raise AffectlabError(f"{path}: ONNX file has no affectlab metadata; export it with 'affectlab export'")
-    bundle = json.loads(meta[ONNX_METADATA_KEY])
-    return ModelInfo(
-        task=bundle["task"], preprocess=Preprocess.from_dict(bundle["preprocess"]),
-        class_names=tuple(bundle["class_names"]), va_range=tuple(bundle["va_range"]),  # type: ignore[arg-type]
-        source=str(path), runtime="onnxruntime",
-        extra={k: bundle[k] for k in ("model", "quantization", "calibration", "weight_bits", "int8_check", "affectlab_version")
-               if k in bundle},
-    )
+    try:
+        bundle = json.loads(meta[ONNX_METADATA_KEY])
+        return ModelInfo(
+            task=str(bundle["task"]), preprocess=Preprocess.from_dict(bundle["preprocess"]),
+            class_names=tuple(bundle["class_names"]), va_range=tuple(bundle["va_range"]),  # type: ignore[arg-type]
+            source=str(path), runtime="onnxruntime",
+            extra={k: bundle[k] for k in ("model", "quantization", "calibration", "weight_bits", "int8_check",
+                                          "affectlab_version") if k in bundle},
+        )
+    except Exception as exc:  # malformed JSON, missing or mistyped entries
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise AffectlabError(f"{path}: malformed affectlab metadata in the ONNX file ({type(exc).__name__}: {first})") from None

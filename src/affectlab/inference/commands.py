@@ -17,7 +17,7 @@ from typing import Any
 
 from affectlab.errors import AffectlabError
 
-__all__ = ["add_commands", "cmd_predict", "cmd_export", "cmd_serve"]
+__all__ = ["add_commands", "cmd_export", "cmd_predict", "cmd_serve"]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,6 +29,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     predict.add_argument("--margin", type=float, help="border around faces, fraction of the box (default: model's)")
     predict.add_argument("--out", help="results file, .jsonl or .csv (default: JSON lines on stdout)")
     predict.add_argument("--save-annotated", metavar="DIR", help="write images/videos with boxes, labels and V/A dots")
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file or annotated files")
     predict.add_argument("--batch-size", type=int, help="face crops per model call (default 32; 1 with --webcam)")
     predict.add_argument("--every", type=int, default=1, metavar="N", help="video: process every Nth frame")
     predict.add_argument("--smooth", type=int, default=1, metavar="N", help="video: average over the last N frames")
@@ -51,6 +52,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--detector", default="haar", help="haar (default) or none")
     serve.add_argument("--threads", type=int, help="runtime threads")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
+    serve.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs, /openapi.json)")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -58,16 +61,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from affectlab.atomic import atomic_write
     from affectlab.inference.faces import make_detector
     from affectlab.inference.output import RecordWriter, output_format
-    from affectlab.inference.pipeline import PredictOptions, estimate_items, open_cameras, run_predictions
+    from affectlab.inference.pipeline import (
+        PredictOptions,
+        estimate_items,
+        open_cameras,
+        plan_annotations,
+        run_predictions,
+    )
     from affectlab.inference.predictor import load
     from affectlab.inference.sources import expand_inputs
 
     _check_predict_args(args)
+    if args.out:
+        _check_writable(Path(args.out), args.overwrite)
     fmt = output_format(args.out) if args.out else "jsonl"
     detector = make_detector(args.detector)
     sources = expand_inputs(args.inputs, args.webcam)
     if not sources:
         raise AffectlabError("no images or videos found in the given inputs")
+    if args.save_annotated:
+        _check_annotated(Path(args.save_annotated), plan_annotations(sources, Path(args.save_annotated)), args.overwrite)
     if not args.verbose:
         _quiet_opencv()
     cameras = open_cameras(sources)
@@ -104,6 +117,28 @@ def _check_predict_args(args: argparse.Namespace) -> None:
             raise AffectlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.margin is not None and not 0 <= args.margin <= 2:
         raise AffectlabError(f"--margin must be between 0 and 2, got {args.margin}")
+
+
+def _check_writable(out: Path, overwrite: bool) -> None:
+    """Before any work: ``--out`` must be a file name in a folder that can be written, and new unless replaced."""
+    if out.is_dir():
+        raise AffectlabError(f"{out}: is a folder; --out takes a file name ending in .jsonl or .csv")
+    if out.exists() and not overwrite:
+        raise AffectlabError(f"{out}: exists; pass --overwrite to replace it")
+    folder = out.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise AffectlabError(f"{out}: cannot be written ({folder} is not a writable folder)")
+
+
+def _check_annotated(folder: Path, plan: dict[str, Path], overwrite: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise AffectlabError(f"{folder}: --save-annotated needs a folder, and this is a file")
+    existing = [target for target in plan.values() if target.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise AffectlabError(f"{existing[0]}: exists{more}; pass --overwrite to replace annotated files")
 
 
 def _quiet_opencv() -> None:
@@ -160,6 +195,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from affectlab.inference.serve import serve
 
+    if not args.max_upload_mb > 0:
+        raise AffectlabError(f"--max-upload-mb must be above 0, got {args.max_upload_mb}")
     logging.getLogger("affectlab").setLevel(logging.INFO)
-    serve(args.model, host=args.host, port=args.port, detector=args.detector, threads=args.threads)
+    serve(args.model, host=args.host, port=args.port, detector=args.detector, threads=args.threads,
+          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), docs=args.docs)
     return 0

@@ -24,7 +24,7 @@ from affectlab.inference.results import ImageResult
 from affectlab.inference.sources import IMAGE_SUFFIXES, Source
 from affectlab.inference.video import Smoother, VideoWriter, iter_video, iter_webcam, open_webcam, video_info
 
-__all__ = ["PredictOptions", "Summary", "run_predictions", "estimate_items", "open_cameras"]
+__all__ = ["PredictOptions", "Summary", "run_predictions", "estimate_items", "open_cameras", "plan_annotations"]
 
 
 @dataclass
@@ -51,6 +51,9 @@ def estimate_items(sources: list[Source], every: int) -> int | None:
     for source in sources:
         if source.kind == "webcam":
             return None
+        if source.error is not None:
+            total += 1
+            continue
         if source.kind == "video" and source.path is not None:
             total += max(1, -(-video_info(source.path)[1] // every))
         else:
@@ -70,7 +73,7 @@ def run_predictions(
     summary = Summary()
     cameras = cameras if cameras is not None else open_cameras(sources)
     by_name = {s.name: s for s in sources}
-    state = _SourceState(options, summary)
+    state = _SourceState(options, summary, plan_annotations(sources, options.annotate_dir))
     keep = options.annotate_dir is not None
     try:
         for result in predictor.predict_stream(_items(sources, options.every, cameras), keep_images=keep):
@@ -95,9 +98,37 @@ def open_cameras(sources: list[Source]) -> dict[int, cv2.VideoCapture]:
     return {s.camera: open_webcam(s.camera) for s in sources if s.kind == "webcam" and s.camera is not None}
 
 
+def plan_annotations(sources: list[Source], annotate_dir: Path | None) -> dict[str, Path]:
+    """Where each source's annotated copy goes, known before the run so that existing files can be refused.
+
+    The folder structure of the input is kept; two inputs with the same name (``a/x.jpg`` and ``b/x.jpg`` given as
+    files) get ``x.jpg`` and ``x-2.jpg``."""
+    if annotate_dir is None:
+        return {}
+    plan: dict[str, Path] = {}
+    taken: set[Path] = set()
+    for source in sources:
+        if source.error is not None or source.name in plan:
+            continue
+        rel = source.rel or Path(Path(source.name).name)
+        if source.kind == "image":
+            rel = rel.with_suffix(rel.suffix.lower() if rel.suffix.lower() in IMAGE_SUFFIXES else ".png")
+        elif source.kind == "webcam":
+            rel = rel.with_suffix(".mp4")
+        target, n = annotate_dir / rel, 1
+        while target in taken:
+            n += 1
+            target = annotate_dir / rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
+        taken.add(target)
+        plan[source.name] = target
+    return plan
+
+
 def _items(sources: list[Source], every: int, cameras: dict[int, cv2.VideoCapture]) -> Iterator[Item]:
     for source in sources:
-        if source.kind == "video" and source.path is not None:
+        if source.error is not None:
+            yield Item(source.name, error=source.error)
+        elif source.kind == "video" and source.path is not None:
             yield from iter_video(source.path, every, source.name)
         elif source.kind == "webcam":
             camera = source.camera or 0
@@ -121,24 +152,11 @@ def _count(summary: Summary, result: ImageResult) -> None:
 class _SourceState:
     """Smoothing and annotated output for the source now being processed."""
 
-    def __init__(self, options: PredictOptions, summary: Summary) -> None:
-        self.options, self.summary = options, summary
+    def __init__(self, options: PredictOptions, summary: Summary, plan: dict[str, Path]) -> None:
+        self.options, self.summary, self.plan = options, summary, plan
         self.current: Source | None = None
         self.smoother: Smoother | None = None
         self.video: VideoWriter | None = None
-        self._targets: set[Path] = set()
-
-    def _target(self, rel: Path) -> Path:
-        """A path under the annotation folder that no other input of this run has written: two inputs with the
-        same name (``a/x.jpg`` and ``b/x.jpg`` given as files) get ``x.jpg`` and ``x-2.jpg``."""
-        assert self.options.annotate_dir is not None
-        target = self.options.annotate_dir / rel
-        n = 1
-        while target in self._targets:
-            n += 1
-            target = self.options.annotate_dir / rel.with_name(f"{rel.stem}-{n}{rel.suffix}")
-        self._targets.add(target)
-        return target
 
     def process(self, result: ImageResult, source: Source) -> ImageResult:
         if source is not self.current:
@@ -152,21 +170,17 @@ class _SourceState:
         return result
 
     def _annotate(self, result: ImageResult, source: Source) -> None:
-        assert self.options.annotate_dir is not None
-        rel = source.rel or Path(Path(source.name).name)
+        target = self.plan[source.name]
         drawn = draw_result(result.image, result)  # type: ignore[arg-type]
         if source.kind == "image":
-            suffix = rel.suffix.lower() if rel.suffix.lower() in IMAGE_SUFFIXES else ".png"
-            target = self._target(rel.with_suffix(suffix))
-            ok, data = cv2.imencode(suffix, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            ok, data = cv2.imencode(target.suffix, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             if ok:
                 write_bytes(target, data.tobytes())
                 self.summary.annotated.append(target)
             return
         if self.video is None:
             fps = video_info(source.path)[0] / self.options.every if source.path else 15.0
-            suffix = rel.suffix if source.kind == "video" else ".mp4"
-            self.video = VideoWriter(self._target(rel.with_suffix(suffix)), fps)
+            self.video = VideoWriter(target, fps)
         self.video.write(drawn)
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from affectlab.data.images import read_rgb
+from affectlab.data.images import check_pixels, read_rgb
 from affectlab.errors import AffectlabError
 from affectlab.inference.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
 from affectlab.inference.faces import FaceDetector, crop_faces, make_detector
@@ -133,7 +133,11 @@ def to_rgb(image: Any, channels: str = "rgb") -> np.ndarray:
     if isinstance(image, (str, Path)):
         return read_rgb(image)
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image, without importing PIL
-        return np.asarray(image.convert("RGB"))
+        check_pixels(*image.size, getattr(image, "filename", "") or "PIL image")  # before convert() decodes it
+        try:
+            return np.asarray(image.convert("RGB"))
+        except Exception as exc:  # a lazily opened, corrupt file fails only here, in many ways
+            raise AffectlabError(f"{getattr(image, 'filename', '') or 'PIL image'}: not a readable image ({exc})") from None
     if not isinstance(image, np.ndarray):
         raise AffectlabError(f"cannot predict on {type(image).__name__}; give a path, a PIL image or a numpy array")
     if channels not in ("rgb", "bgr"):

@@ -6,6 +6,7 @@ stable order, and a video is never mistaken for an image. Decoding happens later
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ class Source:
     """One input: ``kind`` is image, video or webcam; ``name`` is what output records call it.
 
     ``rel`` is the path relative to the folder it was found in (for naming annotated outputs without clashes).
+    ``error`` is set for an input that cannot be read at all (a folder that cannot be listed): it becomes an
+    error record.
     """
 
     kind: str
@@ -27,20 +30,26 @@ class Source:
     path: Path | None = None
     rel: Path | None = None
     camera: int | None = None
+    error: str | None = None
 
 
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursive), in sorted order; hidden files and folders are skipped."""
-    return [p for p in _walk(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
+    return [p for p in _walk(folder)[0] if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _walk(folder: Path) -> list[Path]:
-    files = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            files.append(path)
-    return files
+def _walk(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files under ``folder`` in sorted order, and the folders that could not be listed, with why."""
+    files: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
+
+    def failed(exc: OSError) -> None:
+        unreadable.append((Path(exc.filename or folder), exc.strerror or type(exc).__name__))
+
+    for root, dirs, names in os.walk(folder, onerror=failed):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [Path(root) / n for n in names if not n.startswith(".") and (Path(root) / n).is_file()]
+    return sorted(files), sorted(unreadable)
 
 
 def expand_inputs(inputs: list[str], webcam: int | None = None) -> list[Source]:
@@ -54,10 +63,13 @@ def expand_inputs(inputs: list[str], webcam: int | None = None) -> list[Source]:
     for text in inputs:
         path = Path(text).expanduser()
         if path.is_dir():
-            for file in _walk(path):
+            files, unreadable = _walk(path)
+            for file in files:
                 kind = _kind(file)
                 if kind:
                     sources.append(Source(kind, str(file), file, Path(path.name) / file.relative_to(path)))
+            for folder, why in unreadable:
+                sources.append(Source("folder", str(folder), folder, error=f"{folder}: cannot read folder ({why})"))
         else:
             sources.append(Source(_kind(path) or "image", str(path), path, Path(path.name)))
     if webcam is not None:

@@ -52,9 +52,21 @@ def load_checkpoint(path: str | Path) -> tuple[AffectModel, dict[str, Any]]:
     except Exception as exc:  # a truncated or foreign file can fail in many ways
         raise AffectlabError(f"{path}: not an affectlab checkpoint ({type(exc).__name__})") from None
     if not isinstance(bundle, dict) or bundle.get("format") != CHECKPOINT_FORMAT:
-        raise AffectlabError(f"{path}: not an affectlab checkpoint (format {bundle.get('format')!r})")
-    config = ModelConfig(**{**bundle["model"], "weights": "none"})
-    model = create_model(config)
-    model.load_state_dict(bundle["state_dict"])
+        found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__
+        raise AffectlabError(f"{path}: not an affectlab checkpoint (format {found!r})")
+    try:  # a damaged or hand-edited bundle: unknown keys, wrong shapes, missing entries
+        config = ModelConfig(**{**bundle["model"], "weights": "none"})
+        model = create_model(config)
+        model.load_state_dict(bundle["state_dict"])
+        Preprocess.from_dict(bundle["preprocess"])
+        meta = {k: v for k, v in bundle.items() if k != "state_dict"}
+        meta["task"], meta["class_names"], meta["va_range"] = str(bundle["task"]), list(bundle["class_names"]), list(
+            bundle["va_range"]
+        )
+    except AffectlabError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise AffectlabError(f"{path}: damaged affectlab checkpoint ({type(exc).__name__}: {first})") from None
     model.eval()
-    return model, {k: v for k, v in bundle.items() if k != "state_dict"}
+    return model, meta

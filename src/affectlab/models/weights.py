@@ -5,12 +5,20 @@ Keras weights also follow (torchvision's newer ``DEFAULT`` differs per model); a
 ``IMAGENET1K_V2`` can be asked for explicitly. Loading goes through the weights API exactly as torchvision does
 (cache first, then download), so a file placed in ``$TORCH_HOME/hub/checkpoints`` is used offline. ``none`` is
 random initialisation. Any other value is a path to a state dict of the same torchvision architecture.
+
+Every weights file is read with ``torch.load(weights_only=True)``, so a planted file cannot run code. torchvision
+itself unpickles a cached file fully and checks its hash only when it downloads it; affectlab checks the SHA-256
+prefix that torchvision's file names carry (``mobilenet_v2-b0353104.pth``) on every load, as torchvision does for
+downloads, so a file placed in the cache is the published one or is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from pathlib import Path
+from typing import Any
 from urllib.error import URLError
 
 import torch
@@ -20,7 +28,13 @@ from torchvision.models import WeightsEnum
 from affectlab.errors import AffectlabError
 from affectlab.models.registry import BackboneSpec
 
-__all__ = ["build_pretrained", "normalisation", "cache_path", "weights_label", "weights_entry", "IMAGENET"]
+__all__ = [
+    "build_pretrained", "normalisation", "cache_path", "weights_label", "weights_entry", "IMAGENET",
+    "load_verified_weights",
+]
+
+#: torchvision's (and torch.hub's) file-name convention: ``name-<first hex digits of the SHA-256>.pth``.
+HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
 
 
 def cache_path(weights: WeightsEnum) -> Path:
@@ -62,30 +76,56 @@ def build_pretrained(spec: BackboneSpec, weights: str) -> nn.Module:
         return spec.build(weights=None)
     enum = weights_entry(spec, weights)
     if enum is not None:
-        try:
-            return spec.build(weights=enum, progress=False)
-        except (URLError, OSError, RuntimeError) as exc:
-            where = cache_path(enum)
-            raise AffectlabError(
-                f"ImageNet weights for {spec.name} are not available ({type(exc).__name__}): put "
-                f"{where.name} in {where.parent} (or set TORCH_HOME), or pass --weights none|PATH"
-            ) from None
+        path = cache_path(enum)
+        if not path.is_file():
+            _download(spec, enum, path)
+        match = HASH_IN_NAME.search(path.name)
+        return _from_file(
+            spec, path, match.group(1) if match else None, num_classes=len(enum.meta["categories"])
+        )
     return _from_file(spec, Path(weights).expanduser())
 
 
-def _from_file(spec: BackboneSpec, path: Path) -> nn.Module:
+def _download(spec: BackboneSpec, enum: WeightsEnum, path: Path) -> None:
+    """torchvision's download, hash-checked as torchvision checks it; offline, one line saying where to put it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        match = HASH_IN_NAME.search(path.name)
+        torch.hub.download_url_to_file(enum.url, str(path), match.group(1) if match else None, progress=False)
+    except (URLError, OSError, RuntimeError) as exc:
+        raise AffectlabError(
+            f"ImageNet weights for {spec.name} are not available ({type(exc).__name__}): put "
+            f"{path.name} in {path.parent} (or set TORCH_HOME), or pass --weights none|PATH"
+        ) from None
+
+
+def load_verified_weights(path: str | Path, expected: str | None = None) -> Any:
+    """``torch.load(path, weights_only=True)``, after checking that the file's SHA-256 starts with ``expected``."""
+    path = Path(path)
+    if expected:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        if not digest.startswith(expected):
+            raise AffectlabError(
+                f"{path}: SHA-256 starts with {digest[: len(expected)]}, not {expected} as its name promises; "
+                "this is not the published file: delete it and put the original there"
+            )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad or unsafe file; all mean the same to a user
+        raise AffectlabError(f"{path}: not a PyTorch state dict ({type(exc).__name__})") from None
+
+
+def _from_file(spec: BackboneSpec, path: Path, expected: str | None = None, **build_args: Any) -> nn.Module:
     if not path.is_file():
         raise AffectlabError(f"{path}: weights file not found (use --weights imagenet|none|PATH)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file; all mean the same to a user
-        raise AffectlabError(f"{path}: not a PyTorch state dict ({type(exc).__name__})") from None
+    state = load_verified_weights(path, expected)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    model = spec.build(weights=None)
+    model = spec.build(weights=None, **build_args)
     try:
         model.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise AffectlabError(f"{path}: does not fit torchvision {spec.name} ({first[:160]})") from None
     return model

@@ -3,6 +3,10 @@
 The run folder gets ``config.yaml`` (the resolved config), ``history.csv`` (per-epoch metrics) and
 ``model.pt`` (the weights of the epoch that scored best on the monitored validation metric, the averaged ones
 when an EMA is on, bundled with everything needed to rebuild the model).
+
+While training, ``checkpoints/last.ckpt`` holds the full state after each finished epoch (weights, optimiser,
+schedule, EMA, early stopping, history and the random number generators), so that ``resume=True`` continues a
+killed run through Lightning's ``ckpt_path`` and reaches exactly the result of an uninterrupted run on the CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from affectlab.atomic import write_text
 from affectlab.config import RunConfig
 from affectlab.data.prepared import PreparedData, SplitData
 from affectlab.data.transforms import Preprocess
+from affectlab.errors import AffectlabError
 from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.affect_model import AffectModel, create_model, task_outputs
 from affectlab.models.checkpoint import save_checkpoint
@@ -37,7 +42,10 @@ from affectlab.training.finetuning import UnfreezeTrunk
 from affectlab.training.history import HistoryCallback
 from affectlab.training.module import AffectLitModule
 
-__all__ = ["TrainResult", "train_model", "uses_feature_cache", "preprocess_for", "split_features", "quiet_lightning"]
+__all__ = [
+    "TrainResult", "train_model", "uses_feature_cache", "preprocess_for", "split_features", "quiet_lightning",
+    "last_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +92,43 @@ def split_features(
     return cache.get_or_compute(key, split.hashes, model, split.images, preprocess, cfg.train.channels_last)
 
 
+def last_checkpoint(run_dir: str | Path) -> Path:
+    """Where a run keeps the full state of its last finished epoch until training ends."""
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+class RandomState(L.Callback):
+    """Saves the random number generators with each checkpoint and puts them back when a run resumes.
+
+    Shuffling, augmentation and dropout draw from these, so without them a resumed run would see other batches
+    than the uninterrupted one. They are restored with the checkpoint, before Lightning creates the first data
+    iterator of the resumed run, as the uninterrupted run creates the next epoch's iterator right after the save.
+    """
+
+    def __init__(self, loader_generator: torch.Generator) -> None:
+        self.loader_generator = loader_generator
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"torch": torch.get_rng_state(), "loader": self.loader_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        self.loader_generator.set_state(state_dict["loader"])
+
+
+class SaveLast(L.Callback):
+    """The resume point: the full training state after each finished epoch, replaced atomically each time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
 def _loaders(
     cfg: RunConfig, data: PreparedData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache | None
-) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor]]:
+) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor], torch.Generator]:
     t = cfg.train
     features: dict[str, torch.Tensor] = {}
     if uses_feature_cache(cfg):
@@ -109,15 +151,23 @@ def _loaders(
         train_set, t.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator, **loader_args
     )
     val_loader = DataLoader(val_set, max(t.batch_size, 64), shuffle=False, **loader_args)
-    return train_loader, val_loader, features
+    return train_loader, val_loader, features, generator
 
 
 def train_model(
-    cfg: RunConfig, data: PreparedData, run_dir: str | Path, cache: FeatureCache | None = None, progress: bool = True
+    cfg: RunConfig, data: PreparedData, run_dir: str | Path, cache: FeatureCache | None = None, progress: bool = True,
+    resume: bool = False,
 ) -> TrainResult:
-    """Fit ``cfg`` on ``data`` (train split, early stopping on val), restore the best weights, save ``model.pt``."""
+    """Fit ``cfg`` on ``data`` (train split, early stopping on val), restore the best weights, save ``model.pt``.
+
+    ``resume`` continues from ``checkpoints/last.ckpt`` of a run killed in ``run_dir``.
+    """
     run_dir = Path(run_dir)
     t = cfg.train
+    resume_from = last_checkpoint(run_dir) if resume else None
+    if resume_from is not None and not resume_from.is_file():
+        raise AffectlabError(f"{run_dir}: nothing to resume (no {resume_from.relative_to(run_dir)}; the training "
+                             "finished, or stopped before its first epoch ended)")
     write_text(run_dir / "config.yaml", cfg.to_yaml())
     L.seed_everything(t.seed, workers=True, verbose=False)
     model = create_model(cfg.model)
@@ -125,7 +175,7 @@ def train_model(
         model = model.to(memory_format=torch.channels_last)
     preprocess = preprocess_for(cfg)
     started = time.perf_counter()
-    train_loader, val_loader, features = _loaders(cfg, data, model, preprocess, cache)
+    train_loader, val_loader, features, generator = _loaders(cfg, data, model, preprocess, cache)
     feature_seconds = time.perf_counter() - started
     has_expression, _ = task_outputs(cfg.model.task)
     weights = None
@@ -138,7 +188,10 @@ def train_model(
     # saves, and that hook is where EMAWeightAveraging puts the averaged weights (the ones validated and selected).
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=False)
     history = HistoryCallback(run_dir / "history.csv")
-    callbacks: list[L.Callback] = [EarlyStopping(t.monitor, patience=t.patience, mode=mode), checkpoint, history]
+    callbacks: list[L.Callback] = [
+        EarlyStopping(t.monitor, patience=t.patience, mode=mode), checkpoint, history, RandomState(generator),
+        SaveLast(last_checkpoint(run_dir)),  # after the history row of the epoch is written
+    ]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if t.unfreeze_at_epoch is not None:
@@ -161,7 +214,7 @@ def train_model(
         warnings.filterwarnings("ignore", ".*GPU available but not used.*")
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
         warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-        trainer.fit(lit, train_loader, val_loader)
+        trainer.fit(lit, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     train_seconds = time.perf_counter() - started
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     lit.load_state_dict(best["state_dict"])

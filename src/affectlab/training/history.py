@@ -26,6 +26,12 @@ class HistoryCallback(L.Callback):
         self.rows: list[dict[str, Any]] = []
         self._start = time.perf_counter()
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(row) for row in self.rows]}  # saved with each checkpoint, so a resumed run keeps them
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(row) for row in state_dict["rows"]]
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
