@@ -23,10 +23,11 @@ from affectlab.models.registry import get_backbone_spec
 from affectlab.models.weights import weights_label
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
+from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
 from affectlab.training.fit import split_features, train_model
 
-__all__ = ["run_experiment", "describe_weights"]
+__all__ = ["describe_weights", "run_experiment"]
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,18 @@ def run_experiment(
     progress: bool = True,
     eval_split: str = "test",
 ) -> dict[str, Any]:
-    """Train, score ``eval_split`` (test by default), and return the study's record for this run."""
+    """Train, score ``eval_split`` (test by default), and return the study's record for this run.
+
+    Under DDP only rank zero scores and writes; the other ranks return an empty record once training is done.
+    """
     if eval_split not in ("test", "val"):
         raise ValueError(f"eval_split must be test or val, not {eval_split!r}")
     run_dir = Path(run_dir)
-    save_split(data.split, run_dir / "split.json")
+    if is_main_process():
+        save_split(data.split, run_dir / "split.json")
     result = train_model(cfg, data, run_dir, cache, progress)
+    if not is_main_process():
+        return {}
     scored = data.splits[eval_split]
     if result.used_feature_cache and not cfg.train.tta_flip:
         features = split_features(cfg, scored, result.model, result.preprocess, cache or FeatureCache())
