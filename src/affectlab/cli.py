@@ -50,6 +50,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (refused if it exists, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--accelerator", help="auto (default), cpu, gpu, cuda or mps")
+    p.add_argument("--devices", type=int, help="devices per node (default 1; -1: all); more than 1 needs --strategy ddp")
+    p.add_argument("--num-nodes", type=int, help="nodes (default 1); launch each under torchrun or srun")
+    p.add_argument("--strategy", help="auto (default) or ddp")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", dest="overrides",
                    help="any recipe option, e.g. --set train.num_workers=8 --set model.input_size=224 (repeatable)")
 
@@ -89,7 +93,9 @@ def _resolve_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
     train = replace(
         train, epochs=args.epochs or train.epochs, batch_size=args.batch_size or train.batch_size, lr=args.lr or train.lr,
-        seed=train.seed if args.seed is None else args.seed,
+        seed=train.seed if args.seed is None else args.seed, accelerator=args.accelerator or train.accelerator,
+        devices=train.devices if args.devices is None else args.devices, num_nodes=args.num_nodes or train.num_nodes,
+        strategy=args.strategy or train.strategy,
     )
     cfg = RunConfig(data, model, train)
     validate(cfg, args.recipe or "command line")
@@ -102,6 +108,9 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     quiet_lightning(args.verbose)
     cfg = _resolve_config(args)
+    if cfg.train.devices != 1 or cfg.train.num_nodes != 1:
+        raise AffectlabError("study trains its models one after another on one device each; "
+                             "use 'affectlab train --devices N' for a multi-device run")
     _, per_backbone = _parse_weights(args.weights)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     backbones = args.backbones or (DEMO_PRESET["backbones"] if cfg.data.path == "demo" and not args.recipe else STUDY_BACKBONES)
@@ -118,6 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from affectlab.atomic import run_folder, write_json
     from affectlab.data.prepared import prepare_data
     from affectlab.experiment import run_experiment
+    from affectlab.training.distributed import is_main_process
     from affectlab.training.fit import quiet_lightning
 
     quiet_lightning(args.verbose)
@@ -129,6 +139,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from affectlab.models.registry import get_backbone_spec
 
     get_backbone_spec(cfg.model.backbone)
+    if not is_main_process():  # another rank of a DDP run: train alongside rank zero, which owns the run folder
+        prepared = prepare_data(cfg.data, cfg.model.input_size)
+        run_experiment(cfg, prepared, Path(args.out), progress=False, resume=args.resume)
+        return 0
     if args.resume:
         _check_resumable(Path(args.out), cfg, args.overwrite)
     resumable = ("model.pt", "checkpoints/last.ckpt")  # a killed run keeps its folder, to be resumed

@@ -83,6 +83,13 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"  # auto: bf16-mixed on GPUs that have it, else 16-mixed; 32 on CPU
     num_workers: int = 0  # loader processes; 0 on a 2-core CPU, several on a GPU machine (--set train.num_workers=8)
+    # Where and on how many devices to train (Lightning's Trainer arguments). One device by default, so that a
+    # machine with several GPUs never starts DDP unasked; --devices 8 --strategy ddp asks for it.
+    accelerator: str = "auto"  # auto | cpu | gpu | cuda | mps
+    devices: int = 1  # per node; -1 means all
+    num_nodes: int = 1  # several nodes: launch under torchrun or srun, which Lightning detects
+    strategy: str = "auto"  # auto | ddp | ddp_find_unused_parameters_true
+    sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' batches (small per-device batches)
 
 
 @dataclass
@@ -162,6 +169,8 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
         ("train", "va_loss"): ("mse", "ccc", "mse+ccc"),
         ("train", "precision"): ("auto", "32", "16-mixed", "bf16-mixed"),
         ("train", "monitor"): ("val_loss", "val_accuracy", "val_ccc", "val_score"),
+        ("train", "accelerator"): ("auto", "cpu", "gpu", "cuda", "mps"),
+        ("train", "strategy"): ("auto", "ddp", "ddp_find_unused_parameters_true"),
     }
     for (section, key), allowed in choices.items():
         value = getattr(getattr(cfg, section), key)
@@ -171,6 +180,8 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
         raise AffectlabError(f"{where}: model.input_size={cfg.model.input_size} is too small (minimum 32)")
     if not 0 <= cfg.data.max_bad_fraction <= 1:
         raise AffectlabError(f"{where}: data.max_bad_fraction={cfg.data.max_bad_fraction} must be between 0 and 1")
+    if cfg.train.devices == 0 or cfg.train.devices < -1 or cfg.train.num_nodes < 1:
+        raise AffectlabError(f"{where}: train.devices must be -1 (all) or at least 1, and train.num_nodes at least 1")
     fractions = cfg.data.val_fraction + cfg.data.test_fraction
     if not 0 < fractions < 1:
         raise AffectlabError(f"{where}: val_fraction + test_fraction must be between 0 and 1")

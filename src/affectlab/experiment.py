@@ -23,10 +23,11 @@ from affectlab.models.registry import get_backbone_spec
 from affectlab.models.weights import weights_label
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
+from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
 from affectlab.training.fit import split_features, train_model
 
-__all__ = ["run_experiment", "describe_weights"]
+__all__ = ["describe_weights", "run_experiment"]
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,20 @@ def run_experiment(
 
     ``resume`` continues a killed training in ``run_dir``; ``name`` is the run's name in the record (default: the
     folder's name, which differs when ``--overwrite`` builds the run in a temporary folder).
+
+    Under DDP only rank zero scores and writes; the other ranks return an empty record once training is done.
     """
     if eval_split not in ("test", "val"):
         raise ValueError(f"eval_split must be test or val, not {eval_split!r}")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not is_run_folder(run_dir):
-        write_run_marker(run_dir, "experiment")
-    save_split(data.split, run_dir / "split.json")
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not is_run_folder(run_dir):
+            write_run_marker(run_dir, "experiment")
+        save_split(data.split, run_dir / "split.json")
     result = train_model(cfg, data, run_dir, cache, progress, resume=resume)
+    if not is_main_process():
+        return {}
     scored = data.splits[eval_split]
     if result.used_feature_cache and not cfg.train.tta_flip:
         features = split_features(cfg, scored, result.model, result.preprocess, cache or FeatureCache())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
@@ -9,7 +11,7 @@ from torch.utils.data import Dataset, TensorDataset
 from affectlab.data.prepared import SplitData
 from affectlab.data.transforms import Preprocess, train_augmentation
 
-__all__ = ["ImageDataset", "feature_dataset", "targets"]
+__all__ = ["ImageDataset", "IndexedDataset", "feature_dataset", "targets"]
 
 
 def targets(split: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,3 +39,17 @@ class ImageDataset(Dataset):
 
 def feature_dataset(features: torch.Tensor, split: SplitData) -> TensorDataset:
     return TensorDataset(features, *targets(split))
+
+
+class IndexedDataset(Dataset):
+    """Adds each sample's index to its tuple, so that outputs gathered from several ranks can be put back in order
+    and the distributed sampler's padding repeats dropped."""
+
+    def __init__(self, inner: Dataset) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return (*self.inner[index], torch.tensor(index))

@@ -21,7 +21,7 @@ from affectlab.atomic import atomic_write
 from affectlab.data.transforms import Preprocess
 from affectlab.models.affect_model import AffectModel
 
-__all__ = ["extract_features", "FeatureCache", "default_cache_root", "batched_inputs"]
+__all__ = ["FeatureCache", "batched_inputs", "default_cache_root", "extract_features"]
 
 log = logging.getLogger(__name__)
 FEATURE_CACHE_VERSION = 1

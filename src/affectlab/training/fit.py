@@ -36,15 +36,16 @@ from affectlab.models.affect_model import AffectModel, create_model, task_output
 from affectlab.models.checkpoint import save_checkpoint
 from affectlab.models.registry import get_backbone_spec
 from affectlab.models.weights import normalisation, weights_label
-from affectlab.training.datasets import ImageDataset, feature_dataset
+from affectlab.training.datasets import ImageDataset, IndexedDataset, feature_dataset
+from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
 from affectlab.training.finetuning import UnfreezeTrunk
 from affectlab.training.history import HistoryCallback
 from affectlab.training.module import AffectLitModule
 
 __all__ = [
-    "TrainResult", "train_model", "uses_feature_cache", "preprocess_for", "split_features", "quiet_lightning",
-    "last_checkpoint",
+    "TrainResult", "last_checkpoint", "preprocess_for", "quiet_lightning", "split_features", "train_model",
+    "uses_feature_cache",
 ]
 
 log = logging.getLogger(__name__)
@@ -150,17 +151,19 @@ def _loaders(
     train_loader = DataLoader(
         train_set, t.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator, **loader_args
     )
-    val_loader = DataLoader(val_set, max(t.batch_size, 64), shuffle=False, **loader_args)
+    val_loader = DataLoader(IndexedDataset(val_set), max(t.batch_size, 64), shuffle=False, **loader_args)
     return train_loader, val_loader, features, generator
 
 
 def train_model(
     cfg: RunConfig, data: PreparedData, run_dir: str | Path, cache: FeatureCache | None = None, progress: bool = True,
-    resume: bool = False,
+    resume: bool = False, callbacks: list[L.Callback] | None = None,
 ) -> TrainResult:
     """Fit ``cfg`` on ``data`` (train split, early stopping on val), restore the best weights, save ``model.pt``.
 
-    ``resume`` continues from ``checkpoints/last.ckpt`` of a run killed in ``run_dir``.
+    ``resume`` continues from ``checkpoints/last.ckpt`` of a run killed in ``run_dir``. Under DDP every rank calls
+    this and every rank gets the best weights back; only rank zero writes files. ``callbacks`` are added to
+    affectlab's own (early stopping, checkpoints, history).
     """
     run_dir = Path(run_dir)
     t = cfg.train
@@ -168,7 +171,8 @@ def train_model(
     if resume_from is not None and not resume_from.is_file():
         raise AffectlabError(f"{run_dir}: nothing to resume (no {resume_from.relative_to(run_dir)}; the training "
                              "finished, or stopped before its first epoch ended)")
-    write_text(run_dir / "config.yaml", cfg.to_yaml())
+    if is_main_process():
+        write_text(run_dir / "config.yaml", cfg.to_yaml())
     L.seed_everything(t.seed, workers=True, verbose=False)
     model = create_model(cfg.model)
     if t.channels_last:
@@ -181,27 +185,32 @@ def train_model(
     weights = None
     if has_expression and t.class_weights == "balanced" and t.sampler == "none":
         weights = balanced_class_weights(data.splits["train"].expression)
-    lit = AffectLitModule(model, t, weights, from_features=bool(features), steps_per_epoch=len(train_loader))
+    lit = AffectLitModule(model, t, weights, from_features=bool(features))
     ckpt_dir = run_dir / "checkpoints"
     mode = "min" if t.monitor == "val_loss" else "max"
     # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only
     # saves, and that hook is where EMAWeightAveraging puts the averaged weights (the ones validated and selected).
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=False)
     history = HistoryCallback(run_dir / "history.csv")
-    callbacks: list[L.Callback] = [
+    own: list[L.Callback] = [
         EarlyStopping(t.monitor, patience=t.patience, mode=mode), checkpoint, history, RandomState(generator),
         SaveLast(last_checkpoint(run_dir)),  # after the history row of the epoch is written
     ]
     if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
+        own.append(TQDMProgressBar(refresh_rate=10))
     if t.unfreeze_at_epoch is not None:
-        callbacks.append(UnfreezeTrunk(t.unfreeze_at_epoch))
+        own.append(UnfreezeTrunk(t.unfreeze_at_epoch))
     if t.ema_decay is not None:
         # Validation, checkpoints and the final weights all use the averaged model.
-        callbacks.append(EMAWeightAveraging(decay=t.ema_decay))
+        own.append(EMAWeightAveraging(decay=t.ema_decay))
     trainer = L.Trainer(
         max_epochs=t.epochs,
-        callbacks=callbacks,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        sync_batchnorm=t.sync_batchnorm,
+        callbacks=[*own, *(callbacks or [])],
         logger=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -214,17 +223,21 @@ def train_model(
         warnings.filterwarnings("ignore", ".*GPU available but not used.*")
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
         warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+        warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # validation metrics are gathered before logging
         trainer.fit(lit, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
     train_seconds = time.perf_counter() - started
+    trainer.strategy.barrier("affectlab-best-written")  # rank zero has written the best checkpoint
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     lit.load_state_dict(best["state_dict"])
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    trainer.strategy.barrier("affectlab-best-read")  # every rank has read it before it is removed
     model = lit.model.cpu().eval()
     best_epoch = int(best.get("epoch", 0)) + 1
-    save_checkpoint(
-        run_dir / "model.pt", model, cfg.model, preprocess,
-        config=cfg.to_dict(), best_epoch=best_epoch, history=history.rows,
-    )
+    if trainer.is_global_zero:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        save_checkpoint(
+            run_dir / "model.pt", model, cfg.model, preprocess,
+            config=cfg.to_dict(), best_epoch=best_epoch, history=history.rows,
+        )
     return TrainResult(
         model, preprocess, history.rows, best_epoch, len(history.rows), train_seconds, feature_seconds,
         bool(features), features,

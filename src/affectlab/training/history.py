@@ -12,7 +12,7 @@ import lightning as L
 
 from affectlab.atomic import write_text
 
-__all__ = ["HistoryCallback", "read_history", "HISTORY_COLUMNS"]
+__all__ = ["HISTORY_COLUMNS", "HistoryCallback", "read_history"]
 
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "val_loss", "val_accuracy", "val_rmse_valence", "val_rmse_arousal", "val_ccc", "val_score",
@@ -38,6 +38,8 @@ class HistoryCallback(L.Callback):
         row = {"epoch": trainer.current_epoch + 1, "lr": lr, "seconds": round(time.perf_counter() - self._start, 2)}
         row.update({k: metrics.get(k) for k in HISTORY_COLUMNS if k not in row})
         self.rows.append(row)
+        if not trainer.is_global_zero:
+            return
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()

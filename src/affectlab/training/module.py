@@ -20,6 +20,7 @@ from affectlab.models.affect_model import AffectModel
 __all__ = ["AffectLitModule", "Batch"]
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, expression (-1 = none), va (NaN = none)
+IndexedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # the same, plus the sample indices
 
 
 class AffectLitModule(L.LightningModule):
@@ -29,13 +30,11 @@ class AffectLitModule(L.LightningModule):
         train_config: TrainConfig,
         class_weights: torch.Tensor | None = None,
         from_features: bool = False,
-        steps_per_epoch: int = 1,
     ) -> None:
         super().__init__()
         self.model = model
         self.cfg = train_config
         self.from_features = from_features
-        self.steps_per_epoch = steps_per_epoch
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.empty(0))
         self._val_outputs: list[dict[str, torch.Tensor]] = []
 
@@ -72,16 +71,19 @@ class AffectLitModule(L.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(inputs))
         return loss
 
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        inputs, expression, va = batch
+    def validation_step(self, batch: IndexedBatch, batch_idx: int) -> None:
+        inputs, expression, va, index = batch
         out = self(inputs)
         # fp32 whatever the training precision: the epoch-end loss and metrics are computed from these.
-        self._val_outputs.append({**{k: v.detach().float() for k, v in out.items()}, "expression_true": expression, "va_true": va})
+        self._val_outputs.append(
+            {**{k: v.detach().float() for k, v in out.items()}, "expression_true": expression, "va_true": va,
+             "index": index}
+        )
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
-        cat = {k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]}
+        cat = self._gather_validation({k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]})
         self._val_outputs.clear()
         outputs = {k: v for k, v in cat.items() if k in ("expression", "va")}
         # Validation loss on the whole split at once, so the CCC term is not a mean of per-batch CCCs.
@@ -101,6 +103,21 @@ class AffectLitModule(L.LightningModule):
         # One number to select on when the losses (label smoothing, CCC terms) stop tracking what is reported.
         self.log("val_score", score)
 
+    def _gather_validation(self, local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every rank's validation outputs, each sample once, in dataset order.
+
+        Under DDP each rank validates a shard, and the distributed sampler pads the shards to equal length with
+        repeated samples; selecting on one rank's shard, or counting the repeats, would score a different split.
+        """
+        if self.trainer.world_size <= 1:
+            return local
+        gathered = {k: v.flatten(0, 1) for k, v in self.all_gather(local).items()}  # (world, n, ...) -> (world*n, ...)
+        order = torch.argsort(gathered["index"], stable=True)
+        index = gathered["index"][order]
+        first = torch.ones_like(index, dtype=torch.bool)
+        first[1:] = index[1:] != index[:-1]
+        return {k: v[order][first] for k, v in gathered.items()}
+
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
         head = [p for p in self.model.head_parameters() if p.requires_grad]
@@ -112,8 +129,10 @@ class AffectLitModule(L.LightningModule):
         optimiser = optimiser_cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.scheduler == "none":
             return optimiser
-        total = max(1, cfg.epochs * self.steps_per_epoch)
-        warmup = int(cfg.warmup_epochs * self.steps_per_epoch)
+        # Optimizer steps of this rank over the whole fit, as Lightning counts them (devices, nodes, accumulation and
+        # epochs included): sized from a single process's loader, a schedule would stop 1/world of the way.
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(cfg.warmup_epochs * total / max(1, cfg.epochs))
         if cfg.scheduler == "onecycle":
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimiser, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=max(warmup / total, 0.05)
