@@ -17,9 +17,9 @@ Outputs = dict[str, np.ndarray]  # "probs": (N, 8) and/or "va": (N, 2)
 def _to_numpy(out: dict[str, torch.Tensor]) -> Outputs:
     result: Outputs = {}
     if "expression" in out:
-        result["probs"] = torch.softmax(out["expression"].float(), dim=1).numpy()
+        result["probs"] = torch.softmax(out["expression"].float(), dim=1).cpu().numpy()
     if "va" in out:
-        result["va"] = out["va"].float().numpy()
+        result["va"] = out["va"].float().cpu().numpy()
     return result
 
 
@@ -36,14 +36,17 @@ def predict_images(
     tta_flip: bool = False,
     channels_last: bool = True,
 ) -> Outputs:
-    """Predict on uint8 NHWC images; with ``tta_flip`` logits and V/A are averaged over the mirrored image."""
+    """Predict on uint8 NHWC images on the model's device (a GPU after GPU training); with ``tta_flip`` logits and
+    V/A are averaged over the mirrored image."""
     model.eval()
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    device = next(model.parameters()).device
     passes = [False, True] if tta_flip else [False]
     results = []
     for flip in passes:
-        results.append(_merge([model(b) for b in batched_inputs(images, preprocess, batch_size, channels_last, flip)]))
+        batches = batched_inputs(images, preprocess, batch_size, channels_last, flip, device)
+        results.append(_merge([model(b) for b in batches]))
     averaged = {k: sum(r[k] for r in results) / len(results) for k in results[0]} if results[0] else {}
     return _to_numpy(averaged)
 
@@ -51,4 +54,4 @@ def predict_images(
 @torch.inference_mode()
 def predict_features(model: AffectModel, features: torch.Tensor) -> Outputs:
     model.eval()
-    return _to_numpy(model.forward_head(features))
+    return _to_numpy(model.forward_head(features.to(next(model.parameters()).device)))

@@ -230,7 +230,7 @@ def train_model(
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     lit.load_state_dict(best["state_dict"])
     trainer.strategy.barrier("affectlab-best-read")  # every rank has read it before it is removed
-    model = lit.model.cpu().eval()
+    model = lit.model.eval()  # stays on the accelerator, so the test split is scored there too
     best_epoch = int(best.get("epoch", 0)) + 1
     if trainer.is_global_zero:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
