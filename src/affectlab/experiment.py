@@ -1,7 +1,7 @@
 """One experiment = train on the train split, select on val, score the test split once, write the run folder.
 
 Ablations score the validation split instead (``eval_split="val"``), so that comparing recipe levers never
-touches the test split.
+touches the test split. A study also measures each model's size and speed (``efficiency=True``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from affectlab.atomic import write_json, write_text
 from affectlab.config import RunConfig
 from affectlab.data.prepared import PreparedData, SplitData
 from affectlab.data.split import save_split
+from affectlab.evaluation.efficiency import measure_model
 from affectlab.evaluation.evaluate import score
 from affectlab.evaluation.predict import Outputs, predict_features, predict_images
 from affectlab.labels import EMOTIONS
+from affectlab.models.checkpoint import checkpoint_meta
 from affectlab.models.registry import get_backbone_spec
 from affectlab.models.weights import weights_label
 from affectlab.reports.plots import plot_training_curves
@@ -47,8 +49,13 @@ def run_experiment(
     cache: FeatureCache | None = None,
     progress: bool = True,
     eval_split: str = "test",
+    efficiency: bool = False,
 ) -> dict[str, Any]:
-    """Train, score ``eval_split`` (test by default), and return the study's record for this run."""
+    """Train, score ``eval_split`` (test by default), and return the study's record for this run.
+
+    With ``efficiency``, the record also gets the model's size, FLOPs and speed (and ``model.onnx`` is written),
+    timed on the scored split's faces.
+    """
     if eval_split not in ("test", "val"):
         raise ValueError(f"eval_split must be test or val, not {eval_split!r}")
     run_dir = Path(run_dir)
@@ -65,7 +72,7 @@ def run_experiment(
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"])
     write_evaluation_figures(run_dir, metrics, outputs, scored, title=f"{cfg.model.backbone} {cfg.model.task}")
-    return {
+    record = {
         "name": run_dir.name,
         "backbone": cfg.model.backbone,
         "task": cfg.model.task,
@@ -79,6 +86,10 @@ def run_experiment(
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
     }
+    if efficiency:
+        meta = checkpoint_meta(cfg.model, result.preprocess)
+        record["efficiency"] = measure_model(result.model, meta, run_dir, scored.images)
+    return record
 
 
 def write_predictions(path: Path, split: SplitData, outputs: Outputs) -> Path:
