@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from affectlab.reports.plots import _save
 
@@ -198,13 +199,15 @@ def plot_tradeoff(panels: Sequence[TradeoffPanel], out_path: str | os.PathLike[s
             )
         if xs.max() / max(xs.min(), 1e-9) > 10:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 10, 100, not 10^0
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.margins(x=0.25, y=0.3)
         ax.set_xlabel(f"faces/s, batch 32, {RUNTIME_NAMES[panel.runtime]} (higher is faster)")
         ax.set_ylabel(f"{panel.metric} (test split)")
         ax.set_title(f"{panel.task}: marker area ∝ checkpoint size", fontsize=10)
         ax.grid(alpha=0.3)
         if len(panel.points) > 1:
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="lower right", fontsize=8, markerscale=0.4)
     if not panels:
         axes[0].text(0.5, 0.5, "no model was measured", ha="center", va="center", transform=axes[0].transAxes)
     return _save(fig, out_path)
