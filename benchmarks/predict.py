@@ -31,11 +31,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -94,38 +92,6 @@ def make_scenes(paths: list[Path], out: Path, n: int) -> list[Path]:
     return files
 
 
-def cpu_model() -> str:
-    """The CPU's model name: int8 speed and agreement depend on its instruction set, so every table names it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def timed(calls: list, max_seconds: float, warmup: int = 2) -> tuple[list[float], int]:  # type: ignore[type-arg]
-    """Run zero-argument calls in order (after ``warmup`` untimed ones) until done or out of time."""
-    for call in calls[:warmup]:
-        call()
-    latencies: list[float] = []
-    faces, start = 0, time.perf_counter()
-    for call in calls:
-        t0 = time.perf_counter()
-        faces += call()
-        latencies.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > max_seconds:
-            break
-    return latencies, faces
-
-
-def summarise(latencies: list[float], faces: int) -> dict[str, float]:
-    ms = np.asarray(latencies) * 1000
-    return {"faces_per_s": round(faces / (ms.sum() / 1000), 1), "p50_ms": round(float(np.percentile(ms, 50)), 2),
-            "p95_ms": round(float(np.percentile(ms, 95)), 2), "calls": len(ms), "faces": faces}
-
-
 def backend_for(name: str, path: Path, threads: int):  # type: ignore[no-untyped-def]
     from affectlab.inference.backends import OnnxBackend, TorchBackend
 
@@ -134,6 +100,7 @@ def backend_for(name: str, path: Path, threads: int):  # type: ignore[no-untyped
 
 def bench_runtime(name: str, path: Path, threads: int, crops: np.ndarray, tests: list[Path], scenes: list[Path],
                   max_seconds: float, inputs: tuple[str, ...] = ("model", "crops", "scenes")) -> list[dict]:
+    from affectlab.evaluation.efficiency import speed_summary, time_calls
     from affectlab.inference.predictor import AffectPredictor
 
     backend = backend_for(name, path, threads)
@@ -150,10 +117,10 @@ def bench_runtime(name: str, path: Path, threads: int, crops: np.ndarray, tests:
                 predictor = AffectPredictor(backend, detector=detector, batch_size=32)
                 groups = [files[i : i + batch] for i in range(0, len(files), batch)]
                 calls = [lambda g=g, p=predictor: sum(len(r) for r in p.predict(g)) for g in groups]
-            latencies, faces = timed(calls, max_seconds)
+            latencies, faces = time_calls(calls, warmup=2, max_seconds=max_seconds)
             n_images = min(len(latencies) * batch, len(crops) if files is None else len(files))
             row = {"runtime": name, "threads": threads, "batch": batch, "input": what,
-                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), **summarise(latencies, faces)}
+                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), **speed_summary(latencies, faces)}
             if what == "scenes":
                 row["faces_found_per_scene"] = round(faces / max(1, n_images), 3)
             rows.append(row)
@@ -234,12 +201,13 @@ def main() -> int:
         return child_eager(args)
 
     from affectlab.data.images import read_rgb, resize_square
+    from affectlab.evaluation.efficiency import machine_info
     from affectlab.inference.onnx_export import export_onnx
     from affectlab.inference.quantize import int8_kernel
 
     load_before = os.getloadavg()
-    machine = {"cpu": cpu_model(), "cpus": os.cpu_count(), "int8_kernel": int8_kernel()}
-    print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, ONNX Runtime int8 kernel: {machine['int8_kernel']}, "
+    machine = {**machine_info(), "int8_kernel": int8_kernel()}
+    print(f"machine: {machine['cpu']}, {os.cpu_count()} CPUs, ONNX Runtime int8 kernel: {machine['int8_kernel']}, "
           f"load {load_before}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}")
     with tempfile.TemporaryDirectory(prefix="affectlab-bench-") as tmp_name:
         tmp = Path(tmp_name)

@@ -181,10 +181,12 @@ def _check_resumable(out: Path, cfg, overwrite: bool) -> None:  # type: ignore[n
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from affectlab.evaluation.analysis import format_analysis
     from affectlab.evaluation.evaluate import evaluate_run
 
     metrics, target = evaluate_run(args.run_dir, args.data, args.split, args.out, args.overwrite, tta_flip=args.tta_flip)
     _print_table({"runs": [{"name": Path(args.run_dir).name, "metrics": metrics}]})
+    print(format_analysis(metrics["analysis"]))
     print(f"metrics: {target / 'metrics.json'}")
     return 0
 

@@ -1,7 +1,7 @@
 """One experiment = train on the train split, select on val, score the test split once, write the run folder.
 
 Ablations score the validation split instead (``eval_split="val"``), so that comparing recipe levers never
-touches the test split.
+touches the test split. A study also measures each model's size and speed (``efficiency=True``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_
 from affectlab.config import RunConfig
 from affectlab.data.prepared import PreparedData, SplitData
 from affectlab.data.split import save_split
+from affectlab.evaluation.efficiency import measure_model
 from affectlab.evaluation.evaluate import score
 from affectlab.evaluation.predict import Outputs, predict_features, predict_images
 from affectlab.labels import EMOTIONS
+from affectlab.models.checkpoint import checkpoint_meta
 from affectlab.models.registry import get_backbone_spec
 from affectlab.models.weights import weights_label
 from affectlab.reports.plots import plot_training_curves
@@ -50,11 +52,14 @@ def run_experiment(
     eval_split: str = "test",
     resume: bool = False,
     name: str | None = None,
+    efficiency: bool = False,
 ) -> dict[str, Any]:
     """Train, score ``eval_split`` (test by default), and return the study's record for this run.
 
     ``resume`` continues a killed training in ``run_dir``; ``name`` is the run's name in the record (default: the
-    folder's name, which differs when ``--overwrite`` builds the run in a temporary folder).
+    folder's name, which differs when ``--overwrite`` builds the run in a temporary folder). With ``efficiency``,
+    the record also gets the model's size, FLOPs and speed (and ``model.onnx`` is written), timed on the scored
+    split's faces.
 
     Under DDP only rank zero scores and writes; the other ranks return an empty record once training is done.
     """
@@ -80,7 +85,7 @@ def run_experiment(
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"])
     write_evaluation_figures(run_dir, metrics, outputs, scored, title=f"{cfg.model.backbone} {cfg.model.task}")
-    return {
+    record = {
         "name": name or run_dir.name,
         "backbone": cfg.model.backbone,
         "task": cfg.model.task,
@@ -94,6 +99,11 @@ def run_experiment(
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
     }
+    if efficiency:
+        meta = checkpoint_meta(cfg.model, result.preprocess)
+        # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
+        record["efficiency"] = measure_model(result.model.cpu(), meta, run_dir, scored.images)
+    return record
 
 
 def write_predictions(path: Path, split: SplitData, outputs: Outputs) -> Path:

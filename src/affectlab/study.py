@@ -24,6 +24,7 @@ from affectlab.errors import AffectlabError
 from affectlab.experiment import run_experiment
 from affectlab.models.registry import get_backbone_spec
 from affectlab.reports.study_report import write_study_report
+from affectlab.reports.tradeoff import tradeoff_panels
 from affectlab.training.features import FeatureCache
 
 __all__ = ["run_study", "aggregate_runs", "SUMMARY_METRICS"]
@@ -101,7 +102,10 @@ def _run_cells(
                 )
                 name = f"{backbone}_{task}" + (f"_seed{seed}" if len(seeds) > 1 else "")
                 log.info("run %s", name)
-                record = run_experiment(cfg, prepared, out_dir / name, cache, progress)
+                t0 = time.perf_counter()
+                record = run_experiment(cfg, prepared, out_dir / name, cache, progress, efficiency=True)
+                record["wall_seconds"] = round(time.perf_counter() - t0, 2)
+                log.info("done %s in %.1f s", name, record["wall_seconds"])
                 runs.append(record)
                 _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
     return _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
@@ -121,6 +125,7 @@ def _write_summary(
         "runs": runs,
         "split": only if len(splits) == 1 else splits,
         "aggregate": aggregate_runs(runs),
+        "tradeoff": [panel.to_dict() for panel in tradeoff_panels({"runs": runs})],
         "data": data_summary,
         "config": base.to_dict(),
         "timing": {"total_seconds": round(time.perf_counter() - started, 2), "stages": stage_seconds},

@@ -15,6 +15,7 @@ from affectlab.data.prepared import SplitData, prepare_data
 from affectlab.data.split import load_split
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
+from affectlab.evaluation.analysis import analyse
 from affectlab.evaluation.metrics import classification_metrics, va_metrics
 from affectlab.evaluation.predict import Outputs, predict_images
 from affectlab.labels import EMOTIONS
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 def score(outputs: Outputs, data: SplitData, model: ModelConfig, split: str, tta_flip: bool) -> dict[str, Any]:
     """The metrics.json document: only the sections the task has, and only for labels the data has.
 
-    It names the split and the flip TTA, so that a validation score is never mistaken for a test score.
+    It names the split and the flip TTA, so that a validation score is never mistaken for a test score, and ends
+    with the ``analysis`` section: what is confused with what, and where the V/A error lies.
     """
     result: dict[str, Any] = {
         "task": model.task, "backbone": model.backbone, "weights": model.weights, "n": len(data),
@@ -40,6 +42,9 @@ def score(outputs: Outputs, data: SplitData, model: ModelConfig, split: str, tta
         result.update(va_metrics(data.va, outputs["va"]))
     if not {"classification", "valence"} & result.keys():
         raise AffectlabError("the data has none of the labels this model predicts; nothing to score")
+    scored_va = "valence" in result
+    result["analysis"] = analyse(result.get("classification"), data.va if scored_va else None,
+                                 outputs["va"] if scored_va else None, EMOTIONS)
     return result
 
 

@@ -66,12 +66,24 @@ class TorchBackend:
 
         if threads:
             torch.set_num_threads(threads)  # process-wide in PyTorch; only when the caller asks for it
-        self.model, meta = load_checkpoint(path)
-        self.model.to(memory_format=torch.channels_last)
+        model, meta = load_checkpoint(path)
+        self._attach(model, meta, str(path))
+
+    @classmethod
+    def from_model(cls, model: Any, meta: dict[str, Any], source: str = "in memory") -> TorchBackend:
+        """A model already in memory (one just trained) with its checkpoint metadata; nothing is read from disk."""
+        backend = cls.__new__(cls)
+        backend._attach(model, meta, source)
+        return backend
+
+    def _attach(self, model: Any, meta: dict[str, Any], source: str) -> None:
+        import torch
+
+        self.model = model.eval().to(memory_format=torch.channels_last)
         self.info = ModelInfo(
             task=meta["task"], preprocess=Preprocess.from_dict(meta["preprocess"]),
             class_names=tuple(meta["class_names"]), va_range=tuple(meta["va_range"]),  # type: ignore[arg-type]
-            source=str(path), runtime="pytorch", extra={"model": meta.get("model", {})},
+            source=source, runtime="pytorch", extra={"model": meta.get("model", {})},
         )
 
     def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.inference.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS
 
-__all__ = ["export_onnx", "EXPORT_FORMATS", "export_model", "FP32_TOLERANCE"]
+__all__ = ["export_onnx", "export_loaded", "EXPORT_FORMATS", "export_model", "FP32_TOLERANCE"]
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,27 @@ def export_onnx(
 
     ``calibration`` is a folder of face crops for static quantisation (default: synthetic demo faces).
     """
-    import onnx
-
-    from affectlab.inference.quantize import check_mode, quantize
-
+    from affectlab.inference.quantize import check_mode
     from affectlab.models.checkpoint import load_checkpoint
 
     if int8:
         check_mode(quantization)
     model, meta = load_checkpoint(source)
+    return export_loaded(model, meta, out, int8, quantization, calibration)
+
+
+def export_loaded(
+    model: Any, meta: dict[str, Any], out: str | Path, int8: bool = False, quantization: str = "static",
+    calibration: str | Path | None = None,
+) -> Path:
+    """:func:`export_onnx` for a model already in memory with its checkpoint metadata (``checkpoint_meta``)."""
+    import onnx
+
+    from affectlab.inference.quantize import check_mode, quantize
+
+    if int8:
+        check_mode(quantization)
+    model = model.eval()
     size = int(meta["preprocess"]["input_size"])
     proto = _export_graph(model, size)
     with tempfile.TemporaryDirectory(prefix="affectlab-export-") as tmp:

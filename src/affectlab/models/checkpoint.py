@@ -19,15 +19,14 @@ from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS, VA_RANGE
 from affectlab.models.affect_model import AffectModel, create_model
 
-__all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_meta", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "affectlab-checkpoint-v1"
 
 
-def save_checkpoint(
-    path: str | Path, model: AffectModel, model_config: ModelConfig, preprocess: Preprocess, **meta: Any
-) -> Path:
-    bundle = {
+def checkpoint_meta(model_config: ModelConfig, preprocess: Preprocess, **meta: Any) -> dict[str, Any]:
+    """Everything in a checkpoint but the weights: what ``load_checkpoint`` returns beside the model."""
+    return {
         "format": CHECKPOINT_FORMAT,
         "model": {**model_config.__dict__},
         "task": model_config.task,
@@ -35,6 +34,14 @@ def save_checkpoint(
         "va_range": list(VA_RANGE),
         "preprocess": preprocess.to_dict(),
         "meta": meta,
+    }
+
+
+def save_checkpoint(
+    path: str | Path, model: AffectModel, model_config: ModelConfig, preprocess: Preprocess, **meta: Any
+) -> Path:
+    bundle = {
+        **checkpoint_meta(model_config, preprocess, **meta),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     return atomic_write(path, lambda p: torch.save(bundle, p))

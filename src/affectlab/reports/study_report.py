@@ -13,6 +13,7 @@ from typing import Any
 
 from affectlab.atomic import write_text
 from affectlab.reports.run_figures import FIGURE_NAMES
+from affectlab.reports.tradeoff import TradeoffPanel, plot_tradeoff, tradeoff_panels
 
 __all__ = ["write_study_report", "markdown_table", "REFERENCE_STUDY"]
 
@@ -24,7 +25,8 @@ REFERENCE_STUDY = {
                      "rmse": (0.445, 0.356), "corr": (0.291, 0.315)},
 }
 
-Block = tuple[str, Any]  # ("h2", text) | ("p", text) | ("table", (header, rows)) | ("img", (path, alt))
+Block = tuple[str, Any]  # ("h2"/"h3", text) | ("p", text) | ("table", (header, rows)) | ("img", (path, alt))
+TRADEOFF_FIGURE = "tradeoff.png"
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -84,6 +86,8 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
                      "yes" if r["used_feature_cache"] else "no", _f(r["feature_seconds"], 1), _f(r["train_seconds"], 1)] for r in runs])),
         ("p", f"Total wall time {summary['timing']['total_seconds']:.0f} s on {summary['machine']['platform']}, "
               f"torch {summary['machine']['torch']}, {summary['machine']['threads']} threads, CUDA: {summary['machine']['cuda']}."),
+        *_efficiency_blocks(summary),
+        *_analysis_blocks(runs),
         ("h2", "Settings"),
         ("pre", "\n".join(f"{section}.{k}: {v}" for section in ("model", "train") for k, v in cfg[section].items())),
     ]
@@ -93,6 +97,106 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
             path = Path(run["name"]) / FIGURE_NAMES[key]
             blocks.append(("img", (path, f"{run['name']} {key}")))
     return blocks
+
+
+def _ms(speed: dict[str, Any] | None) -> str:
+    return f"{speed['batch1']['p50_ms']:.1f} / {speed['batch1']['p95_ms']:.1f}" if speed else "-"
+
+
+def _fps(speed: dict[str, Any] | None) -> str:
+    return f"{speed['batch32']['faces_per_s']:.1f}" if speed else "-"
+
+
+def _gflops(flops: int) -> str:
+    return f"{flops / 1e9:.2f}" if flops >= 1e9 else f"{flops / 1e9:.3f}"
+
+
+def _efficiency_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for run in runs:
+        e, m = run["efficiency"], run["metrics"]
+        score = (f"acc {m['classification']['accuracy']:.3f}" if "classification" in m else "") + (
+            f" CCC {_f(m['valence']['ccc'])}/{_f(m['arousal']['ccc'])}" if "valence" in m else "")
+        eager, ort = e["speed"].get("pytorch_eager"), e["speed"].get("onnxruntime")
+        rows.append([run["name"], score.strip(), f"{e['params']['total'] / 1e6:.2f} M ({e['params']['trainable'] / 1e6:.2f} M)",
+                     _f(e["checkpoint_mb"], 1), _f(e["onnx_mb"], 1), _gflops(e["flops"]),
+                     _ms(eager), _fps(eager), _ms(ort), _fps(ort), _f(e["export_seconds"], 1), _f(e["seconds"], 1)])
+    return rows
+
+
+def _measuring_note(runs: list[dict[str, Any]]) -> str:
+    """Where and how the speed was measured, and how busy the machine was: timings mean little without it."""
+    machine, plan = runs[0]["efficiency"]["machine"], runs[0]["efficiency"]["plan"]
+    loads = [r["efficiency"]["machine"]["load_average"][0] for r in runs if r["efficiency"]["machine"]["load_average"]]
+    cap = f" (stopped after {plan['max_seconds']:g} s)" if plan["max_seconds"] else ""
+    return (
+        f"Measured after training on the CPU, {machine['cpu']}"
+        + (f" (the machine's GPU, {machine['gpu']}, was not used for these timings)" if machine["gpu"] else "")
+        + f" ({machine['cpus']} CPUs; PyTorch {machine['torch_threads']} threads, ONNX Runtime "
+        f"{machine['onnxruntime_threads']}), on test faces at the model's input size: {plan['warmup']} warm-up and "
+        f"{plan['batch1_calls']} timed calls at batch 1{cap}, then {plan['batch_calls']} timed call(s) at batch "
+        f"{plan['batch']}, per runtime. "
+        + (f"Load average (1 min) when measured: {min(loads):.1f} to {max(loads):.1f}; other processes on the same "
+           "cores slow PyTorch eager most. " if loads else "")
+        + "FLOPs: one forward pass of one image, counted by torch.utils.flop_counter (convolutions and matrix "
+        "products, 2 per multiply-add). MB = 10^6 bytes. ORT = ONNX Runtime (CPU)."
+    )
+
+
+def _efficiency_blocks(summary: dict[str, Any]) -> list[Block]:
+    """The size/speed/accuracy table, the machine it ran on, the trade-off figure and its sentences."""
+    runs = [r for r in summary["runs"] if "efficiency" in r]
+    if not runs:
+        return []
+    blocks: list[Block] = [
+        ("h2", "Size, speed and accuracy"),
+        ("table", (["run", "test score", "params (trainable)", "checkpoint MB", "ONNX MB", "GFLOPs",
+                    "eager p50 / p95 ms, batch 1", "eager faces/s, batch 32", "ORT p50 / p95 ms, batch 1",
+                    "ORT faces/s, batch 32", "ONNX export s", "measuring s"], _efficiency_rows(runs))),
+        ("p", _measuring_note(runs)),
+    ]
+    panels = tradeoff_panels(summary)
+    if panels:
+        blocks.append(("img", (Path(TRADEOFF_FIGURE), "accuracy and CCC against faces/s, marker area = model size")))
+        blocks += [("p", f"{p.task.capitalize()}, {p.metric}: {p.sentence}") for p in panels if p.sentence]
+    return blocks
+
+
+def _confusion_blocks(run: dict[str, Any], c: dict[str, Any]) -> list[Block]:
+    mutual = "; ".join(f"{p['a']} → {p['b']} {p['a_to_b']} ({p['a_to_b_share']:.0%}), {p['b']} → {p['a']} "
+                       f"{p['b_to_a']} ({p['b_to_a_share']:.0%})" for p in c["mutual_confusions"]) or "none"
+    low = ", ".join(f"{r['class']} {r['recall']:.2f}" + (f" (mostly as {r['most_predicted_as']})"
+                                                          if r["most_predicted_as"] else "") for r in c["lowest_recall"])
+    return [
+        ("h3", f"{run['name']}: what it confuses"),
+        ("table", (["true", "predicted as", "faces", "share of true class"],
+                   [[r["true"], r["predicted"], str(r["count"]), f"{r['share']:.1%}"] for r in c["top_confusions"]])),
+        ("p", f"Confused both ways (each direction at least {c['mutual_min_share']:.0%} of its class): {mutual}."),
+        ("p", f"Lowest recall: {low}."),
+        ("p", c["sentence"]),
+    ]
+
+
+def _va_blocks(run: dict[str, Any], v: dict[str, Any]) -> list[Block]:
+    return [
+        ("h3", f"{run['name']}: where the valence/arousal error lies"),
+        ("table", (["quadrant (true V, A)", "typical", "n", "RMSE", "RMSE V", "RMSE A", "SAGR V", "SAGR A"],
+                   [[q["quadrant"], q["typical"], str(q["n"]), *(_f(q[k]) for k in
+                     ("rmse", "rmse_valence", "rmse_arousal", "sagr_valence", "sagr_arousal"))] for q in v["quadrants"]])),
+        ("p", f"{v['sentence']} Bias is mean predicted − mean true; CCC penalises it, Pearson's r does not."),
+    ]
+
+
+def _analysis_blocks(runs: list[dict[str, Any]]) -> list[Block]:
+    """Per model: the top confusions and lowest-recall classes, or the V/A error by circumplex quadrant."""
+    blocks: list[Block] = []
+    for run in runs:
+        analysis = run["metrics"].get("analysis", {})
+        if "confusions" in analysis:
+            blocks += _confusion_blocks(run, analysis["confusions"])
+        if "va_errors" in analysis:
+            blocks += _va_blocks(run, analysis["va_errors"])
+    return [("h2", "What the models get wrong (test split)"), *blocks] if blocks else []
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -105,7 +209,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _markdown(blocks: list[Block], root: Path) -> str:
     lines: list[str] = []
     for kind, value in blocks:
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3"):
             lines += ["#" * int(kind[1]) + " " + value, ""]
         elif kind == "p":
             lines += [value, ""]
@@ -125,7 +229,7 @@ def _html(blocks: list[Block], root: Path) -> str:
              "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}",
              "pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"]
     for kind, value in blocks:
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3"):
             parts.append(f"<{kind}>{html.escape(value)}</{kind}>")
         elif kind == "p":
             parts.append(f"<p>{html.escape(value).replace('`', '')}</p>")
@@ -145,6 +249,9 @@ def _html(blocks: list[Block], root: Path) -> str:
 
 def write_study_report(out_dir: str | Path, summary: dict[str, Any]) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
+    panels: list[TradeoffPanel] = tradeoff_panels(summary)
+    if panels:
+        plot_tradeoff(panels, out_dir / TRADEOFF_FIGURE)
     blocks = _blocks(summary)
     return (write_text(out_dir / "report.md", _markdown(blocks, out_dir)),
             write_text(out_dir / "report.html", _html(blocks, out_dir)))
