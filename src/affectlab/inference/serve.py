@@ -16,7 +16,7 @@ import numpy as np
 from affectlab.errors import AffectlabError
 from affectlab.inference.predictor import AffectPredictor
 
-__all__ = ["create_app", "serve", "MAX_UPLOAD_BYTES"]
+__all__ = ["MAX_UPLOAD_BYTES", "create_app", "serve"]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -54,7 +54,7 @@ def create_app(predictor: "AffectPredictor") -> Any:
 
 
 def serve(
-    model: str, host: str = "127.0.0.1", port: int = 8000, detector: str = "haar", threads: int | None = None
+    model: str, host: str = "127.0.0.1", port: int = 8000, detector: str = "auto", threads: int | None = None
 ) -> None:
     """Load ``model`` and serve it with uvicorn until interrupted."""
     try:
