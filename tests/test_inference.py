@@ -267,3 +267,10 @@ def test_aligned_crops_level_the_eyes() -> None:
     assert py1 - py0 > 15 and abs(ay1 - ay0) < 1.5
     assert abs(np.hypot(ax1 - ax0, ay1 - ay0) - np.hypot(px1 - px0, py1 - py0)) < 2  # same scale
     assert np.array_equal(plain, crop_faces(image, [found.box], 160, 0.2)[0])  # boxes and detections alike
+
+
+def test_a_missing_yuface_is_one_clear_line_and_auto_falls_back_to_haar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "yuface", None)  # import yuface now raises ImportError, as where not installed
+    with pytest.raises(AffectlabError, match=r"'yuface' needs the yuface package: pip install 'affectlab\[yuface\]'"):
+        make_detector("yuface")
+    assert make_detector("auto").name == "haar"
