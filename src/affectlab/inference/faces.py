@@ -282,8 +282,8 @@ def aligned_crop(image: np.ndarray, box: Box, landmarks: Sequence[tuple[int, int
     cx, cy = x + w / 2.0, y + h / 2.0
     patch = square_crop(image, (round(cx) - reach, round(cy) - reach, 2 * reach, 2 * reach))
     rotation = cv2.getRotationMatrix2D((patch.shape[1] / 2.0, patch.shape[0] / 2.0), eye_angle(landmarks), 1.0)
-    level = cv2.warpAffine(patch, rotation, (patch.shape[1], patch.shape[0]), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
+    level = cv2.warpAffine(
+        patch, rotation, (patch.shape[1], patch.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     centre = patch.shape[0] / 2.0
-    return square_crop(level, (round(centre - side / 2), round(centre - side / 2), round(side),
-                               round(side)))
+    return square_crop(level, (round(centre - side / 2), round(centre - side / 2), round(side), round(side)))
