@@ -11,17 +11,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from inference_support import demo_faces, make_run, no_face_image, one_torch_thread, scene
 from PIL import Image
 
 import affectlab
 from affectlab.cli import main
 from affectlab.errors import AffectlabError
-from affectlab.inference.faces import HaarDetector, crop_faces, make_detector
+from affectlab.inference.faces import crop_faces, make_detector
 from affectlab.inference.predictor import AffectPredictor, Item
 from affectlab.inference.results import CSV_COLUMNS
-from inference_support import demo_faces, make_run, no_face_image, one_torch_thread, scene
 
-# Demo faces (160 px) that the Haar cascade finds when pasted into a scene; checked in test_haar_finds_faces.
+# Demo faces (160 px) that both detectors find when pasted into a scene; checked in test_detectors_find_faces.
 DETECTABLE = [0, 2, 3, 4, 5]
 
 
@@ -46,15 +46,23 @@ def photos(work: Path, faces: list[np.ndarray]) -> Path:
     return root
 
 
-def test_haar_finds_faces_where_they_were_drawn(faces: list[np.ndarray]) -> None:
-    detector = HaarDetector()
+@pytest.mark.parametrize("name", ["haar", "yuface"])
+def test_detectors_find_faces_where_they_were_drawn(name: str, faces: list[np.ndarray]) -> None:
+    if name == "yuface":
+        pytest.importorskip("yuface", reason="the yuface wheel exists for x86-64 Linux/Windows, Python 3.11 only")
+    detector = make_detector(name)
     positions = [(40, 100), (400, 200)]
     image = cv2.cvtColor(scene([faces[0], faces[2]], positions), cv2.COLOR_BGR2RGB)
-    boxes = detector.detect(image)
-    assert len(boxes) == 2
-    for (x, y, w, h), (px, py) in zip(boxes, positions):  # sorted left to right, centre inside the drawn face
+    found = detector.detect(image)
+    assert len(found) == 2
+    for face, (px, py) in zip(found, positions):  # sorted left to right, centre inside the drawn face
+        x, y, w, h = face.box
         assert px < x + w / 2 < px + 160 and py < y + h / 2 < py + 160
         assert 80 < w < 200
+        if name == "yuface":  # five landmarks: eyes above the nose, nose above the mouth, all inside the box
+            (lx, ly), (rx, ry), (nx, ny), (mlx, mly), (mrx, mry) = face.landmarks  # type: ignore[misc]
+            assert lx < nx < rx and max(ly, ry) < ny < min(mly, mry) and mlx < mrx and 0.5 < face.score <= 1
+            assert all(x <= px_ <= x + w and y <= py_ <= y + h for px_, py_ in face.landmarks)  # type: ignore[union-attr]
     hits = [len(detector.detect(cv2.cvtColor(scene([faces[i]], [(200, 150)]), cv2.COLOR_BGR2RGB))) for i in DETECTABLE]
     assert hits == [1] * len(DETECTABLE)
     assert detector.detect(no_face_image()) == []
@@ -66,9 +74,9 @@ def test_crops_are_squared_with_margin_and_whole_images_are_not_padded() -> None
     tight, loose = crop_faces(image, [(90, 40, 20, 20)], 32, 0.0), crop_faces(image, [(90, 40, 20, 20)], 32, 0.5)
     assert tight.shape == loose.shape == (1, 32, 32, 3)
     assert tight.mean() > 250 and 255 / 4 - 5 < loose.mean() < 255 / 4 + 5  # margin 0.5: side doubles
-    whole = crop_faces(image, make_detector("none").detect(image), 32, 0.5)
+    whole = crop_faces(image, [d.box for d in make_detector("none").detect(image)], 32, 0.5)
     assert abs(whole.mean() - image.mean()) < 3  # no margin: same content, only squared by edge padding
-    with pytest.raises(AffectlabError, match="unknown face detector 'yolo'; available: haar, none"):
+    with pytest.raises(AffectlabError, match="unknown face detector 'yolo'; available: auto, yuface, haar, none"):
         make_detector("yolo")
 
 
@@ -103,8 +111,8 @@ def test_list_input_keeps_order_and_reports_no_face_and_errors(run: Path, photos
     assert results[2].error is not None and "not a readable image" in results[2].error
     assert results[3].error is not None and "cannot read" in results[3].error
     assert results[1].records() == [
-        {"source": str(photos / "nested" / "empty.png"), "frame": None, "time_s": None, "face": None, "box": None,
-         "label": None, "confidence": None, "probs": None, "valence": None, "arousal": None, "no_face": True,
+        {"source": str(photos / "nested" / "empty.png"), "frame": None, "time_s": None, "face": None,
+         "track_id": None, "box": None, "landmarks": None, "label": None, "confidence": None, "probs": None, "valence": None, "arousal": None, "no_face": True,
          "error": None}
     ]
     record = results[0].records()[1]
@@ -235,3 +243,34 @@ def test_importing_affectlab_loads_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "0.1.0 []"
     assert callable(affectlab.load)
+
+
+def test_aligned_crops_level_the_eyes() -> None:
+    """Two 'eyes' drawn on a tilted line: in the aligned crop they sit level, in the plain crop they do not."""
+    from affectlab.inference.faces import eye_angle
+    from affectlab.inference.results import Detection
+
+    image = np.full((300, 400, 3), 90, np.uint8)
+    left, right = (170, 120), (230, 142)  # 20 degrees, the right eye lower
+    for x, y in (left, right):
+        cv2.circle(image, (x, y), 6, (255, 255, 255), -1)
+    found = Detection((150, 90, 100, 120), 0.9, (left, right, (200, 160), (180, 190), (220, 190)))
+    assert eye_angle(found.landmarks) == pytest.approx(20.1, abs=0.1)  # type: ignore[arg-type]
+
+    def dots(crop: np.ndarray) -> list[tuple[float, float]]:
+        _, _, _, centres = cv2.connectedComponentsWithStats((crop[..., 0] > 200).astype(np.uint8))
+        return sorted((float(x), float(y)) for x, y in centres[1:])
+
+    plain, aligned = crop_faces(image, [found], 160, 0.2)[0], crop_faces(image, [found], 160, 0.2, align=True)[0]
+    (px0, py0), (px1, py1) = dots(plain)
+    (ax0, ay0), (ax1, ay1) = dots(aligned)
+    assert py1 - py0 > 15 and abs(ay1 - ay0) < 1.5
+    assert abs(np.hypot(ax1 - ax0, ay1 - ay0) - np.hypot(px1 - px0, py1 - py0)) < 2  # same scale
+    assert np.array_equal(plain, crop_faces(image, [found.box], 160, 0.2)[0])  # boxes and detections alike
+
+
+def test_a_missing_yuface_is_one_clear_line_and_auto_falls_back_to_haar(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "yuface", None)  # import yuface now raises ImportError, as where not installed
+    with pytest.raises(AffectlabError, match=r"'yuface' needs the yuface package: pip install 'affectlab\[yuface\]'"):
+        make_detector("yuface")
+    assert make_detector("auto").name == "haar"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -13,9 +14,9 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
+from inference_support import demo_faces, make_run, no_face_image, one_torch_thread, scene
 
 from affectlab.labels import EMOTIONS
-from inference_support import demo_faces, make_run, no_face_image, one_torch_thread, scene
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
@@ -63,7 +64,8 @@ def _png(image) -> bytes:  # type: ignore[no-untyped-def]
 
 def test_health_describes_the_model(server: str) -> None:
     body = httpx.get(f"{server}/health").json()
-    assert body["status"] == "ok" and body["detector"] == "haar"
+    auto = "yuface" if importlib.util.find_spec("yuface") else "haar"  # the default detector, resolved
+    assert body["status"] == "ok" and body["detector"] == auto and body["model"]["tta_flip"] is False
     assert body["model"]["task"] == "multitask" and body["model"]["class_names"] == list(EMOTIONS)
     assert body["model"]["preprocess"]["input_size"] == 64 and body["model"]["runtime"] == "pytorch"
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from inference_support import demo_faces, one_torch_thread, scene, write_video
 
 import affectlab
 from affectlab.cli import main
 from affectlab.inference.results import FaceResult, ImageResult
+from affectlab.inference.tracking import FaceTracker
 from affectlab.inference.video import Smoother, iter_video
-from inference_support import demo_faces, one_torch_thread, scene, write_video
 
 FPS = 10.0
 N_FRAMES = 24
@@ -88,16 +89,16 @@ def test_smoothing_averages_over_the_window(run: Path, video: Path, tmp_path: Pa
 
 
 def test_smoother_keeps_two_faces_apart() -> None:
-    smoother = Smoother(3)
+    tracker, smoother = FaceTracker(), Smoother(3)
 
     def frame(*faces: tuple[int, float]) -> ImageResult:
-        return ImageResult("v", [FaceResult((x, 50, 40, 40), None, v, -v) for x, v in faces])
+        return smoother(tracker(ImageResult("v", [FaceResult((x, 50, 40, 40), None, v, -v) for x, v in faces])))
 
-    smoother(frame((10, 1.0), (200, -1.0)))
-    out = smoother(frame((205, 0.0), (12, 0.0)))  # listed in the other order, each moved a little
-    assert [f.valence for f in out] == pytest.approx([-0.5, 0.5])
-    out = smoother(frame((400, 1.0)))  # far from both tracks: a new track, not averaged
-    assert out[0].valence == pytest.approx(1.0)
+    frame((10, 1.0), (200, -1.0))
+    out = frame((205, 0.0), (12, 0.0))  # listed in the other order, each moved a little
+    assert [f.valence for f in out] == pytest.approx([-0.5, 0.5]) and [f.track_id for f in out] == [1, 0]
+    out = frame((400, 1.0))  # far from both tracks: a new track, not averaged
+    assert out[0].valence == pytest.approx(1.0) and out[0].track_id == 2
 
 
 def test_broken_videos_give_error_records_and_the_rest_carries_on(run: Path, video: Path, work: Path,

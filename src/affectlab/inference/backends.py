@@ -21,7 +21,16 @@ from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS, VA_RANGE
 
-__all__ = ["ModelInfo", "Backend", "TorchBackend", "OnnxBackend", "ONNX_METADATA_KEY", "ONNX_INPUT", "ONNX_OUTPUTS"]
+__all__ = [
+    "ONNX_INPUT",
+    "ONNX_METADATA_KEY",
+    "ONNX_OUTPUTS",
+    "Backend",
+    "ModelInfo",
+    "OnnxBackend",
+    "TorchBackend",
+    "checkpoint_tta_flip",
+]
 
 #: The ONNX graph's input name and its output names per result key.
 ONNX_INPUT = "images"
@@ -40,14 +49,25 @@ class ModelInfo:
     va_range: tuple[float, float] = VA_RANGE
     source: str = ""
     runtime: str = ""
+    tta_flip: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "class_names": list(self.class_names), "va_range": list(self.va_range),
             "preprocess": {k: v for k, v in self.preprocess.to_dict().items() if k != "extra"},
-            "source": self.source, "runtime": self.runtime, **self.extra,
+            "source": self.source, "runtime": self.runtime, "tta_flip": self.tta_flip, **self.extra,
         }
+
+
+def checkpoint_tta_flip(meta: dict[str, Any]) -> bool:
+    """Whether the run was evaluated with flip test-time augmentation (its ``train.tta_flip``).
+
+    Predictions then average the image and its mirror exactly as evaluation does, so users get the model the
+    reported metrics describe. Checkpoints without a training config (made by hand) have no TTA.
+    """
+    config = meta.get("meta", {}).get("config") or {}
+    return bool(config.get("train", {}).get("tta_flip", False))
 
 
 class Backend(Protocol):
@@ -57,7 +77,11 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """A checkpoint run by PyTorch eager, in channels-last memory format (faster convolutions on CPU)."""
+    """A checkpoint run by PyTorch eager, in channels-last memory format (faster convolutions on CPU).
+
+    Predictions go through the evaluation code (``predict_images``), with the run's flip TTA, so that
+    ``predict --detector none`` on a run's test crops gives exactly the outputs ``evaluate`` scores.
+    """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         import torch
@@ -83,21 +107,15 @@ class TorchBackend:
         self.info = ModelInfo(
             task=meta["task"], preprocess=Preprocess.from_dict(meta["preprocess"]),
             class_names=tuple(meta["class_names"]), va_range=tuple(meta["va_range"]),  # type: ignore[arg-type]
-            source=source, runtime="pytorch", extra={"model": meta.get("model", {})},
+            source=source, runtime="pytorch", tta_flip=checkpoint_tta_flip(meta),
+            extra={"model": meta.get("model", {})},
         )
 
     def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        import torch
+        from affectlab.evaluation.predict import predict_images
 
-        batch = self.info.preprocess.normalise(torch.from_numpy(np.ascontiguousarray(crops)))
-        with torch.inference_mode():
-            out = self.model(batch.contiguous(memory_format=torch.channels_last))
-        result: dict[str, np.ndarray] = {}
-        if "expression" in out:
-            result["probs"] = torch.softmax(out["expression"].float(), dim=1).numpy()
-        if "va" in out:
-            result["va"] = out["va"].float().numpy()
-        return result
+        crops = np.ascontiguousarray(crops)
+        return predict_images(self.model, crops, self.info.preprocess, max(1, len(crops)), self.info.tta_flip)
 
 
 class OnnxBackend:
@@ -165,7 +183,7 @@ def _info_from_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
         return ModelInfo(
             task=str(bundle["task"]), preprocess=Preprocess.from_dict(bundle["preprocess"]),
             class_names=tuple(bundle["class_names"]), va_range=tuple(bundle["va_range"]),  # type: ignore[arg-type]
-            source=str(path), runtime="onnxruntime",
+            source=str(path), runtime="onnxruntime", tta_flip=bool(bundle.get("tta_flip", False)),
             extra={k: bundle[k] for k in ("model", "quantization", "calibration", "weight_bits", "int8_check",
                                           "affectlab_version") if k in bundle},
         )

@@ -25,8 +25,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     predict.add_argument("model", metavar="MODEL", help="run folder, .pt checkpoint or .onnx file")
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive), video files")
     predict.add_argument("--webcam", type=int, metavar="INDEX", help="also read camera INDEX (e.g. 0); Ctrl-C stops")
-    predict.add_argument("--detector", default="haar", help="haar (default) or none (each image is one face crop)")
+    predict.add_argument(
+        "--detector",
+        default="auto",
+        help="auto (default: yuface if installed, else haar), yuface, haar, or none (each image is one face crop)",
+    )
     predict.add_argument("--margin", type=float, help="border around faces, fraction of the box (default: model's)")
+    predict.add_argument("--align", action="store_true", help="level the eyes before cropping (yuface landmarks)")
     predict.add_argument("--out", help="results file, .jsonl or .csv (default: JSON lines on stdout)")
     predict.add_argument("--save-annotated", metavar="DIR", help="write images/videos with boxes, labels and V/A dots")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file or annotated files")
@@ -50,7 +55,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     serve.add_argument("model", metavar="MODEL", help="run folder, .pt checkpoint or .onnx file")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--detector", default="haar", help="haar (default) or none")
+    serve.add_argument("--detector", default="auto", help="auto (default), yuface, haar or none")
     serve.add_argument("--threads", type=int, help="runtime threads")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     serve.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs, /openapi.json)")
@@ -85,7 +90,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _quiet_opencv()
     cameras = open_cameras(sources)
     batch = args.batch_size or (1 if args.webcam is not None else 32)
-    predictor = load(args.model, detector=detector, batch_size=batch, margin=args.margin, threads=args.threads)
+    predictor = load(
+        args.model, detector=detector, batch_size=batch, margin=args.margin, threads=args.threads, align=args.align
+    )
     options = PredictOptions(args.every, args.smooth, Path(args.save_annotated) if args.save_annotated else None)
 
     def run(stream: Any) -> Any:

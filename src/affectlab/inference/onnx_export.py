@@ -2,6 +2,9 @@
 
 The graph takes ``images`` (float32, N x 3 x S x S, normalised with the stored mean/std; N is dynamic) and returns
 ``expression_probs`` (softmax inside the graph, N x 8) and/or ``va`` (N x 2), as the model's task provides.
+When the run was evaluated with flip test-time augmentation (``train.tta_flip``), the graph does the same: it
+averages the logits and V/A of each image and its mirror before the softmax, so the ONNX model gives the
+figures that ``evaluate`` reports; ``tta_flip`` in the metadata says so.
 Everything else a predictor needs (task, class names, input size, mean/std, face margin, V/A range, the model
 config and the affectlab version) is written into ``metadata_props``, so a ``model.onnx`` alone is enough to
 predict. An export is checked against PyTorch on random inputs before it is written.
@@ -23,9 +26,9 @@ import numpy as np
 from affectlab.atomic import atomic_write
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
-from affectlab.inference.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS
+from affectlab.inference.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS, checkpoint_tta_flip
 
-__all__ = ["export_onnx", "export_loaded", "EXPORT_FORMATS", "export_model", "FP32_TOLERANCE"]
+__all__ = ["EXPORT_FORMATS", "FP32_TOLERANCE", "export_loaded", "export_model", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +83,24 @@ def export_loaded(
         check_mode(quantization)
     model = model.eval()
     size = int(meta["preprocess"]["input_size"])
-    proto = _export_graph(model, size)
+    tta_flip = checkpoint_tta_flip(meta)
+    proto = _export_graph(model, size, tta_flip)
     with tempfile.TemporaryDirectory(prefix="affectlab-export-") as tmp:
         fp32 = Path(tmp) / "model.onnx"
         onnx.save(proto, str(fp32))
-        _self_check(model, fp32, size)
+        _self_check(model, fp32, size, tta_flip)
         quant: dict[str, Any] = {"quantization": "none"}
         if int8:
             preprocess = Preprocess.from_dict(meta["preprocess"])
             fp32, quant = quantize(fp32, Path(tmp), quantization, preprocess, calibration)
         proto = onnx.load(str(fp32))
-    _set_metadata(proto, {**_bundle(meta), **quant})
+    _set_metadata(proto, {**_bundle(meta), "tta_flip": tta_flip, **quant})
     onnx.checker.check_model(proto)
     return atomic_write(out, lambda p: onnx.save(proto, str(p)))
 
 
-def _export_graph(model: Any, size: int) -> Any:
-    """Trace the model with a dynamic batch axis; softmax is part of the graph."""
+def _export_graph(model: Any, size: int, tta_flip: bool = False) -> Any:
+    """Trace the model with a dynamic batch axis; softmax (and the flip average, with ``tta_flip``) in the graph."""
     import torch
 
     class _Exported(torch.nn.Module):
@@ -106,6 +110,9 @@ def _export_graph(model: Any, size: int) -> Any:
 
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
             out = self.inner(images)
+            if tta_flip:  # the same average as evaluation: logits and V/A, before the softmax
+                mirrored = self.inner(images.flip(-1))
+                out = {k: (v + mirrored[k]) / 2 for k, v in out.items()}
             values = []
             if "expression" in out:
                 values.append(torch.softmax(out["expression"], dim=1))
@@ -131,18 +138,17 @@ def _quiet_exporter_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _self_check(model: Any, path: Path, size: int) -> None:
-    """Refuse to write an export whose outputs differ from PyTorch's: a wrong graph must never reach users."""
-    import torch
-
+def _self_check(model: Any, path: Path, size: int, tta_flip: bool) -> None:
+    """Refuse to write an export whose outputs differ from PyTorch's evaluation: a wrong graph must never reach
+    users. The reference is ``predict_images``, the code ``evaluate`` scores with, on random uint8 crops."""
+    from affectlab.data.transforms import Preprocess
+    from affectlab.evaluation.predict import predict_images
     from affectlab.inference.backends import _make_session
 
-    images = np.random.default_rng(0).normal(0, 1, (3, 3, size, size)).astype(np.float32)
-    with torch.inference_mode():
-        out = model(torch.from_numpy(images))
-    expected = {"probs": torch.softmax(out["expression"], 1).numpy()} if "expression" in out else {}
-    if "va" in out:
-        expected["va"] = out["va"].numpy()
+    crops = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    preprocess = Preprocess(input_size=size)
+    expected = predict_images(model, crops, preprocess, tta_flip=tta_flip, channels_last=False)
+    images = preprocess.normalise_numpy(crops)
     session = _make_session(path, None)
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {ONNX_INPUT: images})))
     for key, value in expected.items():
@@ -165,7 +171,7 @@ def _bundle(meta: dict[str, Any]) -> dict[str, Any]:
 
 def _set_metadata(proto: Any, bundle: dict[str, Any]) -> None:
     """The whole bundle under one key, plus each field under its own key for tools that read single values."""
-    flat = {ONNX_METADATA_KEY: bundle, **{k: bundle[k] for k in ("task", "class_names", "quantization")},
+    flat = {ONNX_METADATA_KEY: bundle, **{k: bundle[k] for k in ("task", "class_names", "quantization", "tta_flip")},
             **{k: bundle["preprocess"][k] for k in ("input_size", "mean", "std", "face_margin")},
             "affectlab_version": bundle["affectlab_version"]}
     del proto.metadata_props[:]

@@ -22,9 +22,11 @@ from affectlab.inference.output import RecordWriter
 from affectlab.inference.predictor import AffectPredictor, Item
 from affectlab.inference.results import ImageResult
 from affectlab.inference.sources import IMAGE_SUFFIXES, Source
+from affectlab.inference.timeline import TrackLog
+from affectlab.inference.tracking import FaceTracker
 from affectlab.inference.video import Smoother, VideoWriter, iter_video, iter_webcam, open_webcam, video_info
 
-__all__ = ["PredictOptions", "Summary", "run_predictions", "estimate_items", "open_cameras", "plan_annotations"]
+__all__ = ["PredictOptions", "Summary", "estimate_items", "open_cameras", "plan_annotations", "run_predictions"]
 
 
 @dataclass
@@ -150,21 +152,30 @@ def _count(summary: Summary, result: ImageResult) -> None:
 
 
 class _SourceState:
-    """Smoothing and annotated output for the source now being processed."""
+    """Tracking, smoothing and annotated output for the source now being processed."""
 
     def __init__(self, options: PredictOptions, summary: Summary, plan: dict[str, Path]) -> None:
         self.options, self.summary, self.plan = options, summary, plan
         self.current: Source | None = None
+        self.tracker: FaceTracker | None = None
         self.smoother: Smoother | None = None
+        self.tracks: TrackLog | None = None
         self.video: VideoWriter | None = None
 
     def process(self, result: ImageResult, source: Source) -> ImageResult:
         if source is not self.current:
             self.close()
             self.current = source
-            self.smoother = Smoother(self.options.smooth) if source.kind != "image" else None
-        if self.smoother is not None:
-            result = self.smoother(result)
+            video = source.kind != "image"
+            self.tracker = FaceTracker(max_age=max(10, self.options.smooth)) if video else None
+            self.smoother = Smoother(self.options.smooth) if video else None
+        if self.tracker is not None and self.smoother is not None:
+            result = self.smoother(self.tracker(result))
+            if self.options.annotate_dir is not None:
+                if self.tracks is None:
+                    fps = video_info(source.path)[0] if source.path else 0.0
+                    self.tracks = TrackLog(fps, self.options.every)
+                self.tracks.add(result)
         if self.options.annotate_dir is not None and result.image is not None:
             self._annotate(result, source)
         return result
@@ -187,9 +198,11 @@ class _SourceState:
         if self.video is not None:
             self.video.close()
             self.summary.annotated.append(self.video.path)
-        self.video = None
+            if self.tracks is not None:  # per-track summary and timeline next to the annotated video
+                self.summary.annotated += self.tracks.write(self.video.path)
+        self.video, self.tracks = None, None
 
     def abort(self) -> None:
         if self.video is not None:
             self.video.abort()
-        self.video = None
+        self.video, self.tracks = None, None

@@ -18,8 +18,8 @@ import numpy as np
 from affectlab.data.images import check_pixels, read_rgb
 from affectlab.errors import AffectlabError
 from affectlab.inference.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
-from affectlab.inference.faces import FaceDetector, crop_faces, make_detector
-from affectlab.inference.results import Box, FaceResult, ImageResult
+from affectlab.inference.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
+from affectlab.inference.results import Detection, FaceResult, ImageResult
 
 __all__ = ["AffectPredictor", "Item", "load", "to_rgb"]
 
@@ -40,13 +40,16 @@ class AffectPredictor:
 
     Args:
         backend: a ``TorchBackend`` or ``OnnxBackend`` (see ``load``).
-        detector: ``"haar"`` (default), ``"none"`` (each image is one face crop) or a ``FaceDetector``.
+        detector: a name from ``faces.DETECTORS`` (default ``"auto"``: yuface if installed, else haar; ``"none"``:
+            each image is one face crop) or a ``FaceDetector``.
         batch_size: face crops per model call.
         margin: border added around detected faces, as a fraction of the box side (default: the model's).
+        align: rotate each face so its eyes are level before cropping (detectors with landmarks only).
     """
 
     def __init__(
-        self, backend: Backend, detector: str | FaceDetector = "haar", batch_size: int = 32, margin: float | None = None
+        self, backend: Backend, detector: str | FaceDetector = DEFAULT_DETECTOR, batch_size: int = 32,
+        margin: float | None = None, align: bool = False,
     ) -> None:
         if batch_size < 1:
             raise AffectlabError(f"batch size must be at least 1, got {batch_size}")
@@ -54,6 +57,7 @@ class AffectPredictor:
         self.detector = make_detector(detector)
         self.batch_size = batch_size
         self.margin = backend.info.preprocess.face_margin if margin is None else margin
+        self.align = align
 
     @property
     def info(self) -> ModelInfo:
@@ -87,28 +91,30 @@ class AffectPredictor:
         At most ``batch_size`` crops and ``batch_size`` items are held at a time, so memory stays flat on a video
         of any length.
         """
-        pending: list[tuple[Item, list[Box], np.ndarray | None]] = []
+        pending: list[tuple[Item, list[Detection], np.ndarray | None]] = []
         n_crops = 0
         for item in items:
-            boxes: list[Box] = []
+            found: list[Detection] = []
             crops = None
             if item.image is not None and item.error is None:
-                boxes = self.detector.detect(item.image)
-                crops = crop_faces(item.image, boxes, self.info.preprocess.input_size, self.margin)
-                n_crops += len(boxes)
-            pending.append((item, boxes, crops))
+                found = self.detector.detect(item.image)
+                crops = crop_faces(item.image, found, self.info.preprocess.input_size, self.margin, self.align)
+                n_crops += len(found)
+            pending.append((item, found, crops))
             if n_crops >= self.batch_size or len(pending) >= self.batch_size:
                 yield from self._flush(pending, keep_images)
                 pending, n_crops = [], 0
         yield from self._flush(pending, keep_images)
 
-    def _flush(self, pending: list[tuple[Item, list[Box], np.ndarray | None]], keep: bool) -> Iterator[ImageResult]:
+    def _flush(
+        self, pending: list[tuple[Item, list[Detection], np.ndarray | None]], keep: bool
+    ) -> Iterator[ImageResult]:
         chunks = [c for _, _, c in pending if c is not None and len(c)]
         outputs = self._run(np.concatenate(chunks)) if chunks else {}
         offset = 0
-        for item, boxes, _ in pending:
-            faces = [self._face(box, outputs, offset + i) for i, box in enumerate(boxes)]
-            offset += len(boxes)
+        for item, found, _ in pending:
+            faces = [self._face(d, outputs, offset + i) for i, d in enumerate(found)]
+            offset += len(found)
             yield ImageResult(
                 item.source, faces, item.frame, item.time_s, item.error, item.image if keep else None
             )
@@ -117,10 +123,11 @@ class AffectPredictor:
         parts = [self.backend.run(crops[s : s + self.batch_size]) for s in range(0, len(crops), self.batch_size)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
-    def _face(self, box: Box, outputs: dict[str, np.ndarray], row: int) -> FaceResult:
+    def _face(self, detection: Detection, outputs: dict[str, np.ndarray], row: int) -> FaceResult:
         va = outputs.get("va")
         return FaceResult(
-            box=box,
+            box=detection.box,
+            landmarks=detection.landmarks,
             probs=outputs["probs"][row] if "probs" in outputs else None,
             valence=None if va is None else float(va[row, 0]),
             arousal=None if va is None else float(va[row, 1]),
@@ -163,8 +170,8 @@ def _item(image: Any, index: int, channels: str) -> Item:
 
 
 def load(
-    path: str | Path, detector: str | FaceDetector = "haar", batch_size: int = 32, margin: float | None = None,
-    threads: int | None = None,
+    path: str | Path, detector: str | FaceDetector = DEFAULT_DETECTOR, batch_size: int = 32, margin: float | None = None,
+    threads: int | None = None, align: bool = False,
 ) -> AffectPredictor:
     """Load a run folder, ``.pt`` checkpoint or ``.onnx`` file as an ``AffectPredictor``.
 
@@ -176,4 +183,4 @@ def load(
     if not path.exists():
         raise AffectlabError(f"{path}: model not found")
     backend: Backend = OnnxBackend(path, threads) if path.suffix.lower() == ".onnx" else TorchBackend(path, threads)
-    return AffectPredictor(backend, detector=detector, batch_size=batch_size, margin=margin)
+    return AffectPredictor(backend, detector=detector, batch_size=batch_size, margin=margin, align=align)

@@ -15,15 +15,26 @@ import numpy as np
 
 from affectlab.labels import EMOTIONS
 
-__all__ = ["FaceResult", "ImageResult", "CSV_COLUMNS", "Box"]
+__all__ = ["CSV_COLUMNS", "Box", "Detection", "FaceResult", "ImageResult", "Landmarks"]
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the source image
+#: Five (x, y) points: the eye on the image's left, the other eye, nose tip, mouth corner left, mouth corner right.
+Landmarks = tuple[tuple[int, int], ...]
 
 #: Fixed CSV columns, whatever the model's task: missing values are written as empty cells.
 CSV_COLUMNS: tuple[str, ...] = (
-    "source", "frame", "time_s", "face", "x", "y", "w", "h", "label", "confidence",
+    "source", "frame", "time_s", "face", "track_id", "x", "y", "w", "h", "label", "confidence",
     *(f"p_{name}" for name in EMOTIONS), "valence", "arousal", "no_face", "error",
 )
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face found by a detector: its box, and its score and five landmarks where the detector gives them."""
+
+    box: Box
+    score: float | None = None
+    landmarks: Landmarks | None = None
 
 
 @dataclass
@@ -31,6 +42,8 @@ class FaceResult:
     """What the model says about one face.
 
     ``probs`` is None for a regression-only model, ``valence``/``arousal`` are None for a classification-only one.
+    ``landmarks`` come from detectors that give them; ``track_id`` is set on video frames (the same face keeps
+    its number from frame to frame).
     """
 
     box: Box
@@ -38,6 +51,8 @@ class FaceResult:
     valence: float | None = None
     arousal: float | None = None
     class_names: tuple[str, ...] = EMOTIONS
+    landmarks: Landmarks | None = None
+    track_id: int | None = None
 
     @property
     def label(self) -> str | None:
@@ -49,7 +64,9 @@ class FaceResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "track_id": self.track_id,
             "box": [int(v) for v in self.box],
+            "landmarks": None if self.landmarks is None else [[int(x), int(y)] for x, y in self.landmarks],
             "label": self.label,
             "confidence": _round(self.confidence),
             "probs": None if self.probs is None else {n: _round(p) for n, p in zip(self.class_names, self.probs)},
@@ -90,7 +107,7 @@ class ImageResult(Sequence[FaceResult]):
         """Flat output records: one per face, or a single ``no_face``/``error`` record."""
         base: dict[str, Any] = {"source": self.source, "frame": self.frame, "time_s": _round(self.time_s, 3)}
         if self.error is not None or not self.faces:
-            empty = {"face": None, "box": None, "label": None, "confidence": None, "probs": None,
+            empty = {"face": None, "track_id": None, "box": None, "landmarks": None, "label": None, "confidence": None, "probs": None,
                      "valence": None, "arousal": None}
             return [{**base, **empty, "no_face": self.no_face, "error": self.error}]
         return [

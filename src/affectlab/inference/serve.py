@@ -15,7 +15,7 @@ from affectlab.errors import AffectlabError
 from affectlab.inference.http_limits import MAX_UPLOAD_BYTES, decode_upload, read_upload, without_paths
 from affectlab.inference.predictor import AffectPredictor
 
-__all__ = ["create_app", "serve", "MAX_UPLOAD_BYTES"]
+__all__ = ["MAX_UPLOAD_BYTES", "create_app", "serve"]
 
 def create_app(
     predictor: "AffectPredictor", max_upload_bytes: int = MAX_UPLOAD_BYTES, docs: bool = False
@@ -54,7 +54,7 @@ def create_app(
 
 
 def serve(
-    model: str, host: str = "127.0.0.1", port: int = 8000, detector: str = "haar", threads: int | None = None,
+    model: str, host: str = "127.0.0.1", port: int = 8000, detector: str = "auto", threads: int | None = None,
     max_upload_bytes: int = MAX_UPLOAD_BYTES, docs: bool = False,
 ) -> None:
     """Load ``model`` and serve it with uvicorn until interrupted."""

@@ -1,4 +1,4 @@
-"""Video and webcam input, temporal smoothing, and annotated video output.
+"""Video and webcam input, temporal smoothing per face track, and annotated video output.
 
 Frames are decoded one at a time from ``cv2.VideoCapture`` and handed on as they come, so memory does not grow
 with the video's length; skipped frames (``every``) are only grabbed, not decoded. A video that cannot be opened,
@@ -22,7 +22,7 @@ from affectlab.errors import AffectlabError
 from affectlab.inference.predictor import Item
 from affectlab.inference.results import FaceResult, ImageResult
 
-__all__ = ["iter_video", "open_webcam", "iter_webcam", "Smoother", "VideoWriter", "video_info"]
+__all__ = ["Smoother", "VideoWriter", "iter_video", "iter_webcam", "open_webcam", "video_info"]
 
 
 def video_info(path: Path) -> tuple[float, int]:
@@ -96,71 +96,39 @@ def iter_webcam(cap: cv2.VideoCapture, index: int, every: int = 1) -> Iterator[I
 class Smoother:
     """Moving average of probabilities and V/A over the last ``window`` processed frames, per face track.
 
-    Faces are matched to the previous frame's tracks greedily by the distance between box centres (a match must
-    be closer than the larger box's side); an unmatched face starts a new track, and a track unseen for
-    ``window`` frames is dropped. Boxes are not smoothed. This is enough for a few well-separated faces; crossing
-    faces can swap tracks.
+    Faces must carry a ``track_id`` (``FaceTracker`` sets it), so each face is averaged only with its own past,
+    even when faces cross. Faces without one are passed through. A track unseen for ``window`` frames is
+    forgotten. Boxes are not smoothed.
     """
 
     def __init__(self, window: int) -> None:
         self.window = window
-        self._tracks: list[_Track] = []
+        self._history: dict[int, deque[FaceResult]] = {}
+        self._seen: dict[int, int] = {}
         self._tick = 0
 
     def __call__(self, result: ImageResult) -> ImageResult:
         if self.window <= 1 or result.error is not None:
             return result
         self._tick += 1
-        free = list(self._tracks)
-        faces = []
-        for face in sorted(result.faces, key=lambda f: -f.box[2] * f.box[3]):
-            track = _nearest(face, free)
-            if track is None:
-                track = _Track(self.window)
-                self._tracks.append(track)
-            else:
-                free.remove(track)
-            faces.append((face, track.add(face, self._tick)))
-        self._tracks = [t for t in self._tracks if self._tick - t.seen < self.window]
-        order = {id(f): i for i, f in enumerate(result.faces)}
-        smoothed = [s for f, s in sorted(faces, key=lambda p: order[id(p[0])])]
-        return replace(result, faces=smoothed)
+        faces = [self._add(face) if face.track_id is not None else face for face in result.faces]
+        for track_id in [t for t, seen in self._seen.items() if self._tick - seen >= self.window]:
+            del self._seen[track_id], self._history[track_id]
+        return replace(result, faces=faces)
 
-
-class _Track:
-    def __init__(self, window: int) -> None:
-        self.history: deque[FaceResult] = deque(maxlen=window)
-        self.seen = 0
-
-    @property
-    def centre(self) -> tuple[float, float]:
-        x, y, w, h = self.history[-1].box
-        return x + w / 2, y + h / 2
-
-    def add(self, face: FaceResult, tick: int) -> FaceResult:
-        self.history.append(face)
-        self.seen = tick
-        probs = [f.probs for f in self.history if f.probs is not None]
-        va = [(f.valence, f.arousal) for f in self.history if f.valence is not None]
+    def _add(self, face: FaceResult) -> FaceResult:
+        assert face.track_id is not None
+        history = self._history.setdefault(face.track_id, deque(maxlen=self.window))
+        history.append(face)
+        self._seen[face.track_id] = self._tick
+        probs = [f.probs for f in history if f.probs is not None]
+        va = [(f.valence, f.arousal) for f in history if f.valence is not None]
         mean_va = np.mean(np.asarray(va, dtype=np.float64), axis=0) if va else None
         return replace(
             face, probs=np.mean(probs, axis=0) if probs else None,
             valence=None if mean_va is None else float(mean_va[0]),
             arousal=None if mean_va is None else float(mean_va[1]),
         )
-
-
-def _nearest(face: FaceResult, tracks: list[_Track]) -> _Track | None:
-    x, y, w, h = face.box
-    cx, cy = x + w / 2, y + h / 2
-    best, best_d = None, float("inf")
-    for track in tracks:
-        tx, ty = track.centre
-        limit = max(w, h, *track.history[-1].box[2:])
-        d = ((tx - cx) ** 2 + (ty - cy) ** 2) ** 0.5
-        if d < limit and d < best_d:
-            best, best_d = track, d
-    return best
 
 
 class VideoWriter:

@@ -1,0 +1,130 @@
+"""What users get is what evaluation reports: predict (PyTorch and ONNX) applies the run's flip TTA.
+
+A run is trained with ``train.tta_flip=true``; ``affectlab predict --detector none`` on its test images, scored
+with the evaluation code, must give the test metrics ``train`` wrote, and the exported ONNX graph must give the
+same outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from inference_support import INPUT_SIZE, make_run, one_torch_thread
+
+import affectlab
+from affectlab.cli import main
+from affectlab.config import config_from_dict
+from affectlab.data.prepared import prepare_data
+from affectlab.evaluation.evaluate import score
+from affectlab.models.checkpoint import load_checkpoint, save_checkpoint
+
+FAST = ["--weights", "none", "--no-freeze", "--input-size", str(INPUT_SIZE), "--epochs", "1", "--quiet"]
+
+_single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
+pytestmark = pytest.mark.slow  # trains a model (one epoch)
+
+
+@pytest.fixture(scope="module")
+def tta_run(demo_data: Path, work: Path) -> Path:
+    """A run trained with flip TTA, whose weights are then swapped for a model with varied outputs (one epoch
+    on 96 images predicts the same class for every face, which would make any comparison pass), and evaluated
+    again with ``affectlab evaluate``."""
+    run = work / "tta-run"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(demo_data),
+                "--out",
+                str(run),
+                "--backbone",
+                "mobilenet_v2",
+                "--task",
+                "multitask",
+                *FAST,
+                "--set",
+                "train.tta_flip=true",
+            ]
+        )
+        == 0
+    )
+    varied, _ = load_checkpoint(make_run(work))
+    _, meta = load_checkpoint(run)
+    cfg = config_from_dict(meta["meta"]["config"])
+    from affectlab.data.transforms import Preprocess
+
+    save_checkpoint(run / "model.pt", varied, cfg.model, Preprocess.from_dict(meta["preprocess"]), **meta["meta"])
+    assert main(["evaluate", str(run), "--overwrite"]) == 0
+    return run
+
+
+def _outputs(records: list[dict], order: list[str]) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
+    by_id = {Path(r["source"]).stem: r for r in records}
+    rows = [by_id[i] for i in order]
+    return {
+        "probs": np.array([list(r["probs"].values()) for r in rows]),
+        "va": np.array([[r["valence"], r["arousal"]] for r in rows]),
+    }
+
+
+def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:  # type: ignore[type-arg]
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[prefix + key] = float(value)
+    return flat
+
+
+def test_predict_on_the_test_crops_reproduces_the_test_metrics(tta_run: Path, demo_data: Path, tmp_path: Path) -> None:
+    reported = json.loads((tta_run / "metrics.json").read_text())
+    assert reported["tta_flip"] is True and reported["split"] == "test"
+    cfg = config_from_dict(yaml.safe_load((tta_run / "config.yaml").read_text()))
+    part = prepare_data(
+        cfg.data.__class__(**{**cfg.data.__dict__, "split_file": str(tta_run / "split.json")}),
+        cfg.model.input_size,
+        splits=("test",),
+    ).splits["test"]
+    images = [str(demo_data / "images" / f"{i}.png") for i in part.ids]
+    out = tmp_path / "test.jsonl"
+    assert main(["predict", str(tta_run), *images, "--detector", "none", "--out", str(out), "--quiet"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == len(part.ids)
+    got = _flatten(score(_outputs(records, part.ids), part, cfg.model, "test", True))
+    want = _flatten(reported)
+    assert got.keys() <= want.keys() and len(got) > 20
+    for key, value in got.items():  # records round to 6 decimals, hence the tolerance
+        assert value == pytest.approx(want[key], abs=2e-5), key
+    assert got["classification.accuracy"] == want["classification.accuracy"]
+    assert 0 < want["classification.accuracy"] < 1 and len(set(np.argmax(_outputs(records, part.ids)["probs"], 1))) > 2
+
+    untta = affectlab.load(tta_run).backend
+    untta.info = untta.info.__class__(**{**untta.info.__dict__, "tta_flip": False})
+    plain = untta.run(part.images)  # the same model without the mirror pass differs: the test can fail
+    assert np.abs(plain["va"] - _outputs(records, part.ids)["va"]).max() > 1e-3
+
+
+def test_onnx_export_applies_and_records_the_flip_tta(tta_run: Path, demo_data: Path) -> None:
+    path = tta_run / "model.onnx"
+    assert main(["export", str(tta_run), "--out", str(path)]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta["tta_flip"] == "true" and json.loads(meta["affectlab"])["tta_flip"] is True
+    from_onnx, from_torch = affectlab.load(path, detector="none"), affectlab.load(tta_run, detector="none")
+    assert from_onnx.info.tta_flip and from_torch.info.tta_flip
+    crops = np.stack(_demo_crops(demo_data, INPUT_SIZE))
+    a, b = from_onnx.backend.run(crops), from_torch.backend.run(crops)
+    for key in ("probs", "va"):
+        np.testing.assert_allclose(a[key], b[key], atol=1e-4)
+
+
+def _demo_crops(root: Path, size: int) -> list[np.ndarray]:
+    from affectlab.data.images import read_rgb, resize_square
+
+    return [resize_square(read_rgb(p), size) for p in sorted((root / "images").glob("*.png"))[:12]]
