@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from affectlab.training.finetuning import UnfreezeTrunk
 from affectlab.training.history import HistoryCallback
 from affectlab.training.module import AffectLitModule
 
-__all__ = ["TrainResult", "train_model", "uses_feature_cache", "preprocess_for", "split_features", "quiet_lightning"]
+__all__ = ["TrainResult", "preprocess_for", "quiet_lightning", "split_features", "train_model", "uses_feature_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +138,9 @@ def train_model(
     mode = "min" if t.monitor == "val_loss" else "max"
     # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only
     # saves, and that hook is where EMAWeightAveraging puts the averaged weights (the ones validated and selected).
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=False
+    )
     history = HistoryCallback(run_dir / "history.csv")
     callbacks: list[L.Callback] = [EarlyStopping(t.monitor, patience=t.patience, mode=mode), checkpoint, history]
     if progress:
@@ -161,7 +165,7 @@ def train_model(
         warnings.filterwarnings("ignore", ".*GPU available but not used.*")
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
         warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-        trainer.fit(lit, train_loader, val_loader)
+        _fit_keeping_ctrl_c(trainer, lit, train_loader, val_loader)
     train_seconds = time.perf_counter() - started
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     lit.load_state_dict(best["state_dict"])
@@ -169,13 +173,44 @@ def train_model(
     model = lit.model.cpu().eval()
     best_epoch = int(best.get("epoch", 0)) + 1
     save_checkpoint(
-        run_dir / "model.pt", model, cfg.model, preprocess,
-        config=cfg.to_dict(), best_epoch=best_epoch, history=history.rows,
+        run_dir / "model.pt",
+        model,
+        cfg.model,
+        preprocess,
+        config=cfg.to_dict(),
+        best_epoch=best_epoch,
+        history=history.rows,
     )
     return TrainResult(
-        model, preprocess, history.rows, best_epoch, len(history.rows), train_seconds, feature_seconds,
-        bool(features), features,
+        model,
+        preprocess,
+        history.rows,
+        best_epoch,
+        len(history.rows),
+        train_seconds,
+        feature_seconds,
+        bool(features),
+        features,
     )
+
+
+def _fit_keeping_ctrl_c(trainer: L.Trainer, lit: AffectLitModule, train: DataLoader, val: DataLoader) -> None:
+    """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt (exit code 130 in the CLI, folders cleaned up).
+
+    Lightning catches a KeyboardInterrupt, sets SIGINT to be ignored and calls ``sys.exit(1)``: the run would end
+    with the exit code of a failure, and a study or test process could no longer be interrupted at all.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    try:
+        trainer.fit(lit, train, val)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if in_main_thread and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def quiet_lightning(verbose: bool = False) -> None:
