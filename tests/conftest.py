@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+#: Cache folders a test run must never read or write outside its own temporary folder.
+ISOLATED_ENV = {"AFFECTLAB_CACHE": "affectlab-cache", "TORCH_HOME": "torch-home"}
 
-@pytest.fixture(autouse=True)
-def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never read or write the user's ~/.cache or torch hub from a test."""
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Never read or write the user's ~/.cache or torch hub from a test.
+
+    Session-scoped and autouse, so it is set up before every module- and session-scoped fixture (pytest
+    instantiates autouse fixtures first within a scope, and wider scopes first): a module fixture that trains a
+    model or loads weights sees the isolated folders too. A test may still point a variable elsewhere with
+    ``monkeypatch.setenv``; monkeypatch restores the session's value afterwards.
+    """
     root = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("AFFECTLAB_CACHE", str(root / "affectlab-cache"))
-    monkeypatch.setenv("TORCH_HOME", str(root / "torch-home"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name, folder in ISOLATED_ENV.items():
+            patch.setenv(name, str(root / folder))
+        yield
 
 
 @pytest.fixture(scope="session")

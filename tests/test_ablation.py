@@ -14,8 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TINY_RECIPE = {
     "model": {"backbone": "resnet18", "weights": "none", "task": "multitask", "freeze": False, "input_size": 32},
-    "train": {"epochs": 2, "batch_size": 16, "monitor": "val_score", "tta_flip": True, "augment": True,
-              "va_loss": "mse+ccc", "optimizer": "adamw", "scheduler": "cosine"},
+    "train": {
+        "epochs": 2,
+        "batch_size": 16,
+        "monitor": "val_score",
+        "tta_flip": True,
+        "augment": True,
+        "va_loss": "mse+ccc",
+        "optimizer": "adamw",
+        "scheduler": "cosine",
+    },
 }
 
 
@@ -34,11 +42,20 @@ def recipe(work: Path) -> Path:
     return path
 
 
-def test_sweep_scores_validation_and_resumes(ablation, recipe: Path, demo_data: Path, work: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(scope="module")
+def sweep(ablation, recipe: Path, demo_data: Path, work: Path) -> tuple[Path, list[str]]:  # type: ignore[no-untyped-def]
+    """A finished two-variant sweep, shared by the tests that read it (each test can run alone)."""
     out = work / "sweep"
     argv = ["--data", str(demo_data), "--out", str(out), "--recipe", str(recipe), "--variants", "no_tta,no_augment"]
     assert ablation.main(argv) == 0
+    return out, argv
+
+
+@pytest.mark.slow
+def test_sweep_scores_validation_and_resumes(
+    ablation, sweep: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, argv = sweep
     result = json.loads((out / "ablation.json").read_text())
     assert list(result["variants"]) == ["baseline", "no_tta", "no_augment"]
     for record in result["variants"].values():
@@ -56,12 +73,24 @@ def test_sweep_scores_validation_and_resumes(ablation, recipe: Path, demo_data: 
     assert json.loads((out / "ablation.json").read_text())["variants"]["no_augment"] == result["variants"]["no_augment"]
 
 
-def test_reused_baseline_must_match_the_recipe(ablation, recipe: Path, demo_data: Path, work: Path) -> None:
-    baseline = work / "sweep" / "baseline"
-    argv = ["--data", str(demo_data), "--recipe", str(recipe), "--variants", "no_tta", "--reuse-baseline", str(baseline)]
+@pytest.mark.slow
+def test_reused_baseline_must_match_the_recipe(
+    ablation, sweep: tuple[Path, list[str]], recipe: Path, demo_data: Path, work: Path
+) -> None:
+    baseline = sweep[0] / "baseline"
+    argv = [
+        "--data",
+        str(demo_data),
+        "--recipe",
+        str(recipe),
+        "--variants",
+        "no_tta",
+        "--reuse-baseline",
+        str(baseline),
+    ]
     assert ablation.main([*argv, "--out", str(work / "reuse")]) == 0
     reused = json.loads((work / "reuse" / "ablation.json").read_text())["variants"]["baseline"]
-    trained = json.loads((work / "sweep" / "ablation.json").read_text())["variants"]["baseline"]
+    trained = json.loads((sweep[0] / "ablation.json").read_text())["variants"]["baseline"]
     assert reused["run_dir"] == str(baseline) and reused["best_epoch"] == trained["best_epoch"]
     # history.csv counts from the start of fit; the trained record also counts loader set-up and restoring the best
     # checkpoint, so it is longer (no ratio asserted: on tiny data those fixed costs are a large, varying share)
@@ -78,13 +107,30 @@ def test_unknown_variant_is_refused(ablation, capsys: pytest.CaptureFixture[str]
     assert "unknown variant(s) bogus" in capsys.readouterr().err
 
 
-def test_reseed_measures_noise_and_set_changes_every_variant(ablation, recipe: Path, demo_data: Path, work: Path) -> None:
+@pytest.mark.slow
+def test_reseed_measures_noise_and_set_changes_every_variant(
+    ablation, recipe: Path, demo_data: Path, work: Path
+) -> None:
     out = work / "reseed"
-    argv = ["--data", str(demo_data), "--out", str(out), "--recipe", str(recipe), "--variants", "reseed",
-            "--seed", "3", "--set", "train.epochs=1"]
+    argv = [
+        "--data",
+        str(demo_data),
+        "--out",
+        str(out),
+        "--recipe",
+        str(recipe),
+        "--variants",
+        "reseed",
+        "--seed",
+        "3",
+        "--set",
+        "train.epochs=1",
+    ]
     assert ablation.main(argv) == 0
     base, reseed = (yaml.safe_load((out / name / "config.yaml").read_text()) for name in ("baseline", "reseed"))
     assert (base["data"]["split_seed"], base["train"]["seed"]) == (3, 3)
     assert (reseed["data"]["split_seed"], reseed["train"]["seed"]) == (3, 4)  # same split, another training seed
     assert base["train"]["epochs"] == reseed["train"]["epochs"] == 1
-    assert {k: v for k, v in reseed["train"].items() if k != "seed"} == {k: v for k, v in base["train"].items() if k != "seed"}
+    assert {k: v for k, v in reseed["train"].items() if k != "seed"} == {
+        k: v for k, v in base["train"].items() if k != "seed"
+    }

@@ -223,7 +223,9 @@ def test_cli_predict_csv_has_fixed_columns(run: Path, photos: Path, tmp_path: Pa
         (["predict", "{tmp}/missing.onnx", "{photo}"], "missing.onnx: model not found"),
         (["predict", "{run}", "{photo}", "--out", "{tmp}/r.xlsx"], "unknown output format '.xlsx'; use .jsonl or .csv"),
         (["predict", "{run}", "{photo}", "--detector", "dlib"], "unknown face detector 'dlib'"),
-        (["predict", "{run}", "--webcam", "0"], "webcam 0: cannot open camera"),
+        # Index 2000 asks OpenCV for camera 0 through its image-sequence backend (index // 100 * 100 == CAP_IMAGES),
+        # which has no cameras: the open fails on every machine without touching a real camera.
+        (["predict", "{run}", "--webcam", "2000"], "webcam 2000: cannot open camera"),
         (["predict", "{run}"], "give at least one INPUT"),
         (["predict", "{run}", "{photo}", "--batch-size", "0"], "--batch-size must be at least 1"),
     ],

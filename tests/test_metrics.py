@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, f1_score
 
 from affectlab.evaluation.metrics import (
     ccc,
@@ -104,13 +103,12 @@ def test_regression_rejects_bad_input() -> None:
 
 
 def test_va_metrics_splits_columns() -> None:
-    rng = np.random.default_rng(0)
-    t = rng.uniform(-1, 1, (50, 2))
-    p = t + rng.normal(0, 0.1, (50, 2))
+    # Valence column: p = t + 1 (CCC 2.5/3.5, see above); arousal column: p = -t. Values by hand.
+    t = np.array([[1.0, -0.6], [2.0, -0.2], [3.0, 0.2], [4.0, 0.6]])
+    p = np.array([[2.0, 0.6], [3.0, 0.2], [4.0, -0.2], [5.0, -0.6]])
     m = va_metrics(t, p)
-    assert set(m) == {"valence", "arousal"}
-    assert m["valence"] == regression_metrics(t[:, 0], p[:, 0])
-    assert m["arousal"] == regression_metrics(t[:, 1], p[:, 1])
+    assert m["valence"] == pytest.approx({"rmse": 1.0, "corr": 1.0, "sagr": 1.0, "ccc": 2.5 / 3.5})
+    assert m["arousal"] == pytest.approx({"rmse": math.sqrt(0.8), "corr": -1.0, "sagr": 0.0, "ccc": -1.0})
     _assert_strict_json(m)
     with pytest.raises(ValueError):
         va_metrics(t[:, :1], p[:, :1])
@@ -176,18 +174,52 @@ def test_known_confusion_matrix() -> None:
     assert m["cohen_kappa"] == pytest.approx((po - pe) / (1 - pe))
 
 
-def test_matches_sklearn_on_random_data() -> None:
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 8, 300)
-    probs = rng.dirichlet(np.ones(8), 300)
-    m = classification_metrics(y, probs, EMOTIONS)
-    pred = probs.argmax(1)
-    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
-    assert m["f1_weighted"] == pytest.approx(f1_score(y, pred, average="weighted"))
+def test_f1_kappa_and_auc_with_tied_scores_by_hand() -> None:
+    names = ["a", "b", "c"]
+    y = np.array([0, 0, 1, 1, 2, 2, 0])
+    probs = np.array(
+        [
+            [0.5, 0.3, 0.2],  # a, predicted a
+            [0.3, 0.5, 0.2],  # a, predicted b
+            [0.3, 0.6, 0.1],  # b, predicted b
+            [0.5, 0.2, 0.3],  # b, predicted a
+            [0.2, 0.2, 0.6],  # c, predicted c
+            [0.1, 0.5, 0.4],  # c, predicted b
+            [0.7, 0.2, 0.1],  # a, predicted a
+        ]
+    )
+    m = classification_metrics(y, probs, names)
+    assert m["confusion"] == [[2, 1, 0], [1, 1, 0], [0, 1, 1]]
+    assert m["accuracy"] == pytest.approx(4 / 7)
+    # F1 per class: a P 2/3 R 2/3 -> 2/3; b P 1/3 R 1/2 -> 0.4; c P 1 R 1/2 -> 2/3. Supports 3, 2, 2.
+    assert [m["per_class"][n]["f1"] for n in names] == pytest.approx([2 / 3, 0.4, 2 / 3])
+    assert m["f1_macro"] == pytest.approx((2 / 3 + 0.4 + 2 / 3) / 3)
+    assert m["f1_weighted"] == pytest.approx((3 * 2 / 3 + 2 * 0.4 + 2 * 2 / 3) / 7)
+    # kappa: po = 4/7; true counts 3, 2, 2 and predicted counts 3, 3, 1 -> pe = (9 + 6 + 2) / 49
+    assert m["cohen_kappa"] == pytest.approx((4 / 7 - 17 / 49) / (1 - 17 / 49))  # 11/32
+    # One-vs-rest AUC = P(positive scores above negative) + 1/2 P(tie), over all positive x negative pairs:
+    #   a: positives .5 .3 .7 against .3 .5 .2 .1 -> 3.5 + 2.5 + 4 = 10 of 12 (two ties)
+    #   b: positives .6 .2 against .3 .5 .2 .5 .2 -> 5 + 1 = 6 of 10 (two ties)
+    #   c: positives .6 .4 against .2 .2 .1 .3 .1 -> 10 of 10
+    aucs = [10 / 12, 6 / 10, 1.0]
+    assert [m["per_class"][n]["auc"] for n in names] == pytest.approx(aucs)
+    assert m["auc_ovr"] == pytest.approx(np.mean(aucs))
     assert isinstance(m["accuracy"], float) and isinstance(m["confusion"][0][0], int)
-    assert sum(map(sum, m["confusion"])) == 300
-    assert 0.0 <= m["auc_ovr"] <= 1.0
     _assert_strict_json(m)
+
+
+def test_macro_f1_averages_over_the_classes_present() -> None:
+    # Classes 0-2 occur; class 3 (Surprise) never does but is predicted once; 4-7 neither occur nor are predicted.
+    y = np.array([0, 0, 1, 1, 1, 2])
+    m = classification_metrics(y, _one_hot_probs([0, 3, 1, 1, 0, 2], 8), EMOTIONS)
+    # F1: Neutral P 1/2 R 1/2 -> .5; Happy P 1 R 2/3 -> .8; Sad 1.0. The absent class is not averaged in
+    # (sklearn's own default would average over the 4 labels seen in y or predictions: 2.3 / 4).
+    assert m["f1_macro"] == pytest.approx((0.5 + 0.8 + 1.0) / 3)
+    assert m["f1_weighted"] == pytest.approx((2 * 0.5 + 3 * 0.8 + 1 * 1.0) / 6)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["per_class"]["Surprise"] == {"precision": 0.0, "recall": None, "f1": None, "support": 0, "auc": None}
+    # The wrong prediction into the absent class still costs: Neutral's recall is 1/2.
+    assert m["per_class"]["Neutral"]["recall"] == pytest.approx(0.5)
 
 
 def test_absent_class_gives_none_not_nan() -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +28,24 @@ def test_registry_lists_study_backbones_and_rejects_unknown() -> None:
 @pytest.mark.parametrize("backbone", FAST_BACKBONES)
 @pytest.mark.parametrize("task", ["classification", "regression", "multitask"])
 def test_outputs_follow_task(backbone: str, task: str) -> None:
+    torch.manual_seed(0)
     model = create_model(ModelConfig(backbone=backbone, weights="none", task=task)).eval()
-    out = model(torch.randn(2, 3, 64, 64))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        features = model.pool(model.trunk(x))
+    assert features.shape == (2, get_backbone_spec(backbone).feature_dim)
     expected = {"classification": {"expression"}, "regression": {"va"}, "multitask": {"expression", "va"}}[task]
     assert set(out) == expected
-    if "expression" in out:
-        assert out["expression"].shape == (2, 8)
-    if "va" in out:
-        assert out["va"].shape == (2, 2)
+    assert (model.expression_head is None) == ("expression" not in expected)
+    assert (model.va_head is None) == ("va" not in expected)
+    with torch.no_grad():  # each output is its own head applied to the pooled trunk features of the same images
+        if "expression" in out:
+            assert out["expression"].shape == (2, 8)
+            torch.testing.assert_close(out["expression"], model.expression_head(features))
+        if "va" in out:
+            assert out["va"].shape == (2, 2)
+            torch.testing.assert_close(out["va"], model.va_head(features))
 
 
 def test_head_is_the_reference_studys() -> None:
@@ -59,26 +70,34 @@ def test_frozen_trunk_keeps_batchnorm_statistics() -> None:
     assert model.trunk.training and all(p.requires_grad for p in model.trunk.parameters())
 
 
-def _fake_imagenet_file(backbone: str) -> tuple[Path, dict[str, torch.Tensor]]:
-    """A state dict with torchvision's keys and shapes, placed under the name torchvision caches it as."""
-    spec = get_backbone_spec(backbone)
+@pytest.fixture
+def fake_imagenet_file() -> Iterator[tuple[Path, dict[str, torch.Tensor]]]:
+    """A state dict with torchvision's keys and shapes, placed under the name torchvision caches it as.
+
+    Removed afterwards whatever the test did, so that no later test finds "ImageNet" weights in the cache.
+    """
+    spec = get_backbone_spec("mobilenet_v2")
     torch.manual_seed(123)
     state = spec.build(weights=None).state_dict()
     target = cache_path(spec.weights["IMAGENET1K_V1"])
     target.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, target)
-    return target, state
+    try:
+        yield target, state
+    finally:
+        target.unlink(missing_ok=True)
 
 
-def test_imagenet_weights_in_torchvision_cache_are_hash_checked() -> None:
+def test_imagenet_weights_in_torchvision_cache_are_hash_checked(
+    fake_imagenet_file: tuple[Path, dict[str, torch.Tensor]],
+) -> None:
     """A file placed under torchvision's cache name is used only if it is the published file (its SHA-256 starts
     with the hash in its name); the real file is checked in test_bad_input when ../shared is there."""
-    target, _ = _fake_imagenet_file("mobilenet_v2")
+    target, _ = fake_imagenet_file
     assert target.name == "mobilenet_v2-b0353104.pth"
     assert str(target).startswith(os.environ["TORCH_HOME"])
     with pytest.raises(AffectlabError, match=r"mobilenet_v2-b0353104\.pth: SHA-256 starts with [0-9a-f]{8}, not b0353104"):
         create_model(ModelConfig(backbone="mobilenet_v2", weights="imagenet"))
-    target.unlink()
 
 
 def test_missing_imagenet_weights_say_where_to_put_the_file() -> None:
@@ -100,10 +119,21 @@ def test_weights_from_path_and_bad_files(tmp_path: Path) -> None:
         create_model(ModelConfig(backbone="mobilenet_v2", weights=str(tmp_path / "none.pth")))
 
 
-def test_normalisation_comes_from_weights_metadata() -> None:
-    mean, std = normalisation(get_backbone_spec("vgg16"))
-    transforms = torchvision.models.VGG16_Weights.IMAGENET1K_V1.transforms()
-    assert mean == tuple(transforms.mean) and std == tuple(transforms.std)
+#: ImageNet's per-channel mean and std (RGB), as published with torchvision's IMAGENET1K_V1 weights.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@pytest.mark.parametrize("backbone", FAST_BACKBONES)
+@pytest.mark.parametrize("weights", ["imagenet", "none", "IMAGENET1K_V1", "/some/file.pth"])
+def test_normalisation_is_imagenets(backbone: str, weights: str) -> None:
+    # Every supported backbone was trained on ImageNet with the same statistics; random init and weight files
+    # use them too, so a checkpoint and its ONNX export normalise alike.
+    mean, std = normalisation(get_backbone_spec(backbone), weights)
+    assert mean == pytest.approx(IMAGENET_MEAN) and std == pytest.approx(IMAGENET_STD)
+    preprocess = Preprocess(input_size=8, mean=mean, std=std)
+    grey = torch.full((1, 3, 8, 8), 128, dtype=torch.uint8)
+    expected = [(128 / 255 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    torch.testing.assert_close(preprocess.normalise(grey)[0, :, 0, 0], torch.tensor(expected))
 
 
 def test_checkpoint_round_trip_rebuilds_identical_model(tmp_path: Path) -> None:

@@ -5,20 +5,25 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import write_affectnet
 
 from affectlab.data.readers import read_dataset
 from affectlab.data.split import apply_split, load_split, make_split, save_split
 from affectlab.errors import AffectlabError
-from conftest import write_affectnet
+
+#: Byte-identical copies in the fixture: a pair with conflicting labels (as in AffectNet: Surprise and Anger), and a
+#: group of five with one label (Sad), larger than its class's test or validation quota (about 4 each).
+CONFLICTING_PAIR = ["3", "150"]
+BIG_GROUP = ["2", "10", "18", "26", "34"]
 
 
 @pytest.fixture()
 def dataset(tmp_path: Path) -> Path:
     rows = [(str(i), i % 8, 0.1, 0.1) for i in range(200)]
     root = write_affectnet(tmp_path / "d", rows, size=8)
-    # Two byte-identical pairs under different ids, one with conflicting labels (as in AffectNet).
-    shutil.copy(root / "images" / "3.jpg", root / "images" / "150.jpg")
-    shutil.copy(root / "images" / "10.jpg", root / "images" / "11.jpg")
+    for group in (CONFLICTING_PAIR, BIG_GROUP):
+        for copy in group[1:]:
+            shutil.copy(root / "images" / f"{group[0]}.jpg", root / "images" / f"{copy}.jpg")
     return root
 
 
@@ -38,9 +43,11 @@ def test_split_sizes_are_exact_stratified_and_deterministic(dataset: Path) -> No
 def test_identical_images_share_a_split(dataset: Path, seed: int) -> None:
     split = make_split(read_dataset(dataset).samples, seed=seed)
     where = {i: name for name in ("train", "val", "test") for i in split[name]}
-    assert where["3"] == where["150"]
-    assert where["10"] == where["11"]
-    assert split["duplicate_images_grouped"] == 2
+    assert len({where[i] for i in CONFLICTING_PAIR}) == 1
+    # Five copies fit neither the test nor the validation quota of their class: all of them train, none leaks.
+    assert {where[i] for i in BIG_GROUP} == {"train"}
+    assert split["duplicate_images_grouped"] == 1 + 4
+    assert split["counts"] == {"train": 140, "val": 30, "test": 30}
 
 
 def test_split_file_round_trip_and_mismatch(dataset: Path, tmp_path: Path) -> None:

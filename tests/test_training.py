@@ -1,18 +1,26 @@
 from __future__ import annotations
 
+import csv
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_affectnet
 
 from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from affectlab.data.prepared import prepare_data
+from affectlab.data.transforms import Preprocess
 from affectlab.evaluation.predict import predict_images
+from affectlab.experiment import run_experiment
+from affectlab.labels import EMOTIONS
+from affectlab.models.checkpoint import load_checkpoint
+from affectlab.training import fit
 from affectlab.training.datasets import ImageDataset
 from affectlab.training.features import FeatureCache
-from affectlab.training.fit import train_model, uses_feature_cache
+from affectlab.training.fit import TrainResult, train_model, uses_feature_cache
+from affectlab.training.history import read_history
 from affectlab.training.module import AffectLitModule
 
 
@@ -24,6 +32,7 @@ def _config(data: Path, **train: object) -> RunConfig:
     )
 
 
+@pytest.mark.slow
 def test_cached_and_uncached_training_give_the_same_model(demo_data: Path, tmp_path: Path) -> None:
     cached_cfg = _config(demo_data, cache_features=True)
     uncached_cfg = replace(cached_cfg, train=replace(cached_cfg.train, cache_features=False))
@@ -42,17 +51,32 @@ def test_cached_and_uncached_training_give_the_same_model(demo_data: Path, tmp_p
     np.testing.assert_allclose([r["val_loss"] for r in a.history], [r["val_loss"] for r in b.history], rtol=1e-4)
 
 
-@pytest.mark.parametrize("ema_decay", [None, 0.95], ids=["plain", "ema"])
-def test_best_weights_are_restored_and_saved(demo_data: Path, tmp_path: Path, ema_decay: float | None) -> None:
+@pytest.fixture(scope="module")
+def plain_and_ema(
+    demo_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[RunConfig, TrainResult, Path]]:
+    """Two trainings that differ only in the EMA of weights (frozen trunk, so they share cached features)."""
+    runs = {}
+    for name, ema_decay in (("plain", None), ("ema", 0.95)):
+        cfg = _config(demo_data, epochs=4, lr=3e-3, ema_decay=ema_decay)
+        run_dir = tmp_path_factory.mktemp(name) / "run"
+        runs[name] = cfg, train_model(cfg, prepare_data(cfg.data, 48), run_dir, progress=False), run_dir
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["plain", "ema"])
+def test_best_weights_are_restored_and_saved(
+    plain_and_ema: dict[str, tuple[RunConfig, TrainResult, Path]], name: str
+) -> None:
     # With an EMA, the weights validated (and so selected) are the averaged ones; those must be the ones restored.
-    cfg = _config(demo_data, epochs=4, lr=3e-3, ema_decay=ema_decay)
-    data = prepare_data(cfg.data, 48)
-    result = train_model(cfg, data, tmp_path / "run", progress=False)
+    cfg, result, run_dir = plain_and_ema[name]
     losses = [row["val_loss"] for row in result.history]
     assert result.best_epoch == int(np.argmin(losses)) + 1
-    assert {"config.yaml", "history.csv", "model.pt"} <= {p.name for p in (tmp_path / "run").iterdir()}
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert {"config.yaml", "history.csv", "model.pt"} <= {p.name for p in run_dir.iterdir()}
+    assert not (run_dir / "checkpoints").exists()
     # Recompute the validation loss of the returned model: it must be the best epoch's, not the last one's.
+    data = prepare_data(cfg.data, 48)
     lit = AffectLitModule(result.model, cfg.train)
     val = ImageDataset(data.splits["val"], result.preprocess)
     inputs, expression, va = (torch.stack([val[i][k] for i in range(len(val))]) for k in range(3))
@@ -61,31 +85,125 @@ def test_best_weights_are_restored_and_saved(demo_data: Path, tmp_path: Path, em
     assert loss == pytest.approx(min(losses), rel=2e-3)
 
 
-def test_all_levers_train_together(demo_data: Path, tmp_path: Path) -> None:
-    cfg = _config(demo_data, epochs=4, lr=2e-3, optimizer="adamw", scheduler="cosine", warmup_epochs=0.5,
-                  augment=True, label_smoothing=0.1, va_loss="mse+ccc", sampler="balanced", patience=10,
-                  ema_decay=0.9, tta_flip=True)
-    cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18", freeze=False))
-    result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
-    assert not result.used_feature_cache
-    assert result.epochs_run == 4
-    assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) for row in result.history)
-    lrs = [row["lr"] for row in result.history]
+@pytest.mark.slow
+def test_ema_changes_what_is_validated_not_how_it_trains(
+    plain_and_ema: dict[str, tuple[RunConfig, TrainResult, Path]],
+) -> None:
+    plain, ema = (plain_and_ema[name][1].history for name in ("plain", "ema"))
+    # The raw weights follow the same path (same seed, same batches); validation sees the averaged weights.
+    assert [row["train_loss"] for row in ema] == pytest.approx([row["train_loss"] for row in plain], rel=1e-5)
+    val_plain, val_ema = ([row["val_loss"] for row in h] for h in (plain, ema))
+    assert all(abs(a - b) > 1e-4 for a, b in zip(val_plain, val_ema, strict=True)), (val_plain, val_ema)
+
+
+def _imbalanced(root: Path) -> Path:
+    """15 Neutral faces and 3 of every other class (random pixels, random V/A): 2 to 3 per class after the split."""
+    rng = np.random.default_rng(0)
+    classes = [0] * 15 + [c for c in range(1, 8) for _ in range(3)]
+    rows = [(str(i), c, *np.round(rng.uniform(-1, 1, 2), 3)) for i, c in enumerate(classes)]
+    return write_affectnet(root, rows, size=32)
+
+
+@pytest.mark.slow
+def test_all_levers_train_together_and_each_takes_effect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fetched: list[tuple[int, bool]] = []  # (train index, augmented) for every training image the loader served
+
+    class RecordingDataset(ImageDataset):
+        def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            item = super().__getitem__(index)
+            if self.augment is not None:
+                plain = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)[None]
+                fetched.append((index, not torch.equal(item[0], self.preprocess.normalise(plain)[0])))
+            return item
+
+    monkeypatch.setattr(fit, "ImageDataset", RecordingDataset)
+    cfg = _config(
+        _imbalanced(tmp_path / "data"),
+        epochs=3,
+        lr=2e-3,
+        optimizer="adamw",
+        scheduler="cosine",
+        warmup_epochs=0.5,
+        augment=True,
+        label_smoothing=0.1,
+        va_loss="mse+ccc",
+        sampler="balanced",
+        patience=10,
+        ema_decay=0.9,
+        tta_flip=True,
+    )
+    cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18", freeze=False, input_size=32))
+    data = prepare_data(cfg.data, 32)
+    record = run_experiment(cfg, data, tmp_path / "run", progress=False, eval_split="val")
+    assert not record["used_feature_cache"] and record["epochs_run"] == 3
+    history = read_history(tmp_path / "run" / "history.csv")
+    assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) for row in history)
+    lrs = [row["lr"] for row in history]
     assert lrs[-1] < 0.2 * max(lrs), f"cosine schedule did not decay: {lrs}"
 
+    train = data.splits["train"]
+    # augment: the training images were transformed (flip, affine, jitter, erasing), not served as stored
+    assert len(fetched) == 3 * len(train)
+    assert sum(changed for _, changed in fetched) > 0.8 * len(fetched)
+    # sampler: class-balanced draws; Neutral is over a third of the training images but about an eighth of the draws
+    neutral_share = np.mean(train.expression == 0)
+    drawn_share = np.mean([train.expression[i] == 0 for i, _ in fetched])
+    assert neutral_share > 0.3 and drawn_share < 0.2, (neutral_share, drawn_share)
+    # TTA: the scored predictions are the flip-averaged ones of the saved model
+    assert record["metrics"]["tta_flip"] is True
+    model, meta = load_checkpoint(tmp_path / "run")
+    preprocess = Preprocess.from_dict(meta["preprocess"])
+    val = data.splits["val"]
+    flipped, single = (predict_images(model, val.images, preprocess, tta_flip=t)["probs"] for t in (True, False))
+    with (tmp_path / "run" / "predictions.csv").open() as handle:
+        written = np.array([[float(row[f"p_{n}"]) for n in EMOTIONS] for row in csv.DictReader(handle)])
+    np.testing.assert_allclose(written, flipped, atol=1e-5)
+    assert np.abs(flipped - single).max() > 1e-3
+    # EMA: see test_ema_changes_what_is_validated_not_how_it_trains
 
-def test_gradual_unfreezing_changes_the_trunk_only_after_the_given_epoch(demo_data: Path, tmp_path: Path) -> None:
+
+@pytest.mark.slow
+def test_gradual_unfreezing_changes_the_trunk_only_after_the_given_epoch(
+    demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trunk_at_epoch_start: list[dict[str, torch.Tensor]] = []
+    head_at_epoch_start: list[torch.Tensor] = []
+
+    class RecordingUnfreeze(fit.UnfreezeTrunk):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:  # type: ignore[no-untyped-def]
+            trunk_at_epoch_start.append({k: v.clone() for k, v in pl_module.model.trunk.state_dict().items()})
+            head_at_epoch_start.append(pl_module.model.expression_head[0].weight.detach().clone())
+            super().on_train_epoch_start(trainer, pl_module)
+
+    monkeypatch.setattr(fit, "UnfreezeTrunk", RecordingUnfreeze)
     cfg = _config(demo_data, epochs=2, unfreeze_at_epoch=1, backbone_lr=1e-4, patience=10)
     cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18"))
-    from affectlab.models.affect_model import create_model
-
-    torch.manual_seed(cfg.train.seed)
-    initial = create_model(cfg.model).trunk[0].weight.clone()
     result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
-    assert not result.used_feature_cache
-    assert not torch.equal(initial, result.model.trunk[0].weight)
+    assert not result.used_feature_cache and result.epochs_run == 2 and len(trunk_at_epoch_start) == 2
+    before, after_first = trunk_at_epoch_start
+    assert before.keys() == after_first.keys()
+    # Epoch 1 trained the head only: trunk weights and BatchNorm statistics untouched, head moved.
+    assert all(torch.equal(before[k], after_first[k]) for k in before)
+    assert not torch.equal(head_at_epoch_start[0], head_at_epoch_start[1])
+    # Epoch 2 trained the trunk too.
+    final = result.model.trunk.state_dict()
+    assert not torch.equal(final["0.weight"], after_first["0.weight"])
 
 
+@pytest.mark.slow
+def test_early_stopping_stops_after_patience_epochs_without_improvement(demo_data: Path, tmp_path: Path) -> None:
+    # A learning rate far too high for the head: validation loss gets worse after the first epochs.
+    cfg = _config(demo_data, epochs=30, lr=0.05, patience=2)
+    cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18"))
+    result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
+    losses = [row["val_loss"] for row in result.history]
+    assert result.epochs_run < 30, losses
+    assert result.best_epoch == int(np.argmin(losses)) + 1
+    assert result.epochs_run == result.best_epoch + 2  # stopped after `patience` epochs without a better loss
+    assert all(loss >= min(losses) for loss in losses[result.best_epoch :])
+
+
+@pytest.mark.slow
 def test_selection_follows_the_monitored_validation_metric(demo_data: Path, tmp_path: Path) -> None:
     cfg = _config(demo_data, epochs=4, lr=3e-3, monitor="val_score", patience=10)
     result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
@@ -96,6 +214,7 @@ def test_selection_follows_the_monitored_validation_metric(demo_data: Path, tmp_
     assert row["val_score"] == pytest.approx(row["val_accuracy"] + row["val_ccc"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_mixed_precision_training_computes_losses_and_metrics_in_fp32(demo_data: Path, tmp_path: Path) -> None:
     # bf16 autocast runs on CPU too, so the GPU path (precision: auto) is exercised here: under autocast the heads
     # return bf16, and the epoch-end loss with fp32 class weights once failed with a dtype error.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import signal
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -12,8 +15,12 @@ from inference_support import demo_faces, one_torch_thread, scene, write_video
 
 import affectlab
 from affectlab.cli import main
+from affectlab.inference import pipeline
+from affectlab.inference.output import RecordWriter
+from affectlab.inference.pipeline import PredictOptions, run_predictions
 from affectlab.inference.results import FaceResult, ImageResult
 from affectlab.inference.tracking import FaceTracker
+from affectlab.inference.sources import expand_inputs
 from affectlab.inference.video import Smoother, iter_video
 
 FPS = 10.0
@@ -51,8 +58,23 @@ def test_frames_decode_in_order_with_timestamps(video: Path) -> None:
 
 def test_cli_predicts_every_frame_and_writes_an_annotated_video(run: Path, video: Path, tmp_path: Path) -> None:
     out, annotated = tmp_path / "frames.jsonl", tmp_path / "annotated"
-    assert main(["predict", str(run), str(video), "--out", str(out), "--save-annotated", str(annotated),
-                 "--batch-size", "8", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                str(video),
+                "--out",
+                str(out),
+                "--save-annotated",
+                str(annotated),
+                "--batch-size",
+                "8",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(N_FRAMES))  # one face per frame
     assert [r["time_s"] for r in records] == pytest.approx([i / FPS for i in range(N_FRAMES)])
@@ -101,8 +123,9 @@ def test_smoother_keeps_two_faces_apart() -> None:
     assert out[0].valence == pytest.approx(1.0) and out[0].track_id == 2
 
 
-def test_broken_videos_give_error_records_and_the_rest_carries_on(run: Path, video: Path, work: Path,
-                                                                  tmp_path: Path) -> None:
+def test_broken_videos_give_error_records_and_the_rest_carries_on(
+    run: Path, video: Path, work: Path, tmp_path: Path
+) -> None:
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
     avi = write_video(tmp_path / "whole.avi", [np.full((120, 160, 3), i * 10, np.uint8) for i in range(20)])
@@ -122,3 +145,93 @@ def test_predictor_streams_a_video_through_the_python_api(run: Path, video: Path
     predictor = affectlab.load(run, batch_size=5)
     results = list(predictor.predict_stream(iter_video(video, every=3)))
     assert [r.frame for r in results] == list(range(0, N_FRAMES, 3)) and all(len(r) == 1 for r in results)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Webcam loop (fed by a generated video, never a real camera) and Ctrl-C
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def camera_stand_in(work: Path, frames: list[np.ndarray]) -> Path:
+    return write_video(work / "camera.avi", frames, FPS)
+
+
+def _webcam_run(run: Path, camera_stand_in: Path, annotate: Path, on_item: Any = lambda: None) -> tuple[Any, list]:
+    """``affectlab predict --webcam 0`` from the camera on: the same sources, loop and writers, with the capture of
+    camera 0 opened on a generated video file instead of a device."""
+    predictor = affectlab.load(run, batch_size=1)  # the CLI's batch size for a webcam
+    sources = expand_inputs([], webcam=0)
+    capture = cv2.VideoCapture(str(camera_stand_in))
+    stream = io.StringIO()
+    options = PredictOptions(annotate_dir=annotate)
+    summary = run_predictions(predictor, sources, RecordWriter(stream), options, {0: capture}, on_item)
+    assert not capture.isOpened()  # released at the end
+    return summary, [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_webcam_frames_are_predicted_and_annotated(run: Path, camera_stand_in: Path, tmp_path: Path) -> None:
+    summary, records = _webcam_run(run, camera_stand_in, tmp_path / "annotated")
+    assert not summary.interrupted and summary.items == N_FRAMES
+    assert {r["source"] for r in records} == {"webcam:0"} and [r["frame"] for r in records] == list(range(N_FRAMES))
+    times = [r["time_s"] for r in records]
+    assert times[0] >= 0 and times == sorted(times)  # seconds since the first frame, by the clock
+    written = tmp_path / "annotated" / "webcam0.mp4"
+    assert summary.annotated == [written]
+    cap = cv2.VideoCapture(str(written))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == N_FRAMES
+    cap.release()
+
+
+def test_ctrl_c_stops_a_webcam_and_keeps_its_results(run: Path, camera_stand_in: Path, tmp_path: Path) -> None:
+    served = []
+
+    def ctrl_c_after_five() -> None:
+        served.append(1)
+        if len(served) == 5:
+            signal.raise_signal(signal.SIGINT)  # a real SIGINT, as a terminal sends it
+
+    summary, records = _webcam_run(run, camera_stand_in, tmp_path / "annotated", ctrl_c_after_five)
+    assert summary.interrupted and summary.items == 5  # how one stops a camera: not an error
+    assert [r["frame"] for r in records] == [0, 1, 2, 3, 4]
+    cap = cv2.VideoCapture(str(tmp_path / "annotated" / "webcam0.mp4"))  # the annotated video is finished, not lost
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    cap.release()
+
+
+def test_ctrl_c_on_files_exits_130_and_leaves_no_partial_output(
+    run: Path,
+    camera_stand_in: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class CtrlCAfterThreeFrames(pipeline.VideoWriter):
+        frames = 0
+
+        def write(self, rgb: np.ndarray) -> None:
+            super().write(rgb)
+            CtrlCAfterThreeFrames.frames += 1
+            if CtrlCAfterThreeFrames.frames == 3:
+                signal.raise_signal(signal.SIGINT)  # mid-video: the results file and the video are half written
+
+    monkeypatch.setattr(pipeline, "VideoWriter", CtrlCAfterThreeFrames)
+    results, annotated = tmp_path / "results", tmp_path / "annotated"
+    code = main(
+        [
+            "predict",
+            str(run),
+            str(camera_stand_in),
+            "--out",
+            str(results / "frames.jsonl"),
+            "--save-annotated",
+            str(annotated),
+            "--batch-size",
+            "2",
+            "--quiet",
+        ]
+    )
+    assert code == 130 and capsys.readouterr().err.strip() == "affectlab: interrupted"
+    assert CtrlCAfterThreeFrames.frames == 3
+    assert list(results.iterdir()) == []  # no results file, and no temporary one either
+    assert list(annotated.iterdir()) == []  # the half-written annotated video was removed

@@ -211,17 +211,23 @@ def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _num(value: float | None) -> str:
+    """Three decimals, or '-' where a metric is undefined on the data (kappa and AUC with one class, CCC of constants)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
 def _print_table(summary: dict) -> None:  # type: ignore[type-arg]
     for run in summary["runs"]:
         m = run["metrics"]
         parts = [run["name"]]
         if "classification" in m:
             c = m["classification"]
-            parts.append(f"acc {c['accuracy']:.3f} f1w {c['f1_weighted']:.3f} kappa {c['cohen_kappa']:.3f} auc {c['auc_ovr'] or 0:.3f}")
+            parts.append(f"acc {_num(c['accuracy'])} f1w {_num(c['f1_weighted'])} kappa {_num(c['cohen_kappa'])} "
+                         f"auc {_num(c['auc_ovr'])}")
         for dim in ("valence", "arousal"):
             if dim in m:
                 d = m[dim]
-                parts.append(f"{dim[0].upper()}: rmse {d['rmse']:.3f} ccc {d['ccc']:.3f}")
+                parts.append(f"{dim[0].upper()}: rmse {_num(d['rmse'])} ccc {_num(d['ccc'])}")
         print("  ".join(parts))
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -190,7 +192,9 @@ def train_model(
     mode = "min" if t.monitor == "val_loss" else "max"
     # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only
     # saves, and that hook is where EMAWeightAveraging puts the averaged weights (the ones validated and selected).
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=False)
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=False
+    )
     history = HistoryCallback(run_dir / "history.csv")
     own: list[L.Callback] = [
         EarlyStopping(t.monitor, patience=t.patience, mode=mode), checkpoint, history, RandomState(generator),
@@ -224,7 +228,7 @@ def train_model(
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
         warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
         warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # validation metrics are gathered before logging
-        trainer.fit(lit, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
+        _fit_keeping_ctrl_c(trainer, lit, train_loader, val_loader, resume_from)
     train_seconds = time.perf_counter() - started
     trainer.strategy.barrier("affectlab-best-written")  # rank zero has written the best checkpoint
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
@@ -239,9 +243,37 @@ def train_model(
             config=cfg.to_dict(), best_epoch=best_epoch, history=history.rows,
         )
     return TrainResult(
-        model, preprocess, history.rows, best_epoch, len(history.rows), train_seconds, feature_seconds,
-        bool(features), features,
+        model,
+        preprocess,
+        history.rows,
+        best_epoch,
+        len(history.rows),
+        train_seconds,
+        feature_seconds,
+        bool(features),
+        features,
     )
+
+
+def _fit_keeping_ctrl_c(
+    trainer: L.Trainer, lit: AffectLitModule, train: DataLoader, val: DataLoader, ckpt_path: Path | None
+) -> None:
+    """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt (exit code 130 in the CLI, folders cleaned up).
+
+    Lightning catches a KeyboardInterrupt, sets SIGINT to be ignored and calls ``sys.exit(1)``: the run would end
+    with the exit code of a failure, and a study or test process could no longer be interrupted at all.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    try:
+        trainer.fit(lit, train, val, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if in_main_thread and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def quiet_lightning(verbose: bool = False) -> None:
