@@ -266,3 +266,25 @@ def test_serve_refuses_a_public_bind_without_a_key(tmp_path: Path, args: list[st
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"affectlab: error: {message.replace('MISSING', str(missing))}"]
+
+
+def test_a_batch_waits_only_for_requests_on_their_way() -> None:
+    sizes: list[int] = []
+
+    async def scenario() -> None:
+        queue = BatchQueue(list, max_batch=8, max_wait_s=30, timeout_s=20, on_batch=sizes.append)
+        await queue.start()
+        assert await queue.submit(1) == 1  # nothing else on its way: served without waiting 30 s
+
+        async def late_request() -> int:
+            with queue.expecting():
+                await asyncio.sleep(0.05)  # still uploading while the other waits in the queue
+            return await queue.submit(3)
+
+        late = asyncio.ensure_future(late_request())
+        await asyncio.sleep(0)
+        assert await asyncio.gather(queue.submit(2), late) == [2, 3]
+        await queue.stop()
+
+    asyncio.run(scenario())
+    assert sizes == [1, 2]

@@ -2,7 +2,8 @@
 
 A batch of 32 face crops costs far less than 32 single model calls, so requests that arrive while the model is
 busy wait in a bounded queue and are then served together: the worker takes what is waiting, up to
-``max_batch`` items, waiting at most ``max_wait_s`` for more once the first has arrived. One worker thread runs
+``max_batch`` items, waiting at most ``max_wait_s`` for more once the first has arrived, and only while more
+are on their way (``expecting``), so a lone client never waits for company. One worker thread runs
 the predictor, so OpenCV's cascade objects are never shared between threads and the runtime's own threads have
 the cores to themselves. A full queue is refused at once (``QueueFull``, a 503 with ``Retry-After``) rather than
 letting clients wait without end, and each request waits at most ``timeout_s`` for its answer.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,16 @@ class BatchQueue:
         self._queue: asyncio.Queue[_Job] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._incoming = 0
+
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Mark a request that is still being read or decoded: batches wait for it (up to ``max_wait_s``)."""
+        self._incoming += 1
+        try:
+            yield
+        finally:
+            self._incoming -= 1
 
     @property
     def depth(self) -> int:
@@ -116,7 +127,7 @@ class BatchQueue:
                 except asyncio.QueueEmpty:
                     pass
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or not self._incoming:
                     break
                 try:
                     jobs.append(await asyncio.wait_for(self._queue.get(), remaining))

@@ -108,8 +108,9 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
     @app.post("/predict")
     async def predict(request: Request) -> Any:
         """Multipart upload with the image in a field named ``file``."""
-        name, data = await read_upload(request, options.max_upload_bytes)
-        image = await run_in_threadpool(decode_upload, name, data)
+        with queue.expecting():
+            name, data = await read_upload(request, options.max_upload_bytes)
+            image = await run_in_threadpool(decode_upload, name, data)
         try:
             faces = await queue.submit(image)
         except QueueFull as exc:
