@@ -82,6 +82,11 @@ class BatchQueue:
         """Requests waiting (not counting the batch being run)."""
         return 0 if self._queue is None else self._queue.qsize()
 
+    def check_room(self) -> None:
+        """Raise ``QueueFull`` if a request submitted now would be refused."""
+        if self.depth >= self.max_queue:
+            raise QueueFull(f"{self.max_queue} requests are waiting already")
+
     async def start(self) -> None:
         """Start the worker on the running event loop (the app's startup)."""
         self._queue = asyncio.Queue(maxsize=self.max_queue)

@@ -108,10 +108,11 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
     @app.post("/predict")
     async def predict(request: Request) -> Any:
         """Multipart upload with the image in a field named ``file``."""
-        with queue.expecting():
-            name, data = await read_upload(request, options.max_upload_bytes)
-            image = await run_in_threadpool(decode_upload, name, data)
         try:
+            queue.check_room()  # refuse before reading the upload: an overloaded server should not decode more
+            with queue.expecting():
+                name, data = await read_upload(request, options.max_upload_bytes)
+                image = await run_in_threadpool(decode_upload, name, data)
             faces = await queue.submit(image)
         except QueueFull as exc:
             return JSONResponse({"detail": f"server busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
@@ -119,7 +120,7 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
             return JSONResponse({"detail": f"prediction timed out: {exc}"}, status_code=504)
         request.state.faces = len(faces)
         metrics.faces.inc(len(faces))
-        return faces
+        return JSONResponse(faces)  # plain JSON values already: no re-encoding by FastAPI
 
     add_access_control(app, options.api_key, options.cors_origins)
     app.middleware("http")(metrics.middleware(frozenset({"/health", "/metrics", "/predict"})))
