@@ -87,27 +87,27 @@ def _batches(url: str) -> tuple[float, float]:
 
 async def _load(url: str, uploads: list[bytes], clients: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
-    errors = 0
+    errors: dict[str, int] = {}
     faces = 0
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async def client(index: int, http: httpx.AsyncClient) -> None:
-        nonlocal errors, faces
+        nonlocal faces
         n = index
         while time.perf_counter() < stop:
             start = time.perf_counter()
             try:
                 files = {"file": ("image.jpg", uploads[n % len(uploads)], "image/jpeg")}
                 response = await http.post(f"{url}/predict", files=files)
-                ok = response.status_code == 200
-                faces += len(response.json()) if ok else 0
-            except httpx.HTTPError:
-                ok = False
-            if ok:
+                kind = None if response.status_code == 200 else f"HTTP {response.status_code}"
+                faces += 0 if kind else len(response.json())
+            except httpx.HTTPError as exc:
+                kind = type(exc).__name__
+            if kind is None:
                 latencies.append(time.perf_counter() - start)
             else:
-                errors += 1
+                errors[kind] = errors.get(kind, 0) + 1
             n += clients
 
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
@@ -121,7 +121,8 @@ async def _load(url: str, uploads: list[bytes], clients: int, seconds: float) ->
         "p50_ms": float(np.percentile(ms, 50)),
         "p95_ms": float(np.percentile(ms, 95)),
         "p99_ms": float(np.percentile(ms, 99)),
-        "errors": errors,
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
         "requests": len(latencies),
     }
 
@@ -169,7 +170,7 @@ def main() -> int:
                     and r["server"] == "one-at-a-time")  # fmt: skip
         print(f"| {row['detector']} | {row['server']} | {row['clients']} | {row['requests_per_s']:.1f} | "
               f"{row['faces_per_s']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['p99_ms']:.0f} | "
-              f"{row['errors']} | {row['mean_batch']:.1f} | {row['requests_per_s'] / base['requests_per_s']:.2f} |")  # fmt: skip
+              f"{row['errors']}{' ' + str(row['error_kinds']) if row['errors'] else ''} | {row['mean_batch']:.1f} | {row['requests_per_s'] / base['requests_per_s']:.2f} |")  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
     return 0
