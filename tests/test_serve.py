@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -84,6 +85,10 @@ def test_predict_returns_one_entry_per_face(server: str, work: Path) -> None:
         assert abs(sum(face["probs"].values()) - 1) < 1e-4 and isinstance(face["valence"], float)
     again = httpx.post(f"{server}/predict", files={"file": ("two.png", _png(image), "image/png")}).json()
     assert again == body  # same model, loaded once, deterministic
+    lines = [json.loads(line) for line in (work / "server.log").read_text().splitlines() if line.startswith("{")]
+    logged = [line for line in lines if line["path"] == "/predict"]  # one JSON line per request
+    assert len(logged) >= 2 and all(line["status"] == 200 and line["faces"] == 2 for line in logged[-2:])
+    assert {"ts", "method", "ms", "client"} <= set(logged[-1]) and logged[-1]["method"] == "POST"
 
 
 def test_no_face_and_bad_uploads(server: str) -> None:
@@ -96,7 +101,12 @@ def test_no_face_and_bad_uploads(server: str) -> None:
 
 
 def test_serve_with_a_missing_model_fails_with_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "affectlab.cli", "serve", str(tmp_path / "none.onnx")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "affectlab.cli", "serve", str(tmp_path / "none.onnx")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"affectlab: error: {tmp_path / 'none.onnx'}: model not found"]

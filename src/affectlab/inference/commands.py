@@ -59,6 +59,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     serve.add_argument("--threads", type=int, help="runtime threads")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     serve.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs, /openapi.json)")
+    serve.add_argument("--max-batch", type=int, default=32, help="most images per model batch (1: one at a time)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill (default 5)")
+    serve.add_argument("--max-queue", type=int, default=256, help="most waiting requests; more get 503 (default 256)")
+    serve.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait; then 504 (default 30)")
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $AFFECTLAB_API_KEY)")
+    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without an API key")
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN call the API (repeatable; default: none)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -85,7 +98,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not sources:
         raise AffectlabError("no images or videos found in the given inputs")
     if args.save_annotated:
-        _check_annotated(Path(args.save_annotated), plan_annotations(sources, Path(args.save_annotated)), args.overwrite)
+        _check_annotated(
+            Path(args.save_annotated), plan_annotations(sources, Path(args.save_annotated)), args.overwrite
+        )
     if not args.verbose:
         _quiet_opencv()
     cameras = open_cameras(sources)
@@ -200,11 +215,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from affectlab.inference.serve import serve
+    from affectlab.inference.http_access import api_key_from, check_bind
+    from affectlab.inference.serve import ServeOptions, serve
 
     if not args.max_upload_mb > 0:
         raise AffectlabError(f"--max-upload-mb must be above 0, got {args.max_upload_mb}")
+    options = ServeOptions(
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        docs=args.docs,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        timeout_s=args.timeout,
+        api_key=api_key_from(args.api_key),
+        cors_origins=args.cors_origin,
+    )
+    options.check()
+    check_bind(args.host, options.api_key, args.insecure)
     logging.getLogger("affectlab").setLevel(logging.INFO)
-    serve(args.model, host=args.host, port=args.port, detector=args.detector, threads=args.threads,
-          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), docs=args.docs)
+    serve(args.model, host=args.host, port=args.port, detector=args.detector, threads=args.threads, options=options)
     return 0

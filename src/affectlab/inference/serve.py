@@ -1,61 +1,150 @@
 """HTTP service: ``POST /predict`` with an uploaded image returns the faces as JSON; ``GET /health`` the model.
 
-The model is loaded once, when the app is created, and shared by all requests. Predictions run in a thread
-pool; a lock lets one prediction run at a time, because the runtimes already use every core for one batch and
-OpenCV's cascade objects must not be shared between threads. Uploads are bounded in bytes and pixels
-(``http_limits``); the OpenAPI pages are off unless ``docs`` is asked for.
+The model is loaded once, when the app is created, and shared by all requests. Uploads are read and decoded
+concurrently, bounded in bytes and pixels (``http_limits``); the decoded images then wait in a bounded queue and
+are predicted in batches by one worker thread (``batching``), since a batch of crops costs far less than single
+calls and the runtimes already use every core for one batch. A full queue answers 503 with ``Retry-After``, a
+request not answered in time 504. An API key, CORS (``http_access``), Prometheus metrics at ``/metrics`` and one
+JSON log line per request (``http_metrics``) are set up here too. The OpenAPI pages are off unless ``docs`` is
+asked for.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at runtime, and
 # ``UploadFile`` is imported inside ``create_app`` to keep FastAPI an optional dependency.
-import threading
+import contextlib
+import logging
+import math
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from affectlab.errors import AffectlabError
 from affectlab.inference.http_limits import MAX_UPLOAD_BYTES, decode_upload, read_upload, without_paths
 from affectlab.inference.predictor import AffectPredictor
 
-__all__ = ["MAX_UPLOAD_BYTES", "create_app", "serve"]
+__all__ = ["MAX_UPLOAD_BYTES", "ServeOptions", "create_app", "serve"]
 
-def create_app(
-    predictor: "AffectPredictor", max_upload_bytes: int = MAX_UPLOAD_BYTES, docs: bool = False
-) -> Any:
+
+@dataclass
+class ServeOptions:
+    """How the service batches, limits and guards requests (the ``affectlab serve`` options).
+
+    ``max_batch=1`` serves one image at a time, as the service did before batching.
+    """
+
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    docs: bool = False
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_queue: int = 256
+    timeout_s: float = 30.0
+    api_key: str | None = None
+    cors_origins: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Refuse values that cannot work, with one line naming the option."""
+        for name, value, low in (("--max-batch", self.max_batch, 1), ("--max-queue", self.max_queue, 1)):
+            if value < low:
+                raise AffectlabError(f"{name} must be at least {low}, got {value}")
+        for name, number in (("--max-wait-ms", self.max_wait_ms), ("--timeout", self.timeout_s)):
+            if not (math.isfinite(number) and number >= 0):
+                raise AffectlabError(f"{name} must be a number of 0 or more, got {number}")
+        if not self.max_upload_bytes > 0:
+            raise AffectlabError(f"--max-upload-mb must be above 0, got {self.max_upload_bytes / 1024 / 1024:g}")
+
+
+def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None) -> Any:
     """A FastAPI app around an already loaded predictor."""
     try:
         from fastapi import FastAPI, Request
+        from fastapi.responses import JSONResponse, Response
         from starlette.concurrency import run_in_threadpool
     except ImportError:
         raise AffectlabError("serving needs FastAPI: pip install 'affectlab[serve]'") from None
 
     from affectlab import __version__
+    from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
+    from affectlab.inference.http_access import add_access_control
+    from affectlab.inference.http_metrics import ServiceMetrics
 
-    pages = {} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(title="affectlab", version=__version__, **pages)
-    lock = threading.Lock()
+    options = options or ServeOptions()
+    options.check()
+
+    def run_batch(images: list[Any]) -> list[list[dict[str, Any]]]:
+        results = predictor.predict(images)
+        return [[{"face": i, **face.to_dict()} for i, face in enumerate(result)] for result in results]  # type: ignore[union-attr]
+
+    queue = BatchQueue(run_batch, options.max_batch, options.max_wait_ms / 1000, options.max_queue, options.timeout_s)
+    metrics = ServiceMetrics(lambda: queue.depth)
+    queue.on_batch = metrics.batch_size.observe
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        await queue.start()
+        yield
+        await queue.stop()
+
+    pages = {} if options.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="affectlab", version=__version__, lifespan=lifespan, **pages)
+    app.state.queue = queue
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return without_paths({"status": "ok", "affectlab_version": __version__, "detector": predictor.detector.name,
-                              "model": predictor.info.to_dict()})
+        return without_paths(
+            {
+                "status": "ok",
+                "affectlab_version": __version__,
+                "detector": predictor.detector.name,
+                "model": predictor.info.to_dict(),
+            }
+        )
 
-    def run(name: str, data: bytes) -> list[dict[str, Any]]:
-        image = decode_upload(name, data)
-        with lock:
-            result = predictor.predict(image)
-        return [{"face": i, **face.to_dict()} for i, face in enumerate(result)]  # type: ignore[union-attr]
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
 
     @app.post("/predict")
-    async def predict(request: Request) -> list[dict[str, Any]]:
+    async def predict(request: Request) -> Any:
         """Multipart upload with the image in a field named ``file``."""
-        name, data = await read_upload(request, max_upload_bytes)
-        return await run_in_threadpool(run, name, data)
+        try:
+            queue.check_room()  # refuse before reading the upload: an overloaded server should not decode more
+            with queue.expecting():
+                name, data = await read_upload(request, options.max_upload_bytes)
+                image = await run_in_threadpool(decode_upload, name, data)
+            faces = await queue.submit(image)
+        except QueueFull as exc:
+            return JSONResponse({"detail": f"server busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
+        except RequestTimeout as exc:
+            return JSONResponse({"detail": f"prediction timed out: {exc}"}, status_code=504)
+        request.state.faces = len(faces)
+        metrics.faces.inc(len(faces))
+        return JSONResponse(faces)  # plain JSON values already: no re-encoding by FastAPI
 
+    add_access_control(app, options.api_key, options.cors_origins)
+    app.middleware("http")(metrics.middleware(frozenset({"/health", "/metrics", "/predict"})))
     return app
 
 
+def _log_requests_as_json() -> None:
+    """Request lines go to stderr as bare JSON (one object a line), whatever the root logger's format."""
+    from affectlab.inference.http_metrics import REQUEST_LOG
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    REQUEST_LOG.handlers[:] = [handler]
+    REQUEST_LOG.setLevel(logging.INFO)
+    REQUEST_LOG.propagate = False
+
+
 def serve(
-    model: str, host: str = "127.0.0.1", port: int = 8000, detector: str = "auto", threads: int | None = None,
-    max_upload_bytes: int = MAX_UPLOAD_BYTES, docs: bool = False,
+    model: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    detector: str = "auto",
+    threads: int | None = None,
+    options: ServeOptions | None = None,
 ) -> None:
     """Load ``model`` and serve it with uvicorn until interrupted."""
     try:
@@ -64,5 +153,9 @@ def serve(
         raise AffectlabError("serving needs uvicorn: pip install 'affectlab[serve]'") from None
     from affectlab.inference.predictor import load
 
-    predictor = load(model, detector=detector, batch_size=32, threads=threads)
-    uvicorn.run(create_app(predictor, max_upload_bytes, docs), host=host, port=port, log_level="info")
+    options = options or ServeOptions()
+    options.check()
+    predictor = load(model, detector=detector, batch_size=max(32, options.max_batch), threads=threads)
+    app = create_app(predictor, options)
+    _log_requests_as_json()
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)

@@ -1,0 +1,180 @@
+"""Load on ``affectlab serve``: batched against one-at-a-time, for 1, 8 and 32 concurrent clients.
+
+For each detector (``none`` on the 600 affectnet-3999 test crops, ``haar`` on 640x480 scenes with two of them
+pasted in), the same ONNX model is served twice, each time as a user would start it (a subprocess on a free
+127.0.0.1 port): with ``--max-batch 1`` (one image per model call, one call at a time: the service before
+batching, which held a lock around each prediction) and with the default batching (``--max-batch 32``). Each
+client sends one request, waits for the answer and sends the next (closed loop), for ``--seconds`` per row, so
+the traffic is bounded and only ever goes to loopback. Reported per row: requests/s, faces/s, p50/p95/p99
+latency, errors (any answer but 200, or no answer within 60 s), and the mean batch size the server saw
+(``/metrics``). The clients run in this process (asyncio, httpx) and share the CPU with the server, equally for
+both servers. The machine's load average is printed before and after: on a shared machine, compare rows from one
+run only.
+
+By default the model is MobileNetV2 with ImageNet weights and an untrained multitask head at 128 px (as in
+``benchmarks/predict.py``), exported to ONNX; ``--model`` serves a given ``.onnx`` instead.
+
+    python benchmarks/serve_load.py [--seconds 60] [--clients 1,8,32] [--detectors none,haar] [--out load.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from predict import DEFAULT_DATA, build_run, cpu_model, make_scenes, split_paths
+
+MODES = {"one-at-a-time": ["--max-batch", "1"], "batched": ["--max-batch", "32"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(model: Path, detector: str, mode: str, log: Path) -> Iterator[str]:
+    """``affectlab serve`` on a free loopback port until the block ends; yields its base URL."""
+    port = _free_port()
+    command = [sys.executable, "-m", "affectlab.cli", "serve", str(model), "--port", str(port), "--detector",
+               detector, "--max-queue", "1024", *MODES[mode]]  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _batches(url: str) -> tuple[float, float]:
+    text = httpx.get(f"{url}/metrics").text
+    values = [
+        float(re.search(rf"^affectlab_batch_size_{k} (\S+)$", text, re.MULTILINE).group(1)) for k in ("sum", "count")
+    ]  # type: ignore[union-attr]
+    return values[0], values[1]
+
+
+async def _load(url: str, uploads: list[bytes], clients: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    faces = 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client(index: int, http: httpx.AsyncClient) -> None:
+        nonlocal faces
+        n = index
+        while time.perf_counter() < stop:
+            start = time.perf_counter()
+            try:
+                files = {"file": ("image.jpg", uploads[n % len(uploads)], "image/jpeg")}
+                response = await http.post(f"{url}/predict", files=files)
+                kind = None if response.status_code == 200 else f"HTTP {response.status_code}"
+                faces += 0 if kind else len(response.json())
+            except httpx.HTTPError as exc:
+                kind = type(exc).__name__
+            if kind is None:
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors[kind] = errors.get(kind, 0) + 1
+            n += clients
+
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        begin = time.perf_counter()
+        await asyncio.gather(*(client(i, http) for i in range(clients)))
+        elapsed = time.perf_counter() - begin
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {
+        "requests_per_s": len(latencies) / elapsed,
+        "faces_per_s": faces / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "errors": sum(errors.values()),
+        "error_kinds": errors,
+        "requests": len(latencies),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, help=".onnx model (default: ImageNet MobileNetV2, 128 px, exported)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--seconds", type=float, default=60.0, help="load per row (default 60)")
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--detectors", default="none,haar")
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON")
+    args = parser.parse_args()
+
+    from affectlab.inference.onnx_export import export_onnx
+
+    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs ({cpu_model()}), load {os.getloadavg()}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        model = args.model or export_onnx(build_run(tmp), tmp / "model.onnx")
+        tests, _, _ = split_paths(args.data)
+        scenes = make_scenes(tests, tmp / "scenes", 60)
+        inputs = {"none": [p.read_bytes() for p in tests], "haar": [p.read_bytes() for p in scenes]}
+        for detector in args.detectors.split(","):
+            for mode in MODES:
+                with server(model, detector, mode, tmp / f"server-{detector}-{mode}.log") as url:
+                    asyncio.run(_load(url, inputs[detector], 4, 3))  # warm up
+                    for clients in (int(c) for c in args.clients.split(",")):
+                        before = _batches(url)
+                        row = asyncio.run(_load(url, inputs[detector], clients, args.seconds))
+                        after = _batches(url)
+                        batches = after[1] - before[1]
+                        row.update(detector=detector, server=mode, clients=clients,
+                                   mean_batch=(after[0] - before[0]) / batches if batches else float("nan"))  # fmt: skip
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+    print(f"load after: {os.getloadavg()}")
+    print(
+        "\n| detector | server | clients | requests/s | faces/s | p50 ms | p95 ms | p99 ms | errors | mean batch | ×one-at-a-time |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        base = next(r for r in rows if r["detector"] == row["detector"] and r["clients"] == row["clients"]
+                    and r["server"] == "one-at-a-time")  # fmt: skip
+        print(f"| {row['detector']} | {row['server']} | {row['clients']} | {row['requests_per_s']:.1f} | "
+              f"{row['faces_per_s']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['p99_ms']:.0f} | "
+              f"{row['errors']}{' ' + str(row['error_kinds']) if row['errors'] else ''} | {row['mean_batch']:.1f} | {row['requests_per_s'] / base['requests_per_s']:.2f} |")  # fmt: skip
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
