@@ -8,11 +8,19 @@ inputs give clearly different probabilities and valence/arousal.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
+import pytest
 import torch
 
 from affectlab.config import ModelConfig
@@ -96,3 +104,38 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path
         writer.write(frame)
     writer.release()
     return path
+
+
+def free_port() -> int:
+    """A loopback port no one listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(args: list[str], log_path: Path, timeout_s: float = 90) -> Iterator[str]:
+    """``affectlab serve ARGS`` started as a user would, on a free loopback port; yields its base URL once
+    ``/health`` answers, and stops it afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "affectlab.cli", "serve", *args, "--port", str(port)]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if process.poll() is not None:
+                    pytest.fail(f"server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"server did not answer within {timeout_s:.0f} s: {log_path.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=20)

@@ -35,7 +35,7 @@ from bad_input_support import (
 from conftest import write_affectnet
 from hypothesis import given
 from hypothesis import strategies as st
-from inference_support import demo_faces, make_run, one_torch_thread, scene, write_video
+from inference_support import demo_faces, make_run, one_torch_thread, scene, serving, write_video
 
 import affectlab.experiment  # noqa: F401 - matplotlib caches fonts in $HOME on first import: before any sandbox
 from affectlab.atomic import RUN_MARKER, check_replaceable, write_run_marker
@@ -527,48 +527,11 @@ def test_sigterm_during_predict_keeps_old_results_and_leaves_no_temporary_file(t
 # --- HTTP ---------------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(work: Path, model: Path) -> Iterator[str]:
     """``affectlab serve`` with a 1 MB upload limit, started as a user would."""
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "affectlab.cli",
-        "serve",
-        str(model),
-        "--port",
-        str(port),
-        "--threads",
-        "1",
-        "--max-upload-mb",
-        "1",
-    ]
-    log = (work / "server.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (work / "server.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (work / "server.log").read_text()[-2000:]
-            time.sleep(0.2)
+    with serving([str(model), "--threads", "1", "--max-upload-mb", "1"], work / "server.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 def _raw(url: str, head: bytes, chunks: Iterable[bytes] = ()) -> bytes:

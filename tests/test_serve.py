@@ -4,57 +4,26 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import httpx
 import pytest
-from inference_support import demo_faces, make_run, no_face_image, one_torch_thread, scene
+from inference_support import demo_faces, make_run, no_face_image, one_torch_thread, scene, serving
 
 from affectlab.labels import EMOTIONS
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(work: Path) -> Iterator[str]:
     """``affectlab serve RUN`` started as a user would; yields its base URL and stops it afterwards."""
-    run = make_run(work)
-    port = _free_port()
-    command = [sys.executable, "-m", "affectlab.cli", "serve", str(run), "--port", str(port), "--threads", "1"]
-    log = (work / "server.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}: {(work / 'server.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server did not answer within 60 s: {(work / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+    with serving([str(make_run(work)), "--threads", "1"], work / "server.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 def _png(image) -> bytes:  # type: ignore[no-untyped-def]

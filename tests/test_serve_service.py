@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from inference_support import demo_faces, one_torch_thread
+from inference_support import demo_faces, free_port, one_torch_thread
 
 from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
 from affectlab.inference.predictor import AffectPredictor, load
@@ -57,16 +56,10 @@ def faces(work: Path) -> list[bytes]:
     return [cv2.imencode(".png", face)[1].tobytes() for face in demo_faces(work)[:6]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def running(predictor: AffectPredictor, **options: Any) -> Iterator[str]:
     """``create_app`` served by uvicorn on a free loopback port; yields the base URL."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(predictor, ServeOptions(**options)), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
