@@ -65,6 +65,14 @@ def write_affectnet(root: Path, rows: list[tuple[str, object, object, object]], 
     return root
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Shuffled (pytest-randomly), but the same shuffle every run unless --randomly-seed says otherwise: CI must not
+    pass or fail by the luck of the order. Runs before pytest-randomly reads the option."""
+    if getattr(config.option, "randomly_seed", None) == "default":
+        config.option.randomly_seed = 1
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     """int8 results can differ between ONNX Runtime's CPU kernels, so every run names the one this CPU gets."""
     from affectlab.inference.quantize import int8_kernel

@@ -30,6 +30,8 @@ from inference_support import demo_faces, free_port, one_torch_thread
 
 from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
 from affectlab.inference.predictor import AffectPredictor, load
+from affectlab.inference.faces import WholeImageDetector
+from affectlab.inference.results import Detection
 from affectlab.inference.serve import ServeOptions, create_app
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
@@ -44,10 +46,10 @@ class GateDetector:
         self.entered = threading.Event()
         self.gate = threading.Event()
 
-    def detect(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
         self.entered.set()
         assert self.gate.wait(60), "the test never opened the gate"
-        return [(0, 0, int(image.shape[1]), int(image.shape[0]))]
+        return WholeImageDetector().detect(image)
 
 
 @pytest.fixture(scope="module")

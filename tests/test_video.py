@@ -177,7 +177,7 @@ def test_webcam_frames_are_predicted_and_annotated(run: Path, camera_stand_in: P
     times = [r["time_s"] for r in records]
     assert times[0] >= 0 and times == sorted(times)  # seconds since the first frame, by the clock
     written = tmp_path / "annotated" / "webcam0.mp4"
-    assert summary.annotated == [written]
+    assert summary.annotated[:2] == [written, written.with_name("webcam0.tracks.json")]  # and a timeline per track
     cap = cv2.VideoCapture(str(written))
     assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == N_FRAMES
     cap.release()
