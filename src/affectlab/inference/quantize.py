@@ -42,9 +42,11 @@ log = logging.getLogger(__name__)
 QUANTIZATION_MODES = ("static", "dynamic")
 MAX_CALIBRATION_IMAGES = 256
 _CALIBRATION_BATCH = 16
-#: Smallest top-class agreement with fp32, on the calibration crops, that an int8 export may have. A model whose
-#: int8 arithmetic overflows falls far below it (67.5% for the benchmark model with 8-bit weights on AVX2).
-MIN_INT8_AGREEMENT = 0.80
+#: Smallest top-class agreement with fp32, on the calibration crops, that an int8 export may have. It catches
+#: broken arithmetic, not rounding: the worst case measured, benchmarks/predict.py's model (ImageNet trunk, untrained
+#: head, so its classes are near ties), agrees 77% on its calibration crops with 7-bit weights, while with 8-bit
+#: weights on an AVX2 CPU it agreed 67.5% on the test crops; a trained model agrees 97% (tests/test_onnx.py).
+MIN_INT8_AGREEMENT = 0.70
 #: Largest mean |int8 - fp32| of valence/arousal (range [-1, 1]) on the calibration crops.
 MAX_INT8_VA_ERROR = 0.10
 
