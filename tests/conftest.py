@@ -65,6 +65,22 @@ def write_affectnet(root: Path, rows: list[tuple[str, object, object, object]], 
     return root
 
 
+@pytest.fixture
+def ctrl_c_delivered() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt during the test, as in a terminal, whatever the runner inherited.
+
+    A process started in the background by a non-interactive shell (as a CI job can be) begins with SIGINT ignored,
+    and Python then never installs its handler: a test that sends itself a real Ctrl-C would see nothing happen.
+    """
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Shuffled (pytest-randomly), but the same shuffle every run unless --randomly-seed says otherwise: CI must not

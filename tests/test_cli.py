@@ -311,6 +311,7 @@ def test_undefined_metrics_print_as_dashes(study_dir: Path, tmp_path: Path, caps
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("ctrl_c_delivered")
 def test_ctrl_c_during_training_exits_130_and_leaves_no_run(
     demo_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

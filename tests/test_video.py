@@ -183,6 +183,7 @@ def test_webcam_frames_are_predicted_and_annotated(run: Path, camera_stand_in: P
     cap.release()
 
 
+@pytest.mark.usefixtures("ctrl_c_delivered")
 def test_ctrl_c_stops_a_webcam_and_keeps_its_results(run: Path, camera_stand_in: Path, tmp_path: Path) -> None:
     served = []
 
@@ -199,6 +200,7 @@ def test_ctrl_c_stops_a_webcam_and_keeps_its_results(run: Path, camera_stand_in:
     cap.release()
 
 
+@pytest.mark.usefixtures("ctrl_c_delivered")
 def test_ctrl_c_on_files_exits_130_and_leaves_no_partial_output(
     run: Path,
     camera_stand_in: Path,
