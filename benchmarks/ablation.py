@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/ablation.py --data ../shared/data/affectnet-3999 --out /tmp/ablation
-        [--recipe recipes/best.yaml] [--seed 0] [--variants no_tta,frozen,res128,...] [--reuse-baseline RUN_DIR]
+        [--recipe best] [--seed 0] [--variants no_tta,frozen,res128,...] [--reuse-baseline RUN_DIR]
         [--set train.num_workers=8 ...]
 
 Every variant is the recipe with one setting changed, trained on the same split (seed) and scored on the
@@ -19,17 +19,13 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from affectlab.atomic import prepare_run_dir, write_json, write_text
-from affectlab.config import RunConfig, config_from_dict, load_recipe, parse_overrides, with_overrides
-from affectlab.data.prepared import PreparedData, prepare_data
-from affectlab.evaluation.evaluate import evaluate_run
-from affectlab.experiment import run_experiment
+import affectlab
+from affectlab.atomic import write_json, write_text
+from affectlab.config import RunConfig, load_recipe, resolve_config, with_overrides
+from affectlab.evaluation.evaluate import Metrics
 from affectlab.models.checkpoint import load_checkpoint
 from affectlab.reports.study_report import markdown_table
 from affectlab.training.fit import quiet_lightning
@@ -66,8 +62,8 @@ def variant_config(cfg: RunConfig, name: str) -> RunConfig:
 
 
 def val_score(metrics: dict[str, Any]) -> float:
-    """The recipe's selection criterion: accuracy plus mean valence/arousal CCC."""
-    return metrics["classification"]["accuracy"] + (metrics["valence"]["ccc"] + metrics["arousal"]["ccc"]) / 2
+    """The recipe's selection criterion, as training computes it: accuracy plus mean valence/arousal CCC."""
+    return Metrics.from_dict(metrics).val_score
 
 
 def _row(name: str, change: str, record: dict[str, Any], baseline: float | None) -> list[str]:
@@ -87,44 +83,39 @@ class Sweep:
 
     def __init__(self, base: RunConfig, out: Path, overwrite: bool) -> None:
         self.base, self.out, self.overwrite = base, out, overwrite
-        self._data: dict[int, PreparedData] = {}
-
-    def _prepared(self, input_size: int) -> PreparedData:
-        if input_size not in self._data:
-            self._data = {input_size: prepare_data(self.base.data, input_size)}  # one image size in memory at a time
-        return self._data[input_size]
 
     def record(self, name: str, cfg: RunConfig) -> dict[str, Any]:
         done = self.out / name / "run.json"
         if done.is_file() and not self.overwrite:
             return json.loads(done.read_text())
-        run_dir = prepare_run_dir(self.out / name, overwrite=True)  # an unfinished variant has nothing to keep
-        record = run_experiment(cfg, self._prepared(cfg.model.input_size), run_dir, progress=False, eval_split="val")
-        write_json(done, record)
-        return record
+        # An unfinished variant has nothing to keep; affectlab.train writes run.json when it finishes.
+        run = affectlab.train(cfg, out=self.out / name, overwrite=True, progress=False, eval_split="val")
+        assert run is not None
+        return run.to_dict()
 
     def baseline(self, reuse: Path | None) -> dict[str, Any]:
         if reuse is None:
             return self.record("baseline", self.base)
-        theirs = config_from_dict(yaml.safe_load((reuse / "config.yaml").read_text()), str(reuse / "config.yaml"))
-        if theirs.to_dict() != self.base.to_dict():
-            differ = [k for k in ("data", "model", "train") if getattr(theirs, k) != getattr(self.base, k)]
+        theirs, ours = load_recipe(reuse / "config.yaml"), self.base.single_run()
+        differ = [k for k in ("data", "model", "train") if getattr(theirs, k) != getattr(ours, k)]
+        if differ:
             raise SystemExit(f"{reuse}: trained with a different config ({', '.join(differ)} differ); not reusable")
-        metrics, _ = evaluate_run(reuse, split="val", out_dir=self.out / "baseline", overwrite=True)
+        metrics = affectlab.evaluate(reuse, split="val", out=self.out / "baseline", overwrite=True)
         _, meta = load_checkpoint(reuse)
         seconds = float(meta["meta"]["history"][-1]["seconds"])  # history.csv counts seconds from the start of fit
-        return {"metrics": metrics, "best_epoch": meta["meta"]["best_epoch"], "train_seconds": seconds, "run_dir": str(reuse)}
+        return {"metrics": metrics.to_dict(), "best_epoch": meta["meta"]["best_epoch"], "train_seconds": seconds,
+                "run_dir": str(reuse)}
 
     def without_tta(self, baseline_dir: Path) -> dict[str, Any]:
-        metrics, _ = evaluate_run(baseline_dir, split="val", out_dir=self.out / "no_tta", overwrite=True, tta_flip=False)
-        return {"metrics": metrics, "best_epoch": "same", "train_seconds": 0}
+        metrics = affectlab.evaluate(baseline_dir, split="val", out=self.out / "no_tta", overwrite=True, tta_flip=False)
+        return {"metrics": metrics.to_dict(), "best_epoch": "same", "train_seconds": 0}
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--recipe", default="recipes/best.yaml")
+    parser.add_argument("--recipe", default="best", help="a packaged recipe's name or a recipe file")
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list of: {', '.join(VARIANTS)}")
     parser.add_argument("--reuse-baseline", type=Path, help="a finished run of the same recipe and seed")
@@ -137,9 +128,7 @@ def main(argv: list[str]) -> int:
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    cfg = load_recipe(args.recipe)
-    cfg = replace(cfg, data=replace(cfg.data, path=args.data, split_seed=args.seed), train=replace(cfg.train, seed=args.seed))
-    cfg = with_overrides(cfg, parse_overrides(args.overrides))
+    cfg = resolve_config(args.recipe, {"data.path": args.data, "seed": args.seed}, args.overrides)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sweep = Sweep(cfg, out, args.overwrite)

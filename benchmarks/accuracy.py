@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/accuracy.py --data ../shared/data/affectnet-3999 --out /tmp/accuracy [--seeds 0,1,2]
-        [--recipes recipes/reference.yaml,recipes/best.yaml] [--set train.num_workers=8 ...]
+        [--recipes reference,best] [--set train.num_workers=8 ...]
 
 Each recipe runs through ``affectlab study`` (one split per seed, model selection on validation, test scored once
 per model); the table gives test mean ± std over seeds next to the published results on the 3,999-image set.
@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from affectlab.config import load_recipe, parse_overrides, with_overrides
+import affectlab
+from affectlab.config import load_recipe
 from affectlab.reports.study_report import markdown_table
-from affectlab.study import run_study
 from affectlab.training.fit import quiet_lightning
 
 #: Published results on the same 3,999 images (../shared/data/affectnet-3999/SOURCE.md); most use 80/20 splits.
@@ -62,7 +61,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--recipes", default="recipes/reference.yaml,recipes/best.yaml")
+    parser.add_argument("--recipes", default="reference,best", help="packaged recipe names or recipe files")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--set", action="append", dest="overrides", metavar="SECTION.KEY=VALUE",
                         help="change every recipe, e.g. train.num_workers=8 on a GPU machine")
@@ -71,12 +70,14 @@ def main(argv: list[str]) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     rows: list[list[str]] = []
     for recipe in args.recipes.split(","):
-        cfg = load_recipe(recipe)
-        cfg = with_overrides(replace(cfg, data=replace(cfg.data, path=args.data)), parse_overrides(args.overrides))
-        tasks = ["classification", "regression"] if cfg.model.task != "multitask" else ["multitask"]
+        model = load_recipe(recipe).model  # the recipe's own backbone, on both tasks unless it is multitask
+        tasks = ["classification", "regression"] if model.task != "multitask" else ["multitask"]
         started = time.perf_counter()
-        summary = run_study(cfg, Path(args.out) / Path(recipe).stem, [cfg.model.backbone], tasks, {}, seeds,
-                            overwrite=args.overwrite, progress=False)
+        study = affectlab.study(
+            recipe, data=args.data, out=Path(args.out) / Path(recipe).stem, overwrite=args.overwrite, progress=False,
+            sets=args.overrides, backbones=[model.backbone], tasks=tasks, seeds=seeds,
+        )
+        summary = study.to_dict()
         print(f"{recipe}: {time.perf_counter() - started:.0f} s for seeds {seeds} on {summary['machine']}", flush=True)
         rows += _rows(Path(recipe).stem, summary)
     rows += [[*p, "-"] for p in PUBLISHED]

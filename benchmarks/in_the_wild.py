@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import composites
@@ -36,10 +35,10 @@ def test_split(run: Path, data: Path):  # type: ignore[no-untyped-def]
     """The run's test split (labels) and the paths of its original crops."""
     from dataclasses import replace
 
-    from affectlab.config import config_from_dict
+    from affectlab.config import load_recipe
     from affectlab.data.prepared import prepare_data
 
-    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    cfg = load_recipe(run / "config.yaml")
     data_cfg = replace(cfg.data, path=str(data), split_file=str(run / "split.json"))
     part = prepare_data(data_cfg, cfg.model.input_size, splits=("test",)).splits["test"]
     paths = [data / "images" / f"{i}.jpg" for i in part.ids]

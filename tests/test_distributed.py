@@ -20,7 +20,7 @@ from affectlab.config import DataConfig
 from affectlab.data.prepared import prepare_data
 from affectlab.data.split import load_split
 from affectlab.data.transforms import Preprocess
-from affectlab.evaluation.predict import predict_images
+from affectlab.models.outputs import predict_images
 from affectlab.models.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import torch
 from inference_support import INPUT_SIZE, make_run
 
 from affectlab.data.transforms import Preprocess
-from affectlab.evaluation.predict import predict_images
+from affectlab.models.outputs import predict_images
 from affectlab.models.checkpoint import load_checkpoint
 
 

@@ -11,13 +11,13 @@ import torch
 
 from affectlab.evaluation.metrics import (
     ccc,
-    ccc_loss,
     classification_metrics,
     regression_metrics,
     sagr,
     va_metrics,
 )
 from affectlab.labels import EMOTIONS
+from affectlab.training.losses import ccc_loss
 
 
 def _one_hot_probs(pred: list[int], n_classes: int, confidence: float = 0.9) -> np.ndarray:

@@ -13,8 +13,8 @@ from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.models.affect_model import create_model
 from affectlab.models.checkpoint import load_checkpoint, save_checkpoint
-from affectlab.models.registry import get_backbone_spec, list_backbones
-from affectlab.models.weights import cache_path, normalisation
+from affectlab.models.backbones import get_backbone_spec, list_backbones
+from affectlab.models.weights import cache_path, resolve_backbone
 
 FAST_BACKBONES = ["mobilenet_v2", "vgg16", "resnet18"]
 
@@ -128,7 +128,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 def test_normalisation_is_imagenets(backbone: str, weights: str) -> None:
     # Every supported backbone was trained on ImageNet with the same statistics; random init and weight files
     # use them too, so a checkpoint and its ONNX export normalise alike.
-    mean, std = normalisation(get_backbone_spec(backbone), weights)
+    resolved = resolve_backbone(backbone, weights)
+    mean, std = resolved.mean, resolved.std
     assert mean == pytest.approx(IMAGENET_MEAN) and std == pytest.approx(IMAGENET_STD)
     preprocess = Preprocess(input_size=8, mean=mean, std=std)
     grey = torch.full((1, 3, 8, 8), 128, dtype=torch.uint8)

@@ -90,10 +90,10 @@ def test_training_curves_full(tmp_path: Path, drawn: list[Figure]) -> None:
     loss = _lines(ax_loss)
     _assert_line(loss["train loss"], epochs, [1.5 / e for e in epochs])
     _assert_line(loss["validation loss"], epochs, [1.6 / e + 0.1 * e for e in epochs])
-    assert loss["best val loss (epoch 4)"][0] == [4.0, 4.0]  # the lowest validation loss, not the last epoch
+    assert loss["restored: best val_loss (epoch 4)"][0] == [4.0, 4.0]  # the lowest validation loss, not the last epoch
     metric = _lines(ax_metric)
     _assert_line(metric["accuracy"], epochs, [0.3 + 0.05 * e for e in epochs])
-    assert metric["best val loss (epoch 4)"][0] == [4.0, 4.0]
+    assert metric["restored: best val_loss (epoch 4)"][0] == [4.0, 4.0]
     rmse = _lines(ax_rmse)
     _assert_line(rmse["RMSE valence"], epochs, [0.5 - 0.02 * e for e in epochs])
     _assert_line(rmse["RMSE arousal"], epochs, [0.45 - 0.01 * e for e in epochs])
@@ -123,10 +123,28 @@ def test_training_curves_missing_keys(
     assert val_x == [xs[0], xs[1], xs[3], xs[5]]
     assert val_y == pytest.approx([1.7, 1.0, 0.8, 1.6 / 6 + 0.6])
     assert _lines(ax_loss)["train loss"][0] == xs
-    metric = {label for label in _lines(ax_metric) if not label.startswith("best")}
+    metric = {label for label in _lines(ax_metric) if not label.startswith("restored")}
     assert metric == metric_lines
     if not metric_lines:
         assert _texts(ax_metric) == ["no validation metrics recorded"]
+
+
+@pytest.mark.parametrize(
+    ("monitor", "best_epoch", "marked"),
+    [
+        ("val_score", 6, 6),  # the restored epoch, as the training reports it, whatever the loss did
+        ("val_accuracy", None, 6),  # from the history: the highest accuracy, not the lowest loss (epoch 4)
+        ("val_loss", None, 4),
+    ],
+)
+def test_training_curves_mark_the_restored_epoch(
+    tmp_path: Path, drawn: list[Figure], monitor: str, best_epoch: int | None, marked: int
+) -> None:
+    plot_training_curves(_history(), tmp_path / "c.png", monitor, best_epoch)
+    for ax in drawn[0].axes[:2]:
+        lines = _lines(ax)
+        assert lines[f"restored: best {monitor} (epoch {marked})"][0] == [marked, marked]
+        assert not [label for label in lines if label.startswith("restored") and f"epoch {marked})" not in label]
 
 
 def test_training_curves_nothing_recorded(tmp_path: Path, drawn: list[Figure]) -> None:

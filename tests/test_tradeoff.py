@@ -161,8 +161,9 @@ def test_study_report_has_table_figure_and_analysis(demo_data: Path, tmp_path: P
         data=replace(base.data, path=str(demo_data)),
         model=replace(base.model, weights="none", input_size=32),
         train=replace(base.train, epochs=1),
+        study=replace(base.study, backbones=["resnet18"]),
     )
-    summary = run_study(base, tmp_path / "s", ["resnet18"], ["classification", "regression"], {}, progress=False)
+    summary = run_study(base, tmp_path / "s", progress=False).to_dict()
     runs = {r["task"]: r for r in summary["runs"]}
     stored = {p["task"]: p for p in summary["tradeoff"]}
     (point,) = stored["classification"]["points"]

@@ -12,7 +12,7 @@ from conftest import write_affectnet
 from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from affectlab.data.prepared import prepare_data
 from affectlab.data.transforms import Preprocess
-from affectlab.evaluation.predict import predict_images
+from affectlab.models.outputs import predict_images
 from affectlab.experiment import run_experiment
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import load_checkpoint
@@ -20,7 +20,6 @@ from affectlab.training import fit
 from affectlab.training.datasets import ImageDataset
 from affectlab.training.features import FeatureCache
 from affectlab.training.fit import TrainResult, train_model, uses_feature_cache
-from affectlab.training.history import read_history
 from affectlab.training.module import AffectLitModule
 
 
@@ -81,7 +80,7 @@ def test_best_weights_are_restored_and_saved(
     val = ImageDataset(data.splits["val"], result.preprocess)
     inputs, expression, va = (torch.stack([val[i][k] for i in range(len(val))]) for k in range(3))
     with torch.no_grad():
-        loss = lit.compute_loss(result.model.eval()(inputs), expression, va).item()
+        loss = lit.loss(result.model.eval()(inputs), expression, va).item()
     assert loss == pytest.approx(min(losses), rel=2e-3)
 
 
@@ -134,9 +133,10 @@ def test_all_levers_train_together_and_each_takes_effect(tmp_path: Path, monkeyp
     )
     cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18", freeze=False, input_size=32))
     data = prepare_data(cfg.data, 32)
-    record = run_experiment(cfg, data, tmp_path / "run", progress=False, eval_split="val")
-    assert not record["used_feature_cache"] and record["epochs_run"] == 3
-    history = read_history(tmp_path / "run" / "history.csv")
+    run = run_experiment(cfg, data, tmp_path / "run", progress=False, eval_split="val")
+    assert run is not None and not run.used_feature_cache and run.epochs_run == 3
+    with (tmp_path / "run" / "history.csv").open() as handle:
+        history = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(handle)]
     assert all(np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"]) for row in history)
     lrs = [row["lr"] for row in history]
     assert lrs[-1] < 0.2 * max(lrs), f"cosine schedule did not decay: {lrs}"
@@ -150,7 +150,7 @@ def test_all_levers_train_together_and_each_takes_effect(tmp_path: Path, monkeyp
     drawn_share = np.mean([train.expression[i] == 0 for i, _ in fetched])
     assert neutral_share > 0.3 and drawn_share < 0.2, (neutral_share, drawn_share)
     # TTA: the scored predictions are the flip-averaged ones of the saved model
-    assert record["metrics"]["tta_flip"] is True
+    assert run.metrics.tta_flip is True
     model, meta = load_checkpoint(tmp_path / "run")
     preprocess = Preprocess.from_dict(meta["preprocess"])
     val = data.splits["val"]

@@ -39,7 +39,7 @@ RUN_MARKER = ".affectlab-run.json"
 RUN_MARKER_FORMAT = "affectlab-run-v1"
 
 
-def atomic_write(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], writer: Callable[[Path], object]) -> Path:
     """Call ``writer(tmp_path)`` and move the finished file to ``path``; nothing appears at ``path`` on failure."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ def write_run_marker(folder: str | os.PathLike[str], kind: str, command: str | N
     """Mark ``folder`` as created by affectlab (version, command, time), so that ``--overwrite`` may replace it.
 
     ``command`` is the command line that made it (default: this process's)."""
-    from affectlab import __version__
+    from affectlab.version import __version__
 
     return write_json(Path(folder) / RUN_MARKER, {
         "format": RUN_MARKER_FORMAT, "kind": kind, "affectlab_version": __version__,

@@ -12,34 +12,30 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from affectlab.config import TASKS, choices, packaged_recipes
 from affectlab.errors import AffectlabError
 
 __all__ = ["main", "build_parser"]
 
 Handler = Callable[[argparse.Namespace], int]
 
-#: What ``--data demo`` changes unless a recipe or flag says otherwise: nothing to download, a few minutes on 2 cores.
-#: ResNet18 is used because it learns from random initialisation in a few epochs; VGG16 (no BatchNorm) stays at
-#: chance from scratch and MobileNetV2 needs far more epochs (both measured on the demo set).
-DEMO_PRESET = {"backbones": "resnet18", "weights": "none", "freeze": False, "input_size": 64, "epochs": 12}
-STUDY_BACKBONES = "vgg16,mobilenet_v2"
-
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset folder, AffectNet CSV file, or 'demo' (built-in synthetic faces)")
-    p.add_argument("--layout", choices=["auto", "affectnet", "csv", "folders"], help="dataset layout (default: auto)")
+    p.add_argument("--layout", choices=choices("data", "layout"), help="dataset layout (default: auto)")
     p.add_argument("--image-root", help="image folder for the CSV layout (default: the CSV's folder)")
     p.add_argument("--class-map", help="class folders: NAME=Emotion,... to map folder names to emotions")
-    p.add_argument("--on-bad-sample", choices=["skip", "error"], help="skip unreadable samples (default) or stop")
+    p.add_argument("--on-bad-sample", choices=choices("data", "on_bad_sample"),
+                   help="skip unreadable samples (default) or stop")
     p.add_argument("--split-file", help="reuse a saved split.json instead of drawing a new split")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", help="YAML recipe (recipes/*.yaml); flags below override it")
+    p.add_argument("--recipe", help=f"YAML recipe file or packaged recipe ({', '.join(packaged_recipes())}); "
+                                    "flags below override it")
     p.add_argument("--weights", help="imagenet | none | PATH, or per backbone: vgg16=none,mobilenet_v2=imagenet")
     p.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=None, help="freeze the backbone")
     p.add_argument("--input-size", type=int, help="input side in pixels (default 128)")
@@ -50,144 +46,83 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (refused if it exists, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--accelerator", help="auto (default), cpu, gpu, cuda or mps")
+    p.add_argument("--accelerator", choices=choices("train", "accelerator"), help="where to train (default auto)")
     p.add_argument("--devices", type=int, help="devices per node (default 1; -1: all); more than 1 needs --strategy ddp")
     p.add_argument("--num-nodes", type=int, help="nodes (default 1); launch each under torchrun or srun")
-    p.add_argument("--strategy", help="auto (default) or ddp")
+    p.add_argument("--strategy", choices=choices("train", "strategy"), help="auto (default) or ddp")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", dest="overrides",
                    help="any recipe option, e.g. --set train.num_workers=8 --set model.input_size=224 (repeatable)")
 
 
-def _parse_weights(text: str | None) -> tuple[str | None, dict[str, str]]:
-    """'imagenet' -> default for all; 'vgg16=none,mobilenet_v2=imagenet' -> per backbone."""
-    if not text:
-        return None, {}
-    if "=" not in text:
-        return text, {}
-    pairs = dict(item.split("=", 1) for item in text.split(",") if item)
-    return None, {k.strip(): v.strip() for k, v in pairs.items()}
+def _pairs(text: str) -> dict[str, str]:
+    return {k.strip(): v.strip() for k, v in (item.split("=", 1) for item in _csv(text))}
 
 
-def _resolve_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from affectlab.config import RunConfig, load_recipe, parse_overrides, validate, with_overrides
-
-    cfg = load_recipe(args.recipe) if args.recipe else RunConfig()
-    data, model, train = cfg.data, cfg.model, cfg.train
-    if args.data:
-        data = replace(data, path=args.data)
-    if data.path == "demo" and not args.recipe:
-        model = replace(model, backbone=str(DEMO_PRESET["backbones"]).split(",")[0],
-                        weights=str(DEMO_PRESET["weights"]), freeze=bool(DEMO_PRESET["freeze"]),
-                        input_size=int(DEMO_PRESET["input_size"]))
-        train = replace(train, epochs=int(DEMO_PRESET["epochs"]))
-    class_map = dict(item.split("=", 1) for item in args.class_map.split(",")) if args.class_map else data.class_map
-    data = replace(
-        data, layout=args.layout or data.layout, image_root=args.image_root or data.image_root, class_map=class_map,
-        on_bad_sample=args.on_bad_sample or data.on_bad_sample, split_file=args.split_file or data.split_file,
-        split_seed=data.split_seed if args.seed is None else args.seed,
-    )
-    default_weights, _ = _parse_weights(args.weights)
-    model = replace(
-        model, weights=default_weights or model.weights, freeze=model.freeze if args.freeze is None else args.freeze,
-        input_size=args.input_size or model.input_size,
-    )
-    train = replace(
-        train, epochs=args.epochs or train.epochs, batch_size=args.batch_size or train.batch_size, lr=args.lr or train.lr,
-        seed=train.seed if args.seed is None else args.seed, accelerator=args.accelerator or train.accelerator,
-        devices=train.devices if args.devices is None else args.devices, num_nodes=args.num_nodes or train.num_nodes,
-        strategy=args.strategy or train.strategy,
-    )
-    cfg = RunConfig(data, model, train)
-    validate(cfg, args.recipe or "command line")
-    return with_overrides(cfg, parse_overrides(args.overrides))
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Each flag as the named option it sets; unset flags (None) leave the recipe's value."""
+    weights: str | None = getattr(args, "weights", None)
+    per_backbone = weights is not None and "=" in weights
+    seeds = getattr(args, "seeds", None)
+    return {
+        "data.path": args.data,
+        "data.layout": args.layout,
+        "data.image_root": args.image_root,
+        "data.class_map": _pairs(args.class_map) if args.class_map else None,
+        "data.on_bad_sample": args.on_bad_sample,
+        "data.split_file": args.split_file,
+        "seed": args.seed,
+        "model.weights": None if per_backbone else weights,
+        "study.backbone_weights": _pairs(weights) if weights is not None and per_backbone else None,
+        "model.freeze": args.freeze,
+        "model.input_size": args.input_size,
+        "model.backbone": getattr(args, "backbone", None),
+        "model.task": getattr(args, "task", None),
+        "train.epochs": args.epochs,
+        "train.batch_size": args.batch_size,
+        "train.lr": args.lr,
+        "train.accelerator": args.accelerator,
+        "train.devices": args.devices,
+        "train.num_nodes": args.num_nodes,
+        "train.strategy": args.strategy,
+        "study.backbones": _csv(args.backbones) if getattr(args, "backbones", None) else None,
+        "study.tasks": _csv(args.tasks) if getattr(args, "tasks", None) else None,
+        "study.seeds": [int(s) for s in _csv(seeds)] if seeds else None,
+    }
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from affectlab.study import run_study
+    from affectlab.api import study
     from affectlab.training.fit import quiet_lightning
 
     quiet_lightning(args.verbose)
-    cfg = _resolve_config(args)
-    if cfg.train.devices != 1 or cfg.train.num_nodes != 1:
-        raise AffectlabError("study trains its models one after another on one device each; "
-                             "use 'affectlab train --devices N' for a multi-device run")
-    _, per_backbone = _parse_weights(args.weights)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    backbones = args.backbones or (DEMO_PRESET["backbones"] if cfg.data.path == "demo" and not args.recipe else STUDY_BACKBONES)
-    summary = run_study(
-        cfg, args.out, _csv(str(backbones)), _csv(args.tasks), per_backbone, seeds, args.overwrite, not args.quiet,
-        command=args.command_line,
-    )
-    _print_table(summary)
-    print(f"report: {Path(args.out) / 'report.html'}")
+    result = study(args.recipe, out=args.out, overwrite=args.overwrite, progress=not args.quiet,
+                   sets=args.overrides, command=args.command_line, **_flag_overrides(args))
+    _print_table(result.to_dict()["runs"])
+    print(f"report: {result.report}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from affectlab.atomic import run_folder, write_json
-    from affectlab.data.prepared import prepare_data
-    from affectlab.experiment import run_experiment
-    from affectlab.training.distributed import is_main_process
+    from affectlab.api import train
     from affectlab.training.fit import quiet_lightning
 
     quiet_lightning(args.verbose)
-    cfg = _resolve_config(args)
-    if args.backbone:
-        cfg = replace(cfg, model=replace(cfg.model, backbone=args.backbone))
-    if args.task:
-        cfg = replace(cfg, model=replace(cfg.model, task=args.task))
-    from affectlab.models.registry import get_backbone_spec
-
-    get_backbone_spec(cfg.model.backbone)
-    if not is_main_process():  # another rank of a DDP run: train alongside rank zero, which owns the run folder
-        prepared = prepare_data(cfg.data, cfg.model.input_size)
-        run_experiment(cfg, prepared, Path(args.out), progress=False, resume=args.resume)
-        return 0
-    if args.resume:
-        _check_resumable(Path(args.out), cfg, args.overwrite)
-    resumable = ("model.pt", "checkpoints/last.ckpt")  # a killed run keeps its folder, to be resumed
-    with run_folder(
-        args.out, args.overwrite, keep_if=resumable, kind="train", resume=args.resume, command=args.command_line
-    ) as out:
-        prepared = prepare_data(cfg.data, cfg.model.input_size)
-        record = run_experiment(
-            cfg, prepared, out, progress=not args.quiet, resume=args.resume, name=Path(args.out).resolve().name
-        )
-        write_json(out / "run.json", {**record, "data": prepared.summary()})
-    _print_table({"runs": [record]})
+    run = train(args.recipe, out=args.out, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet,
+                sets=args.overrides, command=args.command_line, **_flag_overrides(args))
+    if run is not None:  # rank zero of a DDP run, or a single process
+        _print_table([run.to_dict()])
     return 0
 
 
-def _check_resumable(out: Path, cfg, overwrite: bool) -> None:  # type: ignore[no-untyped-def]
-    """``--resume`` continues the run only with the settings it started with."""
-    from affectlab.config import load_recipe
-    from affectlab.training.fit import last_checkpoint
-
-    if overwrite:
-        raise AffectlabError("--resume continues a run and --overwrite replaces it; give one of them")
-    if not last_checkpoint(out).is_file():
-        raise AffectlabError(
-            f"{out}: nothing to resume (no checkpoints/last.ckpt: the training finished, or never ended an epoch)"
-        )
-    if (out / "model.pt").exists():
-        raise AffectlabError(f"{out}: the training already finished (model.pt exists)")
-    saved = load_recipe(out / "config.yaml")
-    if saved.to_dict() != cfg.to_dict():
-        changed = [
-            f"{section}.{key}" for section, values in cfg.to_dict().items() for key, value in values.items()
-            if saved.to_dict().get(section, {}).get(key) != value
-        ]
-        raise AffectlabError(f"{out}: --resume needs the settings the run started with; changed: {', '.join(changed)}")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from affectlab.api import evaluate
     from affectlab.evaluation.analysis import format_analysis
-    from affectlab.evaluation.evaluate import evaluate_run
 
-    metrics, target = evaluate_run(args.run_dir, args.data, args.split, args.out, args.overwrite, tta_flip=args.tta_flip)
-    _print_table({"runs": [{"name": Path(args.run_dir).name, "metrics": metrics}]})
-    print(format_analysis(metrics["analysis"]))
-    print(f"metrics: {target / 'metrics.json'}")
+    metrics = evaluate(args.run_dir, args.data, args.split, out=args.out, overwrite=args.overwrite,
+                       tta_flip=args.tta_flip)
+    _print_table([{"name": Path(args.run_dir).name, "metrics": metrics.to_dict()}])
+    print(format_analysis(metrics.analysis))
+    print(f"metrics: {metrics.path}")
     return 0
 
 
@@ -216,8 +151,8 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _print_table(summary: dict) -> None:  # type: ignore[type-arg]
-    for run in summary["runs"]:
+def _print_table(runs: list[dict[str, Any]]) -> None:
+    for run in runs:
         m = run["metrics"]
         parts = [run["name"]]
         if "classification" in m:
@@ -239,8 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     study = sub.add_parser("study", help="train and compare backbones x tasks on one split, write a report")
     _add_data_args(study)
     _add_model_args(study)
-    study.add_argument("--backbones", help=f"comma-separated backbones (default {STUDY_BACKBONES}; demo: resnet18)")
-    study.add_argument("--tasks", default="classification,regression", help="comma-separated tasks")
+    study.add_argument("--backbones", help="comma-separated backbones (default: the recipe's grid, else "
+                                           "vgg16,mobilenet_v2; demo: resnet18)")
+    study.add_argument("--tasks", help="comma-separated tasks (default: the recipe's grid, else "
+                                       "classification,regression)")
     study.add_argument("--seeds", help="comma-separated split/training seeds, e.g. 0,1,2 (mean ± std)")
     study.set_defaults(handler=cmd_study)
 
@@ -248,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(train)
     _add_model_args(train)
     train.add_argument("--backbone", help="backbone (default: the recipe's, else mobilenet_v2)")
-    train.add_argument("--task", choices=["classification", "regression", "multitask"], help="task")
+    train.add_argument("--task", choices=TASKS, help="task")
     train.add_argument("--resume", action="store_true",
                        help="continue a killed training in --out from its last finished epoch (same settings)")
     train.set_defaults(handler=cmd_train)
@@ -275,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_data_demo)
     check = data_sub.add_parser("check", help="report counts, V/A statistics and every problem in a dataset")
     check.add_argument("path")
-    check.add_argument("--layout", choices=["auto", "affectnet", "csv", "folders"])
+    check.add_argument("--layout", choices=choices("data", "layout"))
     check.add_argument("--image-root")
     check.set_defaults(handler=cmd_data_check)
 

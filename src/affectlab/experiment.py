@@ -1,4 +1,5 @@
-"""One experiment = train on the train split, select on val, score the test split once, write the run folder.
+"""One experiment = train on the train split, select on val, score the test split once, write the run folder;
+and the evaluation of a saved run on its own split or on other data.
 
 Ablations score the validation split instead (``eval_split="val"``), so that comparing recipe levers never
 touches the test split. A study also measures each model's size and speed (``efficiency=True``).
@@ -7,40 +8,86 @@ touches the test split. A study also measures each model's size and speed (``eff
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_text
-from affectlab.config import RunConfig
-from affectlab.data.prepared import PreparedData, SplitData
-from affectlab.data.split import save_split
+from affectlab.config import RunConfig, load_recipe
+from affectlab.data.prepared import PreparedData, SplitData, prepare_data
+from affectlab.data.split import load_split, save_split
+from affectlab.data.transforms import Preprocess
+from affectlab.errors import AffectlabError
 from affectlab.evaluation.efficiency import measure_model
-from affectlab.evaluation.evaluate import score
-from affectlab.evaluation.predict import Outputs, predict_features, predict_images
+from affectlab.evaluation.evaluate import Metrics, score
 from affectlab.labels import EMOTIONS
-from affectlab.models.checkpoint import checkpoint_meta
-from affectlab.models.registry import get_backbone_spec
-from affectlab.models.weights import weights_label
+from affectlab.models.checkpoint import checkpoint_meta, load_checkpoint
+from affectlab.models.outputs import Outputs, predict_features, predict_images
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
-from affectlab.training.fit import split_features, train_model
+from affectlab.training.fit import last_checkpoint, split_features, train_model
 
-__all__ = ["describe_weights", "run_experiment"]
+__all__ = ["Run", "check_resumable", "evaluate_run", "run_experiment", "write_predictions"]
 
 log = logging.getLogger(__name__)
 
 
-def describe_weights(backbone: str, weights: str) -> str:
-    """Human wording for reports: which weights a run really started from."""
-    if weights == "imagenet":
-        return f"ImageNet, real ({weights_label(get_backbone_spec(backbone), weights)})"
-    if weights == "none":
-        return "random init (no pretraining)"
-    return f"file {weights}"
+@dataclass
+class Run:
+    """One trained and scored model: what ``affectlab.train`` returns and a study collects.
+
+    ``to_dict()`` is the record written to ``run.json`` and to a study's ``summary.json``.
+    """
+
+    name: str
+    path: Path
+    config: RunConfig
+    metrics: Metrics
+    weights_description: str
+    train_seconds: float
+    feature_seconds: float
+    used_feature_cache: bool
+    epochs_run: int
+    best_epoch: int
+    efficiency: dict[str, Any] | None = None
+    wall_seconds: float | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # what was read and skipped (``train`` records it)
+
+    @property
+    def backbone(self) -> str:
+        return self.config.model.backbone
+
+    @property
+    def task(self) -> str:
+        return self.config.model.task
+
+    def to_dict(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "name": self.name,
+            "backbone": self.backbone,
+            "task": self.task,
+            "weights": self.config.model.weights,
+            "weights_description": self.weights_description,
+            "seed": self.config.train.seed,
+            "metrics": self.metrics.to_dict(),
+            "train_seconds": round(self.train_seconds, 2),
+            "feature_seconds": round(self.feature_seconds, 2),
+            "used_feature_cache": self.used_feature_cache,
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+        }
+        if self.efficiency is not None:
+            record["efficiency"] = self.efficiency
+        if self.wall_seconds is not None:
+            record["wall_seconds"] = self.wall_seconds
+        if self.data:
+            record["data"] = self.data
+        return record
 
 
 def run_experiment(
@@ -53,15 +100,15 @@ def run_experiment(
     resume: bool = False,
     name: str | None = None,
     efficiency: bool = False,
-) -> dict[str, Any]:
-    """Train, score ``eval_split`` (test by default), and return the study's record for this run.
+) -> Run | None:
+    """Train, score ``eval_split`` (test by default), and return the run.
 
     ``resume`` continues a killed training in ``run_dir``; ``name`` is the run's name in the record (default: the
     folder's name, which differs when ``--overwrite`` builds the run in a temporary folder). With ``efficiency``,
     the record also gets the model's size, FLOPs and speed (and ``model.onnx`` is written), timed on the scored
     split's faces.
 
-    Under DDP only rank zero scores and writes; the other ranks return an empty record once training is done.
+    Under DDP only rank zero scores and writes; the other ranks return None once training is done.
     """
     if eval_split not in ("test", "val"):
         raise ValueError(f"eval_split must be test or val, not {eval_split!r}")
@@ -73,37 +120,35 @@ def run_experiment(
         save_split(data.split, run_dir / "split.json")
     result = train_model(cfg, data, run_dir, cache, progress, resume=resume)
     if not is_main_process():
-        return {}
+        return None
     scored = data.splits[eval_split]
     if result.used_feature_cache and not cfg.train.tta_flip:
-        features = split_features(cfg, scored, result.model, result.preprocess, cache or FeatureCache())
+        features = split_features(cfg, scored, result.model, result.preprocess, cache or FeatureCache(), result.backbone)
         outputs = predict_features(result.model, features)
     else:
         outputs = predict_images(result.model, scored.images, result.preprocess, tta_flip=cfg.train.tta_flip)
     metrics = score(outputs, scored, cfg.model, eval_split, cfg.train.tta_flip)
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
-    plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"])
+    plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
     write_evaluation_figures(run_dir, metrics, outputs, scored, title=f"{cfg.model.backbone} {cfg.model.task}")
-    record = {
-        "name": name or run_dir.name,
-        "backbone": cfg.model.backbone,
-        "task": cfg.model.task,
-        "weights": cfg.model.weights,
-        "weights_description": describe_weights(cfg.model.backbone, cfg.model.weights),
-        "seed": cfg.train.seed,
-        "metrics": metrics,
-        "train_seconds": round(result.train_seconds, 2),
-        "feature_seconds": round(result.feature_seconds, 2),
-        "used_feature_cache": result.used_feature_cache,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-    }
+    run = Run(
+        name=name or run_dir.name,
+        path=run_dir,
+        config=cfg,
+        metrics=Metrics.from_dict(metrics),
+        weights_description=result.backbone.description,
+        train_seconds=result.train_seconds,
+        feature_seconds=result.feature_seconds,
+        used_feature_cache=result.used_feature_cache,
+        epochs_run=result.epochs_run,
+        best_epoch=result.best_epoch,
+    )
     if efficiency:
         meta = checkpoint_meta(cfg.model, result.preprocess)
         # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
-        record["efficiency"] = measure_model(result.model.cpu(), meta, run_dir, scored.images)
-    return record
+        run.efficiency = measure_model(result.model.cpu(), meta, run_dir, scored.images)
+    return run
 
 
 def write_predictions(path: Path, split: SplitData, outputs: Outputs) -> Path:
@@ -124,3 +169,72 @@ def write_predictions(path: Path, split: SplitData, outputs: Outputs) -> Path:
             row += [f"{v:.5f}" for v in (*split.va[i], *outputs["va"][i])]
         writer.writerow(row)
     return write_text(path, buffer.getvalue())
+
+
+def check_resumable(out: Path, cfg: RunConfig, overwrite: bool) -> None:
+    """``resume`` continues the run only with the settings it started with."""
+    if overwrite:
+        raise AffectlabError("--resume continues a run and --overwrite replaces it; give one of them")
+    if not last_checkpoint(out).is_file():
+        raise AffectlabError(
+            f"{out}: nothing to resume (no checkpoints/last.ckpt: the training finished, or never ended an epoch)"
+        )
+    if (out / "model.pt").exists():
+        raise AffectlabError(f"{out}: the training already finished (model.pt exists)")
+    saved, now = load_recipe(out / "config.yaml").to_dict(), cfg.to_dict()
+    if saved != now:
+        changed = [
+            f"{section}.{key}" for section, values in now.items() for key, value in values.items()
+            if saved.get(section, {}).get(key) != value
+        ]
+        raise AffectlabError(f"{out}: --resume needs the settings the run started with; changed: {', '.join(changed)}")
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | None = None,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    batch_size: int = 64,
+    tta_flip: bool | None = None,
+) -> Metrics:
+    """Score a saved run on its own split or (``split="all"``) on other data, and write metrics and figures.
+
+    ``tta_flip`` overrides the run's own flip test-time augmentation, to measure what it buys.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise AffectlabError(f"{run_dir}: not a run folder (no config.yaml)")
+    if split not in ("test", "val", "all"):
+        raise AffectlabError(f"unknown split {split!r}; use test, val or all")
+    cfg = load_recipe(run_dir / "config.yaml")
+    model, meta = load_checkpoint(run_dir)
+    preprocess = Preprocess.from_dict(meta["preprocess"])
+    data_cfg = dataclasses.replace(cfg.data, path=data) if data else cfg.data
+    if split == "all":
+        which = "all"
+    else:
+        if data:
+            raise AffectlabError("--data with --split test|val would need the run's split of that data; use --split all")
+        split_file = run_dir / "split.json"
+        load_split(split_file)
+        data_cfg = dataclasses.replace(data_cfg, split_file=str(split_file))
+        which = split
+    prepared = prepare_data(data_cfg, preprocess.input_size, splits=(which,))
+    part = prepared.splits[which]
+    tta = cfg.train.tta_flip if tta_flip is None else tta_flip
+    outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
+    metrics = score(outputs, part, cfg.model, split, tta)
+    metrics["data"] = str(prepared.sample_set.root)
+    default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
+    target = Path(out_dir) if out_dir else default_target
+    if (target / "metrics.json").exists() and not overwrite:
+        raise AffectlabError(f"{target / 'metrics.json'}: exists; pass --overwrite to replace it")
+    write_json(target / "metrics.json", metrics)
+    write_evaluation_figures(target, metrics, outputs, part, title=f"{cfg.model.backbone} {cfg.model.task} ({split})")
+    return Metrics.from_dict(metrics, path=target / "metrics.json")
+
+
+def _slug(path: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).name or "data")

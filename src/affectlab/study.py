@@ -10,24 +10,23 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from affectlab.atomic import run_folder, write_json
-from affectlab.config import TASKS, RunConfig
+from affectlab.atomic import run_folder, write_json, write_text
+from affectlab.config import RunConfig
 from affectlab.data.prepared import prepare_data
-from affectlab.errors import AffectlabError
-from affectlab.experiment import run_experiment
-from affectlab.models.registry import get_backbone_spec
+from affectlab.experiment import Run, run_experiment
+from affectlab.models.backbones import get_backbone_spec
 from affectlab.reports.study_report import write_study_report
 from affectlab.reports.tradeoff import tradeoff_panels
 from affectlab.training.features import FeatureCache
 
-__all__ = ["run_study", "aggregate_runs", "SUMMARY_METRICS"]
+__all__ = ["Study", "run_study", "aggregate_runs", "SUMMARY_METRICS"]
 
 log = logging.getLogger(__name__)
 
@@ -38,94 +37,95 @@ SUMMARY_METRICS = {
 }
 
 
+@dataclass
+class Study:
+    """A finished study: its folder, its runs, and the summary (``to_dict()`` is ``summary.json``)."""
+
+    path: Path
+    runs: list[Run]
+    summary: dict[str, Any] = field(repr=False)
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.summary
+
+
 def run_study(
-    base: RunConfig,
+    cfg: RunConfig,
     out_dir: str | Path,
-    backbones: list[str],
-    tasks: list[str],
-    weights: dict[str, str],
-    seeds: list[int] | None = None,
     overwrite: bool = False,
     progress: bool = True,
     cache: FeatureCache | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
-    """Run the study into ``out_dir``; ``command`` is recorded in its run marker (default: this process's)."""
-    for backbone in backbones:
+) -> Study:
+    """Train ``cfg.study``'s grid into ``out_dir``; ``command`` is recorded in its run marker (default: this
+    process's). The resolved config, grid included, is saved as ``study.yaml``, a recipe that repeats the study."""
+    for backbone in cfg.study.backbones:
         get_backbone_spec(backbone)
-    for task in tasks:
-        if task not in TASKS:
-            raise AffectlabError(f"unknown task {task!r}; use {', '.join(TASKS)}")
-    seeds = seeds or [base.data.split_seed]
     with run_folder(out_dir, overwrite, keep_if="summary.json", kind="study", command=command) as folder:  # summary.json: a model has finished
+        write_text(folder / "study.yaml", cfg.to_yaml())
         handler = _log_to(folder / "study.log")
         try:
-            summary = _run_cells(base, folder, backbones, tasks, weights, seeds, progress, cache)
+            runs, summary = _run_cells(cfg, folder, progress, cache)
         finally:
             logging.getLogger("affectlab").removeHandler(handler)
             handler.close()
         write_study_report(folder, summary)
-    return summary
+    return Study(Path(out_dir), runs, summary)
 
 
 def _run_cells(
-    base: RunConfig,
-    out_dir: Path,
-    backbones: list[str],
-    tasks: list[str],
-    weights: dict[str, str],
-    seeds: list[int],
-    progress: bool,
-    cache: FeatureCache | None,
-) -> dict[str, Any]:
+    base: RunConfig, out_dir: Path, progress: bool, cache: FeatureCache | None
+) -> tuple[list[Run], dict[str, Any]]:
     """Train every backbone x task per seed, rewriting the summary as each cell finishes."""
     started = time.perf_counter()
-    runs: list[dict[str, Any]] = []
+    runs: list[Run] = []
     splits: dict[str, Any] = {}
     data_summary: dict[str, Any] = {}
     stage_seconds: dict[str, float] = {}
+    seeds = base.seeds()
     for seed in seeds:
         t0 = time.perf_counter()
-        data_cfg = replace(base.data, split_seed=seed)
+        data_cfg = base.cell(base.model.backbone, base.model.task, seed).data
         prepared = prepare_data(data_cfg, base.model.input_size)
         stage_seconds[f"data_seed{seed}"] = round(time.perf_counter() - t0, 2)
         splits[str(seed)] = {k: v for k, v in prepared.split.items() if k not in ("train", "val", "test")}
         data_summary = prepared.summary()
         log.info("data: %s", data_summary)
-        for backbone in backbones:
-            for task in tasks:
-                cfg = replace(
-                    base,
-                    data=data_cfg,
-                    model=replace(base.model, backbone=backbone, task=task, weights=weights.get(backbone, base.model.weights)),
-                    train=replace(base.train, seed=seed),
-                )
+        for backbone in base.study.backbones:
+            for task in base.study.tasks:
+                cfg = base.cell(backbone, task, seed)
                 name = f"{backbone}_{task}" + (f"_seed{seed}" if len(seeds) > 1 else "")
                 log.info("run %s", name)
                 t0 = time.perf_counter()
-                record = run_experiment(cfg, prepared, out_dir / name, cache, progress, efficiency=True)
-                record["wall_seconds"] = round(time.perf_counter() - t0, 2)
-                log.info("done %s in %.1f s", name, record["wall_seconds"])
-                runs.append(record)
+                run = run_experiment(cfg, prepared, out_dir / name, cache, progress, efficiency=True)
+                assert run is not None  # a study trains on one device, so this process is rank zero
+                run.wall_seconds = round(time.perf_counter() - t0, 2)
+                log.info("done %s in %.1f s", name, run.wall_seconds)
+                runs.append(run)
                 _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
-    return _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
+    return runs, _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
 
 
 def _write_summary(
     out_dir: Path,
     base: RunConfig,
-    runs: list[dict[str, Any]],
+    runs: list[Run],
     splits: dict[str, Any],
     data_summary: dict[str, Any],
     stage_seconds: dict[str, float],
     started: float,
 ) -> dict[str, Any]:
     only = next(iter(splits.values()))
+    records = [run.to_dict() for run in runs]
     summary = {
-        "runs": runs,
+        "runs": records,
         "split": only if len(splits) == 1 else splits,
-        "aggregate": aggregate_runs(runs),
-        "tradeoff": [panel.to_dict() for panel in tradeoff_panels({"runs": runs})],
+        "aggregate": aggregate_runs(records),
+        "tradeoff": [panel.to_dict() for panel in tradeoff_panels({"runs": records})],
         "data": data_summary,
         "config": base.to_dict(),
         "timing": {"total_seconds": round(time.perf_counter() - started, 2), "stages": stage_seconds},

@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from affectlab.config import cache_root
 from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS
 
@@ -117,7 +118,7 @@ def demo_dataset_path(cache_dir: str | Path | None = None) -> Path:
         AffectlabError: The cache folder exists but is not a complete demo dataset (no ``README.txt``).
     """
     if cache_dir is None:
-        cache_dir = os.environ.get("AFFECTLAB_CACHE") or Path("~") / ".cache" / "affectlab"
+        cache_dir = cache_root()
     root = Path(cache_dir).expanduser()
     path = root / demo_folder_name(_DEFAULT_N_PER_CLASS, _DEFAULT_IMAGE_SIZE, _DEFAULT_SEED)
     if (path / _README).is_file():
@@ -414,7 +415,7 @@ def _render_face(rng: np.random.Generator, label: int, size: int) -> tuple[np.nd
 
     landmarks = _draw(canvas, rng, p, geo, skin, hair, iris, hair_style, hairline, name in _TEETH)
 
-    image = cv2.resize(canvas.image, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    image: np.ndarray = cv2.resize(canvas.image, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
     if rng.random() < 0.3:
         image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, 0.9))
     # Contrast, brightness and a slight colour cast, as between cameras and lighting conditions.

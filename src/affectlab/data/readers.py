@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from affectlab.data.samples import Problem, Sample, SampleSet
+from affectlab.data.samples import IMAGE_SUFFIXES, Problem, Sample, SampleSet, natural_key
 from affectlab.errors import AffectlabError
 from affectlab.labels import AFFECTNET_NON_EMOTION_CODES, EMOTIONS, VA_SENTINEL
 
-__all__ = ["read_dataset", "detect_layout", "IMAGE_SUFFIXES", "DEFAULT_FOLDER_ALIASES"]
+__all__ = ["read_dataset", "detect_layout", "DEFAULT_FOLDER_ALIASES"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CSV_COLUMNS = ("subDirectory_filePath", "expression", "valence", "arousal")
 
 #: Folder names seen in public face-expression sets (FER2013, RAF-DB style), mapped to AffectNet classes.
@@ -60,9 +59,8 @@ def read_dataset(
     if not path.exists():
         raise AffectlabError(f"{path}: no such file or folder")
     layout = detect_layout(path) if layout == "auto" else layout
-    readers = {"affectnet": _read_affectnet, "csv": _read_csv, "folders": _read_folders}
-    if layout not in readers:
-        raise AffectlabError(f"unknown layout {layout!r}; use one of auto, {', '.join(readers)}")
+    if layout not in ("affectnet", "csv", "folders"):
+        raise AffectlabError(f"unknown layout {layout!r}; use one of auto, affectnet, csv, folders")
     if layout == "csv":
         result = _read_csv(path, Path(image_root) if image_root else path.parent)
     elif layout == "folders":
@@ -137,7 +135,7 @@ def _read_affectnet(root: Path) -> SampleSet:
     images_dir, ann_dir = root / "images", root / "annotations"
     result = SampleSet(root=root, layout="affectnet", samples=[], class_names=EMOTIONS)
     images = sorted(
-        (p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: _id_key(p.stem)
+        (p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.stem)
     )
     seen: set[str] = set()
     for image in images:
@@ -159,7 +157,7 @@ def _read_affectnet(root: Path) -> SampleSet:
         elif label is not None:
             result.samples.append(label)
     orphans = {p.name.rsplit("_", 1)[0] for p in ann_dir.glob("*_exp.npy")} - seen
-    for orphan in sorted(orphans, key=_id_key)[:20]:
+    for orphan in sorted(orphans, key=natural_key)[:20]:
         result.problems.append(Problem(str(ann_dir / f"{orphan}_exp.npy"), "annotation without image", fatal=False))
     return result
 
@@ -221,7 +219,3 @@ def _read_folders(root: Path, class_map: dict[str, str]) -> SampleSet:
                 rel = image.relative_to(root).as_posix()
                 result.samples.append(Sample(id=rel, path=image, expression=code))
     return result
-
-
-def _id_key(stem: str) -> tuple[int, str]:
-    return (int(stem), "") if stem.isdigit() else (1 << 62, stem)

@@ -6,7 +6,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Sample", "SampleSet", "Problem"]
+__all__ = ["IMAGE_SUFFIXES", "Sample", "SampleSet", "Problem", "natural_key"]
+
+#: The image files affectlab reads, in datasets and in ``predict`` alike (lower case).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def natural_key(sample_id: str) -> tuple[int, str]:
+    """Numeric ids in numeric order (AffectNet's 2 before 10), then the others by name."""
+    return (int(sample_id), "") if sample_id.isdigit() else (1 << 62, sample_id)
 
 
 @dataclass(frozen=True)

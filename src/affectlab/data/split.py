@@ -18,7 +18,7 @@ import numpy as np
 
 from affectlab.atomic import write_json
 from affectlab.data.images import file_md5
-from affectlab.data.samples import Sample
+from affectlab.data.samples import Sample, natural_key
 from affectlab.errors import AffectlabError
 
 __all__ = ["make_split", "save_split", "load_split", "apply_split", "SPLITS"]
@@ -80,12 +80,8 @@ def make_split(
         "test_fraction": test_fraction,
         "counts": {name: len(ids) for name, ids in assigned.items()},
         "duplicate_images_grouped": duplicates,
-        **{name: sorted(ids, key=_natural) for name, ids in assigned.items()},
+        **{name: sorted(ids, key=natural_key) for name, ids in assigned.items()},
     }
-
-
-def _natural(sample_id: str) -> tuple[int, str]:
-    return (int(sample_id), "") if sample_id.isdigit() else (1 << 62, sample_id)
 
 
 def save_split(split: dict[str, Any], path: str | Path) -> Path:

@@ -6,7 +6,8 @@ backbone's weights metadata, so a model is always fed what its weights were trai
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,7 +16,7 @@ if TYPE_CHECKING:  # torch is imported where it is used, so ONNX-only inference 
     import torch
     from torchvision.transforms import v2
 
-__all__ = ["Preprocess", "train_augmentation"]
+__all__ = ["Preprocess", "batched_inputs", "train_augmentation"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,6 @@ class Preprocess:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     #: Extra border around a detected face box, as a fraction of the box side (AffectNet crops are loose).
     face_margin: float = 0.2
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +54,22 @@ class Preprocess:
         mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1) * 255.0
         std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1) * 255.0
         return (images.transpose(0, 3, 1, 2).astype(np.float32) - mean) / std
+
+
+def batched_inputs(
+    images: np.ndarray, preprocess: Preprocess, batch_size: int, channels_last: bool = True, flip: bool = False,
+    device: torch.device | None = None,
+) -> Iterator[torch.Tensor]:
+    """Normalised NCHW float batches from uint8 NHWC images, optionally mirrored, on ``device``.
+
+    uint8 images travel to the device and are normalised there: a quarter of the bytes of float batches."""
+    import torch
+
+    for start in range(0, len(images), batch_size):
+        batch = preprocess.normalise(torch.from_numpy(images[start : start + batch_size]).to(device))
+        if flip:
+            batch = batch.flip(-1)
+        yield batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
 
 def train_augmentation(input_size: int) -> v2.Compose:

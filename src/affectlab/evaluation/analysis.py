@@ -87,7 +87,7 @@ def mutual_confusions(
     """
     matrix = _matrix(confusion, class_names)
     totals = matrix.sum(axis=1)
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for a in range(len(class_names)):
         for b in range(a + 1, len(class_names)):
             ab, ba = _share(int(matrix[a, b]), int(totals[a])), _share(int(matrix[b, a]), int(totals[b]))
@@ -111,7 +111,7 @@ def lowest_recall(
 ) -> list[dict[str, Any]]:
     """The ``k`` classes with the lowest recall (of those with test faces), each with where most of it went."""
     matrix = _matrix(confusion, class_names)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for c, name in enumerate(class_names):
         support = int(matrix[c].sum())
         if support == 0:

@@ -1,29 +1,71 @@
-"""Score predictions against a split, and evaluate a saved run on its own or any other data."""
+"""Score predictions against a split: the metrics.json document, and its typed view ``Metrics``."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from affectlab.atomic import write_json
-from affectlab.config import ModelConfig, load_recipe
-from affectlab.data.prepared import SplitData, prepare_data
-from affectlab.data.split import load_split
-from affectlab.data.transforms import Preprocess
+from affectlab.config import ModelConfig
+from affectlab.data.prepared import SplitData
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.analysis import analyse
 from affectlab.evaluation.metrics import classification_metrics, va_metrics
-from affectlab.evaluation.predict import Outputs, predict_images
 from affectlab.labels import EMOTIONS
-from affectlab.models.checkpoint import load_checkpoint
+from affectlab.models.outputs import Outputs
+from affectlab.training.losses import selection_score
 
-__all__ = ["score", "evaluate_run"]
+__all__ = ["Metrics", "score"]
 
-log = logging.getLogger(__name__)
+
+@dataclass
+class Metrics:
+    """The scores of one model on one split, as ``affectlab.evaluate`` returns them.
+
+    ``classification``, ``valence`` and ``arousal`` hold the sections the task and the labels allow (None
+    otherwise); a metric that is undefined on the data (kappa with one class, CCC of constants) is None.
+    ``to_dict()`` is the ``metrics.json`` document, unchanged.
+    """
+
+    task: str
+    split: str
+    n: int
+    tta_flip: bool
+    classification: dict[str, Any] | None = None
+    valence: dict[str, Any] | None = None
+    arousal: dict[str, Any] | None = None
+    analysis: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None  # where metrics.json was written
+    document: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], path: Path | None = None) -> Metrics:
+        return cls(
+            task=values["task"], split=values["split"], n=int(values["n"]), tta_flip=bool(values["tta_flip"]),
+            classification=values.get("classification"), valence=values.get("valence"),
+            arousal=values.get("arousal"), analysis=values.get("analysis", {}), path=path, document=values,
+        )
+
+    @property
+    def accuracy(self) -> float | None:
+        return None if self.classification is None else self.classification["accuracy"]
+
+    @property
+    def ccc(self) -> tuple[float | None, float | None] | None:
+        """(valence, arousal) concordance, the headline of the regression task."""
+        return None if self.valence is None or self.arousal is None else (self.valence["ccc"], self.arousal["ccc"])
+
+    @property
+    def val_score(self) -> float:
+        """The selection score (``train.monitor: val_score``) of these predictions: accuracy + mean V/A CCC."""
+        valence, arousal = self.ccc or (None, None)
+        mean_ccc = None if valence is None or arousal is None else (valence + arousal) / 2
+        return float(selection_score(self.accuracy, mean_ccc))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.document
 
 
 def score(outputs: Outputs, data: SplitData, model: ModelConfig, split: str, tta_flip: bool) -> dict[str, Any]:
@@ -46,54 +88,3 @@ def score(outputs: Outputs, data: SplitData, model: ModelConfig, split: str, tta
     result["analysis"] = analyse(result.get("classification"), data.va if scored_va else None,
                                  outputs["va"] if scored_va else None, EMOTIONS)
     return result
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    data: str | None = None,
-    split: str = "test",
-    out_dir: str | Path | None = None,
-    overwrite: bool = False,
-    batch_size: int = 64,
-    tta_flip: bool | None = None,
-) -> tuple[dict[str, Any], Path]:
-    """Evaluate a trained run; returns the metrics and the folder they were written to.
-
-    ``tta_flip`` overrides the run's own flip test-time augmentation, to measure what it buys.
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise AffectlabError(f"{run_dir}: not a run folder (no config.yaml)")
-    if split not in ("test", "val", "all"):
-        raise AffectlabError(f"unknown split {split!r}; use test, val or all")
-    cfg = load_recipe(run_dir / "config.yaml")
-    model, meta = load_checkpoint(run_dir)
-    preprocess = Preprocess.from_dict(meta["preprocess"])
-    data_cfg = replace(cfg.data, path=data) if data else cfg.data
-    if split == "all":
-        which = "all"
-    else:
-        if data:
-            raise AffectlabError("--data with --split test|val would need the run's split of that data; use --split all")
-        data_cfg = replace(data_cfg, split_file=str(run_dir / "split.json"))
-        load_split(data_cfg.split_file)
-        which = split
-    prepared = prepare_data(data_cfg, preprocess.input_size, splits=(which,))
-    part = prepared.splits[which]
-    tta = cfg.train.tta_flip if tta_flip is None else tta_flip
-    outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
-    metrics = score(outputs, part, cfg.model, split, tta)
-    metrics["data"] = str(prepared.sample_set.root)
-    default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
-    target = Path(out_dir) if out_dir else default_target
-    if (target / "metrics.json").exists() and not overwrite:
-        raise AffectlabError(f"{target / 'metrics.json'}: exists; pass --overwrite to replace it")
-    write_json(target / "metrics.json", metrics)
-    from affectlab.reports.run_figures import write_evaluation_figures
-
-    write_evaluation_figures(target, metrics, outputs, part, title=f"{cfg.model.backbone} {cfg.model.task} ({split})")
-    return metrics, target
-
-
-def _slug(path: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(path).name or "data")

@@ -41,7 +41,6 @@ __all__ = [
     "va_metrics",
     "sagr",
     "ccc",
-    "ccc_loss",
 ]
 
 
@@ -276,41 +275,3 @@ def va_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, fl
         "valence": regression_metrics(t[:, 0], p[:, 0]),
         "arousal": regression_metrics(t[:, 1], p[:, 1]),
     }
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Training-time loss
-# --------------------------------------------------------------------------------------------------------------
-
-
-def ccc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Differentiable ``1 - CCC``, averaged over columns, for training valence/arousal heads.
-
-    Optimising CCC directly aligns training with the headline evaluation metric (MSE alone tends to shrink
-    predictions toward the mean, which CCC punishes). Uses the same population statistics as :func:`ccc`,
-    so on a full set the loss equals ``1 - ccc``; ``eps`` in the denominator keeps gradients finite when a
-    mini-batch is (nearly) constant.
-
-    Args:
-        pred: Predictions, shape (N, D) (normally D = 2: valence, arousal) or (N,).
-        target: Labels, same shape as ``pred``.
-        eps: Added to the denominator for numerical stability.
-
-    Returns:
-        A scalar tensor in [0, 2] (up to ``eps``): 0 for perfect agreement.
-
-    Raises:
-        ValueError: If the shapes differ or are not 1-D/2-D.
-    """
-    if pred.shape != target.shape or pred.ndim not in (1, 2):
-        raise ValueError(f"pred and target must have equal (N,) or (N, D) shapes, got {pred.shape}, {target.shape}")
-    if pred.ndim == 1:
-        pred, target = pred.unsqueeze(1), target.unsqueeze(1)
-    target = target.to(pred.dtype)
-    mu_p = pred.mean(dim=0)
-    mu_t = target.mean(dim=0)
-    var_p = pred.var(dim=0, correction=0)
-    var_t = target.var(dim=0, correction=0)
-    cov = ((pred - mu_p) * (target - mu_t)).mean(dim=0)
-    ccc_per_dim = 2.0 * cov / (var_p + var_t + (mu_p - mu_t) ** 2 + eps)
-    return 1.0 - ccc_per_dim.mean()

@@ -7,10 +7,13 @@ marks stay readable on both a 96 px crop and a 4K frame.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
-from affectlab.inference.results import FaceResult, ImageResult
+if TYPE_CHECKING:  # types only: results.py draws with this module (ImageResult.plot)
+    from affectlab.inference.results import FaceResult, ImageResult
 
 __all__ = ["draw_result", "EMOTION_COLOURS"]
 

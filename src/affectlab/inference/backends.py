@@ -112,7 +112,7 @@ class TorchBackend:
         )
 
     def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
-        from affectlab.evaluation.predict import predict_images
+        from affectlab.models.outputs import predict_images
 
         crops = np.ascontiguousarray(crops)
         return predict_images(self.model, crops, self.info.preprocess, max(1, len(crops)), self.info.tta_flip)

@@ -103,6 +103,8 @@ def _export_graph(model: Any, size: int, tta_flip: bool = False) -> Any:
     """Trace the model with a dynamic batch axis; softmax (and the flip average, with ``tta_flip``) in the graph."""
     import torch
 
+    from affectlab.models.outputs import head_outputs
+
     class _Exported(torch.nn.Module):
         def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
@@ -113,12 +115,7 @@ def _export_graph(model: Any, size: int, tta_flip: bool = False) -> Any:
             if tta_flip:  # the same average as evaluation: logits and V/A, before the softmax
                 mirrored = self.inner(images.flip(-1))
                 out = {k: (v + mirrored[k]) / 2 for k, v in out.items()}
-            values = []
-            if "expression" in out:
-                values.append(torch.softmax(out["expression"], dim=1))
-            if "va" in out:
-                values.append(out["va"])
-            return tuple(values)
+            return tuple(head_outputs(out).values())  # probs, then va: the order of the output names
 
     wrapper = _Exported(model).eval()
     heads = (("probs", model.expression_head), ("va", model.va_head))
@@ -142,7 +139,7 @@ def _self_check(model: Any, path: Path, size: int, tta_flip: bool) -> None:
     """Refuse to write an export whose outputs differ from PyTorch's evaluation: a wrong graph must never reach
     users. The reference is ``predict_images``, the code ``evaluate`` scores with, on random uint8 crops."""
     from affectlab.data.transforms import Preprocess
-    from affectlab.evaluation.predict import predict_images
+    from affectlab.models.outputs import predict_images
     from affectlab.inference.backends import _make_session
 
     crops = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
@@ -158,7 +155,7 @@ def _self_check(model: Any, path: Path, size: int, tta_flip: bool) -> None:
 
 
 def _bundle(meta: dict[str, Any]) -> dict[str, Any]:
-    from affectlab import __version__
+    from affectlab.version import __version__
 
     pre = {k: v for k, v in meta["preprocess"].items() if k != "extra"}
     return {

@@ -21,7 +21,8 @@ from affectlab.inference.annotate import draw_result
 from affectlab.inference.output import RecordWriter
 from affectlab.inference.predictor import AffectPredictor, Item
 from affectlab.inference.results import ImageResult
-from affectlab.inference.sources import IMAGE_SUFFIXES, Source
+from affectlab.data.samples import IMAGE_SUFFIXES
+from affectlab.inference.sources import Source
 from affectlab.inference.timeline import TrackLog
 from affectlab.inference.tracking import FaceTracker
 from affectlab.inference.video import Smoother, VideoWriter, iter_video, iter_webcam, open_webcam, video_info

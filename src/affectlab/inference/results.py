@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from affectlab.inference.annotate import draw_result
 from affectlab.labels import EMOTIONS
 
 __all__ = ["CSV_COLUMNS", "Box", "Detection", "FaceResult", "ImageResult", "Landmarks"]
@@ -122,8 +123,6 @@ class ImageResult(Sequence[FaceResult]):
 
     def plot(self, image: np.ndarray | None = None) -> np.ndarray:
         """An RGB copy of the image with boxes, labels and a valence/arousal dot drawn on it."""
-        from affectlab.inference.annotate import draw_result
-
         image = self.image if image is None else image
         if image is None:
             raise ValueError("no image kept with this result; pass the image to plot()")

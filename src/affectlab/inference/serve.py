@@ -63,7 +63,7 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
     except ImportError:
         raise AffectlabError("serving needs FastAPI: pip install 'affectlab[serve]'") from None
 
-    from affectlab import __version__
+    from affectlab.version import __version__
     from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
     from affectlab.inference.http_access import add_access_control
     from affectlab.inference.http_metrics import ServiceMetrics

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from affectlab.data.samples import IMAGE_SUFFIXES
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Source", "expand_inputs", "list_images"]
+__all__ = ["VIDEO_SUFFIXES", "Source", "expand_inputs", "list_images"]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 
 

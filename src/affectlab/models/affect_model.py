@@ -13,8 +13,7 @@ import torch.nn as nn
 from affectlab.config import ModelConfig
 from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.heads import MLPHead
-from affectlab.models.registry import get_backbone_spec
-from affectlab.models.weights import build_pretrained
+from affectlab.models.weights import Backbone, resolve_backbone
 
 __all__ = ["AffectModel", "create_model", "task_outputs"]
 
@@ -70,10 +69,10 @@ class AffectModel(nn.Module):
         return [p for name, p in self.named_parameters() if not name.startswith("trunk.")]
 
 
-def create_model(config: ModelConfig) -> AffectModel:
-    """Build an AffectModel from its config, loading the trunk's weights as the config says."""
-    spec = get_backbone_spec(config.backbone)
-    trunk = spec.trunk(build_pretrained(spec, config.weights))
-    model = AffectModel(trunk, spec.feature_dim, config.task, config.hidden, config.dropout)
+def create_model(config: ModelConfig, backbone: Backbone | None = None) -> AffectModel:
+    """Build an AffectModel from its config, loading the trunk's weights as the config (or the resolved
+    ``backbone`` of that config) says."""
+    backbone = backbone or resolve_backbone(config.backbone, config.weights)
+    model = AffectModel(backbone.build_trunk(), backbone.spec.feature_dim, config.task, config.hidden, config.dropout)
     model.freeze_trunk(config.freeze)
     return model

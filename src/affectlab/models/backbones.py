@@ -1,4 +1,8 @@
-"""Built-in backbones: torchvision ImageNet CNNs used as feature trunks.
+"""Backbones: torchvision ImageNet CNNs used as feature trunks, in a registry that one decorator extends.
+
+A backbone entry knows its torchvision weights enum, so pretrained weights, the file name torchvision caches
+them under, and the normalisation they expect all come from torchvision's weights API, never from constants
+copied by hand (see ``models/weights.py``, which resolves a name and a weights setting into one ``Backbone``).
 
 VGG16: Simonyan & Zisserman, https://arxiv.org/abs/1409.1556
 MobileNetV2: Sandler et al., https://arxiv.org/abs/1801.04381
@@ -8,28 +12,70 @@ EfficientNet-B0: Tan & Le, https://arxiv.org/abs/1905.11946
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch.nn as nn
 from torchvision import models as tvm
+from torchvision.models import WeightsEnum
 
-from affectlab.models.registry import BackboneSpec, register_backbone
+from affectlab.errors import AffectlabError
 
-__all__ = ["VGG16", "MOBILENET_V2", "RESNET18", "RESNET50", "EFFICIENTNET_B0"]
-
-VGG16 = register_backbone(
-    BackboneSpec("vgg16", tvm.vgg16, tvm.VGG16_Weights, lambda m: m.features, 512, "arXiv:1409.1556")
-)
-MOBILENET_V2 = register_backbone(
-    BackboneSpec(
-        "mobilenet_v2", tvm.mobilenet_v2, tvm.MobileNet_V2_Weights, lambda m: m.features, 1280, "arXiv:1801.04381"
-    )
-)
+__all__ = [
+    "BackboneSpec", "register_backbone", "get_backbone_spec", "list_backbones",
+    "VGG16", "MOBILENET_V2", "RESNET18", "RESNET50", "EFFICIENTNET_B0",
+]
 
 
-def _resnet_trunk(model):  # type: ignore[no-untyped-def]
-    import torch.nn as nn
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one convolutional trunk.
 
+    ``build(weights)`` returns a torchvision model; ``trunk(model)`` picks the module whose output is the last
+    feature map (before any pooling or classifier), with ``feature_dim`` channels.
+    """
+
+    name: str
+    build: Callable[..., nn.Module]
+    weights: type[WeightsEnum]
+    trunk: Callable[[nn.Module], nn.Module]
+    feature_dim: int
+    paper: str = ""
+
+
+_REGISTRY: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"backbone {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_backbone_spec(name: str) -> BackboneSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise AffectlabError(f"unknown backbone {name!r}; available: {', '.join(list_backbones())}") from None
+
+
+def list_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _features(model: nn.Module) -> nn.Module:
+    return model.features  # type: ignore[return-value]
+
+
+def _resnet_trunk(model: nn.Module) -> nn.Module:
     return nn.Sequential(*list(model.children())[:-2])
 
 
+VGG16 = register_backbone(BackboneSpec("vgg16", tvm.vgg16, tvm.VGG16_Weights, _features, 512, "arXiv:1409.1556"))
+MOBILENET_V2 = register_backbone(
+    BackboneSpec("mobilenet_v2", tvm.mobilenet_v2, tvm.MobileNet_V2_Weights, _features, 1280, "arXiv:1801.04381")
+)
 RESNET18 = register_backbone(
     BackboneSpec("resnet18", tvm.resnet18, tvm.ResNet18_Weights, _resnet_trunk, 512, "arXiv:1512.03385")
 )
@@ -38,7 +84,6 @@ RESNET50 = register_backbone(
 )
 EFFICIENTNET_B0 = register_backbone(
     BackboneSpec(
-        "efficientnet_b0", tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights, lambda m: m.features, 1280,
-        "arXiv:1905.11946",
+        "efficientnet_b0", tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights, _features, 1280, "arXiv:1905.11946"
     )
 )

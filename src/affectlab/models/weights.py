@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.error import URLError
@@ -26,12 +27,9 @@ import torch.nn as nn
 from torchvision.models import WeightsEnum
 
 from affectlab.errors import AffectlabError
-from affectlab.models.registry import BackboneSpec
+from affectlab.models.backbones import BackboneSpec, get_backbone_spec
 
-__all__ = [
-    "build_pretrained", "normalisation", "cache_path", "weights_label", "weights_entry", "IMAGENET",
-    "load_verified_weights",
-]
+__all__ = ["Backbone", "IMAGENET", "cache_path", "load_verified_weights", "resolve_backbone"]
 
 #: torchvision's (and torch.hub's) file-name convention: ``name-<first hex digits of the SHA-256>.pth``.
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
@@ -43,6 +41,47 @@ def cache_path(weights: WeightsEnum) -> Path:
 
 
 IMAGENET = "IMAGENET1K_V1"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A backbone name and a weights setting, resolved once: the spec, torchvision's weights entry (None for
+    ``none`` and files), the mean/std its weights expect, and a stable label for reports and cache keys.
+
+    Everything that builds, preprocesses for, caches features of or describes a model receives this object, so
+    a backbone is looked up in one place.
+    """
+
+    spec: BackboneSpec
+    weights: str
+    entry: WeightsEnum | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    label: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def description(self) -> str:
+        """Human wording for reports: which weights a run really started from."""
+        if self.entry is not None:
+            return f"ImageNet, real ({self.label})"
+        if self.weights == "none":
+            return "random init (no pretraining)"
+        return f"file {self.weights}"
+
+    def build_trunk(self) -> nn.Module:
+        """The torchvision model with these weights, cut to its last feature map."""
+        return self.spec.trunk(build_pretrained(self.spec, self.weights))
+
+
+def resolve_backbone(name: str, weights: str = "imagenet") -> Backbone:
+    """``name`` and ``weights`` (imagenet | none | a torchvision entry name | PATH) as one ``Backbone``."""
+    spec = get_backbone_spec(name)
+    mean, std = normalisation(spec, weights)
+    return Backbone(spec, weights, weights_entry(spec, weights), mean, std, weights_label(spec, weights))
 
 
 def weights_entry(spec: BackboneSpec, weights: str) -> WeightsEnum | None:

@@ -70,19 +70,27 @@ def _no_data(ax: Any, message: str) -> None:
     ax.set_yticks([])
 
 
-def plot_training_curves(history: Sequence[Mapping[str, Any]], out_path: str | os.PathLike[str]) -> Path:
+def plot_training_curves(
+    history: Sequence[Mapping[str, Any]],
+    out_path: str | os.PathLike[str],
+    monitor: str = "val_loss",
+    best_epoch: int | None = None,
+) -> Path:
     """Plot loss and validation-metric curves per epoch, to see convergence and over-fitting at a glance.
 
     The left panel shows training vs validation loss; the right panel shows whichever validation metrics
     are present (accuracy for classification, RMSE for valence/arousal regression; both for multi-task).
-    The epoch with the lowest validation loss, the one a checkpoint callback would keep, is marked with a
-    dashed vertical line on both panels.
+    The epoch whose weights were restored is marked with a dashed vertical line on both panels, named by the
+    run's own ``monitor``: ``best_epoch`` when the training reports it, else the best epoch of ``monitor`` in
+    the history (lowest loss, highest accuracy, CCC or score).
 
     Args:
         history: One dict per epoch with keys among ``epoch``, ``train_loss``, ``val_loss``,
             ``val_accuracy``, ``val_rmse_valence``, ``val_rmse_arousal``. Missing or ``None`` values are
             skipped; a missing ``epoch`` falls back to the row index.
         out_path: Where to write the PNG.
+        monitor: The validation metric the run selected on (``TrainConfig.monitor``).
+        best_epoch: The restored epoch (1-based), as the training reports it.
 
     Returns:
         The path of the written PNG.
@@ -97,11 +105,11 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], out_path: str | o
         if xs:
             any_loss = True
             ax_loss.plot(xs, ys, marker="o", markersize=3, label=f"{label} loss", color=colour)
-    best_epoch: float | None = None
-    val_x, val_y = _series(history, "val_loss")
-    if val_y:
-        best = int(np.argmin(val_y))
-        best_epoch = val_x[best]
+    if best_epoch is None:
+        monitor_x, monitor_y = _series(history, monitor)
+        if monitor_y:
+            best = int(np.argmin(monitor_y) if monitor == "val_loss" else np.argmax(monitor_y))
+            best_epoch = int(monitor_x[best])
     ax_loss.set_title("Loss")
     if any_loss:
         ax_loss.set_xlabel("epoch")
@@ -141,7 +149,7 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], out_path: str | o
             if not has_data:
                 continue
             best_line = ax.axvline(best_epoch, color="black", linestyle="--", linewidth=1, alpha=0.7,
-                                   label=f"best val loss (epoch {best_epoch:g})")
+                                   label=f"restored: best {monitor} (epoch {best_epoch})")
         if best_line is not None and handles:
             handles.append(best_line)
     if any_loss:
@@ -292,7 +300,7 @@ def plot_circumplex(
     if shown.size > max_links:
         linked = np.sort(rng.choice(shown, size=max(0, max_links), replace=False))
     if linked.size:
-        segments = np.stack([t[linked], p[linked]], axis=1)
+        segments = list(np.stack([t[linked], p[linked]], axis=1))
         ax_c.add_collection(LineCollection(segments, colors=[to_rgba("grey", 0.5)], linewidths=0.6, zorder=1))
     plane_alpha = float(np.clip(20.0 / math.sqrt(max(shown.size, 1)), 0.35, 0.9))
     ax_c.scatter(t[shown, 0], t[shown, 1], s=12, alpha=plane_alpha, color=_TRUE_COLOUR, edgecolors="none",

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from affectlab.data.prepared import SplitData
-from affectlab.evaluation.predict import Outputs
+from affectlab.models.outputs import Outputs
 from affectlab.labels import EMOTIONS
 from affectlab.reports.plots import plot_circumplex, plot_confusion_matrix, plot_qualitative_grid, select_qualitative
 

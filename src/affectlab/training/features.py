@@ -11,38 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from affectlab.atomic import atomic_write
-from affectlab.data.transforms import Preprocess
+from affectlab.config import cache_root
+from affectlab.data.transforms import Preprocess, batched_inputs
 from affectlab.models.affect_model import AffectModel
 
-__all__ = ["FeatureCache", "batched_inputs", "default_cache_root", "extract_features"]
+__all__ = ["FeatureCache", "extract_features"]
 
 log = logging.getLogger(__name__)
 FEATURE_CACHE_VERSION = 1
-
-
-def default_cache_root() -> Path:
-    return Path(os.environ.get("AFFECTLAB_CACHE", Path.home() / ".cache" / "affectlab")).expanduser()
-
-
-def batched_inputs(
-    images: np.ndarray, preprocess: Preprocess, batch_size: int, channels_last: bool = True, flip: bool = False,
-    device: torch.device | None = None,
-):  # type: ignore[no-untyped-def]
-    """Yield normalised NCHW float batches from uint8 NHWC images, optionally mirrored, on ``device``.
-
-    uint8 images travel to the device and are normalised there: a quarter of the bytes of float batches."""
-    for start in range(0, len(images), batch_size):
-        batch = preprocess.normalise(torch.from_numpy(images[start : start + batch_size]).to(device))
-        if flip:
-            batch = batch.flip(-1)
-        yield batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
 
 @torch.inference_mode()
@@ -68,7 +50,7 @@ class FeatureCache:
     """
 
     def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root) if root else default_cache_root() / "features"
+        self.root = Path(root) if root else cache_root() / "features"
 
     def key(self, **parts: object) -> str:
         text = json.dumps({"v": FEATURE_CACHE_VERSION, **parts}, sort_keys=True, default=str)

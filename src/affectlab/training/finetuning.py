@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import lightning as L
 
+from affectlab.models.affect_model import AffectModel
+
 __all__ = ["UnfreezeTrunk"]
 
 
@@ -15,4 +17,5 @@ class UnfreezeTrunk(L.Callback):
         self.epoch = epoch
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        pl_module.model.freeze_trunk(trainer.current_epoch < self.epoch)
+        model: AffectModel = pl_module.model  # type: ignore[assignment]  # AffectLitModule's network
+        model.freeze_trunk(trainer.current_epoch < self.epoch)

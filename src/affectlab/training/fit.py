@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from sklearn.utils.class_weight import compute_class_weight
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from affectlab.atomic import write_text
 from affectlab.config import RunConfig
@@ -36,8 +36,7 @@ from affectlab.errors import AffectlabError
 from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.affect_model import AffectModel, create_model, task_outputs
 from affectlab.models.checkpoint import save_checkpoint
-from affectlab.models.registry import get_backbone_spec
-from affectlab.models.weights import normalisation, weights_label
+from affectlab.models.weights import Backbone, resolve_backbone
 from affectlab.training.datasets import ImageDataset, IndexedDataset, feature_dataset
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
@@ -63,7 +62,7 @@ class TrainResult:
     train_seconds: float
     feature_seconds: float
     used_feature_cache: bool
-    features: dict[str, torch.Tensor]
+    backbone: Backbone
 
 
 def uses_feature_cache(cfg: RunConfig) -> bool:
@@ -71,9 +70,9 @@ def uses_feature_cache(cfg: RunConfig) -> bool:
     return t.cache_features and cfg.model.freeze and not t.augment and t.unfreeze_at_epoch is None
 
 
-def preprocess_for(cfg: RunConfig) -> Preprocess:
-    mean, std = normalisation(get_backbone_spec(cfg.model.backbone), cfg.model.weights)
-    return Preprocess(input_size=cfg.model.input_size, mean=mean, std=std)
+def preprocess_for(backbone: Backbone, input_size: int) -> Preprocess:
+    """What the model is fed: the input size, and the mean/std its trunk's weights were trained with."""
+    return Preprocess(input_size=input_size, mean=backbone.mean, std=backbone.std)
 
 
 def balanced_class_weights(expression: np.ndarray) -> torch.Tensor:
@@ -85,14 +84,19 @@ def balanced_class_weights(expression: np.ndarray) -> torch.Tensor:
 
 
 def split_features(
-    cfg: RunConfig, split: SplitData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache
+    cfg: RunConfig, split: SplitData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache,
+    backbone: Backbone | None = None,
 ) -> torch.Tensor:
     """Pooled trunk features of one split, from the cache when the same data, trunk and preprocessing were seen."""
-    spec = get_backbone_spec(cfg.model.backbone)
-    label = weights_label(spec, cfg.model.weights)
+    backbone = backbone or resolve_backbone(cfg.model.backbone, cfg.model.weights)
     seed = cfg.train.seed if cfg.model.weights == "none" else None  # random trunks differ per seed
-    key = cache.key(backbone=spec.name, weights=label, seed=seed, preprocess=preprocess.to_dict())
+    key = cache.key(backbone=backbone.name, weights=backbone.label, seed=seed, preprocess=_cache_preprocess(preprocess))
     return cache.get_or_compute(key, split.hashes, model, split.images, preprocess, cfg.train.channels_last)
+
+
+def _cache_preprocess(preprocess: Preprocess) -> dict[str, Any]:
+    # The key of features cached before Preprocess lost its unused ``extra`` field, so those caches stay valid.
+    return {**preprocess.to_dict(), "extra": {}}
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
@@ -130,14 +134,17 @@ class SaveLast(L.Callback):
 
 
 def _loaders(
-    cfg: RunConfig, data: PreparedData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache | None
+    cfg: RunConfig, data: PreparedData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache | None,
+    backbone: Backbone,
 ) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor], torch.Generator]:
     t = cfg.train
     features: dict[str, torch.Tensor] = {}
+    train_set: Dataset
+    val_set: Dataset
     if uses_feature_cache(cfg):
         cache = cache or FeatureCache()
         for name in ("train", "val"):
-            features[name] = split_features(cfg, data.splits[name], model, preprocess, cache)
+            features[name] = split_features(cfg, data.splits[name], model, preprocess, cache, backbone)
         train_set, val_set = (feature_dataset(features[n], data.splits[n]) for n in ("train", "val"))
     else:
         train_set = ImageDataset(data.splits["train"], preprocess, augment=t.augment)
@@ -149,11 +156,14 @@ def _loaders(
         per_class = np.bincount(expression, minlength=NUM_EMOTIONS).astype(np.float64)
         sample_weights = 1.0 / per_class[expression]
         sampler = WeightedRandomSampler(sample_weights.tolist(), len(expression), generator=generator)
-    loader_args = {"num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
+    workers, persistent = t.num_workers, t.num_workers > 0
     train_loader = DataLoader(
-        train_set, t.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator, **loader_args
+        train_set, t.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator, num_workers=workers,
+        persistent_workers=persistent,
     )
-    val_loader = DataLoader(IndexedDataset(val_set), max(t.batch_size, 64), shuffle=False, **loader_args)
+    val_loader = DataLoader(
+        IndexedDataset(val_set), max(t.batch_size, 64), shuffle=False, num_workers=workers, persistent_workers=persistent
+    )
     return train_loader, val_loader, features, generator
 
 
@@ -176,12 +186,13 @@ def train_model(
     if is_main_process():
         write_text(run_dir / "config.yaml", cfg.to_yaml())
     L.seed_everything(t.seed, workers=True, verbose=False)
-    model = create_model(cfg.model)
+    backbone = resolve_backbone(cfg.model.backbone, cfg.model.weights)
+    model = create_model(cfg.model, backbone)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    preprocess = preprocess_for(cfg)
+    preprocess = preprocess_for(backbone, cfg.model.input_size)
     started = time.perf_counter()
-    train_loader, val_loader, features, generator = _loaders(cfg, data, model, preprocess, cache)
+    train_loader, val_loader, features, generator = _loaders(cfg, data, model, preprocess, cache, backbone)
     feature_seconds = time.perf_counter() - started
     has_expression, _ = task_outputs(cfg.model.task)
     weights = None
@@ -251,7 +262,7 @@ def train_model(
         train_seconds,
         feature_seconds,
         bool(features),
-        features,
+        backbone,
     )
 
 
@@ -281,7 +292,7 @@ def quiet_lightning(verbose: bool = False) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def _precision(setting: str) -> str:
+def _precision(setting: str) -> Any:
     if setting != "auto":
         return setting
     if not torch.cuda.is_available():

@@ -12,7 +12,7 @@ import lightning as L
 
 from affectlab.atomic import write_text
 
-__all__ = ["HISTORY_COLUMNS", "HistoryCallback", "read_history"]
+__all__ = ["HISTORY_COLUMNS", "HistoryCallback"]
 
 HISTORY_COLUMNS = (
     "epoch", "train_loss", "val_loss", "val_accuracy", "val_rmse_valence", "val_rmse_arousal", "val_ccc", "val_score",
@@ -45,8 +45,3 @@ class HistoryCallback(L.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.path, buffer.getvalue())
-
-
-def read_history(path: str | Path) -> list[dict[str, Any]]:
-    with Path(path).open(newline="") as handle:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(handle)]

@@ -1,4 +1,4 @@
-"""AffectLitModule: losses, optimisers and validation metrics around a plain AffectModel.
+"""AffectLitModule: its loss, optimisers and validation metrics around a plain AffectModel.
 
 The system (what to optimise and how) is kept apart from the network (what to compute), so the same
 AffectModel is trained here, exported to ONNX and served without Lightning.
@@ -11,11 +11,10 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from affectlab.config import TrainConfig
-from affectlab.evaluation.metrics import ccc_loss
 from affectlab.models.affect_model import AffectModel
+from affectlab.training.losses import AffectLoss, ccc_loss, selection_score
 
 __all__ = ["AffectLitModule", "Batch"]
 
@@ -35,39 +34,15 @@ class AffectLitModule(L.LightningModule):
         self.model = model
         self.cfg = train_config
         self.from_features = from_features
-        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.empty(0))
+        self.loss = AffectLoss(train_config, class_weights)
         self._val_outputs: list[dict[str, torch.Tensor]] = []
 
     def forward(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.forward_head(inputs) if self.from_features else self.model(inputs)
 
-    def compute_loss(self, out: dict[str, torch.Tensor], expression: torch.Tensor, va: torch.Tensor) -> torch.Tensor:
-        """Weighted sum of the task losses (cross-entropy for expression, MSE and/or 1-CCC for V/A).
-
-        Losses are computed in fp32: under mixed precision the heads return bf16/fp16, whose rounding would bias the
-        CCC term's variances, and the class weights are fp32.
-        """
-        out = {k: v.float() for k, v in out.items()}
-        total = out[next(iter(out))].new_zeros(())
-        if "expression" in out:
-            weight = self.class_weights if self.class_weights.numel() else None
-            ce = F.cross_entropy(out["expression"], expression, weight=weight, label_smoothing=self.cfg.label_smoothing)
-            total = total + self.cfg.expression_loss_weight * ce
-        if "va" in out:
-            total = total + self.cfg.va_loss_weight * self._va_loss(out["va"], va)
-        return total
-
-    def _va_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = pred.new_zeros(())
-        if "mse" in self.cfg.va_loss:
-            loss = loss + F.mse_loss(pred, target)
-        if "ccc" in self.cfg.va_loss:
-            loss = loss + ccc_loss(pred, target)
-        return loss
-
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         inputs, expression, va = batch
-        loss = self.compute_loss(self(inputs), expression, va)
+        loss = self.loss(self(inputs), expression, va)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(inputs))
         return loss
 
@@ -87,21 +62,18 @@ class AffectLitModule(L.LightningModule):
         self._val_outputs.clear()
         outputs = {k: v for k, v in cat.items() if k in ("expression", "va")}
         # Validation loss on the whole split at once, so the CCC term is not a mean of per-batch CCCs.
-        self.log("val_loss", self.compute_loss(outputs, cat["expression_true"], cat["va_true"]), prog_bar=True)
-        score = outputs[next(iter(outputs))].new_zeros(())
+        self.log("val_loss", self.loss(outputs, cat["expression_true"], cat["va_true"]), prog_bar=True)
+        accuracy = ccc = None
         if "expression" in outputs:
             accuracy = (outputs["expression"].argmax(1) == cat["expression_true"]).float().mean()
             self.log("val_accuracy", accuracy, prog_bar=True)
-            score = score + accuracy
         if "va" in outputs:
             rmse = ((outputs["va"] - cat["va_true"]) ** 2).mean(0).sqrt()
             self.log("val_rmse_valence", rmse[0])
             self.log("val_rmse_arousal", rmse[1])
             ccc = 1.0 - ccc_loss(outputs["va"], cat["va_true"])
             self.log("val_ccc", ccc)
-            score = score + ccc
-        # One number to select on when the losses (label smoothing, CCC terms) stop tracking what is reported.
-        self.log("val_score", score)
+        self.log("val_score", selection_score(accuracy, ccc))
 
     def _gather_validation(self, local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every rank's validation outputs, each sample once, in dataset order.
@@ -111,7 +83,8 @@ class AffectLitModule(L.LightningModule):
         """
         if self.trainer.world_size <= 1:
             return local
-        gathered = {k: v.flatten(0, 1) for k, v in self.all_gather(local).items()}  # (world, n, ...) -> (world*n, ...)
+        all_ranks: dict[str, torch.Tensor] = self.all_gather(local)  # type: ignore[assignment]
+        gathered = {k: v.flatten(0, 1) for k, v in all_ranks.items()}  # (world, n, ...) -> (world*n, ...)
         order = torch.argsort(gathered["index"], stable=True)
         index = gathered["index"][order]
         first = torch.ones_like(index, dtype=torch.bool)
@@ -133,6 +106,7 @@ class AffectLitModule(L.LightningModule):
         # epochs included): sized from a single process's loader, a schedule would stop 1/world of the way.
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(cfg.warmup_epochs * total / max(1, cfg.epochs))
+        scheduler: torch.optim.lr_scheduler.LRScheduler
         if cfg.scheduler == "onecycle":
             scheduler = torch.optim.lr_scheduler.OneCycleLR(
                 optimiser, max_lr=[g["lr"] for g in groups], total_steps=total, pct_start=max(warmup / total, 0.05)

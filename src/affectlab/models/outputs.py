@@ -1,26 +1,35 @@
-"""Batched model outputs as numpy arrays: softmax probabilities and valence/arousal."""
+"""From a model's raw heads to what everyone reads: expression probabilities and valence/arousal.
+
+The head's ``expression`` logits become ``probs`` (softmax) and ``va`` stays as it is, here and only here:
+evaluation, the PyTorch inference backend and the ONNX export's self-check all call these functions, and the
+exported graph applies the same ``head_outputs`` inside it.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from affectlab.data.transforms import Preprocess
+from affectlab.data.transforms import Preprocess, batched_inputs
 from affectlab.models.affect_model import AffectModel
-from affectlab.training.features import batched_inputs
 
-__all__ = ["predict_images", "predict_features", "Outputs"]
+__all__ = ["Outputs", "head_outputs", "predict_features", "predict_images"]
 
 Outputs = dict[str, np.ndarray]  # "probs": (N, 8) and/or "va": (N, 2)
 
 
-def _to_numpy(out: dict[str, torch.Tensor]) -> Outputs:
-    result: Outputs = {}
+def head_outputs(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Logits to probabilities; flip TTA averages the logits before this step, never the probabilities."""
+    result: dict[str, torch.Tensor] = {}
     if "expression" in out:
-        result["probs"] = torch.softmax(out["expression"].float(), dim=1).cpu().numpy()
+        result["probs"] = torch.softmax(out["expression"].float(), dim=1)
     if "va" in out:
-        result["va"] = out["va"].float().cpu().numpy()
+        result["va"] = out["va"].float()
     return result
+
+
+def _to_numpy(out: dict[str, torch.Tensor]) -> Outputs:
+    return {k: v.cpu().numpy() for k, v in head_outputs(out).items()}
 
 
 def _merge(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -47,7 +56,8 @@ def predict_images(
     for flip in passes:
         batches = batched_inputs(images, preprocess, batch_size, channels_last, flip, device)
         results.append(_merge([model(b) for b in batches]))
-    averaged = {k: sum(r[k] for r in results) / len(results) for k in results[0]} if results[0] else {}
+    first, *others = results
+    averaged = {k: sum((r[k] for r in others), first[k]) / len(results) for k in first}
     return _to_numpy(averaged)
 
 
