@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-#: Cache folders a test run must never read or write outside its own temporary folder.
-ISOLATED_ENV = {"AFFECTLAB_CACHE": "affectlab-cache", "TORCH_HOME": "torch-home"}
+from support.data import ISOLATED_ENV
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,24 +43,9 @@ def work(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
 @pytest.fixture(scope="module")
 def run(work: Path) -> Path:
     """A run folder with an untrained multitask MobileNetV2 at 64 px, for the inference tests."""
-    from inference_support import make_run
+    from support.models import make_run
 
     return make_run(work)
-
-
-def write_affectnet(root: Path, rows: list[tuple[str, object, object, object]], size: int = 32, seed: int = 0) -> Path:
-    """Write an AffectNet-layout folder: rows of (id, exp, val, aro) saved as 0-d unicode arrays like the release."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    for sample_id, exp, val, aro in rows:
-        cv2.imwrite(str(root / "images" / f"{sample_id}.jpg"), rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
-        for key, value in (("exp", exp), ("val", val), ("aro", aro)):
-            if value is not None:
-                np.save(root / "annotations" / f"{sample_id}_{key}.npy", np.array(str(value)))
-    return root
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from bad_input_support import (
+from support.bad_input import (
     Payload,
     encoded,
     fuzz,
@@ -32,10 +32,10 @@ from bad_input_support import (
     png_declaring,
     snapshot,
 )
-from conftest import write_affectnet
+from support.data import write_affectnet
 from hypothesis import given
 from hypothesis import strategies as st
-from inference_support import demo_faces, make_run, one_torch_thread, scene, serving, write_video
+from support.models import demo_faces, make_run, one_torch_thread, scene, serving, write_video
 
 import affectlab.experiment  # noqa: F401 - matplotlib caches fonts in $HOME on first import: before any sandbox
 from affectlab.atomic import RUN_MARKER, check_replaceable, write_run_marker

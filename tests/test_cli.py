@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import write_affectnet
+from support.data import write_affectnet
 
 from affectlab.cli import main
 from affectlab.labels import EMOTIONS

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from inference_support import INPUT_SIZE, make_run
+from support.models import INPUT_SIZE, make_run
 
 from affectlab.data.transforms import Preprocess
 from affectlab.models.outputs import predict_images

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from bad_input_support import VALID_ONNX_METADATA, encoded, fuzz, mutated, onnx_with_metadata
-from conftest import write_affectnet
+from support.bad_input import VALID_ONNX_METADATA, encoded, fuzz, mutated, onnx_with_metadata
+from support.data import write_affectnet
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from inference_support import demo_faces, make_run, no_face_image, one_torch_thread, scene
+from support.models import demo_faces, make_run, no_face_image, one_torch_thread, scene
 from PIL import Image
 
 import affectlab

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from inference_support import INPUT_SIZE, demo_faces, make_run, one_torch_thread
+from support.models import INPUT_SIZE, demo_faces, make_run, one_torch_thread
 
 import affectlab
 from affectlab.cli import main

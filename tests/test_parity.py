@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from inference_support import INPUT_SIZE, make_run, one_torch_thread
+from support.models import INPUT_SIZE, make_run, one_torch_thread
 
 import affectlab
 from affectlab.cli import main

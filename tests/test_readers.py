@@ -9,7 +9,7 @@ import pytest
 
 from affectlab.data.readers import read_dataset
 from affectlab.errors import AffectlabError
-from conftest import write_affectnet
+from support.data import write_affectnet
 
 
 def test_affectnet_layout_parses_unicode_scalars_and_excludes_non_emotions(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import httpx
 import pytest
-from inference_support import demo_faces, make_run, no_face_image, one_torch_thread, scene, serving
+from support.models import demo_faces, make_run, no_face_image, one_torch_thread, scene, serving
 
 from affectlab.labels import EMOTIONS
 

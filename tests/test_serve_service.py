@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from inference_support import demo_faces, free_port, one_torch_thread
+from support.models import demo_faces, free_port, one_torch_thread
 
 from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
 from affectlab.inference.predictor import AffectPredictor, load

@@ -5,7 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import write_affectnet
+from support.data import write_affectnet
 
 from affectlab.data.readers import read_dataset
 from affectlab.data.split import apply_split, load_split, make_split, save_split

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import ISOLATED_ENV
+from support.data import ISOLATED_ENV
 
 
 @pytest.fixture(scope="module")

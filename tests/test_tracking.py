@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from inference_support import demo_faces, one_torch_thread, scene, write_video
+from support.models import demo_faces, one_torch_thread, scene, write_video
 
 from affectlab.cli import main
 from affectlab.inference.results import FaceResult, ImageResult

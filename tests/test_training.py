@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_affectnet
+from support.data import write_affectnet
 
 from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from affectlab.data.prepared import prepare_data

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from inference_support import demo_faces, one_torch_thread, scene, write_video
+from support.models import demo_faces, one_torch_thread, scene, write_video
 
 import affectlab
 from affectlab.cli import main
