@@ -133,6 +133,10 @@ def _loaders(
     cfg: RunConfig, data: PreparedData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache | None
 ) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor], torch.Generator]:
     t = cfg.train
+    if getattr(data, "streamed", False):  # a converted dataset (affectlab data convert): streamed, not in RAM
+        from affectlab.training.streaming import streamed_loaders
+
+        return streamed_loaders(cfg, data, preprocess)  # type: ignore[arg-type]
     features: dict[str, torch.Tensor] = {}
     if uses_feature_cache(cfg):
         cache = cache or FeatureCache()
