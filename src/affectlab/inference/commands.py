@@ -40,6 +40,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     predict.add_argument("--smooth", type=int, default=1, metavar="N", help="video: average over the last N frames")
     predict.add_argument("--threads", type=int, help="model threads (default: ONNX all usable CPUs, PyTorch its own)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    predict.add_argument("--shard", metavar="I/N", help="only part I (from 0) of N of the inputs, for job arrays")
     predict.set_defaults(handler=cmd_predict)
 
     export = sub.add_parser("export", help="write a trained run as a self-describing ONNX model")
@@ -97,6 +98,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     sources = expand_inputs(args.inputs, args.webcam)
     if not sources:
         raise AffectlabError("no images or videos found in the given inputs")
+    if args.shard:
+        from affectlab.inference.sharding import parse_shard, take_shard
+
+        sources = take_shard(sources, *parse_shard(args.shard))
     if args.save_annotated:
         _check_annotated(
             Path(args.save_annotated), plan_annotations(sources, Path(args.save_annotated)), args.overwrite
@@ -133,6 +138,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _check_predict_args(args: argparse.Namespace) -> None:
     if not args.inputs and args.webcam is None:
         raise AffectlabError("predict: give at least one INPUT (image, folder or video) or --webcam INDEX")
+    if args.shard and args.webcam is not None:
+        raise AffectlabError("--shard splits files between jobs; it cannot be used with --webcam")
+    if args.shard:
+        from affectlab.inference.sharding import parse_shard
+
+        parse_shard(args.shard)
     for name in ("batch_size", "every", "smooth", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
