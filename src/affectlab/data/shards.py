@@ -35,6 +35,7 @@ from affectlab.data.samples import Problem, Sample
 from affectlab.data.split import SPLITS, apply_split, load_split, make_split
 from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS
+from affectlab.scale_extra import require
 
 __all__ = ["JPEG_QUALITY", "MANIFEST", "SHARDS_FORMAT", "SHARDS_FORMAT_VERSION", "convert_dataset"]
 
@@ -75,6 +76,7 @@ def convert_dataset(
         raise AffectlabError(f"--input-size {input_size} is too small (minimum 32)")
     if workers < 1:
         raise AffectlabError(f"--workers must be at least 1, got {workers}")
+    require("litdata", "affectlab data convert")
     sample_set = read_dataset(resolve_data_path(cfg.path), cfg.layout, cfg.image_root, cfg.class_map, cfg.on_bad_sample)
     unreadable = [p for p in sample_set.problems if p.fatal]
     for problem in sample_set.problems:
@@ -136,9 +138,9 @@ def _write_split(
     folder: Path, samples: list[Sample], hashes: dict[str, str], size: int, workers: int, cfg: DataConfig
 ) -> tuple[Counter[int], list[Problem]]:
     """Encode one split's faces in ``workers`` processes and write them, in the split's order, as LitData chunks."""
-    from litdata.streaming.writer import BinaryWriter
-
-    writer = BinaryWriter(str(folder), chunk_bytes=CHUNK_BYTES)
+    writer = require("litdata.streaming.writer", "affectlab data convert").BinaryWriter(
+        str(folder), chunk_bytes=CHUNK_BYTES
+    )
     counts: Counter[int] = Counter()
     problems: list[Problem] = []
     tasks = ((s, size) for s in samples)

@@ -30,6 +30,7 @@ from affectlab.data.samples import Problem
 from affectlab.data.shards import MANIFEST, SHARDS_FORMAT, SHARDS_FORMAT_VERSION
 from affectlab.data.split import SPLITS
 from affectlab.errors import AffectlabError
+from affectlab.scale_extra import require
 
 __all__ = [
     "FaceImages",
@@ -228,6 +229,7 @@ class StreamedData:
 
 def open_converted(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS) -> StreamedData:
     """Open a converted dataset for a run; ``splits=("all",)`` reads its three splits as one."""
+    require("litdata", "a converted dataset")
     root = cfg.path if is_remote(cfg.path) else str(Path(cfg.path).expanduser())
     manifest = read_manifest(root)
     size = int(manifest["settings"]["input_size"])
