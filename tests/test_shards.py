@@ -5,7 +5,10 @@ like a run on the raw folder."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +169,27 @@ def test_training_on_converted_data_runs_end_to_end_with_the_same_split(
     assert metrics["n"] == len(reference.splits["test"]) and "classification" in metrics
     assert main(["evaluate", str(run), "--split", "val", "--out", str(tmp_path / "val")]) == 0
     assert json.loads((tmp_path / "val" / "metrics.json").read_text())["n"] == len(reference.splits["val"])
+
+
+@pytest.mark.slow
+def test_ddp_ranks_stream_equal_halves_of_the_training_split(converted: tuple[Path, str], tmp_path: Path) -> None:
+    """Two real DDP processes (gloo): LitData learns the rank from the process group Lightning starts inside fit,
+    after the loaders were built, so each rank streams half the split (not all of it), in equal batch counts."""
+    out, _ = converted
+    probe = Path(__file__).parent / "support" / "ddp_stream_probe.py"
+    done = subprocess.run(
+        [sys.executable, str(probe), str(out), str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    n = len(open_converted(DataConfig(path=str(out)), SIZE).splits["train"])
+    ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    for rank, epochs in enumerate(ranks):
+        assert [(e["world_size"], e["rank"]) for e in epochs] == [(2, rank), (2, rank)]
+    batches = [[e["batches"] for e in epochs] for epochs in ranks]
+    assert batches[0] == batches[1] and 0 < batches[0][0] <= math.ceil(n / 2 / 8)
+    assert (tmp_path / "run" / "model.pt").is_file()
