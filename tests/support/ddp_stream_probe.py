@@ -8,10 +8,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
-
-from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from affectlab.data.prepared import prepare_data
-from affectlab.training.fit import train_model
+from ddp_probe import fit_on_two_ranks  # the same fit as the raw-data probe (this script's folder is on sys.path)
 
 
 class RecordShares(L.Callback):
@@ -33,14 +30,8 @@ class RecordShares(L.Callback):
 
 
 def main() -> None:
-    data, out = Path(sys.argv[1]), Path(sys.argv[2])
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = RunConfig(
-        DataConfig(path=str(data)),
-        ModelConfig(backbone="resnet18", weights="none", task="multitask", freeze=False, input_size=32),
-        TrainConfig(epochs=2, batch_size=8, patience=5, seed=0, accelerator="cpu", devices=2, strategy="ddp"),
-    )
-    train_model(cfg, prepare_data(cfg.data, 32), out / "run", progress=False, callbacks=[RecordShares(out)])
+    out = Path(sys.argv[2])
+    fit_on_two_ranks(Path(sys.argv[1]), out, RecordShares(out))
 
 
 if __name__ == "__main__":
