@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -142,6 +143,20 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 1 if report.fatal else 0
 
 
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from affectlab.config import DataConfig
+    from affectlab.data.shards import convert_dataset
+
+    class_map = _pairs(args.class_map) if args.class_map else {}
+    cfg = DataConfig(path=args.data, layout=args.layout, image_root=args.image_root, class_map=class_map,
+                     on_bad_sample=args.on_bad_sample, split_seed=args.seed, split_file=args.split_file)
+    manifest = convert_dataset(cfg, args.out, args.input_size, args.workers, args.overwrite, args.command_line)
+    counts = ", ".join(f"{name} {n}" for name, n in manifest["counts"].items())
+    print(f"wrote {sum(manifest['counts'].values())} faces at {args.input_size} px to {args.out} ({counts}; "
+          f"{len(manifest['skipped'])} skipped)")
+    return 0
+
+
 def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -202,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    data = sub.add_parser("data", help="demo data and dataset checks")
+    data = sub.add_parser("data", help="demo data, dataset checks and conversion to shards")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     demo = data_sub.add_parser("demo", help="write the built-in synthetic face set")
     demo.add_argument("out")
@@ -215,6 +230,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--layout", choices=choices("data", "layout"))
     check.add_argument("--image-root")
     check.set_defaults(handler=cmd_data_check)
+    convert = data_sub.add_parser("convert", help="write a dataset as LitData shards (split once), to stream it")
+    convert.add_argument("data", metavar="DATA", help="dataset folder, AffectNet CSV file, or 'demo'")
+    convert.add_argument("--out", required=True, help="new or empty folder for the shards and manifest.json")
+    convert.add_argument("--input-size", type=int, default=128, help="side of the stored face crops (default 128)")
+    convert.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="hashing/encoding processes")
+    convert.add_argument("--layout", choices=choices("data", "layout"), default="auto")
+    convert.add_argument("--image-root", help="image folder for the CSV layout (default: the CSV's folder)")
+    convert.add_argument("--class-map", help="class folders: NAME=Emotion,... to map folder names to emotions")
+    convert.add_argument("--on-bad-sample", choices=["skip", "error"], default="skip")
+    convert.add_argument("--seed", type=int, default=0, help="split seed (default 0, as train and study)")
+    convert.add_argument("--split-file", help="use a saved split.json instead of drawing the split")
+    convert.add_argument("--overwrite", action="store_true", help="replace an earlier conversion in --out")
+    convert.set_defaults(handler=cmd_data_convert)
 
     _add_inference_commands(sub)
     return parser

@@ -226,7 +226,7 @@ def evaluate_run(
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
     outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
     metrics = score(outputs, part, cfg.model, split, tta)
-    metrics["data"] = str(prepared.sample_set.root)
+    metrics["data"] = prepared.source
     default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
     target = Path(out_dir) if out_dir else default_target
     if (target / "metrics.json").exists() and not overwrite:

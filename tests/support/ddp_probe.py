@@ -31,15 +31,20 @@ class RecordSamples(L.Callback):
         (self.out / f"rank-{trainer.global_rank}.json").write_text(json.dumps(info))
 
 
-def main() -> None:
-    data, out = Path(sys.argv[1]), Path(sys.argv[2])
+def fit_on_two_ranks(data: Path, out: Path, callback: L.Callback) -> None:
+    """Two epochs of a small multitask ResNet18 on ``data`` with 2 DDP ranks on the CPU; the run goes to OUT/run."""
     out.mkdir(parents=True, exist_ok=True)
     cfg = RunConfig(
         DataConfig(path=str(data)),
         ModelConfig(backbone="resnet18", weights="none", task="multitask", freeze=False, input_size=32),
         TrainConfig(epochs=2, batch_size=8, patience=5, seed=0, accelerator="cpu", devices=2, strategy="ddp"),
     )
-    train_model(cfg, prepare_data(cfg.data, 32), out / "run", progress=False, callbacks=[RecordSamples(out)])
+    train_model(cfg, prepare_data(cfg.data, 32), out / "run", progress=False, callbacks=[callback])
+
+
+def main() -> None:
+    out = Path(sys.argv[2])
+    fit_on_two_ranks(Path(sys.argv[1]), out, RecordSamples(out))
 
 
 if __name__ == "__main__":

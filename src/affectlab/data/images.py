@@ -26,8 +26,8 @@ from affectlab.data.samples import Problem, Sample
 from affectlab.errors import AffectlabError
 
 __all__ = [
-    "read_rgb", "decode_rgb", "check_pixels", "max_image_pixels", "square_crop", "decode_samples", "file_md5",
-    "MAX_PIXELS_ENV", "DEFAULT_MAX_IMAGE_PIXELS",
+    "read_rgb", "decode_rgb", "check_pixels", "max_image_pixels", "square_crop", "decode_face", "decode_samples",
+    "file_md5", "MAX_PIXELS_ENV", "DEFAULT_MAX_IMAGE_PIXELS",
 ]
 
 #: 50 megapixels: above any face photo worth analysing (an 8K frame is 33 MP), far below what exhausts memory.
@@ -141,17 +141,22 @@ def decode_samples(
     problems: list[Problem] = []
     for i, sample in enumerate(samples):
         try:
-            image = read_rgb(sample.path)
+            out[len(ok)] = decode_face(sample, size)
         except AffectlabError as exc:
             if on_bad_sample == "error":
                 raise
             problems.append(Problem(str(sample.path), str(exc).split(": ", 1)[-1]))
             continue
-        if sample.box is not None:
-            image = square_crop(image, sample.box)
-        out[len(ok)] = resize_square(image, size)
         ok.append(i)
     return out[: len(ok)], ok, problems
+
+
+def decode_face(sample: Sample, size: int) -> np.ndarray:
+    """One sample's face as ``(size, size, 3)`` RGB uint8: decoded, cropped to its box when it has one, resized."""
+    image = read_rgb(sample.path)
+    if sample.box is not None:
+        image = square_crop(image, sample.box)
+    return resize_square(image, size)
 
 
 def file_md5(path: str | Path) -> str:

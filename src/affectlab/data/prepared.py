@@ -20,7 +20,10 @@ from affectlab.data.samples import Problem, Sample, SampleSet
 from affectlab.data.split import SPLITS, apply_split, load_split, make_split
 from affectlab.errors import AffectlabError
 
-__all__ = ["PreparedData", "SplitData", "prepare_data", "resolve_data_path", "split_data_from_samples"]
+__all__ = [
+    "PreparedData", "SplitData", "check_bad_share", "prepare_data", "resolve_data_path", "sample_hash",
+    "split_data_from_samples",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,10 @@ class PreparedData:
     @property
     def problems(self) -> list[Problem]:
         return self.sample_set.problems + self.decode_problems
+
+    @property
+    def source(self) -> str:
+        return str(self.sample_set.root)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -84,8 +91,22 @@ def split_data_from_samples(
     return SplitData([s.id for s in kept], images, expression, va, [hashes[s.id] for s in kept]), problems
 
 
+def sample_hash(sample: Sample) -> str:
+    """Content identity of a decoded face: the file's bytes, plus the face box when the layout gives one."""
+    return file_md5(sample.path) + (f":{sample.box}" if sample.box else "")
+
+
 def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS) -> PreparedData:
-    """Read, split and decode; ``splits=("all",)`` skips splitting and decodes every sample."""
+    """Read, split and decode; ``splits=("all",)`` skips splitting and decodes every sample.
+
+    The rule for memory: a raw dataset (folder or CSV) is decoded into RAM, which is fastest for a few thousand
+    images; a dataset converted by ``affectlab data convert`` (local folder or object-storage URL) is streamed
+    from its shards instead, so memory stays flat however large it is.
+    """
+    from affectlab.data.streaming import is_converted, open_converted
+
+    if is_converted(cfg.path):
+        return open_converted(cfg, input_size, splits)  # type: ignore[return-value]  # same interface, streamed
     sample_set = read_dataset(
         resolve_data_path(cfg.path), cfg.layout, cfg.image_root, cfg.class_map, cfg.on_bad_sample
     )
@@ -93,9 +114,8 @@ def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPL
         log.warning("skipped %s", problem)
     unreadable = [p for p in sample_set.problems if p.fatal]
     total = len(sample_set.samples) + len(unreadable)
-    _check_bad_share(sample_set.root, unreadable, total, cfg.max_bad_fraction)
-    # Content identity of each decoded face: the file's bytes, plus the face box when the layout gives one.
-    hashes = {s.id: file_md5(s.path) + (f":{s.box}" if s.box else "") for s in sample_set.samples}
+    check_bad_share(sample_set.root, unreadable, total, cfg.max_bad_fraction)
+    hashes = {s.id: sample_hash(s) for s in sample_set.samples}
     if splits == ("all",):
         split: dict[str, Any] = {"all": [s.id for s in sample_set.samples]}
         by_split = {"all": sample_set.samples}
@@ -112,7 +132,7 @@ def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPL
         decode_problems.extend(problems)
     for problem in decode_problems:
         log.warning("skipped %s", problem)
-    _check_bad_share(sample_set.root, unreadable + decode_problems, total, cfg.max_bad_fraction)
+    check_bad_share(sample_set.root, unreadable + decode_problems, total, cfg.max_bad_fraction)
     for name, part in decoded.items():
         if not len(part):
             raise AffectlabError(
@@ -122,7 +142,7 @@ def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPL
     return PreparedData(sample_set, split, decoded, decode_problems)
 
 
-def _check_bad_share(root: Path, bad: list[Problem], total: int, max_fraction: float) -> None:
+def check_bad_share(root: Path, bad: list[Problem], total: int, max_fraction: float) -> None:
     """Stop before any training when most samples are unreadable: a model trained on the rest would mislead."""
     if total and len(bad) / total > max_fraction:
         raise AffectlabError(

@@ -40,6 +40,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     predict.add_argument("--smooth", type=int, default=1, metavar="N", help="video: average over the last N frames")
     predict.add_argument("--threads", type=int, help="model threads (default: ONNX all usable CPUs, PyTorch its own)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    predict.add_argument("--shard", metavar="I/N", help="only part I (from 0) of N of the inputs, for job arrays")
+    predict.add_argument("--engine", choices=["local", "ray"], default="local",
+                         help="local (default): this process; ray: a Ray Data pipeline writing --out FILE.parquet")
+    predict.add_argument("--address", help="--engine ray: the Ray cluster to join ('auto': the running one; "
+                         "default: start Ray on this machine)")
     predict.set_defaults(handler=cmd_predict)
 
     export = sub.add_parser("export", help="write a trained run as a self-describing ONNX model")
@@ -92,11 +97,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_predict_args(args)
     if args.out:
         _check_writable(Path(args.out), args.overwrite)
-    fmt = output_format(args.out) if args.out else "jsonl"
+    fmt = output_format(args.out) if args.out and args.engine == "local" else "jsonl"
     detector = make_detector(args.detector)
     sources = expand_inputs(args.inputs, args.webcam)
     if not sources:
         raise AffectlabError("no images or videos found in the given inputs")
+    if args.shard:
+        from affectlab.inference.sharding import parse_shard, take_shard
+
+        sources = take_shard(sources, *parse_shard(args.shard))
+    if args.engine == "ray":
+        from affectlab.inference.ray_engine import cmd_predict_ray
+
+        return cmd_predict_ray(args, sources)
     if args.save_annotated:
         _check_annotated(
             Path(args.save_annotated), plan_annotations(sources, Path(args.save_annotated)), args.overwrite
@@ -133,6 +146,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _check_predict_args(args: argparse.Namespace) -> None:
     if not args.inputs and args.webcam is None:
         raise AffectlabError("predict: give at least one INPUT (image, folder or video) or --webcam INDEX")
+    if args.shard and args.webcam is not None:
+        raise AffectlabError("--shard splits files between jobs; it cannot be used with --webcam")
+    if args.shard:
+        from affectlab.inference.sharding import parse_shard
+
+        parse_shard(args.shard)
+    if args.engine == "ray":
+        if not args.out or Path(args.out).suffix.lower() != ".parquet":
+            raise AffectlabError("--engine ray writes a Parquet file: give --out FILE.parquet")
+        if args.webcam is not None or args.save_annotated:
+            raise AffectlabError("--engine ray scores image files; --webcam and --save-annotated need the local engine")
+    elif args.address:
+        raise AffectlabError("--address is for --engine ray")
     for name in ("batch_size", "every", "smooth", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:

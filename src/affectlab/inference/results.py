@@ -16,7 +16,7 @@ import numpy as np
 from affectlab.inference.annotate import draw_result
 from affectlab.labels import EMOTIONS
 
-__all__ = ["CSV_COLUMNS", "Box", "Detection", "FaceResult", "ImageResult", "Landmarks"]
+__all__ = ["CSV_COLUMNS", "Box", "Detection", "FaceResult", "ImageResult", "Landmarks", "csv_row", "flat_record"]
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the source image
 #: Five (x, y) points: the eye on the image's left, the other eye, nose tip, mouth corner left, mouth corner right.
@@ -129,15 +129,21 @@ class ImageResult(Sequence[FaceResult]):
         return draw_result(image, self)
 
 
-def csv_row(record: dict[str, Any]) -> list[Any]:
-    """A ``records()`` entry as a row in ``CSV_COLUMNS`` order (None becomes an empty cell)."""
+def flat_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A ``records()`` entry with exactly the ``CSV_COLUMNS`` keys, in order: box and probabilities spread out,
+    landmarks left out, None where a value is missing (the columns of CSV and Parquet results)."""
     box = record.get("box") or [None] * 4
     probs = record.get("probs") or {}
     values = {
         **record, "x": box[0], "y": box[1], "w": box[2], "h": box[3],
         **{f"p_{name}": probs.get(name) for name in EMOTIONS},
     }
-    return ["" if values.get(c) is None else values[c] for c in CSV_COLUMNS]
+    return {c: values.get(c) for c in CSV_COLUMNS}
+
+
+def csv_row(record: dict[str, Any]) -> list[Any]:
+    """A ``records()`` entry as a row in ``CSV_COLUMNS`` order (None becomes an empty cell)."""
+    return ["" if value is None else value for value in flat_record(record).values()]
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:

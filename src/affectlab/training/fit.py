@@ -138,6 +138,10 @@ def _loaders(
     backbone: Backbone,
 ) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor], torch.Generator]:
     t = cfg.train
+    if getattr(data, "streamed", False):  # a converted dataset (affectlab data convert): streamed, not in RAM
+        from affectlab.training.streaming import streamed_loaders
+
+        return streamed_loaders(cfg, data, preprocess)  # type: ignore[arg-type]
     features: dict[str, torch.Tensor] = {}
     train_set: Dataset
     val_set: Dataset
