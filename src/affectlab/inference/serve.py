@@ -6,21 +6,34 @@ are predicted in batches by one worker thread (``batching``), since a batch of c
 calls and the runtimes already use every core for one batch. A full queue answers 503 with ``Retry-After``, a
 request not answered in time 504. An API key, CORS (``http_access``), Prometheus metrics at ``/metrics`` and one
 JSON log line per request (``http_metrics``) are set up here too. The OpenAPI pages are off unless ``docs`` is
-asked for.
+asked for. ``POST /predict/video`` streams NDJSON records through the same queue (``video_stream``), and the web
+page at ``/`` (``web_page``, Gradio) reaches the predictor through it too: one predictor per process.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at runtime, and
 # ``UploadFile`` is imported inside ``create_app`` to keep FastAPI an optional dependency.
 import contextlib
+import json
 import logging
 import math
+import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path, PurePath
 from typing import Any
 
 from affectlab.errors import AffectlabError
-from affectlab.inference.http_limits import MAX_UPLOAD_BYTES, decode_upload, read_upload, without_paths
+from affectlab.inference.http_limits import (
+    MAX_UPLOAD_BYTES,
+    MAX_VIDEO_BYTES,
+    VideoLimits,
+    check_video,
+    decode_upload,
+    read_upload,
+    without_paths,
+)
 from affectlab.inference.predictor import AffectPredictor
 
 __all__ = ["MAX_UPLOAD_BYTES", "ServeOptions", "create_app", "serve"]
@@ -41,6 +54,14 @@ class ServeOptions:
     timeout_s: float = 30.0
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
+    max_video_bytes: int = MAX_VIDEO_BYTES
+    max_video_s: float = 600.0
+    max_video_frames: int = 18_000
+    page: bool = True
+
+    @property
+    def video_limits(self) -> VideoLimits:
+        return VideoLimits(self.max_video_s, self.max_video_frames)
 
     def check(self) -> None:
         """Refuse values that cannot work, with one line naming the option."""
@@ -52,13 +73,19 @@ class ServeOptions:
                 raise AffectlabError(f"{name} must be a number of 0 or more, got {number}")
         if not self.max_upload_bytes > 0:
             raise AffectlabError(f"--max-upload-mb must be above 0, got {self.max_upload_bytes / 1024 / 1024:g}")
+        if not self.max_video_bytes > 0:
+            raise AffectlabError(f"--max-video-mb must be above 0, got {self.max_video_bytes / 1024 / 1024:g}")
+        if self.max_video_frames < 1:
+            raise AffectlabError(f"--max-video-frames must be at least 1, got {self.max_video_frames}")
+        if not (math.isfinite(self.max_video_s) and self.max_video_s > 0):
+            raise AffectlabError(f"--max-video-seconds must be above 0, got {self.max_video_s}")
 
 
 def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None) -> Any:
     """A FastAPI app around an already loaded predictor."""
     try:
         from fastapi import FastAPI, Request
-        from fastapi.responses import JSONResponse, Response
+        from fastapi.responses import JSONResponse, Response, StreamingResponse
         from starlette.concurrency import run_in_threadpool
     except ImportError:
         raise AffectlabError("serving needs FastAPI: pip install 'affectlab[serve]'") from None
@@ -71,9 +98,8 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
     options = options or ServeOptions()
     options.check()
 
-    def run_batch(images: list[Any]) -> list[list[dict[str, Any]]]:
-        results = predictor.predict(images)
-        return [[{"face": i, **face.to_dict()} for i, face in enumerate(result)] for result in results]  # type: ignore[union-attr]
+    def run_batch(images: list[Any]) -> list[Any]:
+        return predictor.predict(images)  # type: ignore[return-value]
 
     queue = BatchQueue(run_batch, options.max_batch, options.max_wait_ms / 1000, options.max_queue, options.timeout_s)
     metrics = ServiceMetrics(lambda: queue.depth)
@@ -113,18 +139,71 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
             with queue.expecting():
                 name, data = await read_upload(request, options.max_upload_bytes)
                 image = await run_in_threadpool(decode_upload, name, data)
-            faces = await queue.submit(image)
+            result = await queue.submit(image)
         except QueueFull as exc:
             return JSONResponse({"detail": f"server busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
         except RequestTimeout as exc:
             return JSONResponse({"detail": f"prediction timed out: {exc}"}, status_code=504)
+        faces = [{"face": i, **face.to_dict()} for i, face in enumerate(result)]
         request.state.faces = len(faces)
         metrics.faces.inc(len(faces))
         return JSONResponse(faces)  # plain JSON values already: no re-encoding by FastAPI
 
-    add_access_control(app, options.api_key, options.cors_origins)
-    app.middleware("http")(metrics.middleware(frozenset({"/health", "/metrics", "/predict"})))
+    @app.post("/predict/video")
+    async def predict_video(request: Request, every: int = 1, smooth: int = 1) -> Any:
+        """Multipart upload with the video in ``file``; NDJSON records (as ``affectlab predict``) as frames finish."""
+        from fastapi import HTTPException
+
+        from affectlab.inference.video_stream import stream_video
+
+        if every < 1 or smooth < 1:
+            raise HTTPException(400, f"every and smooth must be at least 1, got every={every}, smooth={smooth}")
+        try:
+            queue.check_room()
+        except QueueFull as exc:
+            return JSONResponse({"detail": f"server busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
+        name, data = await read_upload(request, options.max_video_bytes)
+        path = await run_in_threadpool(_save_temporary, data, name)
+        try:
+            await run_in_threadpool(check_video, path, name, options.video_limits)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+        async def records() -> AsyncIterator[bytes]:
+            try:
+                results = stream_video(queue.submit, path, name, options.video_limits, every, smooth)
+                async for result in results:
+                    metrics.faces.inc(len(result))
+                    for record in result.records():
+                        yield (json.dumps(record, allow_nan=False) + "\n").encode()
+            except (QueueFull, RequestTimeout) as exc:  # the headers are gone: the stream ends with an error record
+                yield (json.dumps({"source": name, "error": f"stopped: {exc}"}) + "\n").encode()
+            finally:
+                path.unlink(missing_ok=True)
+
+        return StreamingResponse(records(), media_type="application/x-ndjson")
+
+    api_paths = frozenset({"/health", "/metrics", "/predict", "/predict/video"})
+    if options.page:
+        from affectlab.inference.web_page import mount_page
+
+        mount_page(app, predictor, queue.submit, options)
+        guarded = api_paths | ({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"} if options.docs else set())
+        add_access_control(app, options.api_key, options.cors_origins, guarded=guarded)
+    else:
+        add_access_control(app, options.api_key, options.cors_origins)
+    app.middleware("http")(metrics.middleware(api_paths | {"/"}))
     return app
+
+
+def _save_temporary(data: bytes, name: str) -> Path:
+    """An uploaded video in a private temporary file (OpenCV decodes from paths); the caller removes it."""
+    suffix = PurePath(name).suffix[:8] if PurePath(name).suffix.isascii() else ""
+    fd, tmp = tempfile.mkstemp(prefix="affectlab-video-", suffix=suffix)
+    with os.fdopen(fd, "wb") as stream:
+        stream.write(data)
+    return Path(tmp)
 
 
 def _log_requests_as_json() -> None:
