@@ -37,6 +37,12 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
+def chromium() -> str:
+    """Checked before the server starts, so that a missing browser costs nothing."""
+    return _chromium()
+
+
+@pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = os.environ.get("AFFECTLAB_TEST_ARTIFACTS")
     path = Path(folder) / "web-page" if folder else tmp_path_factory.mktemp("web-page-artifacts")
@@ -71,13 +77,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser_page(server: str, media: dict[str, Path]) -> Iterator[tuple[Any, list[str]]]:
+def browser_page(chromium: str, server: str, media: dict[str, Path]) -> Iterator[tuple[Any, list[str]]]:
     """A Chromium page on the server with the fake camera, and the list of every URL it has requested."""
-    executable = _chromium()
     requests: list[str] = []
     with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=executable,
+            executable_path=chromium,
             args=[
                 "--use-fake-device-for-media-stream",
                 "--use-fake-ui-for-media-stream",

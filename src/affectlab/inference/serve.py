@@ -192,6 +192,11 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
         guarded = api_paths | ({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"} if options.docs else set())
         add_access_control(app, options.api_key, options.cors_origins, guarded=guarded)
     else:
+
+        @app.get("/")
+        def no_page() -> dict[str, str]:
+            return {"detail": "the web page is served with --workers 1 only; this server answers the HTTP API"}
+
         add_access_control(app, options.api_key, options.cors_origins)
     app.middleware("http")(metrics.middleware(api_paths | {"/"}))
     return app
@@ -217,6 +222,10 @@ def _log_requests_as_json() -> None:
     REQUEST_LOG.propagate = False
 
 
+#: Where ``serve`` hands its settings to worker processes (``--workers``), as JSON.
+_WORKER_ENV = "AFFECTLAB_SERVE_WORKER"
+
+
 def serve(
     model: str,
     host: str = "127.0.0.1",
@@ -224,17 +233,68 @@ def serve(
     detector: str = "auto",
     threads: int | None = None,
     options: ServeOptions | None = None,
+    workers: int = 1,
 ) -> None:
-    """Load ``model`` and serve it with uvicorn until interrupted."""
+    """Load ``model`` and serve it with uvicorn until interrupted.
+
+    With ``workers`` above 1, uvicorn starts that many processes on the one port, each loading its own predictor
+    (and queue) from the settings passed in ``$AFFECTLAB_SERVE_WORKER``; each runtime gets ``cores / workers``
+    threads unless ``threads`` is given. The web page is then off: Gradio keeps a page's session in the process
+    that served it, and the workers share connections at random. ``/metrics`` counts the process that answers.
+    """
     try:
         import uvicorn
     except ImportError:
         raise AffectlabError("serving needs uvicorn: pip install 'affectlab[serve]'") from None
-    from affectlab.inference.predictor import load
 
     options = options or ServeOptions()
     options.check()
+    if workers < 1:
+        raise AffectlabError(f"--workers must be at least 1, got {workers}")
+    if workers > 1:
+        from affectlab.inference.backends import default_threads
+
+        cores = default_threads()
+        if workers > cores:
+            logging.getLogger("affectlab").warning(
+                "--workers %d on %d CPU(s): the workers will compete for cores", workers, cores
+            )
+        settings = {
+            "model": model,
+            "detector": detector,
+            "threads": threads or max(1, cores // workers),
+            "options": {**options.__dict__, "page": False},
+        }
+        os.environ[_WORKER_ENV] = json.dumps(settings)
+        uvicorn.run(
+            f"{__name__}:app_from_environment",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+        )
+        return
+    from affectlab.inference.predictor import load
+
     predictor = load(model, detector=detector, batch_size=max(32, options.max_batch), threads=threads)
     app = create_app(predictor, options)
     _log_requests_as_json()
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+
+
+def app_from_environment() -> Any:
+    """The app of one ``--workers`` process: the model loaded here, from the settings ``serve`` left."""
+    from affectlab.inference.predictor import load
+
+    settings = json.loads(os.environ[_WORKER_ENV])
+    options = ServeOptions(**settings["options"])
+    predictor = load(
+        settings["model"],
+        detector=settings["detector"],
+        batch_size=max(32, options.max_batch),
+        threads=settings["threads"],
+    )
+    _log_requests_as_json()
+    return create_app(predictor, options)
