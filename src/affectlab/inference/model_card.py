@@ -39,11 +39,11 @@ def model_card(info: ModelInfo) -> dict[str, Any]:
     if folder is not None:
         run = _read_json(folder / "run.json")
         if isinstance(run, dict) and isinstance(run.get("data"), dict):
-            card["data"] = {
-                k: Path(v).name if k == "path" and isinstance(v, str) else v
-                for k, v in run["data"].items()
-                if not isinstance(v, (dict, list))
-            }
+            data = run["data"]
+            card["data"] = {k: Path(v).name if k == "path" and isinstance(v, str) else v
+                            for k, v in data.items() if not isinstance(v, (dict, list))}  # fmt: skip
+            if isinstance(data.get("counts"), dict):
+                card["data"]["split"] = " / ".join(f"{k} {v}" for k, v in data["counts"].items())
         metrics = _read_json(folder / "metrics.json")
         if isinstance(metrics, dict):
             card["test_metrics"] = {

@@ -99,9 +99,9 @@ def build_page(predict: Predict, info: ModelInfo, card: str, video_limits: Any, 
             @gr.render(inputs=found)
             def show_photos(items: list[dict[str, Any]]) -> None:
                 for entry in items:
-                    with gr.Row(elem_classes="photo-result"):
-                        gr.Image(entry["annotated"], label=entry["name"], show_label=True, scale=2)
-                        with gr.Column(scale=1):
+                    with gr.Row(elem_classes="photo-result", equal_height=False):
+                        gr.Image(entry["annotated"], label=entry["name"], show_label=True, height=300, scale=2)
+                        with gr.Column(scale=2):
                             if entry["error"]:
                                 gr.Markdown(f"**{entry['name']}**: {entry['error']}")
                             elif not entry["faces"]:
@@ -116,7 +116,8 @@ def build_page(predict: Predict, info: ModelInfo, card: str, video_limits: Any, 
                                     num_top_classes=len(info.class_names),
                                     elem_classes="face-label",
                                 )
-                            if entry["dial"] is not None:
+                        if entry["dial"] is not None:
+                            with gr.Column(scale=1, min_width=220):
                                 gr.Plot(entry["dial"], label="valence / arousal", show_label=False)
 
             async def analyse_photos(paths: list[str] | None) -> tuple[list[dict[str, Any]], str]:
