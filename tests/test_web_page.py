@@ -19,7 +19,9 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from inference_support import demo_faces, make_run, scene, serving, write_video
+from inference_support import demo_faces, running, scene, serving, write_video
+
+from affectlab.inference.predictor import load
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -69,10 +71,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("web-server")
-    run = make_run(root)
-    with serving([str(run), "--detector", "none"], root / "serve.log") as url:
+def server(run: Path, work: Path) -> Iterator[str]:
+    """``affectlab serve`` started as a user would."""
+    with serving([str(run), "--detector", "none"], work / "serve.log") as url:
         yield url
 
 
@@ -173,11 +174,10 @@ def test_model_card(browser_page: Any, artifacts: Path) -> None:
     _assert_local(requests)
 
 
-def test_api_key_guards_the_page_and_the_api(tmp_path: Path) -> None:
+def test_api_key_guards_the_page_and_the_api(run: Path) -> None:
     """With a key, the page's own endpoints need a login with the key as password, and the API its bearer header."""
-    run = make_run(tmp_path)
     image = cv2.imencode(".png", np.full((64, 64, 3), 128, np.uint8))[1].tobytes()
-    with serving([str(run), "--detector", "none", "--api-key", "s3cret"], tmp_path / "serve.log") as url:
+    with running(load(run, detector="none"), api_key="s3cret") as url:
         assert httpx.get(url + "/config").status_code == 401
         assert httpx.post(url + "/predict", files={"file": ("a.png", image)}).status_code == 401
         with httpx.Client(base_url=url) as client:

@@ -60,9 +60,18 @@ def _offline_gradio() -> Any:
 
 def mount_page(app: Any, predictor: Any, predict: Predict, options: Any) -> None:
     """Mount the page at ``/`` of ``app`` (after the API routes, which keep precedence)."""
+    from affectlab.inference.batching import QueueFull, RequestTimeout
+
     gr = _offline_gradio()
+
+    async def submit(image: np.ndarray) -> ImageResult:
+        try:
+            return await predict(image)
+        except (QueueFull, RequestTimeout) as exc:  # the page's user sees what an API client would read
+            raise gr.Error(f"server busy, try again: {exc}") from None
+
     results_dir = Path(tempfile.mkdtemp(prefix="affectlab-page-"))
-    page = build_page(predict, predictor.info, model_card_markdown(predictor.info), options.video_limits, results_dir)
+    page = build_page(submit, predictor.info, model_card_markdown(predictor.info), options.video_limits, results_dir)
     page.queue(default_concurrency_limit=16, max_size=options.max_queue)
     key = options.api_key
     auth = None if key is None else (lambda _user, password: hmac.compare_digest(password.encode(), key.encode()))
