@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ Predict = Callable[[np.ndarray], Awaitable[ImageResult]]
 WEBCAM_EVERY_S = 0.25
 #: Photos analysed per upload at most (each is one queued request).
 MAX_PHOTOS = 24
+#: Seconds the page keeps a video's result files (JSONL, CSV) and Gradio its cached uploads and outputs.
+KEEP_RESULTS_S = 3600
 #: Processed video frames between refreshes of the timeline while a video is analysed.
 REFRESH_FRAMES = 20
 
@@ -83,6 +87,7 @@ def mount_page(app: Any, predictor: Any, predict: Predict, options: Any) -> None
         auth_message="Enter the server's API key as the password (any user name).",
         theme=gr.themes.Default(font=_SYSTEM_FONTS, font_mono=_SYSTEM_MONO),
         footer_links=[],
+        app_kwargs={"docs_url": None, "redoc_url": None, "openapi_url": None},  # the API's pages are the app's own
         ssr_mode=False,
         max_file_size=max(options.max_upload_bytes, options.max_video_bytes),
         allowed_paths=[str(results_dir)],
@@ -98,7 +103,8 @@ def build_page(predict: Predict, info: ModelInfo, card: str, video_limits: Any, 
     gr = _offline_gradio()
     from affectlab.inference.video_stream import stream_video
 
-    with gr.Blocks(title="affectlab", analytics_enabled=False) as page:
+    keep = (KEEP_RESULTS_S, KEEP_RESULTS_S)  # Gradio's cache: check every hour, delete what is older than an hour
+    with gr.Blocks(title="affectlab", analytics_enabled=False, delete_cache=keep) as page:
         gr.Markdown(f"## affectlab: facial affect recognition\n{_model_line(info)}")
         with gr.Tab("Photos"):
             photos = gr.File(file_count="multiple", file_types=["image"], label="Photos (drop or pick one or many)")
@@ -266,6 +272,7 @@ async def _video_updates(
         raise gr.Error(str(exc.detail)) from None
     fps, total = await asyncio.to_thread(video_info, path)
     log = TrackLog(fps)
+    _prune(results_dir, KEEP_RESULTS_S)
     folder = Path(tempfile.mkdtemp(prefix="video-", dir=results_dir))  # one per upload: names never collide
     files = [folder / f"{Path(name).stem}.jsonl", folder / f"{Path(name).stem}.csv"]
     done = faces = 0
@@ -287,6 +294,14 @@ async def _video_updates(
                     None,
                 )
     yield f"{name}: done, {done} frame(s), {faces} face(s)", _figure(log), log.summary(), [str(f) for f in files]
+
+
+def _prune(results_dir: Path, older_than_s: float) -> None:
+    """Remove result folders of earlier videos (Gradio has copied what it offers into its own cache by then)."""
+    cutoff = time.time() - older_than_s
+    for folder in results_dir.glob("video-*"):
+        if folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _figure(log: Any) -> Figure | None:
