@@ -25,8 +25,8 @@ import pytest
 from inference_support import demo_faces, one_torch_thread, running
 
 from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
-from affectlab.inference.predictor import load
 from affectlab.inference.faces import WholeImageDetector
+from affectlab.inference.predictor import load
 from affectlab.inference.results import Detection
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
