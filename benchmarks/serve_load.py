@@ -11,10 +11,14 @@ latency, errors (any answer but 200, or no answer within 60 s), and the mean bat
 both servers. The machine's load average is printed before and after: on a shared machine, compare rows from one
 run only.
 
+``--workers N`` adds a third server: batched, in N processes (``affectlab serve --workers N``), each with its own
+model and ``cores / N`` runtime threads; its mean batch is not reported (``/metrics`` answers for one process).
+
 By default the model is MobileNetV2 with ImageNet weights and an untrained multitask head at 128 px (as in
 ``benchmarks/predict.py``), exported to ONNX; ``--model`` serves a given ``.onnx`` instead.
 
-    python benchmarks/serve_load.py [--seconds 60] [--clients 1,8,32] [--detectors none,haar] [--out load.json]
+    python benchmarks/serve_load.py [--seconds 60] [--clients 1,8,32] [--detectors none,haar] [--workers N]
+        [--out load.json]
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict import DEFAULT_DATA, build_run, cpu_model, make_scenes, split_paths
+from predict import DEFAULT_DATA, build_run, make_scenes, split_paths
 
 MODES = {"one-at-a-time": ["--max-batch", "1"], "batched": ["--max-batch", "32"]}
 
@@ -50,11 +54,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(model: Path, detector: str, mode: str, log: Path) -> Iterator[str]:
+def server(model: Path, detector: str, mode: list[str], log: Path) -> Iterator[str]:
     """``affectlab serve`` on a free loopback port until the block ends; yields its base URL."""
     port = _free_port()
     command = [sys.executable, "-m", "affectlab.cli", "serve", str(model), "--port", str(port), "--detector",
-               detector, "--max-queue", "1024", *MODES[mode]]  # fmt: skip
+               detector, "--max-queue", "1024", *mode]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
@@ -134,12 +138,17 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="load per row (default 60)")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--detectors", default="none,haar")
+    parser.add_argument("--workers", type=int, help="also serve batched in this many processes")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
+    modes = dict(MODES)
+    if args.workers:
+        modes[f"batched, {args.workers} workers"] = [*MODES["batched"], "--workers", str(args.workers)]
 
+    from affectlab.evaluation.efficiency import machine_info  # predict.py's cpu_model() moved there
     from affectlab.inference.onnx_export import export_onnx
 
-    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs ({cpu_model()}), load {os.getloadavg()}", flush=True)
+    print(f"machine: {platform.node()}, {json.dumps(machine_info())}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -148,14 +157,14 @@ def main() -> int:
         scenes = make_scenes(tests, tmp / "scenes", 60)
         inputs = {"none": [p.read_bytes() for p in tests], "haar": [p.read_bytes() for p in scenes]}
         for detector in args.detectors.split(","):
-            for mode in MODES:
-                with server(model, detector, mode, tmp / f"server-{detector}-{mode}.log") as url:
+            for mode, flags in modes.items():
+                with server(model, detector, flags, tmp / f"server-{detector}-{mode}.log") as url:
                     asyncio.run(_load(url, inputs[detector], 4, 3))  # warm up
                     for clients in (int(c) for c in args.clients.split(",")):
                         before = _batches(url)
                         row = asyncio.run(_load(url, inputs[detector], clients, args.seconds))
                         after = _batches(url)
-                        batches = after[1] - before[1]
+                        batches = after[1] - before[1] if "workers" not in mode else 0
                         row.update(detector=detector, server=mode, clients=clients,
                                    mean_batch=(after[0] - before[0]) / batches if batches else float("nan"))  # fmt: skip
                         rows.append(row)

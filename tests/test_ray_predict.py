@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import pyarrow.parquet as pq
 import pytest
-from inference_support import demo_faces, no_face_image, scene
+from support.models import demo_faces, no_face_image, scene
 
 from affectlab.cli import main
 from affectlab.inference.results import flat_record

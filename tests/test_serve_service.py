@@ -15,24 +15,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import cv2
 import httpx
 import numpy as np
 import pytest
-import uvicorn
-from support.models import demo_faces, free_port, one_torch_thread
+from support.models import demo_faces, one_torch_thread, running
 
 from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
-from affectlab.inference.predictor import AffectPredictor, load
 from affectlab.inference.faces import WholeImageDetector
+from affectlab.inference.predictor import load
 from affectlab.inference.results import Detection
-from affectlab.inference.serve import ServeOptions, create_app
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
@@ -56,27 +51,6 @@ class GateDetector:
 def faces(work: Path) -> list[bytes]:
     """Distinct synthetic face crops as PNG uploads."""
     return [cv2.imencode(".png", face)[1].tobytes() for face in demo_faces(work)[:6]]
-
-
-@contextmanager
-def running(predictor: AffectPredictor, **options: Any) -> Iterator[str]:
-    """``create_app`` served by uvicorn on a free loopback port; yields the base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(predictor, ServeOptions(**options)), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 def _post(url: str, data: bytes, key: str | None = None) -> httpx.Response:

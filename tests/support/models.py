@@ -12,20 +12,24 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
 import numpy as np
 import pytest
 import torch
+import uvicorn
 
 from affectlab.config import ModelConfig
 from affectlab.data.demo import generate_demo_dataset
 from affectlab.data.transforms import Preprocess
+from affectlab.inference.serve import ServeOptions, create_app
 from affectlab.models.affect_model import create_model
 from affectlab.models.checkpoint import save_checkpoint
 
@@ -111,6 +115,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(predictor: Any, **options: Any) -> Iterator[str]:
+    """``create_app`` served by uvicorn on a free loopback port; yields the base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(predictor, ServeOptions(**options)), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 @contextmanager

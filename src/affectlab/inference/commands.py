@@ -77,7 +77,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         metavar="ORIGIN",
         help="let browser pages from ORIGIN call the API (repeatable; default: none)",
     )
+    _add_serve_scaling(serve)
     serve.set_defaults(handler=cmd_serve)
+
+
+def _add_serve_scaling(serve: argparse.ArgumentParser) -> None:
+    """Video limits and worker processes of ``affectlab serve``."""
+    serve.add_argument("--max-video-mb", type=float, default=200.0, help="largest video upload (default 200 MB)")
+    serve.add_argument("--max-video-seconds", type=float, default=600.0, help="longest video (default 600 s)")
+    serve.add_argument("--max-video-frames", type=int, default=18000, help="most video frames (default 18000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="processes, each with its own model (default 1; >1: API only, no page)"
+    )
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -255,9 +266,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_s=args.timeout,
         api_key=api_key_from(args.api_key),
         cors_origins=args.cors_origin,
+        max_video_bytes=int(args.max_video_mb * 1024 * 1024),
+        max_video_s=args.max_video_seconds,
+        max_video_frames=args.max_video_frames,
     )
     options.check()
     check_bind(args.host, options.api_key, args.insecure)
     logging.getLogger("affectlab").setLevel(logging.INFO)
-    serve(args.model, host=args.host, port=args.port, detector=args.detector, threads=args.threads, options=options)
+    serve(
+        args.model, host=args.host, port=args.port, detector=args.detector, threads=args.threads, options=options,
+        workers=args.workers,
+    )
     return 0

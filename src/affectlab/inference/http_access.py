@@ -2,8 +2,10 @@
 
 A server bound beyond loopback can be reached by anyone on the network, so ``check_bind`` refuses that unless a
 key is set or the user says ``--insecure``. Clients send the key as ``Authorization: Bearer KEY`` (what curl,
-Prometheus and load balancers can all send); ``/health`` stays open so a load balancer can probe it. Browsers get
-no cross-origin access unless origins are named (``--cors-origin``).
+Prometheus and load balancers can all send); ``/health`` stays open so a load balancer can probe it. A browser
+cannot send that header while it loads a page, so when the web page is served, only the API's paths (``guarded``)
+ask for it, and the page asks for the same key on its own login form (``web_page``). Browsers get no cross-origin
+access unless origins are named (``--cors-origin``).
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ def check_bind(host: str, api_key: str | None, insecure: bool) -> None:
         )
 
 
-def add_access_control(app: Any, api_key: str | None, cors_origins: Sequence[str] = ()) -> None:
-    """Add the key check (every path but ``OPEN_PATHS``) and, if origins are given, CORS to ``app``.
+def add_access_control(
+    app: Any, api_key: str | None, cors_origins: Sequence[str] = (), guarded: frozenset[str] | None = None
+) -> None:
+    """Add the key check (the ``guarded`` paths, default every path, but never ``OPEN_PATHS``) and CORS to ``app``.
 
     CORS is added after the key check so that it runs first: a browser's preflight carries no key.
     """
@@ -60,7 +64,8 @@ def add_access_control(app: Any, api_key: str | None, cors_origins: Sequence[str
         expected = f"Bearer {api_key}".encode()
 
         async def require_key(request: Any, call_next: Any) -> Any:
-            if request.url.path not in OPEN_PATHS:
+            path = request.url.path
+            if path not in OPEN_PATHS and (guarded is None or path.rstrip("/") in guarded):
                 given = request.headers.get("authorization", "").encode()
                 if not hmac.compare_digest(given, expected):
                     return JSONResponse(

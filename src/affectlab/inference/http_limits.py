@@ -2,14 +2,17 @@
 
 An upload is refused by its declared ``Content-Length`` before any of its body is read, and its bytes are counted
 as they stream in, so nothing over the limit is ever received in full or stored (a chunked upload has no declared
-length). The image is then bounded by its header's pixel count before it is decoded (``decode_rgb``). Every
-malformed request ends in a 4xx with one line; responses never carry the server's absolute paths.
+length). The image is then bounded by its header's pixel count before it is decoded (``decode_rgb``). A video is
+bounded in bytes the same way, then by the duration and frame count in its header before any frame is decoded, and
+again while it is decoded (a header can lie). Every malformed request ends in a 4xx with one line; responses never
+carry the server's absolute paths.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import PurePath
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -17,9 +20,51 @@ import numpy as np
 from affectlab.data.images import decode_rgb
 from affectlab.errors import AffectlabError
 
-__all__ = ["MAX_UPLOAD_BYTES", "decode_upload", "read_upload", "without_paths"]
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "MAX_VIDEO_BYTES",
+    "VideoLimits",
+    "check_video",
+    "decode_upload",
+    "read_upload",
+    "without_paths",
+]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_VIDEO_BYTES = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """How much video one request may ask for: seconds of video and frames decoded."""
+
+    max_seconds: float = 600.0
+    max_frames: int = 18_000
+
+    def exceeded(self, frame: int, seconds: float | None) -> str | None:
+        """Why a video that reached ``frame`` (0-based) at ``seconds`` is over the limits, or None."""
+        if frame >= self.max_frames:
+            return f"more than {self.max_frames} frames (the limit)"
+        if seconds is not None and seconds > self.max_seconds:
+            return f"longer than {self.max_seconds:g} s (the limit)"
+        return None
+
+
+def check_video(path: Path, name: str, limits: VideoLimits) -> None:
+    """Refuse a video that OpenCV cannot open (400) or whose header is over ``limits`` (413), before decoding it."""
+    import cv2
+    from starlette.exceptions import HTTPException
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise HTTPException(400, f"{name}: cannot open video (corrupt, or not a video OpenCV can decode)")
+        fps, frames = cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
+    why = limits.exceeded(max(0, frames - 1), (frames - 1) / fps if fps > 0 and frames else None)
+    if why is not None:
+        raise HTTPException(413, f"{name}: video has {frames} frames at {fps:g} fps, {why}")
 
 
 def _too_large(max_bytes: int) -> Any:

@@ -86,6 +86,13 @@ class TrackLog:
         return written
 
     def _plot(self, path: Path) -> Path:
+        fig = self.figure()
+        return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+
+    def figure(self) -> Figure:
+        """The timeline: one row per track (the ``MAX_PLOTTED`` longest), probabilities and V/A over time."""
+        if not self._tracks:
+            raise ValueError("no track to plot yet")
         longest = sorted(self._tracks.items(), key=lambda kv: -len(kv[1].times))[:MAX_PLOTTED]
         shown = sorted(longest)
         fig = Figure(figsize=(10, 2.4 * len(shown)), constrained_layout=True)
@@ -110,4 +117,4 @@ class TrackLog:
             ax.set_title(f"track {track_id}", fontsize=9, loc="left")
         axes[0].legend(loc="upper left", fontsize=7, ncol=4)
         axes[-1].set_xlabel("time (s)")
-        return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+        return fig
