@@ -50,8 +50,20 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "long": ("30 epochs, patience 10", {"train.epochs": 30, "train.patience": 10}),
 }
 DEFAULT_VARIANTS = "no_tta,frozen,res128,no_augment,no_ema,mse_only"
-COLUMNS = ("variant", "change", "acc", "F1 macro", "kappa", "AUC", "CCC V/A", "RMSE V/A", "val score", "Δ score",
-           "best epoch", "train s")
+COLUMNS = (
+    "variant",
+    "change",
+    "acc",
+    "F1 macro",
+    "kappa",
+    "AUC",
+    "CCC V/A",
+    "RMSE V/A",
+    "val score",
+    "Δ score",
+    "best epoch",
+    "train s",
+)
 
 
 def variant_config(cfg: RunConfig, name: str) -> RunConfig:
@@ -72,9 +84,18 @@ def _row(name: str, change: str, record: dict[str, Any], baseline: float | None)
     score = val_score(m)
     delta = "-" if baseline is None else f"{score - baseline:+.3f}"
     return [
-        name, change, f"{c['accuracy']:.3f}", f"{c['f1_macro']:.3f}", f"{c['cohen_kappa']:.3f}", f"{c['auc_ovr']:.3f}",
-        f"{m['valence']['ccc']:.3f}/{m['arousal']['ccc']:.3f}", f"{m['valence']['rmse']:.3f}/{m['arousal']['rmse']:.3f}",
-        f"{score:.3f}", delta, str(record.get("best_epoch", "-")), f"{record.get('train_seconds', 0):.0f}",
+        name,
+        change,
+        f"{c['accuracy']:.3f}",
+        f"{c['f1_macro']:.3f}",
+        f"{c['cohen_kappa']:.3f}",
+        f"{c['auc_ovr']:.3f}",
+        f"{m['valence']['ccc']:.3f}/{m['arousal']['ccc']:.3f}",
+        f"{m['valence']['rmse']:.3f}/{m['arousal']['rmse']:.3f}",
+        f"{score:.3f}",
+        delta,
+        str(record.get("best_epoch", "-")),
+        f"{record.get('train_seconds', 0):.0f}",
     ]
 
 
@@ -103,8 +124,12 @@ class Sweep:
         metrics = affectlab.evaluate(reuse, split="val", out=self.out / "baseline", overwrite=True)
         _, meta = load_checkpoint(reuse)
         seconds = float(meta["meta"]["history"][-1]["seconds"])  # history.csv counts seconds from the start of fit
-        return {"metrics": metrics.to_dict(), "best_epoch": meta["meta"]["best_epoch"], "train_seconds": seconds,
-                "run_dir": str(reuse)}
+        return {
+            "metrics": metrics.to_dict(),
+            "best_epoch": meta["meta"]["best_epoch"],
+            "train_seconds": seconds,
+            "run_dir": str(reuse),
+        }
 
     def without_tta(self, baseline_dir: Path) -> dict[str, Any]:
         metrics = affectlab.evaluate(baseline_dir, split="val", out=self.out / "no_tta", overwrite=True, tta_flip=False)
@@ -120,8 +145,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma list of: {', '.join(VARIANTS)}")
     parser.add_argument("--reuse-baseline", type=Path, help="a finished run of the same recipe and seed")
     parser.add_argument("--overwrite", action="store_true", help="retrain variants that already finished")
-    parser.add_argument("--set", action="append", dest="overrides", metavar="SECTION.KEY=VALUE",
-                        help="change the recipe for every variant, e.g. train.num_workers=8 on a GPU machine")
+    parser.add_argument(
+        "--set",
+        action="append",
+        dest="overrides",
+        metavar="SECTION.KEY=VALUE",
+        help="change the recipe for every variant, e.g. train.num_workers=8 on a GPU machine",
+    )
     args = parser.parse_args(argv)
     quiet_lightning()
     names = [v for v in args.variants.split(",") if v]
@@ -146,8 +176,10 @@ def main(argv: list[str]) -> int:
             record = sweep.record(name, variant_config(cfg, name))
         records[name] = record
         rows.append(_row(name, change, record, reference))
-        print(f"{name}: val score {val_score(record['metrics']):.3f} ({time.perf_counter() - started:.0f} s so far)",
-              flush=True)
+        print(
+            f"{name}: val score {val_score(record['metrics']):.3f} ({time.perf_counter() - started:.0f} s so far)",
+            flush=True,
+        )
     n = base["metrics"]["n"]
     table = markdown_table(COLUMNS, rows) + "\n"
     table += f"Validation split ({n} images) of split seed {args.seed}; val score = accuracy + mean V/A CCC.\n"

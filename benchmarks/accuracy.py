@@ -47,13 +47,19 @@ def _rows(name: str, summary: dict) -> list[list[str]]:  # type: ignore[type-arg
         merged.update({k: v for k, v in agg.items() if "." in k})
     seconds = sum(r["train_seconds"] for r in summary["runs"]) / max(1, len({r["seed"] for r in summary["runs"]}))
     tasks = "+".join(sorted({a["task"] for a in aggregates}))
-    return [[
-        f"{name} ({tasks})", _cell(merged, "classification.accuracy"), _cell(merged, "classification.f1_macro"),
-        _cell(merged, "classification.cohen_kappa"), _cell(merged, "classification.auc_ovr"),
-        f"{_cell(merged, 'valence.rmse')}/{_cell(merged, 'arousal.rmse')}",
-        f"{_cell(merged, 'valence.ccc')}/{_cell(merged, 'arousal.ccc')}",
-        f"{_cell(merged, 'valence.corr')}/{_cell(merged, 'arousal.corr')}", f"{seconds:.0f}",
-    ]]
+    return [
+        [
+            f"{name} ({tasks})",
+            _cell(merged, "classification.accuracy"),
+            _cell(merged, "classification.f1_macro"),
+            _cell(merged, "classification.cohen_kappa"),
+            _cell(merged, "classification.auc_ovr"),
+            f"{_cell(merged, 'valence.rmse')}/{_cell(merged, 'arousal.rmse')}",
+            f"{_cell(merged, 'valence.ccc')}/{_cell(merged, 'arousal.ccc')}",
+            f"{_cell(merged, 'valence.corr')}/{_cell(merged, 'arousal.corr')}",
+            f"{seconds:.0f}",
+        ]
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -63,8 +69,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--recipes", default="reference,best", help="packaged recipe names or recipe files")
     parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--set", action="append", dest="overrides", metavar="SECTION.KEY=VALUE",
-                        help="change every recipe, e.g. train.num_workers=8 on a GPU machine")
+    parser.add_argument(
+        "--set",
+        action="append",
+        dest="overrides",
+        metavar="SECTION.KEY=VALUE",
+        help="change every recipe, e.g. train.num_workers=8 on a GPU machine",
+    )
     args = parser.parse_args(argv)
     quiet_lightning()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -74,8 +85,15 @@ def main(argv: list[str]) -> int:
         tasks = ["classification", "regression"] if model.task != "multitask" else ["multitask"]
         started = time.perf_counter()
         study = affectlab.study(
-            recipe, data=args.data, out=Path(args.out) / Path(recipe).stem, overwrite=args.overwrite, progress=False,
-            sets=args.overrides, backbones=[model.backbone], tasks=tasks, seeds=seeds,
+            recipe,
+            data=args.data,
+            out=Path(args.out) / Path(recipe).stem,
+            overwrite=args.overwrite,
+            progress=False,
+            sets=args.overrides,
+            backbones=[model.backbone],
+            tasks=tasks,
+            seeds=seeds,
         )
         summary = study.to_dict()
         print(f"{recipe}: {time.perf_counter() - started:.0f} s for seeds {seeds} on {summary['machine']}", flush=True)

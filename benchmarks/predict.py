@@ -98,8 +98,16 @@ def backend_for(name: str, path: Path, threads: int):  # type: ignore[no-untyped
     return TorchBackend(path, threads) if name == "pytorch-eager" else OnnxBackend(path, threads)
 
 
-def bench_runtime(name: str, path: Path, threads: int, crops: np.ndarray, tests: list[Path], scenes: list[Path],
-                  max_seconds: float, inputs: tuple[str, ...] = ("model", "crops", "scenes")) -> list[dict]:
+def bench_runtime(
+    name: str,
+    path: Path,
+    threads: int,
+    crops: np.ndarray,
+    tests: list[Path],
+    scenes: list[Path],
+    max_seconds: float,
+    inputs: tuple[str, ...] = ("model", "crops", "scenes"),
+) -> list[dict]:
     from affectlab.evaluation.efficiency import speed_summary, time_calls
     from affectlab.inference.predictor import AffectPredictor
 
@@ -119,8 +127,14 @@ def bench_runtime(name: str, path: Path, threads: int, crops: np.ndarray, tests:
                 calls = [lambda g=g, p=predictor: sum(len(r) for r in p.predict(g)) for g in groups]
             latencies, faces = time_calls(calls, warmup=2, max_seconds=max_seconds)
             n_images = min(len(latencies) * batch, len(crops) if files is None else len(files))
-            row = {"runtime": name, "threads": threads, "batch": batch, "input": what,
-                   "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), **speed_summary(latencies, faces)}
+            row = {
+                "runtime": name,
+                "threads": threads,
+                "batch": batch,
+                "input": what,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+                **speed_summary(latencies, faces),
+            }
             if what == "scenes":
                 row["faces_found_per_scene"] = round(faces / max(1, n_images), 3)
             rows.append(row)
@@ -133,13 +147,15 @@ def agreement(fp32: Path, int8: Path, crops: np.ndarray, labels: np.ndarray, thr
     a, b = (_all_outputs(backend_for("onnx", path, threads), crops) for path in (fp32, int8))
     out: dict[str, float] = {"n": len(crops)}
     if "probs" in a:
-        out.update({
-            "class_agreement": round(float(np.mean(a["probs"].argmax(1) == b["probs"].argmax(1))), 4),
-            "mean_abs_prob_diff": round(float(np.mean(np.abs(a["probs"] - b["probs"]))), 5),
-            "max_abs_prob_diff": round(float(np.max(np.abs(a["probs"] - b["probs"]))), 4),
-            "accuracy_fp32": round(float(np.mean(a["probs"].argmax(1) == labels)), 4),
-            "accuracy_int8": round(float(np.mean(b["probs"].argmax(1) == labels)), 4),
-        })
+        out.update(
+            {
+                "class_agreement": round(float(np.mean(a["probs"].argmax(1) == b["probs"].argmax(1))), 4),
+                "mean_abs_prob_diff": round(float(np.mean(np.abs(a["probs"] - b["probs"]))), 5),
+                "max_abs_prob_diff": round(float(np.max(np.abs(a["probs"] - b["probs"]))), 4),
+                "accuracy_fp32": round(float(np.mean(a["probs"].argmax(1) == labels)), 4),
+                "accuracy_int8": round(float(np.mean(b["probs"].argmax(1) == labels)), 4),
+            }
+        )
     if "va" in a:
         out["mean_abs_va_diff"] = round(float(np.mean(np.abs(a["va"] - b["va"]))), 5)
     return out
@@ -152,14 +168,18 @@ def _all_outputs(backend, crops: np.ndarray) -> dict[str, np.ndarray]:  # type: 
 
 def _format(row: dict) -> str:  # type: ignore[type-arg]
     policy = " (OMP passive)" if row["omp_wait_policy"] != "default" and row["runtime"] == "pytorch-eager" else ""
-    return (f"{row['runtime'] + policy:<31} threads {row['threads']} batch {row['batch']:>2} {row['input']:<6} "
-            f"{row['faces_per_s']:>8.1f} faces/s  p50 {row['p50_ms']:>8.2f} ms  p95 {row['p95_ms']:>8.2f} ms"
-            + (f"  faces/scene {row['faces_found_per_scene']}" if "faces_found_per_scene" in row else ""))
+    return (
+        f"{row['runtime'] + policy:<31} threads {row['threads']} batch {row['batch']:>2} {row['input']:<6} "
+        f"{row['faces_per_s']:>8.1f} faces/s  p50 {row['p50_ms']:>8.2f} ms  p95 {row['p95_ms']:>8.2f} ms"
+        + (f"  faces/scene {row['faces_found_per_scene']}" if "faces_found_per_scene" in row else "")
+    )
 
 
 def best(rows: list[dict], runtime: str, inp: str, batch: int) -> dict:  # type: ignore[type-arg]
-    return max((r for r in rows if r["runtime"] == runtime and r["input"] == inp and r["batch"] == batch),
-               key=lambda r: r["faces_per_s"])
+    return max(
+        (r for r in rows if r["runtime"] == runtime and r["input"] == inp and r["batch"] == batch),
+        key=lambda r: r["faces_per_s"],
+    )
 
 
 def eager_passive_rows(run: Path, crops: np.ndarray, threads: str, max_seconds: float, tmp: Path) -> list[dict]:
@@ -168,8 +188,18 @@ def eager_passive_rows(run: Path, crops: np.ndarray, threads: str, max_seconds: 
 
     np.save(tmp / "crops.npy", crops)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    command = [sys.executable, __file__, "--child-eager", str(run), "--crops", str(tmp / "crops.npy"),
-               "--threads", threads, "--max-seconds", str(max_seconds)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child-eager",
+        str(run),
+        "--crops",
+        str(tmp / "crops.npy"),
+        "--threads",
+        threads,
+        "--max-seconds",
+        str(max_seconds),
+    ]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     rows = json.loads(output.strip().splitlines()[-1])
     for row in rows:
@@ -207,8 +237,10 @@ def main() -> int:
 
     load_before = os.getloadavg()
     machine = {**machine_info(), "int8_kernel": int8_kernel()}
-    print(f"machine: {machine['cpu']}, {os.cpu_count()} CPUs, ONNX Runtime int8 kernel: {machine['int8_kernel']}, "
-          f"load {load_before}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}")
+    print(
+        f"machine: {machine['cpu']}, {os.cpu_count()} CPUs, ONNX Runtime int8 kernel: {machine['int8_kernel']}, "
+        f"load {load_before}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'default')}"
+    )
     with tempfile.TemporaryDirectory(prefix="affectlab-bench-") as tmp_name:
         tmp = Path(tmp_name)
         run = args.run_dir or build_run(tmp)
@@ -224,8 +256,10 @@ def main() -> int:
         size = OnnxBackend(fp32).info.preprocess.input_size
         crops = np.stack([resize_square(read_rgb(p), size) for p in tests])
         scenes = make_scenes(tests, tmp / "scenes", args.scenes)
-        print(f"{len(tests)} test crops at {size} px, {len(scenes)} scenes with 2 faces; int8 calibrated on "
-              f"{len(list(calibration.iterdir()))} train images")
+        print(
+            f"{len(tests)} test crops at {size} px, {len(scenes)} scenes with 2 faces; int8 calibrated on "
+            f"{len(list(calibration.iterdir()))} train images"
+        )
         rows: list[dict] = []  # type: ignore[type-arg]
         for threads in (int(t) for t in args.threads.split(",")):
             for name, path in (("pytorch-eager", run), ("onnxruntime", fp32), ("onnxruntime-int8", int8)):
@@ -239,9 +273,15 @@ def main() -> int:
         "ort_over_eager_batch32": round(ort["faces_per_s"] / eager["faces_per_s"], 2),
         "int8_over_eager_batch32": round(q8["faces_per_s"] / eager["faces_per_s"], 2),
         "baseline_eager": {k: eager[k] for k in ("threads", "omp_wait_policy", "faces_per_s")},
-        "best_threads": {"pytorch-eager": eager["threads"], "onnxruntime": ort["threads"],
-                         "onnxruntime-int8": q8["threads"]},
-        "int8_vs_fp32": agree, "machine": machine, "load_before": load_before, "load_after": load_after,
+        "best_threads": {
+            "pytorch-eager": eager["threads"],
+            "onnxruntime": ort["threads"],
+            "onnxruntime-int8": q8["threads"],
+        },
+        "int8_vs_fp32": agree,
+        "machine": machine,
+        "load_before": load_before,
+        "load_after": load_after,
     }
     print(json.dumps(summary, indent=2))
     if args.out:

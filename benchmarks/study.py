@@ -34,23 +34,30 @@ def run(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     quiet_lightning()
     overrides = {
-        "study.backbone_weights": dict(item.split("=", 1) for item in args.weights.split(",")) if args.weights else None,
+        "study.backbone_weights": dict(item.split("=", 1) for item in args.weights.split(","))
+        if args.weights
+        else None,
         "study.backbones": args.backbones.split(",") if args.backbones else None,
         "study.seeds": [int(s) for s in args.seeds.split(",")] if args.seeds else None,
     }
     started = time.perf_counter()
-    study = affectlab.study(args.recipe, data=args.data, out=args.out, overwrite=args.overwrite, progress=False,
-                            sets=args.sets, **overrides)
+    study = affectlab.study(
+        args.recipe, data=args.data, out=args.out, overwrite=args.overwrite, progress=False, sets=args.sets, **overrides
+    )
     wall = time.perf_counter() - started
     summary = study.to_dict()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nmachine: {os.cpu_count()} CPUs, {summary['machine']['platform']}, torch {summary['machine']['torch']}, "
-          f"{summary['machine']['threads']} threads")
+    print(
+        f"\nmachine: {os.cpu_count()} CPUs, {summary['machine']['platform']}, torch {summary['machine']['torch']}, "
+        f"{summary['machine']['threads']} threads"
+    )
     for stage, seconds in summary["timing"]["stages"].items():
         print(f"stage {stage:<32} {seconds:8.1f} s")
     for r in study.runs:
-        print(f"model {r.name:<32} {r.train_seconds:8.1f} s  (of which features {r.feature_seconds:.1f} s, "
-              f"{r.epochs_run} epochs, feature cache {'on' if r.used_feature_cache else 'off'})")
+        print(
+            f"model {r.name:<32} {r.train_seconds:8.1f} s  (of which features {r.feature_seconds:.1f} s, "
+            f"{r.epochs_run} epochs, feature cache {'on' if r.used_feature_cache else 'off'})"
+        )
     print(f"total wall time {wall:.1f} s; peak memory (RSS) {peak_mb:.0f} MB")
     return 0
 

@@ -19,7 +19,9 @@ from affectlab.models.affect_model import create_model
 def step_rate(backbone: str, size: int, steps: int, channels_last: bool, threads: int) -> float:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = create_model(ModelConfig(backbone=backbone, weights="none", task="multitask", freeze=False, input_size=size))
+    model = create_model(
+        ModelConfig(backbone=backbone, weights="none", task="multitask", freeze=False, input_size=size)
+    )
     x = torch.randn(32, 3, size, size)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -49,8 +51,10 @@ def main() -> None:
         for cl, th in settings:
             rates[(cl, th)].append(step_rate(args.backbone, args.size, args.steps, cl, th))
     for (cl, th), values in rates.items():
-        print(f"{args.backbone} {args.size}px channels_last={cl!s:<5} threads={th}: "
-              f"{max(values):6.1f} img/s (best of {len(values)})")
+        print(
+            f"{args.backbone} {args.size}px channels_last={cl!s:<5} threads={th}: "
+            f"{max(values):6.1f} img/s (best of {len(values)})"
+        )
 
 
 if __name__ == "__main__":

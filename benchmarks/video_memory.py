@@ -78,8 +78,19 @@ def demo_face(tmp: Path) -> np.ndarray:
 def measure(model: Path, video: Path, tmp: Path) -> tuple[float, float, str]:
     """(peak RSS in MB, wall seconds, last stderr line) of one predict run in a fresh process tree."""
     out = tmp / f"{video.stem}.jsonl"
-    command = [sys.executable, "-m", "affectlab.cli", "predict", str(model), str(video), "--out", str(out),
-               "--save-annotated", str(tmp / f"annotated-{video.stem}"), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "affectlab.cli",
+        "predict",
+        str(model),
+        str(video),
+        "--out",
+        str(out),
+        "--save-annotated",
+        str(tmp / f"annotated-{video.stem}"),
+        "--quiet",
+    ]
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - start
@@ -114,17 +125,30 @@ def main() -> int:
         for fmt, model in models.items():
             for m, path, frames in videos:
                 peak, seconds, note = measure(model, path, tmp)
-                rows.append({"format": fmt, "minutes": m, "frames": frames, "peak_rss_mb": round(peak, 1),
-                             "seconds": round(seconds, 1), "fps": round(frames / seconds, 1)})
-                print(f"{fmt:<5} {m:g} min ({frames} frames): peak RSS {peak:.1f} MB, {seconds:.0f} s "
-                      f"({frames / seconds:.1f} frames/s), {note}", flush=True)
+                rows.append(
+                    {
+                        "format": fmt,
+                        "minutes": m,
+                        "frames": frames,
+                        "peak_rss_mb": round(peak, 1),
+                        "seconds": round(seconds, 1),
+                        "fps": round(frames / seconds, 1),
+                    }
+                )
+                print(
+                    f"{fmt:<5} {m:g} min ({frames} frames): peak RSS {peak:.1f} MB, {seconds:.0f} s "
+                    f"({frames / seconds:.1f} frames/s), {note}",
+                    flush=True,
+                )
     ok = True
     for fmt in models:
         peaks = [r["peak_rss_mb"] for r in rows if r["format"] == fmt]
         spread = max(peaks) - min(peaks)
         ok &= spread < args.limit_mb
-        print(f"{fmt}: peak RSS spread {spread:.1f} MB over {minutes} min (limit {args.limit_mb:g} MB): "
-              f"{'PASS' if spread < args.limit_mb else 'FAIL'}")
+        print(
+            f"{fmt}: peak RSS spread {spread:.1f} MB over {minutes} min (limit {args.limit_mb:g} MB): "
+            f"{'PASS' if spread < args.limit_mb else 'FAIL'}"
+        )
     if args.out:
         args.out.write_text(json.dumps({"rows": rows, "fps": args.fps, "load": os.getloadavg()}, indent=2) + "\n")
     return 0 if ok else 1

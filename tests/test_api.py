@@ -46,7 +46,10 @@ def test_a_recipes_backbone_and_task_are_never_replaced_by_the_study_defaults(tm
     best = resolve_config("best", {"data.path": "/d"})
     assert (best.study.backbones, best.study.tasks) == (["mobilenet_v2"], ["multitask"])
     reference = resolve_config("reference", {"data.path": "/d"})  # its own grid: the study's four models
-    assert (reference.study.backbones, reference.study.tasks) == (["vgg16", "mobilenet_v2"], ["classification", "regression"])
+    assert (reference.study.backbones, reference.study.tasks) == (
+        ["vgg16", "mobilenet_v2"],
+        ["classification", "regression"],
+    )
     one = _write(tmp_path / "one.yaml", "model:\n  backbone: resnet18\n")
     assert resolve_config(one, {"data.path": "/d"}).study.backbones == ["resnet18"]
     flagged = resolve_config("reference", {"data.path": "/d", "backbone": "resnet50", "task": "multitask"})
@@ -80,8 +83,16 @@ def test_choices_come_from_the_literal_types() -> None:
 @pytest.mark.slow
 def test_train_then_evaluate_through_the_api(demo_data: Path, tmp_path: Path) -> None:
     run = affectlab.train(
-        data=str(demo_data), out=tmp_path / "run", progress=False, backbone="resnet18", weights="none",
-        freeze=False, input_size=32, epochs=2, patience=2, task="multitask",
+        data=str(demo_data),
+        out=tmp_path / "run",
+        progress=False,
+        backbone="resnet18",
+        weights="none",
+        freeze=False,
+        input_size=32,
+        epochs=2,
+        patience=2,
+        task="multitask",
     )
     assert run is not None and run.path == tmp_path / "run" and run.task == "multitask"
     assert run.metrics.split == "test" and run.metrics.accuracy is not None and run.metrics.ccc is not None

@@ -49,9 +49,11 @@ def test_run_folder_is_removed_only_when_nothing_finished(tmp_path: Path) -> Non
         (folder / "model.pt").write_bytes(b"finished")
         raise RuntimeError("figures failed")
     assert (tmp_path / "late" / "model.pt").read_bytes() == b"finished"
-    with pytest.raises(AffectlabError, match="pass --overwrite"):  # a user's earlier run is never removed
-        with run_folder(tmp_path / "late", overwrite=False, keep_if="model.pt"):
-            pass
+    with (  # a user's earlier run is never removed
+        pytest.raises(AffectlabError, match="pass --overwrite"),
+        run_folder(tmp_path / "late", overwrite=False, keep_if="model.pt"),
+    ):
+        pass
     assert (tmp_path / "late" / "model.pt").is_file()
 
 
@@ -65,7 +67,14 @@ def test_reference_recipe_is_the_study_protocol() -> None:
     cfg = load_recipe(RECIPES / "reference.yaml")
     assert cfg.to_dict()["model"] == RunConfig().to_dict()["model"] | {"backbone": "mobilenet_v2"}
     t = cfg.train
-    assert (t.epochs, t.batch_size, t.optimizer, t.lr, t.patience, t.class_weights) == (12, 32, "adam", 1e-3, 4, "balanced")
+    assert (t.epochs, t.batch_size, t.optimizer, t.lr, t.patience, t.class_weights) == (
+        12,
+        32,
+        "adam",
+        1e-3,
+        4,
+        "balanced",
+    )
     assert (cfg.model.input_size, cfg.model.freeze, cfg.model.hidden, cfg.model.dropout) == (128, True, 256, 0.5)
 
 
@@ -83,8 +92,15 @@ def test_recipe_errors_name_file_and_key(tmp_path: Path) -> None:
 
 
 def test_overrides_are_typed_and_validated() -> None:
-    overrides = parse_overrides(["model.input_size=224", "train.ema_decay=null", "train.precision=32",
-                                 "data.class_map={happy: Happy}", "train.augment=true"])
+    overrides = parse_overrides(
+        [
+            "model.input_size=224",
+            "train.ema_decay=null",
+            "train.precision=32",
+            "data.class_map={happy: Happy}",
+            "train.augment=true",
+        ]
+    )
     cfg = with_overrides(RunConfig(), overrides)
     assert (cfg.model.input_size, cfg.train.ema_decay, cfg.train.precision) == (224, None, "32")
     assert cfg.data.class_map == {"happy": "Happy"} and cfg.train.augment is True

@@ -22,6 +22,8 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from support.bad_input import (
     Payload,
     encoded,
@@ -33,8 +35,6 @@ from support.bad_input import (
     snapshot,
 )
 from support.data import write_affectnet
-from hypothesis import given
-from hypothesis import strategies as st
 from support.models import demo_faces, make_run, one_torch_thread, scene, serving, write_video
 
 import affectlab.experiment  # noqa: F401 - matplotlib caches fonts in $HOME on first import: before any sandbox

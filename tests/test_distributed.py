@@ -20,8 +20,8 @@ from affectlab.config import DataConfig
 from affectlab.data.prepared import prepare_data
 from affectlab.data.split import load_split
 from affectlab.data.transforms import Preprocess
-from affectlab.models.outputs import predict_images
 from affectlab.models.checkpoint import load_checkpoint
+from affectlab.models.outputs import predict_images
 
 pytestmark = pytest.mark.slow
 SUPPORT = Path(__file__).parent / "support"
@@ -35,18 +35,49 @@ def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_ddp_training_writes_one_run_and_validates_on_the_whole_split(demo_data: Path, tmp_path: Path) -> None:
     recipe = tmp_path / "ddp.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "data": {"val_fraction": 0.16},  # 15 validation faces: an odd count, so the sampler pads
-        "model": {"backbone": "resnet18", "weights": "none", "task": "multitask", "freeze": False, "input_size": 32},
-        "train": {"epochs": 3, "batch_size": 8, "patience": 5, "scheduler": "cosine", "lr": 1e-3, "seed": 0},
-    }))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"val_fraction": 0.16},  # 15 validation faces: an odd count, so the sampler pads
+                "model": {
+                    "backbone": "resnet18",
+                    "weights": "none",
+                    "task": "multitask",
+                    "freeze": False,
+                    "input_size": 32,
+                },
+                "train": {"epochs": 3, "batch_size": 8, "patience": 5, "scheduler": "cosine", "lr": 1e-3, "seed": 0},
+            }
+        )
+    )
     out = tmp_path / "run"
-    _run([sys.executable, "-m", "affectlab.cli", "train", "--recipe", str(recipe), "--data", str(demo_data),
-          "--out", str(out), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--quiet"], tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "affectlab.cli",
+            "train",
+            "--recipe",
+            str(recipe),
+            "--data",
+            str(demo_data),
+            "--out",
+            str(out),
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "2",
+            "--strategy",
+            "ddp",
+            "--quiet",
+        ],
+        tmp_path,
+    )
     # One run folder, written once, by rank zero: no second folder, no leftovers, no checkpoints.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.yaml", "run"]
     assert {"config.yaml", "split.json", "history.csv", "model.pt", "metrics.json", "run.json"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     assert not (out / "checkpoints").exists() and not list(out.glob(".*tmp"))
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["train"]["devices"] == 2 and config["train"]["strategy"] == "ddp"

@@ -9,8 +9,8 @@ import torch
 from support.models import INPUT_SIZE, make_run
 
 from affectlab.data.transforms import Preprocess
-from affectlab.models.outputs import predict_images
 from affectlab.models.checkpoint import load_checkpoint
+from affectlab.models.outputs import predict_images
 
 
 def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from support.bad_input import VALID_ONNX_METADATA, encoded, fuzz, mutated, onnx_with_metadata
-from support.data import write_affectnet
 from hypothesis import given
 from hypothesis import strategies as st
+from support.bad_input import VALID_ONNX_METADATA, encoded, fuzz, mutated, onnx_with_metadata
+from support.data import write_affectnet
 
 from affectlab.errors import AffectlabError
 

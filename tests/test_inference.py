@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from support.models import demo_faces, make_run, no_face_image, one_torch_thread, scene
 from PIL import Image
+from support.models import demo_faces, make_run, no_face_image, one_torch_thread, scene
 
 import affectlab
 from affectlab.cli import main
@@ -111,9 +111,22 @@ def test_list_input_keeps_order_and_reports_no_face_and_errors(run: Path, photos
     assert results[2].error is not None and "not a readable image" in results[2].error
     assert results[3].error is not None and "cannot read" in results[3].error
     assert results[1].records() == [
-        {"source": str(photos / "nested" / "empty.png"), "frame": None, "time_s": None, "face": None,
-         "track_id": None, "box": None, "landmarks": None, "label": None, "confidence": None, "probs": None, "valence": None, "arousal": None, "no_face": True,
-         "error": None}
+        {
+            "source": str(photos / "nested" / "empty.png"),
+            "frame": None,
+            "time_s": None,
+            "face": None,
+            "track_id": None,
+            "box": None,
+            "landmarks": None,
+            "label": None,
+            "confidence": None,
+            "probs": None,
+            "valence": None,
+            "arousal": None,
+            "no_face": True,
+            "error": None,
+        }
     ]
     record = results[0].records()[1]
     assert record["face"] == 1 and len(record["probs"]) == 8 and abs(sum(record["probs"].values()) - 1) < 1e-4
@@ -172,8 +185,9 @@ def test_outputs_follow_the_models_task(work: Path, faces: list[np.ndarray], tas
         assert face.label is None and face.probs is None and -5 < face.valence < 5 and face.arousal is not None
 
 
-def test_cli_predict_folder_to_jsonl_with_annotated_images(run: Path, photos: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_predict_folder_to_jsonl_with_annotated_images(
+    run: Path, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, annotated = tmp_path / "results.jsonl", tmp_path / "annotated"
     code = main(["predict", str(run), str(photos), "--out", str(out), "--save-annotated", str(annotated)])
     assert code == 1  # one corrupt file: reported, the rest processed
@@ -192,13 +206,29 @@ def test_cli_predict_folder_to_jsonl_with_annotated_images(run: Path, photos: Pa
     assert "1 error(s), first:" in capsys.readouterr().err
 
 
-def test_annotated_images_with_the_same_name_do_not_overwrite_each_other(run: Path, photos: Path, tmp_path: Path) -> None:
+def test_annotated_images_with_the_same_name_do_not_overwrite_each_other(
+    run: Path, photos: Path, tmp_path: Path
+) -> None:
     other = tmp_path / "other"
     other.mkdir()
     (other / "one_face.png").write_bytes((photos / "nested" / "empty.png").read_bytes())
     annotated = tmp_path / "annotated"
-    assert main(["predict", str(run), str(photos / "one_face.png"), str(other / "one_face.png"), "--detector", "none",
-                 "--save-annotated", str(annotated), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                str(photos / "one_face.png"),
+                str(other / "one_face.png"),
+                "--detector",
+                "none",
+                "--save-annotated",
+                str(annotated),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     first, second = cv2.imread(str(annotated / "one_face.png")), cv2.imread(str(annotated / "one_face-2.png"))
     assert first.shape == cv2.imread(str(photos / "one_face.png")).shape
     assert second.shape == cv2.imread(str(photos / "nested" / "empty.png")).shape
@@ -207,8 +237,22 @@ def test_annotated_images_with_the_same_name_do_not_overwrite_each_other(run: Pa
 
 def test_cli_predict_csv_has_fixed_columns(run: Path, photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "results.csv"
-    assert main(["predict", str(run), str(photos / "one_face.png"), str(photos / "nested" / "empty.png"),
-                 "--detector", "none", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(run),
+                str(photos / "one_face.png"),
+                str(photos / "nested" / "empty.png"),
+                "--detector",
+                "none",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rows = list(csv.reader(out.open()))
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 3
     row = dict(zip(rows[0], rows[1]))
@@ -230,8 +274,9 @@ def test_cli_predict_csv_has_fixed_columns(run: Path, photos: Path, tmp_path: Pa
         (["predict", "{run}", "{photo}", "--batch-size", "0"], "--batch-size must be at least 1"),
     ],
 )
-def test_cli_fatal_errors_are_one_line(argv: list[str], message: str, run: Path, photos: Path, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_fatal_errors_are_one_line(
+    argv: list[str], message: str, run: Path, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     values = {"tmp": tmp_path, "run": run, "photo": photos / "one_face.png"}
     code = main([a.format(**values) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()

@@ -12,8 +12,8 @@ from affectlab.config import ModelConfig
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.models.affect_model import create_model
-from affectlab.models.checkpoint import load_checkpoint, save_checkpoint
 from affectlab.models.backbones import get_backbone_spec, list_backbones
+from affectlab.models.checkpoint import load_checkpoint, save_checkpoint
 from affectlab.models.weights import cache_path, resolve_backbone
 
 FAST_BACKBONES = ["mobilenet_v2", "vgg16", "resnet18"]
@@ -96,7 +96,9 @@ def test_imagenet_weights_in_torchvision_cache_are_hash_checked(
     target, _ = fake_imagenet_file
     assert target.name == "mobilenet_v2-b0353104.pth"
     assert str(target).startswith(os.environ["TORCH_HOME"])
-    with pytest.raises(AffectlabError, match=r"mobilenet_v2-b0353104\.pth: SHA-256 starts with [0-9a-f]{8}, not b0353104"):
+    with pytest.raises(
+        AffectlabError, match=r"mobilenet_v2-b0353104\.pth: SHA-256 starts with [0-9a-f]{8}, not b0353104"
+    ):
         create_model(ModelConfig(backbone="mobilenet_v2", weights="imagenet"))
 
 

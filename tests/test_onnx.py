@@ -76,8 +76,14 @@ def trained(demo_data: Path, work: Path) -> Path:
 def demo_crops(demo_data: Path) -> np.ndarray:
     """The 96 demo faces at the trained model's input size (uint8 NHWC RGB)."""
     files = sorted((demo_data / "images").glob("*.png"), key=lambda p: int(p.stem))
-    return np.stack([cv2.resize(cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (TRAINED_SIZE,) * 2,
-                                interpolation=cv2.INTER_AREA) for f in files])
+    return np.stack(
+        [
+            cv2.resize(
+                cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB), (TRAINED_SIZE,) * 2, interpolation=cv2.INTER_AREA
+            )
+            for f in files
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +136,11 @@ def test_onnx_file_alone_predicts_like_the_run(run: Path, fp32: Path, work: Path
     assert a.label == b.label and np.max(np.abs(a.probs - b.probs)) <= FP32_TOLERANCE
     assert a.valence == pytest.approx(b.valence, abs=FP32_TOLERANCE)
     restored = pickle.loads(pickle.dumps(from_onnx.backend))  # the session is rebuilt, not pickled
-    np.testing.assert_allclose(restored.run(np.stack([cv2.resize(image, (64, 64))]))["probs"][0],
-                               from_onnx.backend.run(np.stack([cv2.resize(image, (64, 64))]))["probs"][0], atol=1e-6)
+    np.testing.assert_allclose(
+        restored.run(np.stack([cv2.resize(image, (64, 64))]))["probs"][0],
+        from_onnx.backend.run(np.stack([cv2.resize(image, (64, 64))]))["probs"][0],
+        atol=1e-6,
+    )
 
 
 @pytest.mark.slow
@@ -147,8 +156,10 @@ def test_int8_agrees_within_the_stated_tolerance(trained: Path, int8: Path, demo
     prob_error = float(np.mean(np.abs(quantised["probs"] - reference["probs"])))
     va_error = float(np.mean(np.abs(quantised["va"] - reference["va"])))
     agreement = float(np.mean(quantised["probs"].argmax(1) == reference["probs"].argmax(1)))
-    print(f"int8 kernel: {kernel}; int8 vs fp32 on {len(demo_crops)} demo faces: class agreement {agreement:.3f}, "
-          f"mean |dp| {prob_error:.4f}, mean |dva| {va_error:.4f}")
+    print(
+        f"int8 kernel: {kernel}; int8 vs fp32 on {len(demo_crops)} demo faces: class agreement {agreement:.3f}, "
+        f"mean |dp| {prob_error:.4f}, mean |dva| {va_error:.4f}"
+    )
     assert agreement >= INT8_MIN_CLASS_AGREEMENT
     assert prob_error <= INT8_MEAN_PROB_TOLERANCE and va_error <= INT8_MEAN_VA_TOLERANCE
     graph_ops = {node.op_type for node in onnx.load(str(int8)).graph.node}

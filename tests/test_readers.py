@@ -6,10 +6,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support.data import write_affectnet
 
 from affectlab.data.readers import read_dataset
 from affectlab.errors import AffectlabError
-from support.data import write_affectnet
 
 
 def test_affectnet_layout_parses_unicode_scalars_and_excludes_non_emotions(tmp_path: Path) -> None:
@@ -58,8 +58,19 @@ def test_csv_layout_keeps_face_boxes(tmp_path: Path) -> None:
     csv_path = tmp_path / "training.csv"
     with csv_path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
-                         "expression", "valence", "arousal"])
+        writer.writerow(
+            [
+                "subDirectory_filePath",
+                "face_x",
+                "face_y",
+                "face_width",
+                "face_height",
+                "facial_landmarks",
+                "expression",
+                "valence",
+                "arousal",
+            ]
+        )
         writer.writerows([[*r[:5], "", *r[5:]] for r in rows])
     result = read_dataset(csv_path, image_root=tmp_path / "Manually_Annotated_Images")
     assert len(result.samples) == 1 and result.samples[0].box == (5, 5, 20, 30)

@@ -12,10 +12,10 @@ from support.data import write_affectnet
 from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from affectlab.data.prepared import prepare_data
 from affectlab.data.transforms import Preprocess
-from affectlab.models.outputs import predict_images
 from affectlab.experiment import run_experiment
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import load_checkpoint
+from affectlab.models.outputs import predict_images
 from affectlab.training import fit
 from affectlab.training.datasets import ImageDataset
 from affectlab.training.features import FeatureCache

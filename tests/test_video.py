@@ -19,8 +19,8 @@ from affectlab.inference import pipeline
 from affectlab.inference.output import RecordWriter
 from affectlab.inference.pipeline import PredictOptions, run_predictions
 from affectlab.inference.results import FaceResult, ImageResult
-from affectlab.inference.tracking import FaceTracker
 from affectlab.inference.sources import expand_inputs
+from affectlab.inference.tracking import FaceTracker
 from affectlab.inference.video import Smoother, iter_video
 
 FPS = 10.0

@@ -111,6 +111,8 @@ def study(
     """
     cfg = resolve_config(recipe, {"data.path": data, **overrides}, sets)
     if cfg.train.devices != 1 or cfg.train.num_nodes != 1:
-        raise AffectlabError("study trains its models one after another on one device each; "
-                             "use 'affectlab train --devices N' for a multi-device run")
+        raise AffectlabError(
+            "study trains its models one after another on one device each; "
+            "use 'affectlab train --devices N' for a multi-device run"
+        )
     return run_study(cfg, out, overwrite, progress, command=command)

@@ -28,8 +28,16 @@ from typing import Any
 from affectlab.errors import AffectlabError
 
 __all__ = [
-    "atomic_write", "write_json", "write_text", "write_bytes", "prepare_run_dir", "run_folder", "RUN_MARKER",
-    "write_run_marker", "is_run_folder", "check_replaceable",
+    "RUN_MARKER",
+    "atomic_write",
+    "check_replaceable",
+    "is_run_folder",
+    "prepare_run_dir",
+    "run_folder",
+    "write_bytes",
+    "write_json",
+    "write_run_marker",
+    "write_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -84,11 +92,16 @@ def write_run_marker(folder: str | os.PathLike[str], kind: str, command: str | N
     ``command`` is the command line that made it (default: this process's)."""
     from affectlab.version import __version__
 
-    return write_json(Path(folder) / RUN_MARKER, {
-        "format": RUN_MARKER_FORMAT, "kind": kind, "affectlab_version": __version__,
-        "command": command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    })
+    return write_json(
+        Path(folder) / RUN_MARKER,
+        {
+            "format": RUN_MARKER_FORMAT,
+            "kind": kind,
+            "affectlab_version": __version__,
+            "command": command if command is not None else shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    )
 
 
 def is_run_folder(path: str | os.PathLike[str]) -> bool:
@@ -141,8 +154,12 @@ def prepare_run_dir(
 
 @contextmanager
 def run_folder(
-    path: str | os.PathLike[str], overwrite: bool, keep_if: str | tuple[str, ...], kind: str = "run",
-    resume: bool = False, command: str | None = None,
+    path: str | os.PathLike[str],
+    overwrite: bool,
+    keep_if: str | tuple[str, ...],
+    kind: str = "run",
+    resume: bool = False,
+    command: str | None = None,
 ) -> Iterator[Path]:
     """A marked run folder for a block that fills it; yields the folder to write into.
 
@@ -170,7 +187,9 @@ def run_folder(
         try:
             build = Path(tempfile.mkdtemp(prefix=f".{path.name}.affectlab-new-", dir=path.parent))
         except OSError as exc:
-            raise AffectlabError(f"{path.parent}: cannot build the new run next to the old one ({exc.strerror})") from None
+            raise AffectlabError(
+                f"{path.parent}: cannot build the new run next to the old one ({exc.strerror})"
+            ) from None
     else:
         path.mkdir(parents=True, exist_ok=True)
         build = path

@@ -19,7 +19,7 @@ from typing import Any
 from affectlab.config import TASKS, choices, packaged_recipes
 from affectlab.errors import AffectlabError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -29,14 +29,17 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=choices("data", "layout"), help="dataset layout (default: auto)")
     p.add_argument("--image-root", help="image folder for the CSV layout (default: the CSV's folder)")
     p.add_argument("--class-map", help="class folders: NAME=Emotion,... to map folder names to emotions")
-    p.add_argument("--on-bad-sample", choices=choices("data", "on_bad_sample"),
-                   help="skip unreadable samples (default) or stop")
+    p.add_argument(
+        "--on-bad-sample", choices=choices("data", "on_bad_sample"), help="skip unreadable samples (default) or stop"
+    )
     p.add_argument("--split-file", help="reuse a saved split.json instead of drawing a new split")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--recipe", help=f"YAML recipe file or packaged recipe ({', '.join(packaged_recipes())}); "
-                                    "flags below override it")
+    p.add_argument(
+        "--recipe",
+        help=f"YAML recipe file or packaged recipe ({', '.join(packaged_recipes())}); flags below override it",
+    )
     p.add_argument("--weights", help="imagenet | none | PATH, or per backbone: vgg16=none,mobilenet_v2=imagenet")
     p.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=None, help="freeze the backbone")
     p.add_argument("--input-size", type=int, help="input side in pixels (default 128)")
@@ -48,11 +51,18 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--accelerator", choices=choices("train", "accelerator"), help="where to train (default auto)")
-    p.add_argument("--devices", type=int, help="devices per node (default 1; -1: all); more than 1 needs --strategy ddp")
+    p.add_argument(
+        "--devices", type=int, help="devices per node (default 1; -1: all); more than 1 needs --strategy ddp"
+    )
     p.add_argument("--num-nodes", type=int, help="nodes (default 1); launch each under torchrun or srun")
     p.add_argument("--strategy", choices=choices("train", "strategy"), help="auto (default) or ddp")
-    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", dest="overrides",
-                   help="any recipe option, e.g. --set train.num_workers=8 --set model.input_size=224 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        dest="overrides",
+        help="any recipe option, e.g. --set train.num_workers=8 --set model.input_size=224 (repeatable)",
+    )
 
 
 def _pairs(text: str) -> dict[str, str]:
@@ -96,8 +106,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     from affectlab.training.fit import quiet_lightning
 
     quiet_lightning(args.verbose)
-    result = study(args.recipe, out=args.out, overwrite=args.overwrite, progress=not args.quiet,
-                   sets=args.overrides, command=args.command_line, **_flag_overrides(args))
+    result = study(
+        args.recipe,
+        out=args.out,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        sets=args.overrides,
+        command=args.command_line,
+        **_flag_overrides(args),
+    )
     _print_table(result.to_dict()["runs"])
     print(f"report: {result.report}")
     return 0
@@ -108,8 +125,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from affectlab.training.fit import quiet_lightning
 
     quiet_lightning(args.verbose)
-    run = train(args.recipe, out=args.out, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet,
-                sets=args.overrides, command=args.command_line, **_flag_overrides(args))
+    run = train(
+        args.recipe,
+        out=args.out,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        progress=not args.quiet,
+        sets=args.overrides,
+        command=args.command_line,
+        **_flag_overrides(args),
+    )
     if run is not None:  # rank zero of a DDP run, or a single process
         _print_table([run.to_dict()])
     return 0
@@ -119,8 +144,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from affectlab.api import evaluate
     from affectlab.evaluation.analysis import format_analysis
 
-    metrics = evaluate(args.run_dir, args.data, args.split, out=args.out, overwrite=args.overwrite,
-                       tta_flip=args.tta_flip)
+    metrics = evaluate(
+        args.run_dir, args.data, args.split, out=args.out, overwrite=args.overwrite, tta_flip=args.tta_flip
+    )
     _print_table([{"name": Path(args.run_dir).name, "metrics": metrics.to_dict()}])
     print(format_analysis(metrics.analysis))
     print(f"metrics: {metrics.path}")
@@ -148,12 +174,21 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
     from affectlab.data.shards import convert_dataset
 
     class_map = _pairs(args.class_map) if args.class_map else {}
-    cfg = DataConfig(path=args.data, layout=args.layout, image_root=args.image_root, class_map=class_map,
-                     on_bad_sample=args.on_bad_sample, split_seed=args.seed, split_file=args.split_file)
+    cfg = DataConfig(
+        path=args.data,
+        layout=args.layout,
+        image_root=args.image_root,
+        class_map=class_map,
+        on_bad_sample=args.on_bad_sample,
+        split_seed=args.seed,
+        split_file=args.split_file,
+    )
     manifest = convert_dataset(cfg, args.out, args.input_size, args.workers, args.overwrite, args.command_line)
     counts = ", ".join(f"{name} {n}" for name, n in manifest["counts"].items())
-    print(f"wrote {sum(manifest['counts'].values())} faces at {args.input_size} px to {args.out} ({counts}; "
-          f"{len(manifest['skipped'])} skipped)")
+    print(
+        f"wrote {sum(manifest['counts'].values())} faces at {args.input_size} px to {args.out} ({counts}; "
+        f"{len(manifest['skipped'])} skipped)"
+    )
     return 0
 
 
@@ -172,8 +207,10 @@ def _print_table(runs: list[dict[str, Any]]) -> None:
         parts = [run["name"]]
         if "classification" in m:
             c = m["classification"]
-            parts.append(f"acc {_num(c['accuracy'])} f1w {_num(c['f1_weighted'])} kappa {_num(c['cohen_kappa'])} "
-                         f"auc {_num(c['auc_ovr'])}")
+            parts.append(
+                f"acc {_num(c['accuracy'])} f1w {_num(c['f1_weighted'])} kappa {_num(c['cohen_kappa'])} "
+                f"auc {_num(c['auc_ovr'])}"
+            )
         for dim in ("valence", "arousal"):
             if dim in m:
                 d = m[dim]
@@ -189,10 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     study = sub.add_parser("study", help="train and compare backbones x tasks on one split, write a report")
     _add_data_args(study)
     _add_model_args(study)
-    study.add_argument("--backbones", help="comma-separated backbones (default: the recipe's grid, else "
-                                           "vgg16,mobilenet_v2; demo: resnet18)")
-    study.add_argument("--tasks", help="comma-separated tasks (default: the recipe's grid, else "
-                                       "classification,regression)")
+    study.add_argument(
+        "--backbones",
+        help="comma-separated backbones (default: the recipe's grid, else vgg16,mobilenet_v2; demo: resnet18)",
+    )
+    study.add_argument(
+        "--tasks", help="comma-separated tasks (default: the recipe's grid, else classification,regression)"
+    )
     study.add_argument("--seeds", help="comma-separated split/training seeds, e.g. 0,1,2 (mean ± std)")
     study.set_defaults(handler=cmd_study)
 
@@ -201,8 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(train)
     train.add_argument("--backbone", help="backbone (default: the recipe's, else mobilenet_v2)")
     train.add_argument("--task", choices=TASKS, help="task")
-    train.add_argument("--resume", action="store_true",
-                       help="continue a killed training in --out from its last finished epoch (same settings)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed training in --out from its last finished epoch (same settings)",
+    )
     train.set_defaults(handler=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a trained run on its split or on other data")
@@ -212,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="where to write metrics.json and figures")
     evaluate.add_argument("--overwrite", action="store_true")
     evaluate.add_argument(
-        "--tta-flip", action=argparse.BooleanOptionalAction, default=None,
+        "--tta-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="average over the image and its mirror (default: as the run was trained)",
     )
     evaluate.set_defaults(handler=cmd_evaluate)

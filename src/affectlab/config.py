@@ -24,9 +24,22 @@ import yaml
 from affectlab.errors import AffectlabError
 
 __all__ = [
-    "DataConfig", "ModelConfig", "TrainConfig", "StudyConfig", "RunConfig", "Task", "TASKS", "DEMO_DATA",
-    "cache_root", "choices", "config_from_dict", "load_recipe", "packaged_recipes", "parse_overrides",
-    "resolve_config", "with_overrides",
+    "DEMO_DATA",
+    "TASKS",
+    "DataConfig",
+    "ModelConfig",
+    "RunConfig",
+    "StudyConfig",
+    "Task",
+    "TrainConfig",
+    "cache_root",
+    "choices",
+    "config_from_dict",
+    "load_recipe",
+    "packaged_recipes",
+    "parse_overrides",
+    "resolve_config",
+    "with_overrides",
 ]
 
 Task = Literal["classification", "regression", "multitask"]
@@ -240,8 +253,9 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
 
 def packaged_recipes() -> list[str]:
     """Recipes shipped inside the package, usable by name (``--recipe best``)."""
-    return sorted(p.name.removesuffix(".yaml") for p in resources.files("affectlab.recipes").iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in resources.files("affectlab.recipes").iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def _recipe_text(recipe: str | Path) -> tuple[str, str]:

@@ -123,7 +123,9 @@ def run_experiment(
         return None
     scored = data.splits[eval_split]
     if result.used_feature_cache and not cfg.train.tta_flip:
-        features = split_features(cfg, scored, result.model, result.preprocess, cache or FeatureCache(), result.backbone)
+        features = split_features(
+            cfg, scored, result.model, result.preprocess, cache or FeatureCache(), result.backbone
+        )
         outputs = predict_features(result.model, features)
     else:
         outputs = predict_images(result.model, scored.images, result.preprocess, tta_flip=cfg.train.tta_flip)
@@ -184,7 +186,9 @@ def check_resumable(out: Path, cfg: RunConfig, overwrite: bool) -> None:
     saved, now = load_recipe(out / "config.yaml").to_dict(), cfg.to_dict()
     if saved != now:
         changed = [
-            f"{section}.{key}" for section, values in now.items() for key, value in values.items()
+            f"{section}.{key}"
+            for section, values in now.items()
+            for key, value in values.items()
             if saved.get(section, {}).get(key) != value
         ]
         raise AffectlabError(f"{out}: --resume needs the settings the run started with; changed: {', '.join(changed)}")
@@ -216,7 +220,9 @@ def evaluate_run(
         which = "all"
     else:
         if data:
-            raise AffectlabError("--data with --split test|val would need the run's split of that data; use --split all")
+            raise AffectlabError(
+                "--data with --split test|val would need the run's split of that data; use --split all"
+            )
         split_file = run_dir / "split.json"
         load_split(split_file)
         data_cfg = dataclasses.replace(data_cfg, split_file=str(split_file))

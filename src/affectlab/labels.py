@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 __all__ = [
+    "AFFECTNET_NON_EMOTION_CODES",
     "EMOTIONS",
     "NUM_EMOTIONS",
-    "AFFECTNET_NON_EMOTION_CODES",
-    "VA_SENTINEL",
-    "VA_RANGE",
     "VA_NAMES",
+    "VA_RANGE",
+    "VA_SENTINEL",
 ]
 
 #: AffectNet expression codes 0..7, in code order.

@@ -26,7 +26,7 @@ from affectlab.reports.study_report import write_study_report
 from affectlab.reports.tradeoff import tradeoff_panels
 from affectlab.training.features import FeatureCache
 
-__all__ = ["Study", "run_study", "aggregate_runs", "SUMMARY_METRICS"]
+__all__ = ["SUMMARY_METRICS", "Study", "aggregate_runs", "run_study"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,9 @@ def run_study(
     process's). The resolved config, grid included, is saved as ``study.yaml``, a recipe that repeats the study."""
     for backbone in cfg.study.backbones:
         get_backbone_spec(backbone)
-    with run_folder(out_dir, overwrite, keep_if="summary.json", kind="study", command=command) as folder:  # summary.json: a model has finished
+    with run_folder(
+        out_dir, overwrite, keep_if="summary.json", kind="study", command=command
+    ) as folder:  # summary.json: a model has finished
         write_text(folder / "study.yaml", cfg.to_yaml())
         handler = _log_to(folder / "study.log")
         try:
@@ -148,13 +150,22 @@ def aggregate_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((run["backbone"], run["task"], run["weights"]), []).append(run)
     out = []
     for (backbone, task, weights), members in groups.items():
-        entry: dict[str, Any] = {"backbone": backbone, "task": task, "weights": weights, "seeds": [m["seed"] for m in members]}
+        entry: dict[str, Any] = {
+            "backbone": backbone,
+            "task": task,
+            "weights": weights,
+            "seeds": [m["seed"] for m in members],
+        }
         for section, keys in SUMMARY_METRICS.items():
             for key in keys:
                 values = [m["metrics"][section][key] for m in members if section in m["metrics"]]
                 values = [v for v in values if v is not None]
                 if values:
-                    entry[f"{section}.{key}"] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+                    entry[f"{section}.{key}"] = {
+                        "mean": float(np.mean(values)),
+                        "std": float(np.std(values)),
+                        "n": len(values),
+                    }
         out.append(entry)
     return out
 

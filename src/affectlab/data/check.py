@@ -54,7 +54,9 @@ def check_dataset(path: str | Path, layout: str = "auto", image_root: str | None
 
 def format_report(report: CheckReport) -> str:
     s = report.sample_set
-    lines = [f"dataset: {s.root} ({s.layout} layout), {len(s.samples)} usable samples; excluded: {s.exclusion_summary()}"]
+    lines = [
+        f"dataset: {s.root} ({s.layout} layout), {len(s.samples)} usable samples; excluded: {s.exclusion_summary()}"
+    ]
     if s.has_expression:
         lines.append("class counts:")
         lines += [f"  {i} {name:<9} {n:>6}" for i, (name, n) in enumerate(s.class_counts().items())]

@@ -33,11 +33,11 @@ from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS
 
 __all__ = [
-    "DEMO_VERSION",
     "DEMO_VA_MEANS",
-    "generate_demo_dataset",
+    "DEMO_VERSION",
     "demo_dataset_path",
     "demo_folder_name",
+    "generate_demo_dataset",
 ]
 
 #: Bump whenever the drawing or the annotations change, so cached demo folders from older code are not reused.
@@ -251,19 +251,65 @@ _NEUTRAL = _Expr()
 #: Full-intensity targets; a face at intensity i is ``neutral + i * (target - neutral)``.
 _TARGETS: dict[str, _Expr] = {
     "Neutral": _NEUTRAL,
-    "Happy": _Expr(mouth_w=0.40, mouth_curve=0.17, mouth_open=0.13, mouth_up=0.12, mouth_round=0.6,
-                   brow_raise=0.02, eye_open=0.065, eye_lower=0.15, cheek_folds=1.0),
-    "Sad": _Expr(mouth_w=0.27, mouth_curve=-0.14, brow_inner=0.16, brow_outer=-0.05, eye_open=0.06,
-                 eye_lower=0.8),
-    "Surprise": _Expr(mouth_w=0.13, mouth_open=0.30, mouth_round=0.5, mouth_drop=0.06, brow_raise=0.17,
-                      brow_inner=0.02, eye_open=0.145, eye_lower=0.85),
-    "Fear": _Expr(mouth_w=0.38, mouth_curve=-0.06, mouth_open=0.13, mouth_round=0.22, mouth_drop=0.03,
-                  brow_raise=0.10, brow_inner=0.09, brow_inner_x=0.07, brow_outer=-0.03, eye_open=0.145,
-                  eye_lower=0.9, frown_lines=0.4),
-    "Disgust": _Expr(mouth_w=0.29, mouth_curve=-0.07, lip_raise=0.13, brow_raise=-0.05, brow_inner=-0.06,
-                     brow_inner_x=0.03, eye_open=0.04, eye_lower=0.5, nose_wrinkle=1.0),
-    "Anger": _Expr(mouth_w=0.21, mouth_curve=-0.03, lip_press=1.0, brow_raise=-0.04, brow_inner=-0.17,
-                   brow_inner_x=0.05, brow_outer=0.04, eye_open=0.065, eye_lower=0.7, frown_lines=1.0),
+    "Happy": _Expr(
+        mouth_w=0.40,
+        mouth_curve=0.17,
+        mouth_open=0.13,
+        mouth_up=0.12,
+        mouth_round=0.6,
+        brow_raise=0.02,
+        eye_open=0.065,
+        eye_lower=0.15,
+        cheek_folds=1.0,
+    ),
+    "Sad": _Expr(mouth_w=0.27, mouth_curve=-0.14, brow_inner=0.16, brow_outer=-0.05, eye_open=0.06, eye_lower=0.8),
+    "Surprise": _Expr(
+        mouth_w=0.13,
+        mouth_open=0.30,
+        mouth_round=0.5,
+        mouth_drop=0.06,
+        brow_raise=0.17,
+        brow_inner=0.02,
+        eye_open=0.145,
+        eye_lower=0.85,
+    ),
+    "Fear": _Expr(
+        mouth_w=0.38,
+        mouth_curve=-0.06,
+        mouth_open=0.13,
+        mouth_round=0.22,
+        mouth_drop=0.03,
+        brow_raise=0.10,
+        brow_inner=0.09,
+        brow_inner_x=0.07,
+        brow_outer=-0.03,
+        eye_open=0.145,
+        eye_lower=0.9,
+        frown_lines=0.4,
+    ),
+    "Disgust": _Expr(
+        mouth_w=0.29,
+        mouth_curve=-0.07,
+        lip_raise=0.13,
+        brow_raise=-0.05,
+        brow_inner=-0.06,
+        brow_inner_x=0.03,
+        eye_open=0.04,
+        eye_lower=0.5,
+        nose_wrinkle=1.0,
+    ),
+    "Anger": _Expr(
+        mouth_w=0.21,
+        mouth_curve=-0.03,
+        lip_press=1.0,
+        brow_raise=-0.04,
+        brow_inner=-0.17,
+        brow_inner_x=0.05,
+        brow_outer=0.04,
+        eye_open=0.065,
+        eye_lower=0.7,
+        frown_lines=1.0,
+    ),
     "Contempt": _Expr(mouth_w=0.30, mouth_smirk=0.17, brow_asym=0.05, eye_open=0.07, eye_lower=0.7),
 }
 _TEETH = {"Happy", "Fear", "Disgust"}
@@ -272,14 +318,12 @@ _EXPR_FIELDS = tuple(f.name for f in fields(_Expr))
 
 def _expression(name: str, intensity: float) -> dict[str, float]:
     target = _TARGETS[name]
-    return {
-        k: getattr(_NEUTRAL, k) + intensity * (getattr(target, k) - getattr(_NEUTRAL, k)) for k in _EXPR_FIELDS
-    }
+    return {k: getattr(_NEUTRAL, k) + intensity * (getattr(target, k) - getattr(_NEUTRAL, k)) for k in _EXPR_FIELDS}
 
 
-def _valence_arousal(rng: np.random.Generator, name: str, intensity: float, extra: tuple[float, float]) -> tuple[
-    float, float
-]:
+def _valence_arousal(
+    rng: np.random.Generator, name: str, intensity: float, extra: tuple[float, float]
+) -> tuple[float, float]:
     """Class mean scaled by intensity (stronger expression = further from neutral), plus noise."""
     mean_v, mean_a = DEMO_VA_MEANS[name]
     scale = 0.35 + intensity  # intensity ~ U(0.3, 1.0) -> scale ~ U(0.65, 1.35), mean 1
@@ -489,8 +533,11 @@ def _draw(
     if p["frown_lines"] > 0.05:
         fx = 0.05 + 0.02 * p["brow_inner_x"] / 0.07
         for side in (-1.0, 1.0):
-            cv.line(np.array([[side * fx, brow_y0 - 0.02], [side * fx * 0.7, brow_y0 + 0.1]]),
-                    skin * (1 - 0.4 * p["frown_lines"]), lw * 0.8)
+            cv.line(
+                np.array([[side * fx, brow_y0 - 0.02], [side * fx * 0.7, brow_y0 + 0.1]]),
+                skin * (1 - 0.4 * p["frown_lines"]),
+                lw * 0.8,
+            )
 
     # Eyes: almond shape, iris clipped to the lids, lash line on the upper lid.
     t = np.linspace(-1.0, 1.0, 15)

@@ -26,8 +26,16 @@ from affectlab.data.samples import Problem, Sample
 from affectlab.errors import AffectlabError
 
 __all__ = [
-    "read_rgb", "decode_rgb", "check_pixels", "max_image_pixels", "square_crop", "decode_face", "decode_samples",
-    "file_md5", "MAX_PIXELS_ENV", "DEFAULT_MAX_IMAGE_PIXELS",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "MAX_PIXELS_ENV",
+    "check_pixels",
+    "decode_face",
+    "decode_rgb",
+    "decode_samples",
+    "file_md5",
+    "max_image_pixels",
+    "read_rgb",
+    "square_crop",
 ]
 
 #: 50 megapixels: above any face photo worth analysing (an 8K frame is 33 MP), far below what exhausts memory.

@@ -21,7 +21,12 @@ from affectlab.data.split import SPLITS, apply_split, load_split, make_split
 from affectlab.errors import AffectlabError
 
 __all__ = [
-    "PreparedData", "SplitData", "check_bad_share", "prepare_data", "resolve_data_path", "sample_hash",
+    "PreparedData",
+    "SplitData",
+    "check_bad_share",
+    "prepare_data",
+    "resolve_data_path",
+    "sample_hash",
     "split_data_from_samples",
 ]
 
@@ -107,9 +112,7 @@ def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPL
 
     if is_converted(cfg.path):
         return open_converted(cfg, input_size, splits)  # type: ignore[return-value]  # same interface, streamed
-    sample_set = read_dataset(
-        resolve_data_path(cfg.path), cfg.layout, cfg.image_root, cfg.class_map, cfg.on_bad_sample
-    )
+    sample_set = read_dataset(resolve_data_path(cfg.path), cfg.layout, cfg.image_root, cfg.class_map, cfg.on_bad_sample)
     for problem in sample_set.problems:
         log.warning("skipped %s", problem)
     unreadable = [p for p in sample_set.problems if p.fatal]

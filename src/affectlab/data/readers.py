@@ -22,15 +22,21 @@ from affectlab.data.samples import IMAGE_SUFFIXES, Problem, Sample, SampleSet, n
 from affectlab.errors import AffectlabError
 from affectlab.labels import AFFECTNET_NON_EMOTION_CODES, EMOTIONS, VA_SENTINEL
 
-__all__ = ["read_dataset", "detect_layout", "DEFAULT_FOLDER_ALIASES"]
+__all__ = ["DEFAULT_FOLDER_ALIASES", "detect_layout", "read_dataset"]
 
 CSV_COLUMNS = ("subDirectory_filePath", "expression", "valence", "arousal")
 
 #: Folder names seen in public face-expression sets (FER2013, RAF-DB style), mapped to AffectNet classes.
 DEFAULT_FOLDER_ALIASES: dict[str, str] = {
     **{name.lower(): name for name in EMOTIONS},
-    "happiness": "Happy", "sadness": "Sad", "surprised": "Surprise", "fearful": "Fear", "afraid": "Fear",
-    "disgusted": "Disgust", "angry": "Anger", "contemptuous": "Contempt",
+    "happiness": "Happy",
+    "sadness": "Sad",
+    "surprised": "Surprise",
+    "fearful": "Fear",
+    "afraid": "Fear",
+    "disgusted": "Disgust",
+    "angry": "Anger",
+    "contemptuous": "Contempt",
     **{str(i): name for i, name in enumerate(EMOTIONS)},
 }
 
@@ -90,7 +96,9 @@ def _load_scalar(path: Path) -> str:
                 raise ValueError(f"unsupported .npy version {version}")
             shape, _, dtype = header_reader[version](handle)
         except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, tokenize errors...
-            raise ValueError(f"not a .npy file ({str(exc).splitlines()[0][:100] if str(exc) else 'bad header'})") from None
+            raise ValueError(
+                f"not a .npy file ({str(exc).splitlines()[0][:100] if str(exc) else 'bad header'})"
+            ) from None
         count = int(np.prod(shape, dtype=object))
         if count != 1:
             raise ValueError(f"expected a single value, found shape {shape}")
@@ -176,9 +184,7 @@ def _read_csv(csv_path: Path, image_root: Path) -> SampleSet:
             if not rel or not image.is_file():
                 result.problems.append(Problem(where, f"image {image} not found"))
                 continue
-            label = _label_from_values(
-                rel, image, row["expression"], row["valence"], row["arousal"], result.excluded
-            )
+            label = _label_from_values(rel, image, row["expression"], row["valence"], row["arousal"], result.excluded)
             if isinstance(label, str):
                 result.problems.append(Problem(where, label))
                 continue

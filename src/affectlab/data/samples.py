@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "Sample", "SampleSet", "Problem", "natural_key"]
+__all__ = ["IMAGE_SUFFIXES", "Problem", "Sample", "SampleSet", "natural_key"]
 
 #: The image files affectlab reads, in datasets and in ``predict`` alike (lower case).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})

@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
-from affectlab.version import __version__
 from affectlab.atomic import run_folder, write_json
 from affectlab.config import DataConfig
 from affectlab.data.images import decode_face
@@ -34,8 +33,9 @@ from affectlab.data.readers import read_dataset
 from affectlab.data.samples import Problem, Sample
 from affectlab.data.split import SPLITS, apply_split, load_split, make_split
 from affectlab.errors import AffectlabError
-from affectlab.labels import EMOTIONS
 from affectlab.extras import require
+from affectlab.labels import EMOTIONS
+from affectlab.version import __version__
 
 __all__ = ["JPEG_QUALITY", "MANIFEST", "SHARDS_FORMAT", "SHARDS_FORMAT_VERSION", "convert_dataset"]
 

@@ -21,7 +21,7 @@ from affectlab.data.images import file_md5
 from affectlab.data.samples import Sample, natural_key
 from affectlab.errors import AffectlabError
 
-__all__ = ["make_split", "save_split", "load_split", "apply_split", "SPLITS"]
+__all__ = ["SPLITS", "apply_split", "load_split", "make_split", "save_split"]
 
 SPLITS = ("train", "val", "test")
 

@@ -67,7 +67,7 @@ def read_manifest(root: str) -> dict[str, Any]:
             try:
                 get_downloader(root, tmp, []).download_file(_join(root, MANIFEST), str(local))
                 text = local.read_text(encoding="utf-8")
-            except Exception as exc:  # noqa: BLE001  # each object store raises its own types; all mean "unreadable"
+            except Exception as exc:  # each object store raises its own types; all mean "unreadable"
                 raise AffectlabError(
                     f"{_join(root, MANIFEST)}: cannot be read ({str(exc).splitlines()[0][:160]})"
                 ) from None

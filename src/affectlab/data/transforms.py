@@ -6,8 +6,8 @@ backbone's weights metadata, so a model is always fed what its weights were trai
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -57,7 +57,11 @@ class Preprocess:
 
 
 def batched_inputs(
-    images: np.ndarray, preprocess: Preprocess, batch_size: int, channels_last: bool = True, flip: bool = False,
+    images: np.ndarray,
+    preprocess: Preprocess,
+    batch_size: int,
+    channels_last: bool = True,
+    flip: bool = False,
     device: torch.device | None = None,
 ) -> Iterator[torch.Tensor]:
     """Normalised NCHW float batches from uint8 NHWC images, optionally mirrored, on ``device``.

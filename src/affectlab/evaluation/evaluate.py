@@ -43,9 +43,16 @@ class Metrics:
     @classmethod
     def from_dict(cls, values: dict[str, Any], path: Path | None = None) -> Metrics:
         return cls(
-            task=values["task"], split=values["split"], n=int(values["n"]), tta_flip=bool(values["tta_flip"]),
-            classification=values.get("classification"), valence=values.get("valence"),
-            arousal=values.get("arousal"), analysis=values.get("analysis", {}), path=path, document=values,
+            task=values["task"],
+            split=values["split"],
+            n=int(values["n"]),
+            tta_flip=bool(values["tta_flip"]),
+            classification=values.get("classification"),
+            valence=values.get("valence"),
+            arousal=values.get("arousal"),
+            analysis=values.get("analysis", {}),
+            path=path,
+            document=values,
         )
 
     @property
@@ -75,8 +82,12 @@ def score(outputs: Outputs, data: SplitData, model: ModelConfig, split: str, tta
     with the ``analysis`` section: what is confused with what, and where the V/A error lies.
     """
     result: dict[str, Any] = {
-        "task": model.task, "backbone": model.backbone, "weights": model.weights, "n": len(data),
-        "split": split, "tta_flip": tta_flip,
+        "task": model.task,
+        "backbone": model.backbone,
+        "weights": model.weights,
+        "n": len(data),
+        "split": split,
+        "tta_flip": tta_flip,
     }
     if "probs" in outputs and (data.expression >= 0).all():
         result["classification"] = classification_metrics(data.expression, outputs["probs"], EMOTIONS)
@@ -85,6 +96,7 @@ def score(outputs: Outputs, data: SplitData, model: ModelConfig, split: str, tta
     if not {"classification", "valence"} & result.keys():
         raise AffectlabError("the data has none of the labels this model predicts; nothing to score")
     scored_va = "valence" in result
-    result["analysis"] = analyse(result.get("classification"), data.va if scored_va else None,
-                                 outputs["va"] if scored_va else None, EMOTIONS)
+    result["analysis"] = analyse(
+        result.get("classification"), data.va if scored_va else None, outputs["va"] if scored_va else None, EMOTIONS
+    )
     return result

@@ -36,11 +36,11 @@ from sklearn.metrics import (
 from torchmetrics.functional import pearson_corrcoef
 
 __all__ = [
+    "ccc",
     "classification_metrics",
     "regression_metrics",
-    "va_metrics",
     "sagr",
-    "ccc",
+    "va_metrics",
 ]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load", "AffectPredictor", "FaceResult", "ImageResult", "export_onnx"]
+__all__ = ["AffectPredictor", "FaceResult", "ImageResult", "export_onnx", "load"]
 
 _LAZY = {
     "load": "affectlab.inference.predictor",

@@ -15,12 +15,18 @@ import numpy as np
 if TYPE_CHECKING:  # types only: results.py draws with this module (ImageResult.plot)
     from affectlab.inference.results import FaceResult, ImageResult
 
-__all__ = ["draw_result", "EMOTION_COLOURS"]
+__all__ = ["EMOTION_COLOURS", "draw_result"]
 
 #: RGB colour per emotion name; unknown names are drawn in white.
 EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
-    "Neutral": (200, 200, 200), "Happy": (255, 200, 0), "Sad": (60, 120, 255), "Surprise": (255, 120, 220),
-    "Fear": (160, 80, 255), "Disgust": (60, 190, 60), "Anger": (255, 50, 40), "Contempt": (255, 140, 40),
+    "Neutral": (200, 200, 200),
+    "Happy": (255, 200, 0),
+    "Sad": (60, 120, 255),
+    "Surprise": (255, 120, 220),
+    "Fear": (160, 80, 255),
+    "Disgust": (60, 190, 60),
+    "Anger": (255, 50, 40),
+    "Contempt": (255, 140, 40),
 }
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -52,7 +58,11 @@ def _draw_face(out: np.ndarray, face: FaceResult) -> None:
 
 
 def _text(
-    out: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int], scale: float,
+    out: np.ndarray,
+    text: str,
+    origin: tuple[int, int],
+    colour: tuple[int, int, int],
+    scale: float,
     above: bool = False,
 ) -> None:
     """Text on a dark band, kept inside the image."""
@@ -67,7 +77,11 @@ def _text(
 
 
 def _va_dial(
-    out: np.ndarray, centre: tuple[int, int], radius: int, valence: float, arousal: float,
+    out: np.ndarray,
+    centre: tuple[int, int],
+    radius: int,
+    valence: float,
+    arousal: float,
     colour: tuple[int, int, int],
 ) -> None:
     """Circle of ``radius`` at ``centre`` (kept inside the image): valence on x, arousal on y, dot at (V, A)."""

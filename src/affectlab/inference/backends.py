@@ -54,9 +54,14 @@ class ModelInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "task": self.task, "class_names": list(self.class_names), "va_range": list(self.va_range),
+            "task": self.task,
+            "class_names": list(self.class_names),
+            "va_range": list(self.va_range),
             "preprocess": {k: v for k, v in self.preprocess.to_dict().items() if k != "extra"},
-            "source": self.source, "runtime": self.runtime, "tta_flip": self.tta_flip, **self.extra,
+            "source": self.source,
+            "runtime": self.runtime,
+            "tta_flip": self.tta_flip,
+            **self.extra,
         }
 
 
@@ -105,9 +110,13 @@ class TorchBackend:
 
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.info = ModelInfo(
-            task=meta["task"], preprocess=Preprocess.from_dict(meta["preprocess"]),
-            class_names=tuple(meta["class_names"]), va_range=tuple(meta["va_range"]),  # type: ignore[arg-type]
-            source=source, runtime="pytorch", tta_flip=checkpoint_tta_flip(meta),
+            task=meta["task"],
+            preprocess=Preprocess.from_dict(meta["preprocess"]),
+            class_names=tuple(meta["class_names"]),
+            va_range=tuple(meta["va_range"]),  # type: ignore[arg-type]
+            source=source,
+            runtime="pytorch",
+            tta_flip=checkpoint_tta_flip(meta),
             extra={"model": meta.get("model", {})},
         )
 
@@ -181,12 +190,21 @@ def _info_from_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
     try:
         bundle = json.loads(meta[ONNX_METADATA_KEY])
         return ModelInfo(
-            task=str(bundle["task"]), preprocess=Preprocess.from_dict(bundle["preprocess"]),
-            class_names=tuple(bundle["class_names"]), va_range=tuple(bundle["va_range"]),  # type: ignore[arg-type]
-            source=str(path), runtime="onnxruntime", tta_flip=bool(bundle.get("tta_flip", False)),
-            extra={k: bundle[k] for k in ("model", "quantization", "calibration", "weight_bits", "int8_check",
-                                          "affectlab_version") if k in bundle},
+            task=str(bundle["task"]),
+            preprocess=Preprocess.from_dict(bundle["preprocess"]),
+            class_names=tuple(bundle["class_names"]),
+            va_range=tuple(bundle["va_range"]),  # type: ignore[arg-type]
+            source=str(path),
+            runtime="onnxruntime",
+            tta_flip=bool(bundle.get("tta_flip", False)),
+            extra={
+                k: bundle[k]
+                for k in ("model", "quantization", "calibration", "weight_bits", "int8_check", "affectlab_version")
+                if k in bundle
+            },
         )
     except Exception as exc:  # malformed JSON, missing or mistyped entries
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
-        raise AffectlabError(f"{path}: malformed affectlab metadata in the ONNX file ({type(exc).__name__}: {first})") from None
+        raise AffectlabError(
+            f"{path}: malformed affectlab metadata in the ONNX file ({type(exc).__name__}: {first})"
+        ) from None

@@ -145,7 +145,7 @@ class BatchQueue:
                 self.on_batch(len(jobs))
             try:
                 results = await loop.run_in_executor(self._executor, self.run_batch, [job.item for job in jobs])
-            except Exception as exc:  # noqa: BLE001 -- the whole batch failed: every caller gets the error
+            except Exception as exc:
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)

@@ -41,10 +41,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     predict.add_argument("--threads", type=int, help="model threads (default: ONNX all usable CPUs, PyTorch its own)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     predict.add_argument("--shard", metavar="I/N", help="only part I (from 0) of N of the inputs, for job arrays")
-    predict.add_argument("--engine", choices=["local", "ray"], default="local",
-                         help="local (default): this process; ray: a Ray Data pipeline writing --out FILE.parquet")
-    predict.add_argument("--address", help="--engine ray: the Ray cluster to join ('auto': the running one; "
-                         "default: start Ray on this machine)")
+    predict.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default): this process; ray: a Ray Data pipeline writing --out FILE.parquet",
+    )
+    predict.add_argument(
+        "--address",
+        help="--engine ray: the Ray cluster to join ('auto': the running one; default: start Ray on this machine)",
+    )
     predict.set_defaults(handler=cmd_predict)
 
     export = sub.add_parser("export", help="write a trained run as a self-describing ONNX model")
@@ -274,7 +280,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_bind(args.host, options.api_key, args.insecure)
     logging.getLogger("affectlab").setLevel(logging.INFO)
     serve(
-        args.model, host=args.host, port=args.port, detector=args.detector, threads=args.threads, options=options,
+        args.model,
+        host=args.host,
+        port=args.port,
+        detector=args.detector,
+        threads=args.threads,
+        options=options,
         workers=args.workers,
     )
     return 0

@@ -160,7 +160,11 @@ class HaarDetector:
     name = "haar"
 
     def __init__(
-        self, max_side: int = 480, min_face: float = 0.05, scale_factor: float = 1.1, min_neighbors: int = 5,
+        self,
+        max_side: int = 480,
+        min_face: float = 0.05,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
         profile: bool = True,
     ) -> None:
         self.max_side, self.min_face = max_side, min_face
@@ -195,7 +199,7 @@ class HaarDetector:
 
 
 def _cascade(filename: str) -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + filename
+    path = cv2.data.haarcascades + filename  # type: ignore[attr-defined]  # not in OpenCV's stubs
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
         raise AffectlabError(f"{path}: OpenCV Haar cascade missing or unreadable; reinstall opencv-python-headless")

@@ -40,8 +40,12 @@ FP32_TOLERANCE = 1e-4
 
 
 def export_model(
-    source: str | Path, fmt: str = "onnx", out: str | Path | None = None, int8: bool = False,
-    quantization: str = "static", calibration: str | Path | None = None,
+    source: str | Path,
+    fmt: str = "onnx",
+    out: str | Path | None = None,
+    int8: bool = False,
+    quantization: str = "static",
+    calibration: str | Path | None = None,
 ) -> Path:
     """Export ``source`` (run folder or checkpoint) in format ``fmt``; the default path is inside the run folder."""
     if fmt not in EXPORT_FORMATS:
@@ -54,7 +58,10 @@ def export_model(
 
 
 def export_onnx(
-    source: str | Path, out: str | Path, int8: bool = False, quantization: str = "static",
+    source: str | Path,
+    out: str | Path,
+    int8: bool = False,
+    quantization: str = "static",
     calibration: str | Path | None = None,
 ) -> Path:
     """Write ``source``'s model to ``out`` as ONNX with metadata; with ``int8``, quantised (``static``/``dynamic``).
@@ -71,7 +78,11 @@ def export_onnx(
 
 
 def export_loaded(
-    model: Any, meta: dict[str, Any], out: str | Path, int8: bool = False, quantization: str = "static",
+    model: Any,
+    meta: dict[str, Any],
+    out: str | Path,
+    int8: bool = False,
+    quantization: str = "static",
     calibration: str | Path | None = None,
 ) -> Path:
     """:func:`export_onnx` for a model already in memory with its checkpoint metadata (``checkpoint_meta``)."""
@@ -123,9 +134,18 @@ def _export_graph(model: Any, size: int, tta_flip: bool = False) -> Any:
     example = (torch.zeros(2, 3, size, size),)  # batch 2: a batch of 1 would be specialised away
     _quiet_exporter_logs()
     program = torch.onnx.export(
-        wrapper, example, None, dynamo=True, input_names=[ONNX_INPUT], output_names=names, opset_version=OPSET,
-        dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False,
+        wrapper,
+        example,
+        None,
+        dynamo=True,
+        input_names=[ONNX_INPUT],
+        output_names=names,
+        opset_version=OPSET,
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        external_data=False,
+        verbose=False,
     )
+    assert program is not None  # dynamo=True returns the program; only the legacy exporter returns None
     return program.model_proto
 
 
@@ -139,8 +159,8 @@ def _self_check(model: Any, path: Path, size: int, tta_flip: bool) -> None:
     """Refuse to write an export whose outputs differ from PyTorch's evaluation: a wrong graph must never reach
     users. The reference is ``predict_images``, the code ``evaluate`` scores with, on random uint8 crops."""
     from affectlab.data.transforms import Preprocess
-    from affectlab.models.outputs import predict_images
     from affectlab.inference.backends import _make_session
+    from affectlab.models.outputs import predict_images
 
     crops = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
     preprocess = Preprocess(input_size=size)
@@ -159,18 +179,26 @@ def _bundle(meta: dict[str, Any]) -> dict[str, Any]:
 
     pre = {k: v for k, v in meta["preprocess"].items() if k != "extra"}
     return {
-        "format": "affectlab-onnx-v1", "task": meta["task"], "class_names": list(meta["class_names"]),
-        "va_range": list(meta["va_range"]), "preprocess": pre, "model": meta.get("model", {}),
-        "input": ONNX_INPUT, "input_layout": "NCHW float32 RGB, (x/255 - mean) / std",
+        "format": "affectlab-onnx-v1",
+        "task": meta["task"],
+        "class_names": list(meta["class_names"]),
+        "va_range": list(meta["va_range"]),
+        "preprocess": pre,
+        "model": meta.get("model", {}),
+        "input": ONNX_INPUT,
+        "input_layout": "NCHW float32 RGB, (x/255 - mean) / std",
         "affectlab_version": __version__,
     }
 
 
 def _set_metadata(proto: Any, bundle: dict[str, Any]) -> None:
     """The whole bundle under one key, plus each field under its own key for tools that read single values."""
-    flat = {ONNX_METADATA_KEY: bundle, **{k: bundle[k] for k in ("task", "class_names", "quantization", "tta_flip")},
-            **{k: bundle["preprocess"][k] for k in ("input_size", "mean", "std", "face_margin")},
-            "affectlab_version": bundle["affectlab_version"]}
+    flat = {
+        ONNX_METADATA_KEY: bundle,
+        **{k: bundle[k] for k in ("task", "class_names", "quantization", "tta_flip")},
+        **{k: bundle["preprocess"][k] for k in ("input_size", "mean", "std", "face_margin")},
+        "affectlab_version": bundle["affectlab_version"],
+    }
     del proto.metadata_props[:]
     for key, value in flat.items():
         entry = proto.metadata_props.add()

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 from affectlab.errors import AffectlabError
 from affectlab.inference.results import CSV_COLUMNS, csv_row
 
-__all__ = ["RecordWriter", "OUTPUT_FORMATS", "output_format"]
+__all__ = ["OUTPUT_FORMATS", "RecordWriter", "output_format"]
 
 #: Result file formats by suffix.
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".csv": "csv"}

@@ -16,12 +16,12 @@ import cv2
 
 from affectlab.atomic import write_bytes
 from affectlab.data.images import read_rgb
+from affectlab.data.samples import IMAGE_SUFFIXES
 from affectlab.errors import AffectlabError
 from affectlab.inference.annotate import draw_result
 from affectlab.inference.output import RecordWriter
 from affectlab.inference.predictor import AffectPredictor, Item
 from affectlab.inference.results import ImageResult
-from affectlab.data.samples import IMAGE_SUFFIXES
 from affectlab.inference.sources import Source
 from affectlab.inference.timeline import TrackLog
 from affectlab.inference.tracking import FaceTracker
@@ -65,8 +65,12 @@ def estimate_items(sources: list[Source], every: int) -> int | None:
 
 
 def run_predictions(
-    predictor: AffectPredictor, sources: list[Source], writer: RecordWriter, options: PredictOptions,
-    cameras: dict[int, cv2.VideoCapture] | None = None, on_item: Callable[[], None] = lambda: None,
+    predictor: AffectPredictor,
+    sources: list[Source],
+    writer: RecordWriter,
+    options: PredictOptions,
+    cameras: dict[int, cv2.VideoCapture] | None = None,
+    on_item: Callable[[], None] = lambda: None,
 ) -> Summary:
     """Predict on every source, writing records as they come; returns counts for the final message.
 

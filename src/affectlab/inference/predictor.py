@@ -48,8 +48,12 @@ class AffectPredictor:
     """
 
     def __init__(
-        self, backend: Backend, detector: str | FaceDetector = DEFAULT_DETECTOR, batch_size: int = 32,
-        margin: float | None = None, align: bool = False,
+        self,
+        backend: Backend,
+        detector: str | FaceDetector = DEFAULT_DETECTOR,
+        batch_size: int = 32,
+        margin: float | None = None,
+        align: bool = False,
     ) -> None:
         if batch_size < 1:
             raise AffectlabError(f"batch size must be at least 1, got {batch_size}")
@@ -63,9 +67,7 @@ class AffectPredictor:
     def info(self) -> ModelInfo:
         return self.backend.info
 
-    def predict(
-        self, images: Any, channels: str = "rgb", keep_images: bool = False
-    ) -> ImageResult | list[ImageResult]:
+    def predict(self, images: Any, channels: str = "rgb", keep_images: bool = False) -> ImageResult | list[ImageResult]:
         """Predict on one image or a list of images.
 
         Args:
@@ -115,9 +117,7 @@ class AffectPredictor:
         for item, found, _ in pending:
             faces = [self._face(d, outputs, offset + i) for i, d in enumerate(found)]
             offset += len(found)
-            yield ImageResult(
-                item.source, faces, item.frame, item.time_s, item.error, item.image if keep else None
-            )
+            yield ImageResult(item.source, faces, item.frame, item.time_s, item.error, item.image if keep else None)
 
     def _run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         parts = [self.backend.run(crops[s : s + self.batch_size]) for s in range(0, len(crops), self.batch_size)]
@@ -140,11 +140,14 @@ def to_rgb(image: Any, channels: str = "rgb") -> np.ndarray:
     if isinstance(image, (str, Path)):
         return read_rgb(image)
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image, without importing PIL
-        check_pixels(*image.size, getattr(image, "filename", "") or "PIL image")  # before convert() decodes it
+        width, height = image.size
+        check_pixels(width, height, getattr(image, "filename", "") or "PIL image")  # before convert() decodes it
         try:
             return np.asarray(image.convert("RGB"))
         except Exception as exc:  # a lazily opened, corrupt file fails only here, in many ways
-            raise AffectlabError(f"{getattr(image, 'filename', '') or 'PIL image'}: not a readable image ({exc})") from None
+            raise AffectlabError(
+                f"{getattr(image, 'filename', '') or 'PIL image'}: not a readable image ({exc})"
+            ) from None
     if not isinstance(image, np.ndarray):
         raise AffectlabError(f"cannot predict on {type(image).__name__}; give a path, a PIL image or a numpy array")
     if channels not in ("rgb", "bgr"):
@@ -170,8 +173,12 @@ def _item(image: Any, index: int, channels: str) -> Item:
 
 
 def load(
-    path: str | Path, detector: str | FaceDetector = DEFAULT_DETECTOR, batch_size: int = 32, margin: float | None = None,
-    threads: int | None = None, align: bool = False,
+    path: str | Path,
+    detector: str | FaceDetector = DEFAULT_DETECTOR,
+    batch_size: int = 32,
+    margin: float | None = None,
+    threads: int | None = None,
+    align: bool = False,
 ) -> AffectPredictor:
     """Load a run folder, ``.pt`` checkpoint or ``.onnx`` file as an ``AffectPredictor``.
 

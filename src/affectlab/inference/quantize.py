@@ -71,8 +71,14 @@ def quantize(
         meta: dict[str, Any] = {"quantization": "int8-dynamic"}
     else:
         quantize_static(
-            str(prepared), str(out), _Reader(images, preprocess), quant_format=QuantFormat.QDQ, per_channel=True,
-            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(prepared),
+            str(out),
+            _Reader(images, preprocess),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
         )
         meta = {"quantization": "int8-static-qdq", "calibration": described}
     meta["weight_bits"] = 7
@@ -91,8 +97,12 @@ def check_agreement(fp32: Path, int8: Path, images: np.ndarray) -> dict[str, Any
     sessions = [_make_session(path, None) for path in (fp32, int8)]
     names = [o.name for o in sessions[0].get_outputs()]
     outputs = [
-        {name: np.concatenate(parts) for name, parts in zip(names, zip(*(
-            session.run(names, {ONNX_INPUT: images[i : i + 64]}) for i in range(0, len(images), 64))))}
+        {
+            name: np.concatenate(parts)
+            for name, parts in zip(
+                names, zip(*(session.run(names, {ONNX_INPUT: images[i : i + 64]}) for i in range(0, len(images), 64)))
+            )
+        }
         for session in sessions
     ]
     reference, quantised = outputs
@@ -104,19 +114,24 @@ def check_agreement(fp32: Path, int8: Path, images: np.ndarray) -> dict[str, Any
         report["class_agreement"] = round(agreement, 4)
         report["mean_abs_prob_diff"] = round(float(np.mean(np.abs(reference[probs] - quantised[probs]))), 5)
         if agreement < MIN_INT8_AGREEMENT:
-            problems.append(f"top class agrees with fp32 on {agreement:.1%} of the calibration crops "
-                            f"(at least {MIN_INT8_AGREEMENT:.0%} needed)")
+            problems.append(
+                f"top class agrees with fp32 on {agreement:.1%} of the calibration crops "
+                f"(at least {MIN_INT8_AGREEMENT:.0%} needed)"
+            )
     va = ONNX_OUTPUTS["va"]
     if va in reference:
         error = float(np.mean(np.abs(reference[va] - quantised[va])))
         report["mean_abs_va_diff"] = round(error, 5)
         if error > MAX_INT8_VA_ERROR:
-            problems.append(f"valence/arousal differ from fp32 by {error:.3f} on average (at most "
-                            f"{MAX_INT8_VA_ERROR} allowed)")
+            problems.append(
+                f"valence/arousal differ from fp32 by {error:.3f} on average (at most {MAX_INT8_VA_ERROR} allowed)"
+            )
     log.info("int8 check on %d calibration crops (%s): %s", len(images), report["kernel"], report)
     if problems:
-        raise AffectlabError(f"int8 export refused on this CPU ({report['kernel']}): {'; '.join(problems)}; "
-                             "use the fp32 model, or calibrate on real face crops with --calibration")
+        raise AffectlabError(
+            f"int8 export refused on this CPU ({report['kernel']}): {'; '.join(problems)}; "
+            "use the fp32 model, or calibrate on real face crops with --calibration"
+        )
     return report
 
 

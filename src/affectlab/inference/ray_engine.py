@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from affectlab.errors import AffectlabError
+from affectlab.extras import require
 from affectlab.inference.results import CSV_COLUMNS, Detection, FaceResult, ImageResult, flat_record
 from affectlab.inference.sources import Source
-from affectlab.extras import require
 
 __all__ = ["RaySettings", "parquet_schema", "predict_with_ray"]
 

@@ -24,8 +24,22 @@ Landmarks = tuple[tuple[int, int], ...]
 
 #: Fixed CSV columns, whatever the model's task: missing values are written as empty cells.
 CSV_COLUMNS: tuple[str, ...] = (
-    "source", "frame", "time_s", "face", "track_id", "x", "y", "w", "h", "label", "confidence",
-    *(f"p_{name}" for name in EMOTIONS), "valence", "arousal", "no_face", "error",
+    "source",
+    "frame",
+    "time_s",
+    "face",
+    "track_id",
+    "x",
+    "y",
+    "w",
+    "h",
+    "label",
+    "confidence",
+    *(f"p_{name}" for name in EMOTIONS),
+    "valence",
+    "arousal",
+    "no_face",
+    "error",
 )
 
 
@@ -108,8 +122,17 @@ class ImageResult(Sequence[FaceResult]):
         """Flat output records: one per face, or a single ``no_face``/``error`` record."""
         base: dict[str, Any] = {"source": self.source, "frame": self.frame, "time_s": _round(self.time_s, 3)}
         if self.error is not None or not self.faces:
-            empty = {"face": None, "track_id": None, "box": None, "landmarks": None, "label": None, "confidence": None, "probs": None,
-                     "valence": None, "arousal": None}
+            empty = {
+                "face": None,
+                "track_id": None,
+                "box": None,
+                "landmarks": None,
+                "label": None,
+                "confidence": None,
+                "probs": None,
+                "valence": None,
+                "arousal": None,
+            }
             return [{**base, **empty, "no_face": self.no_face, "error": self.error}]
         return [
             {**base, "face": i, **face.to_dict(), "no_face": False, "error": None} for i, face in enumerate(self.faces)
@@ -117,8 +140,12 @@ class ImageResult(Sequence[FaceResult]):
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source, "frame": self.frame, "time_s": _round(self.time_s, 3),
-            "faces": [f.to_dict() for f in self.faces], "no_face": self.no_face, "error": self.error,
+            "source": self.source,
+            "frame": self.frame,
+            "time_s": _round(self.time_s, 3),
+            "faces": [f.to_dict() for f in self.faces],
+            "no_face": self.no_face,
+            "error": self.error,
         }
 
     def plot(self, image: np.ndarray | None = None) -> np.ndarray:
@@ -135,7 +162,11 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     box = record.get("box") or [None] * 4
     probs = record.get("probs") or {}
     values = {
-        **record, "x": box[0], "y": box[1], "w": box[2], "h": box[3],
+        **record,
+        "x": box[0],
+        "y": box[1],
+        "w": box[2],
+        "h": box[3],
         **{f"p_{name}": probs.get(name) for name in EMOTIONS},
     }
     return {c: values.get(c) for c in CSV_COLUMNS}

@@ -90,10 +90,10 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
     except ImportError:
         raise AffectlabError("serving needs FastAPI: pip install 'affectlab[serve]'") from None
 
-    from affectlab.version import __version__
     from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
     from affectlab.inference.http_access import add_access_control
     from affectlab.inference.http_metrics import ServiceMetrics
+    from affectlab.version import __version__
 
     options = options or ServeOptions()
     options.check()
@@ -111,7 +111,7 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
         yield
         await queue.stop()
 
-    pages = {} if options.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    pages: dict[str, Any] = {} if options.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="affectlab", version=__version__, lifespan=lifespan, **pages)
     app.state.queue = queue
 

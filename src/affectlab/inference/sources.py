@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
 from affectlab.data.samples import IMAGE_SUFFIXES
 
 __all__ = ["VIDEO_SUFFIXES", "Source", "expand_inputs", "list_images"]

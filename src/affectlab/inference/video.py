@@ -125,7 +125,8 @@ class Smoother:
         va = [(f.valence, f.arousal) for f in history if f.valence is not None]
         mean_va = np.mean(np.asarray(va, dtype=np.float64), axis=0) if va else None
         return replace(
-            face, probs=np.mean(probs, axis=0) if probs else None,
+            face,
+            probs=np.mean(probs, axis=0) if probs else None,
             valence=None if mean_va is None else float(mean_va[0]),
             arousal=None if mean_va is None else float(mean_va[1]),
         )
@@ -149,7 +150,7 @@ class VideoWriter:
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix, dir=self.path.parent)
             os.close(fd)
             self._tmp = Path(tmp)
-            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
+            fourcc = cv2.VideoWriter.fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
             self._writer = cv2.VideoWriter(str(self._tmp), fourcc, self.fps, (rgb.shape[1], rgb.shape[0]))
             if not self._writer.isOpened():
                 self.abort()

@@ -57,7 +57,9 @@ async def stream_video(
                 pending.append((ImageResult(name, frame=item.frame, error=f"{name}: video is {why}"), None))
                 break
             placeholder = ImageResult(name, frame=item.frame, time_s=item.time_s, error=item.error)
-            task = None if item.image is None else asyncio.ensure_future(predict(item.image))
+            task: asyncio.Future[ImageResult] | None = (
+                None if item.image is None else asyncio.ensure_future(predict(item.image))
+            )
             pending.append((placeholder, task))
             if len(pending) >= ahead:
                 yield await finished()
@@ -68,4 +70,4 @@ async def stream_video(
             if task is not None:
                 task.cancel()
         with contextlib.suppress(ValueError):  # still running in its thread (cancelled mid-frame): closed when freed
-            frames.close()
+            frames.close()  # type: ignore[attr-defined]  # iter_video is a generator

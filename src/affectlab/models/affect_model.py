@@ -8,7 +8,7 @@ split so that a frozen trunk's pooled features can be computed once and the head
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from affectlab.config import ModelConfig
 from affectlab.labels import NUM_EMOTIONS

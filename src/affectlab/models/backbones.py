@@ -15,15 +15,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch.nn as nn
+from torch import nn
 from torchvision import models as tvm
 from torchvision.models import WeightsEnum
 
 from affectlab.errors import AffectlabError
 
 __all__ = [
-    "BackboneSpec", "register_backbone", "get_backbone_spec", "list_backbones",
-    "VGG16", "MOBILENET_V2", "RESNET18", "RESNET50", "EFFICIENTNET_B0",
+    "EFFICIENTNET_B0",
+    "MOBILENET_V2",
+    "RESNET18",
+    "RESNET50",
+    "VGG16",
+    "BackboneSpec",
+    "get_backbone_spec",
+    "list_backbones",
+    "register_backbone",
 ]
 
 

@@ -19,7 +19,7 @@ from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS, VA_RANGE
 from affectlab.models.affect_model import AffectModel, create_model
 
-__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_meta", "CHECKPOINT_FORMAT"]
+__all__ = ["CHECKPOINT_FORMAT", "checkpoint_meta", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "affectlab-checkpoint-v1"
 
@@ -67,8 +67,10 @@ def load_checkpoint(path: str | Path) -> tuple[AffectModel, dict[str, Any]]:
         model.load_state_dict(bundle["state_dict"])
         Preprocess.from_dict(bundle["preprocess"])
         meta = {k: v for k, v in bundle.items() if k != "state_dict"}
-        meta["task"], meta["class_names"], meta["va_range"] = str(bundle["task"]), list(bundle["class_names"]), list(
-            bundle["va_range"]
+        meta["task"], meta["class_names"], meta["va_range"] = (
+            str(bundle["task"]),
+            list(bundle["class_names"]),
+            list(bundle["va_range"]),
         )
     except AffectlabError:
         raise

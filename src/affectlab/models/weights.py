@@ -23,13 +23,13 @@ from typing import Any
 from urllib.error import URLError
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torchvision.models import WeightsEnum
 
 from affectlab.errors import AffectlabError
 from affectlab.models.backbones import BackboneSpec, get_backbone_spec
 
-__all__ = ["Backbone", "IMAGENET", "cache_path", "load_verified_weights", "resolve_backbone"]
+__all__ = ["IMAGENET", "Backbone", "cache_path", "load_verified_weights", "resolve_backbone"]
 
 #: torchvision's (and torch.hub's) file-name convention: ``name-<first hex digits of the SHA-256>.pth``.
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
@@ -119,9 +119,7 @@ def build_pretrained(spec: BackboneSpec, weights: str) -> nn.Module:
         if not path.is_file():
             _download(spec, enum, path)
         match = HASH_IN_NAME.search(path.name)
-        return _from_file(
-            spec, path, match.group(1) if match else None, num_classes=len(enum.meta["categories"])
-        )
+        return _from_file(spec, path, match.group(1) if match else None, num_classes=len(enum.meta["categories"]))
     return _from_file(spec, Path(weights).expanduser())
 
 

@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.colors import to_rgba
-from matplotlib.ticker import MaxNLocator
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from affectlab.atomic import atomic_write
 
 __all__ = [
-    "plot_training_curves",
-    "plot_confusion_matrix",
     "plot_circumplex",
+    "plot_confusion_matrix",
     "plot_qualitative_grid",
+    "plot_training_curves",
     "select_qualitative",
 ]
 
@@ -130,7 +130,12 @@ def plot_training_curves(
     for (name, (xs, ys)), style in zip(rmse.items(), ("-", "--"), strict=True):
         if xs:
             handles += rmse_ax.plot(
-                xs, ys, marker="s", markersize=3, linestyle=style, color="#9467bd" if name == "valence" else "#8c564b",
+                xs,
+                ys,
+                marker="s",
+                markersize=3,
+                linestyle=style,
+                color="#9467bd" if name == "valence" else "#8c564b",
                 label=f"RMSE {name}",
             )
     if has_rmse:
@@ -148,8 +153,14 @@ def plot_training_curves(
         for ax, has_data in ((ax_loss, any_loss), (ax_metric, bool(handles))):
             if not has_data:
                 continue
-            best_line = ax.axvline(best_epoch, color="black", linestyle="--", linewidth=1, alpha=0.7,
-                                   label=f"restored: best {monitor} (epoch {best_epoch})")
+            best_line = ax.axvline(
+                best_epoch,
+                color="black",
+                linestyle="--",
+                linewidth=1,
+                alpha=0.7,
+                label=f"restored: best {monitor} (epoch {best_epoch})",
+            )
         if best_line is not None and handles:
             handles.append(best_line)
     if any_loss:
@@ -303,10 +314,19 @@ def plot_circumplex(
         segments = list(np.stack([t[linked], p[linked]], axis=1))
         ax_c.add_collection(LineCollection(segments, colors=[to_rgba("grey", 0.5)], linewidths=0.6, zorder=1))
     plane_alpha = float(np.clip(20.0 / math.sqrt(max(shown.size, 1)), 0.35, 0.9))
-    ax_c.scatter(t[shown, 0], t[shown, 1], s=12, alpha=plane_alpha, color=_TRUE_COLOUR, edgecolors="none",
-                 label="true", zorder=2)
-    ax_c.scatter(p[shown, 0], p[shown, 1], s=12, alpha=plane_alpha, color=_PRED_COLOUR, edgecolors="none",
-                 label="predicted", zorder=3)
+    ax_c.scatter(
+        t[shown, 0], t[shown, 1], s=12, alpha=plane_alpha, color=_TRUE_COLOUR, edgecolors="none", label="true", zorder=2
+    )
+    ax_c.scatter(
+        p[shown, 0],
+        p[shown, 1],
+        s=12,
+        alpha=plane_alpha,
+        color=_PRED_COLOUR,
+        edgecolors="none",
+        label="predicted",
+        zorder=3,
+    )
     label_box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
     for x, y, text, ha, va in (
         (1.03, -0.03, "pleasant", "right", "top"),

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 
 from affectlab.data.prepared import SplitData
-from affectlab.models.outputs import Outputs
 from affectlab.labels import EMOTIONS
+from affectlab.models.outputs import Outputs
 from affectlab.reports.plots import plot_circumplex, plot_confusion_matrix, plot_qualitative_grid, select_qualitative
 
-__all__ = ["write_evaluation_figures", "FIGURE_NAMES"]
+__all__ = ["FIGURE_NAMES", "write_evaluation_figures"]
 
 FIGURE_NAMES = {
     "curves": "training_curves.png",
@@ -48,13 +48,17 @@ def write_evaluation_figures(
         # Regression only: a face counts as right when both signs (the circumplex quadrant) agree.
         correct = (np.sign(outputs["va"]) == np.sign(split.va)).all(1)
     if "valence" in metrics:
-        written["circumplex"] = plot_circumplex(split.va, outputs["va"], out_dir / FIGURE_NAMES["circumplex"], title=title)
+        written["circumplex"] = plot_circumplex(
+            split.va, outputs["va"], out_dir / FIGURE_NAMES["circumplex"], title=title
+        )
     chosen = select_qualitative(correct, n=n_grid, seed=0)
     written["grid"] = plot_qualitative_grid(
         [split.images[i] for i in chosen],
         [_caption(i, outputs, split) for i in chosen],
         [bool(correct[i]) for i in chosen],
         out_dir / FIGURE_NAMES["grid"],
-        title=f"{title}: green = correct, red = wrong" if "classification" in metrics else f"{title}: green = V/A quadrant right",
+        title=f"{title}: green = correct, red = wrong"
+        if "classification" in metrics
+        else f"{title}: green = V/A quadrant right",
     )
     return written

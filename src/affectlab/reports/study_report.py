@@ -15,14 +15,26 @@ from affectlab.atomic import write_text
 from affectlab.reports.run_figures import FIGURE_NAMES
 from affectlab.reports.tradeoff import TradeoffPanel, plot_tradeoff, tradeoff_panels
 
-__all__ = ["write_study_report", "markdown_table", "REFERENCE_STUDY"]
+__all__ = ["REFERENCE_STUDY", "markdown_table", "write_study_report"]
 
 #: The reference study's published test figures on the 3,999-image AffectNet set (600 test images).
 REFERENCE_STUDY: dict[str, dict[str, Any]] = {
-    "vgg16": {"accuracy": 0.285, "f1_weighted": 0.273, "cohen_kappa": 0.183, "auc_ovr": 0.719,
-              "rmse": (0.446, 0.360), "corr": (0.290, 0.280)},
-    "mobilenet_v2": {"accuracy": 0.320, "f1_weighted": 0.301, "cohen_kappa": 0.223, "auc_ovr": 0.730,
-                     "rmse": (0.445, 0.356), "corr": (0.291, 0.315)},
+    "vgg16": {
+        "accuracy": 0.285,
+        "f1_weighted": 0.273,
+        "cohen_kappa": 0.183,
+        "auc_ovr": 0.719,
+        "rmse": (0.446, 0.360),
+        "corr": (0.290, 0.280),
+    },
+    "mobilenet_v2": {
+        "accuracy": 0.320,
+        "f1_weighted": 0.301,
+        "cohen_kappa": 0.223,
+        "auc_ovr": 0.730,
+        "rmse": (0.445, 0.356),
+        "corr": (0.291, 0.315),
+    },
 }
 
 Block = tuple[str, Any]  # ("h2"/"h3", text) | ("p", text) | ("table", (header, rows)) | ("img", (path, alt))
@@ -33,7 +45,11 @@ def _f(value: Any, digits: int = 3) -> str:
     if value is None:
         return "-"
     if isinstance(value, dict):
-        return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}" if value["n"] > 1 else f"{value['mean']:.{digits}f}"
+        return (
+            f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
+            if value["n"] > 1
+            else f"{value['mean']:.{digits}f}"
+        )
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
@@ -42,8 +58,17 @@ def _classification_rows(summary: dict[str, Any]) -> list[list[str]]:
     for agg in summary["aggregate"]:
         if "classification.accuracy" not in agg:
             continue
-        rows.append([agg["backbone"], agg["task"], agg["weights"],
-                     *(_f(agg.get(f"classification.{k}")) for k in ("accuracy", "f1_weighted", "f1_macro", "cohen_kappa", "auc_ovr"))])
+        rows.append(
+            [
+                agg["backbone"],
+                agg["task"],
+                agg["weights"],
+                *(
+                    _f(agg.get(f"classification.{k}"))
+                    for k in ("accuracy", "f1_weighted", "f1_macro", "cohen_kappa", "auc_ovr")
+                ),
+            ]
+        )
     return rows
 
 
@@ -64,28 +89,90 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
     seeds = sorted({r["seed"] for r in runs})
     blocks: list[Block] = [
         ("h1", "affectlab study report"),
-        ("p", f"Data: `{data.get('path')}` ({data.get('layout')} layout), {data.get('samples')} samples; "
-              f"split train/val/test = {data['counts'].get('train')}/{data['counts'].get('val')}/{data['counts'].get('test')}"
-              f" (stratified, duplicate images kept in one split); excluded: {data.get('excluded') or 'none'}; "
-              f"skipped bad samples: {len(data.get('skipped', []))}."),
-        ("p", f"Models selected on the validation split only; the test split was scored once per model. "
-              f"Seeds: {', '.join(map(str, seeds))}" + (" (mean ± std over seeds, each with its own split)." if len(seeds) > 1 else ".")),
+        (
+            "p",
+            (
+                f"Data: `{data.get('path')}` ({data.get('layout')} layout), {data.get('samples')} samples; "
+                f"split train/val/test = {data['counts'].get('train')}/{data['counts'].get('val')}/{data['counts'].get('test')}"
+                f" (stratified, duplicate images kept in one split); excluded: {data.get('excluded') or 'none'}; "
+                f"skipped bad samples: {len(data.get('skipped', []))}."
+            ),
+        ),
+        (
+            "p",
+            f"Models selected on the validation split only; the test split was scored once per model. "
+            f"Seeds: {', '.join(map(str, seeds))}"
+            + (" (mean ± std over seeds, each with its own split)." if len(seeds) > 1 else "."),
+        ),
         ("h2", "Emotion classification (test split)"),
-        ("table", (["backbone", "task", "weights", "accuracy", "F1 weighted", "F1 macro", "Cohen kappa", "AUC (OvR)"],
-                   _classification_rows(summary))),
+        (
+            "table",
+            (
+                ["backbone", "task", "weights", "accuracy", "F1 weighted", "F1 macro", "Cohen kappa", "AUC (OvR)"],
+                _classification_rows(summary),
+            ),
+        ),
         ("h2", "Valence / arousal regression (test split)"),
-        ("table", (["backbone", "task", "weights", "RMSE V", "RMSE A", "CORR V", "CORR A", "SAGR V", "SAGR A", "CCC V", "CCC A"],
-                   _regression_rows(summary))),
+        (
+            "table",
+            (
+                [
+                    "backbone",
+                    "task",
+                    "weights",
+                    "RMSE V",
+                    "RMSE A",
+                    "CORR V",
+                    "CORR A",
+                    "SAGR V",
+                    "SAGR A",
+                    "CCC V",
+                    "CCC A",
+                ],
+                _regression_rows(summary),
+            ),
+        ),
         ("h2", "Reference study (published, 600 AffectNet test images)"),
-        ("table", (["backbone", "accuracy", "F1 weighted", "kappa", "AUC", "RMSE V/A", "CORR V/A"],
-                   [[name, *(f"{r[k]:.3f}" for k in ("accuracy", "f1_weighted", "cohen_kappa", "auc_ovr")),
-                     "{:.3f}/{:.3f}".format(*r["rmse"]), "{:.3f}/{:.3f}".format(*r["corr"])] for name, r in REFERENCE_STUDY.items()])),
+        (
+            "table",
+            (
+                ["backbone", "accuracy", "F1 weighted", "kappa", "AUC", "RMSE V/A", "CORR V/A"],
+                [
+                    [
+                        name,
+                        *(f"{r[k]:.3f}" for k in ("accuracy", "f1_weighted", "cohen_kappa", "auc_ovr")),
+                        "{:.3f}/{:.3f}".format(*r["rmse"]),
+                        "{:.3f}/{:.3f}".format(*r["corr"]),
+                    ]
+                    for name, r in REFERENCE_STUDY.items()
+                ],
+            ),
+        ),
         ("h2", "Weights and timings"),
-        ("table", (["run", "weights used", "epochs (best)", "feature cache", "feature s", "train s"],
-                   [[r["name"], r["weights_description"], f"{r['epochs_run']} ({r['best_epoch']})",
-                     "yes" if r["used_feature_cache"] else "no", _f(r["feature_seconds"], 1), _f(r["train_seconds"], 1)] for r in runs])),
-        ("p", f"Total wall time {summary['timing']['total_seconds']:.0f} s on {summary['machine']['platform']}, "
-              f"torch {summary['machine']['torch']}, {summary['machine']['threads']} threads, CUDA: {summary['machine']['cuda']}."),
+        (
+            "table",
+            (
+                ["run", "weights used", "epochs (best)", "feature cache", "feature s", "train s"],
+                [
+                    [
+                        r["name"],
+                        r["weights_description"],
+                        f"{r['epochs_run']} ({r['best_epoch']})",
+                        "yes" if r["used_feature_cache"] else "no",
+                        _f(r["feature_seconds"], 1),
+                        _f(r["train_seconds"], 1),
+                    ]
+                    for r in runs
+                ],
+            ),
+        ),
+        (
+            "p",
+            (
+                f"Total wall time {summary['timing']['total_seconds']:.0f} s on {summary['machine']['platform']}, "
+                f"torch {summary['machine']['torch']}, {summary['machine']['threads']} threads, CUDA: {summary['machine']['cuda']}."
+            ),
+        ),
         *_efficiency_blocks(summary),
         *_analysis_blocks(runs),
         ("h2", "Settings"),
@@ -116,11 +203,25 @@ def _efficiency_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     for run in runs:
         e, m = run["efficiency"], run["metrics"]
         score = (f"acc {m['classification']['accuracy']:.3f}" if "classification" in m else "") + (
-            f" CCC {_f(m['valence']['ccc'])}/{_f(m['arousal']['ccc'])}" if "valence" in m else "")
+            f" CCC {_f(m['valence']['ccc'])}/{_f(m['arousal']['ccc'])}" if "valence" in m else ""
+        )
         eager, ort = e["speed"].get("pytorch_eager"), e["speed"].get("onnxruntime")
-        rows.append([run["name"], score.strip(), f"{e['params']['total'] / 1e6:.2f} M ({e['params']['trainable'] / 1e6:.2f} M)",
-                     _f(e["checkpoint_mb"], 1), _f(e["onnx_mb"], 1), _gflops(e["flops"]),
-                     _ms(eager), _fps(eager), _ms(ort), _fps(ort), _f(e["export_seconds"], 1), _f(e["seconds"], 1)])
+        rows.append(
+            [
+                run["name"],
+                score.strip(),
+                f"{e['params']['total'] / 1e6:.2f} M ({e['params']['trainable'] / 1e6:.2f} M)",
+                _f(e["checkpoint_mb"], 1),
+                _f(e["onnx_mb"], 1),
+                _gflops(e["flops"]),
+                _ms(eager),
+                _fps(eager),
+                _ms(ort),
+                _fps(ort),
+                _f(e["export_seconds"], 1),
+                _f(e["seconds"], 1),
+            ]
+        )
     return rows
 
 
@@ -136,8 +237,12 @@ def _measuring_note(runs: list[dict[str, Any]]) -> str:
         f"{machine['onnxruntime_threads']}), on test faces at the model's input size: {plan['warmup']} warm-up and "
         f"{plan['batch1_calls']} timed calls at batch 1{cap}, then {plan['batch_calls']} timed call(s) at batch "
         f"{plan['batch']}, per runtime. "
-        + (f"Load average (1 min) when measured: {min(loads):.1f} to {max(loads):.1f}; other processes on the same "
-           "cores slow PyTorch eager most. " if loads else "")
+        + (
+            f"Load average (1 min) when measured: {min(loads):.1f} to {max(loads):.1f}; other processes on the same "
+            "cores slow PyTorch eager most. "
+            if loads
+            else ""
+        )
         + "FLOPs: one forward pass of one image, counted by torch.utils.flop_counter (convolutions and matrix "
         "products, 2 per multiply-add). MB = 10^6 bytes. ORT = ONNX Runtime (CPU)."
     )
@@ -150,9 +255,26 @@ def _efficiency_blocks(summary: dict[str, Any]) -> list[Block]:
         return []
     blocks: list[Block] = [
         ("h2", "Size, speed and accuracy"),
-        ("table", (["run", "test score", "params (trainable)", "checkpoint MB", "ONNX MB", "GFLOPs",
-                    "eager p50 / p95 ms, batch 1", "eager faces/s, batch 32", "ORT p50 / p95 ms, batch 1",
-                    "ORT faces/s, batch 32", "ONNX export s", "measuring s"], _efficiency_rows(runs))),
+        (
+            "table",
+            (
+                [
+                    "run",
+                    "test score",
+                    "params (trainable)",
+                    "checkpoint MB",
+                    "ONNX MB",
+                    "GFLOPs",
+                    "eager p50 / p95 ms, batch 1",
+                    "eager faces/s, batch 32",
+                    "ORT p50 / p95 ms, batch 1",
+                    "ORT faces/s, batch 32",
+                    "ONNX export s",
+                    "measuring s",
+                ],
+                _efficiency_rows(runs),
+            ),
+        ),
         ("p", _measuring_note(runs)),
     ]
     panels = tradeoff_panels(summary)
@@ -163,14 +285,27 @@ def _efficiency_blocks(summary: dict[str, Any]) -> list[Block]:
 
 
 def _confusion_blocks(run: dict[str, Any], c: dict[str, Any]) -> list[Block]:
-    mutual = "; ".join(f"{p['a']} → {p['b']} {p['a_to_b']} ({p['a_to_b_share']:.0%}), {p['b']} → {p['a']} "
-                       f"{p['b_to_a']} ({p['b_to_a_share']:.0%})" for p in c["mutual_confusions"]) or "none"
-    low = ", ".join(f"{r['class']} {r['recall']:.2f}" + (f" (mostly as {r['most_predicted_as']})"
-                                                          if r["most_predicted_as"] else "") for r in c["lowest_recall"])
+    mutual = (
+        "; ".join(
+            f"{p['a']} → {p['b']} {p['a_to_b']} ({p['a_to_b_share']:.0%}), {p['b']} → {p['a']} "
+            f"{p['b_to_a']} ({p['b_to_a_share']:.0%})"
+            for p in c["mutual_confusions"]
+        )
+        or "none"
+    )
+    low = ", ".join(
+        f"{r['class']} {r['recall']:.2f}" + (f" (mostly as {r['most_predicted_as']})" if r["most_predicted_as"] else "")
+        for r in c["lowest_recall"]
+    )
     return [
         ("h3", f"{run['name']}: what it confuses"),
-        ("table", (["true", "predicted as", "faces", "share of true class"],
-                   [[r["true"], r["predicted"], str(r["count"]), f"{r['share']:.1%}"] for r in c["top_confusions"]])),
+        (
+            "table",
+            (
+                ["true", "predicted as", "faces", "share of true class"],
+                [[r["true"], r["predicted"], str(r["count"]), f"{r['share']:.1%}"] for r in c["top_confusions"]],
+            ),
+        ),
         ("p", f"Confused both ways (each direction at least {c['mutual_min_share']:.0%} of its class): {mutual}."),
         ("p", f"Lowest recall: {low}."),
         ("p", c["sentence"]),
@@ -180,9 +315,21 @@ def _confusion_blocks(run: dict[str, Any], c: dict[str, Any]) -> list[Block]:
 def _va_blocks(run: dict[str, Any], v: dict[str, Any]) -> list[Block]:
     return [
         ("h3", f"{run['name']}: where the valence/arousal error lies"),
-        ("table", (["quadrant (true V, A)", "typical", "n", "RMSE", "RMSE V", "RMSE A", "SAGR V", "SAGR A"],
-                   [[q["quadrant"], q["typical"], str(q["n"]), *(_f(q[k]) for k in
-                     ("rmse", "rmse_valence", "rmse_arousal", "sagr_valence", "sagr_arousal"))] for q in v["quadrants"]])),
+        (
+            "table",
+            (
+                ["quadrant (true V, A)", "typical", "n", "RMSE", "RMSE V", "RMSE A", "SAGR V", "SAGR A"],
+                [
+                    [
+                        q["quadrant"],
+                        q["typical"],
+                        str(q["n"]),
+                        *(_f(q[k]) for k in ("rmse", "rmse_valence", "rmse_arousal", "sagr_valence", "sagr_arousal")),
+                    ]
+                    for q in v["quadrants"]
+                ],
+            ),
+        ),
         ("p", f"{v['sentence']} Bias is mean predicted − mean true; CCC penalises it, Pearson's r does not."),
     ]
 
@@ -223,11 +370,13 @@ def _markdown(blocks: list[Block], root: Path) -> str:
 
 
 def _html(blocks: list[Block], root: Path) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>affectlab study report</title><style>",
-             "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}",
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}",
-             "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}",
-             "pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>affectlab study report</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}",
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}",
+        "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}",
+        "pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>",
+    ]
     for kind, value in blocks:
         if kind in ("h1", "h2", "h3"):
             parts.append(f"<{kind}>{html.escape(value)}</{kind}>")
@@ -253,5 +402,7 @@ def write_study_report(out_dir: str | Path, summary: dict[str, Any]) -> tuple[Pa
     if panels:
         plot_tradeoff(panels, out_dir / TRADEOFF_FIGURE)
     blocks = _blocks(summary)
-    return (write_text(out_dir / "report.md", _markdown(blocks, out_dir)),
-            write_text(out_dir / "report.html", _html(blocks, out_dir)))
+    return (
+        write_text(out_dir / "report.md", _markdown(blocks, out_dir)),
+        write_text(out_dir / "report.html", _html(blocks, out_dir)),
+    )

@@ -36,8 +36,10 @@ def extract_features(
     if channels_last:
         model.to(memory_format=torch.channels_last)
     device = next(model.parameters()).device
-    chunks = [model.forward_features(b).float().cpu()
-              for b in batched_inputs(images, preprocess, batch_size, channels_last, device=device)]
+    chunks = [
+        model.forward_features(b).float().cpu()
+        for b in batched_inputs(images, preprocess, batch_size, channels_last, device=device)
+    ]
     model.train(was_training)
     return torch.cat(chunks) if chunks else torch.empty(0)
 

@@ -45,7 +45,12 @@ from affectlab.training.history import HistoryCallback
 from affectlab.training.module import AffectLitModule
 
 __all__ = [
-    "TrainResult", "last_checkpoint", "preprocess_for", "quiet_lightning", "split_features", "train_model",
+    "TrainResult",
+    "last_checkpoint",
+    "preprocess_for",
+    "quiet_lightning",
+    "split_features",
+    "train_model",
     "uses_feature_cache",
 ]
 
@@ -84,7 +89,11 @@ def balanced_class_weights(expression: np.ndarray) -> torch.Tensor:
 
 
 def split_features(
-    cfg: RunConfig, split: SplitData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache,
+    cfg: RunConfig,
+    split: SplitData,
+    model: AffectModel,
+    preprocess: Preprocess,
+    cache: FeatureCache,
     backbone: Backbone | None = None,
 ) -> torch.Tensor:
     """Pooled trunk features of one split, from the cache when the same data, trunk and preprocessing were seen."""
@@ -134,7 +143,11 @@ class SaveLast(L.Callback):
 
 
 def _loaders(
-    cfg: RunConfig, data: PreparedData, model: AffectModel, preprocess: Preprocess, cache: FeatureCache | None,
+    cfg: RunConfig,
+    data: PreparedData,
+    model: AffectModel,
+    preprocess: Preprocess,
+    cache: FeatureCache | None,
     backbone: Backbone,
 ) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor], torch.Generator]:
     t = cfg.train
@@ -162,18 +175,32 @@ def _loaders(
         sampler = WeightedRandomSampler(sample_weights.tolist(), len(expression), generator=generator)
     workers, persistent = t.num_workers, t.num_workers > 0
     train_loader = DataLoader(
-        train_set, t.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator, num_workers=workers,
+        train_set,
+        t.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=generator,
+        num_workers=workers,
         persistent_workers=persistent,
     )
     val_loader = DataLoader(
-        IndexedDataset(val_set), max(t.batch_size, 64), shuffle=False, num_workers=workers, persistent_workers=persistent
+        IndexedDataset(val_set),
+        max(t.batch_size, 64),
+        shuffle=False,
+        num_workers=workers,
+        persistent_workers=persistent,
     )
     return train_loader, val_loader, features, generator
 
 
 def train_model(
-    cfg: RunConfig, data: PreparedData, run_dir: str | Path, cache: FeatureCache | None = None, progress: bool = True,
-    resume: bool = False, callbacks: list[L.Callback] | None = None,
+    cfg: RunConfig,
+    data: PreparedData,
+    run_dir: str | Path,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    callbacks: list[L.Callback] | None = None,
 ) -> TrainResult:
     """Fit ``cfg`` on ``data`` (train split, early stopping on val), restore the best weights, save ``model.pt``.
 
@@ -185,8 +212,10 @@ def train_model(
     t = cfg.train
     resume_from = last_checkpoint(run_dir) if resume else None
     if resume_from is not None and not resume_from.is_file():
-        raise AffectlabError(f"{run_dir}: nothing to resume (no {resume_from.relative_to(run_dir)}; the training "
-                             "finished, or stopped before its first epoch ended)")
+        raise AffectlabError(
+            f"{run_dir}: nothing to resume (no {resume_from.relative_to(run_dir)}; the training "
+            "finished, or stopped before its first epoch ended)"
+        )
     if is_main_process():
         write_text(run_dir / "config.yaml", cfg.to_yaml())
     L.seed_everything(t.seed, workers=True, verbose=False)
@@ -212,7 +241,10 @@ def train_model(
     )
     history = HistoryCallback(run_dir / "history.csv")
     own: list[L.Callback] = [
-        EarlyStopping(t.monitor, patience=t.patience, mode=mode), checkpoint, history, RandomState(generator),
+        EarlyStopping(t.monitor, patience=t.patience, mode=mode),
+        checkpoint,
+        history,
+        RandomState(generator),
         SaveLast(last_checkpoint(run_dir)),  # after the history row of the epoch is written
     ]
     if progress:
@@ -254,8 +286,13 @@ def train_model(
     if trainer.is_global_zero:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         save_checkpoint(
-            run_dir / "model.pt", model, cfg.model, preprocess,
-            config=cfg.to_dict(), best_epoch=best_epoch, history=history.rows,
+            run_dir / "model.pt",
+            model,
+            cfg.model,
+            preprocess,
+            config=cfg.to_dict(),
+            best_epoch=best_epoch,
+            history=history.rows,
         )
     return TrainResult(
         model,

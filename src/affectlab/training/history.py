@@ -15,8 +15,16 @@ from affectlab.atomic import write_text
 __all__ = ["HISTORY_COLUMNS", "HistoryCallback"]
 
 HISTORY_COLUMNS = (
-    "epoch", "train_loss", "val_loss", "val_accuracy", "val_rmse_valence", "val_rmse_arousal", "val_ccc", "val_score",
-    "lr", "seconds",
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_rmse_valence",
+    "val_rmse_arousal",
+    "val_ccc",
+    "val_score",
+    "lr",
+    "seconds",
 )
 
 

@@ -8,8 +8,8 @@ is the one definition of ``val_score``, used in training and by the ablation ben
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from affectlab.config import TrainConfig
 
@@ -47,7 +47,9 @@ class AffectLoss(nn.Module):
         return loss
 
 
-def selection_score(accuracy: float | torch.Tensor | None, mean_ccc: float | torch.Tensor | None) -> float | torch.Tensor:
+def selection_score(
+    accuracy: float | torch.Tensor | None, mean_ccc: float | torch.Tensor | None
+) -> float | torch.Tensor:
     """``val_score``: accuracy plus mean valence/arousal CCC, whichever the task has; one number to select on
     when the losses (label smoothing, CCC terms) stop tracking what is reported."""
     terms = [t for t in (accuracy, mean_ccc) if t is not None]

@@ -51,8 +51,12 @@ class AffectLitModule(L.LightningModule):
         out = self(inputs)
         # fp32 whatever the training precision: the epoch-end loss and metrics are computed from these.
         self._val_outputs.append(
-            {**{k: v.detach().float() for k, v in out.items()}, "expression_true": expression, "va_true": va,
-             "index": index}
+            {
+                **{k: v.detach().float() for k, v in out.items()},
+                "expression_true": expression,
+                "va_true": va,
+                "index": index,
+            }
         )
 
     def on_validation_epoch_end(self) -> None:

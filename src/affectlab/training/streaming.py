@@ -51,7 +51,7 @@ class FaceStream(StreamingDataset):
         """Take the rank and world size of a process group started since construction."""
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             env = _DistributedEnv.detect()
-            if env != self.distributed_env:
+            if env != self.distributed_env:  # type: ignore[has-type]  # set by litdata's constructor
                 self.distributed_env = env
                 self.set_drop_last(env.world_size > 1)
 
@@ -88,7 +88,7 @@ def streamed_loaders(
             "(use train.class_weights=balanced instead)"
         )
     train_set = FaceStream(data.splits["train"].folders[0], preprocess, augment=t.augment, seed=t.seed)
-    loader_args = {"num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
+    loader_args: dict[str, Any] = {"num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
     train_loader = FaceStreamLoader(train_set, batch_size=t.batch_size, **loader_args)
     val_set = IndexedDataset(ImageDataset(data.splits["val"], preprocess))  # type: ignore[arg-type]
     val_loader = DataLoader(val_set, max(t.batch_size, 64), shuffle=False, **loader_args)
