@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from affectlab.data.images import read_rgb
 from affectlab.errors import AffectlabError
+from affectlab.extras import require
 from affectlab.inference.annotate import EMOTION_COLOURS, draw_result
 from affectlab.inference.backends import ModelInfo
 from affectlab.inference.model_card import model_card_markdown
@@ -55,11 +56,7 @@ def _offline_gradio() -> Any:
         ("GRADIO_SSR_MODE", "False"),
     ):
         os.environ[name] = value
-    try:
-        import gradio as gr
-    except ImportError:
-        raise AffectlabError("the web page needs Gradio: pip install 'affectlab[serve]'") from None
-    return gr
+    return require("gradio", "the web page", extra="serve")
 
 
 def mount_page(app: Any, predictor: Any, predict: Predict, options: Any) -> None:
