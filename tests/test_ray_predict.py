@@ -1,9 +1,11 @@
 """``affectlab predict --engine ray``: a local Ray cluster (2 CPUs) runs the Ray Data pipeline, and its Parquet
-records equal the single-process ``predict``'s (faces found, crops, labels, probabilities, V/A, errors)."""
+records equal the single-process ``predict``'s (faces found, crops, labels, probabilities, V/A, errors): on a few
+scenes through the Haar detector, and on 1,000 demo faces (each image one face) at scale."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -12,6 +14,7 @@ import pytest
 from support.models import demo_faces, no_face_image, scene
 
 from affectlab.cli import main
+from affectlab.data.demo import generate_demo_dataset
 from affectlab.inference.results import flat_record
 
 ray = pytest.importorskip("ray")
@@ -19,7 +22,22 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # starting Ray takes 10-20 s
 
 
-def test_ray_batch_prediction_equals_single_process_predict(run: Path, work: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    """One local Ray cluster with 2 CPUs for the module (starting Ray is the slow part)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def records(path: Path) -> list[dict]:
+    """``predict``'s JSON lines as the flat records the Parquet file holds."""
+    return [flat_record(json.loads(line)) for line in path.read_text().splitlines()]
+
+
+def test_ray_batch_prediction_equals_single_process_predict(
+    run: Path, work: Path, tmp_path: Path, cluster: None
+) -> None:
     faces = demo_faces(work)
     photos = tmp_path / "photos"
     (photos / "nested").mkdir(parents=True)
@@ -31,14 +49,25 @@ def test_ray_batch_prediction_equals_single_process_predict(run: Path, work: Pat
     (photos / "nested" / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     common = ["predict", str(run), str(photos), "--detector", "haar", "--quiet", "--batch-size", "4"]
     assert main([*common, "--out", str(tmp_path / "one.jsonl")]) == 1  # the corrupt file: an error record
-    expected = [flat_record(json.loads(line)) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert main([*common, "--engine", "ray", "--out", str(tmp_path / "ray.parquet")]) == 1
-    finally:
-        ray.shutdown()
+    expected = records(tmp_path / "one.jsonl")
+    assert main([*common, "--engine", "ray", "--out", str(tmp_path / "ray.parquet")]) == 1
     got = pq.read_table(tmp_path / "ray.parquet").to_pylist()
     assert sum(r["face"] is not None for r in expected) >= 3 and any(r["no_face"] for r in expected)
     assert [r["source"] for r in got] == [r["source"] for r in expected]  # input order, one row per face
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine == pytest.approx(theirs, abs=1e-5), mine["source"]
+
+
+def test_ray_scores_a_thousand_demo_images_as_predict_does(run: Path, tmp_path: Path, cluster: None) -> None:
+    """1,000 small demo faces (32 px, each image one face: ``--detector none``) through both engines."""
+    faces = generate_demo_dataset(tmp_path / "demo", n_per_class=125, image_size=32, seed=0) / "images"
+    common = ["predict", str(run), str(faces), "--detector", "none", "--quiet", "--batch-size", "64"]
+    assert main([*common, "--out", str(tmp_path / "one.jsonl")]) == 0
+    expected = records(tmp_path / "one.jsonl")
+    assert main([*common, "--engine", "ray", "--out", str(tmp_path / "ray.parquet")]) == 0
+    got = pq.read_table(tmp_path / "ray.parquet").to_pylist()
+    assert len(expected) == 1000 and all(r["face"] == 0 and r["error"] is None for r in expected)
+    assert len({r["label"] for r in expected}) > 1  # the model's outputs vary: a mix-up of rows would show
+    assert [r["source"] for r in got] == [r["source"] for r in expected]
     for mine, theirs in zip(got, expected, strict=True):
         assert mine == pytest.approx(theirs, abs=1e-5), mine["source"]
