@@ -1,7 +1,7 @@
 """Memory of training data loading as the dataset grows: decoded into RAM (raw folder) against streamed (converted).
 
 Usage:
-    python benchmarks/data_scaling.py --out /tmp/scaling [--n 5000,20000] [--size 160] [--workers 2]
+    python benchmarks/data_scaling.py --out /tmp/scaling [--n 10000,25000,50000] [--size 160] [--workers 2]
 
 For each N it writes N synthetic face JPEGs in AffectNet layout (demo faces, each copy made unique by a brightness
 shift and noise), converts them with ``affectlab data convert``, and then, each in a fresh process so that peak
@@ -16,13 +16,15 @@ memory is its own, loads the training split the way ``affectlab train`` does and
 Reported: the process's peak RSS (``ru_maxrss``, which counts the shard pages LitData maps, up to 4 chunks of
 16 MB), its peak anonymous memory (its own allocations, sampled every 10 ms), the RSS after imports (the same for
 both), the time to the first batch (including hashing, splitting and decoding for the in-RAM path) and the
-epoch's images/s.
+epoch's images/s, with the machine's load average (1 minute) when the measurement started: the first batch and
+images/s are times, and mean little on a busy machine; the memory columns do not depend on the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -104,6 +106,7 @@ def measure(mode: str, data: str, size: int) -> dict[str, Any]:
     from affectlab.training.streaming import FaceStream, FaceStreamLoader
 
     torch.set_num_threads(1)
+    load = os.getloadavg()[0]
     baseline = current_rss_mb()
     anon = PeakAnon()
     started = time.perf_counter()
@@ -130,6 +133,7 @@ def measure(mode: str, data: str, size: int) -> dict[str, Any]:
         "peak_anon_mb": round(anon.stop()),
         "first_batch_s": round(first or 0, 2),
         "images_per_s": round(seen / epoch),
+        "load": round(load, 1),
     }
 
 
@@ -146,7 +150,7 @@ def run_measure(mode: str, data: Path, size: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="/tmp/affectlab-data-scaling")
-    parser.add_argument("--n", default="5000,20000", help="dataset sizes (comma-separated)")
+    parser.add_argument("--n", default="10000,25000,50000", help="dataset sizes (comma-separated)")
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--workers", type=int, default=2, help="conversion processes")
     parser.add_argument("--measure", choices=["ram", "stream"], help=argparse.SUPPRESS)
@@ -191,20 +195,21 @@ def main() -> None:
             row = {"n": n, **run_measure(mode, data, args.size), "convert_s": convert_s if mode == "stream" else None}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    machine = f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs"
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
     lines = [
         f"machine: {machine}; {args.size} px, batch {BATCH}, no loader workers, one epoch of the train split",
         "",
         (
             "| N | train images | mode | peak RSS MB | peak anonymous MB | RSS after imports MB | first batch s | "
-            "images/s |"
+            "images/s | load |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['n']:,} | {r['train_images']:,} | {'in RAM' if r['mode'] == 'ram' else 'streamed'} | "
-            f"{r['peak_rss_mb']:,} | {r['peak_anon_mb']:,} | {r['baseline_rss_mb']:,} | {r['first_batch_s']} | {r['images_per_s']:,} |"
+            f"{r['peak_rss_mb']:,} | {r['peak_anon_mb']:,} | {r['baseline_rss_mb']:,} | {r['first_batch_s']} | {r['images_per_s']:,} | "
+            f"{r.get('load', '')} |"
         )
     (out / "data_scaling.md").write_text("\n".join(lines) + "\n")
     (out / "data_scaling.json").write_text(json.dumps(rows, indent=1))
