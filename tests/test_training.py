@@ -3,7 +3,9 @@ from __future__ import annotations
 import csv
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -18,6 +20,7 @@ from affectlab.models.checkpoint import load_checkpoint
 from affectlab.models.outputs import predict_images
 from affectlab.training import fit
 from affectlab.training.datasets import ImageDataset
+from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.features import FeatureCache
 from affectlab.training.fit import TrainResult, train_model, uses_feature_cache
 from affectlab.training.module import AffectLitModule
@@ -223,3 +226,39 @@ def test_mixed_precision_training_computes_losses_and_metrics_in_fp32(demo_data:
     assert result.epochs_run == 2
     for row in result.history:
         assert all(np.isfinite(row[k]) for k in ("train_loss", "val_loss", "val_score", "val_ccc"))
+
+
+def test_device_inputs_augment_each_sample_and_normalise_like_the_loader() -> None:
+    preprocess = Preprocess(input_size=32)
+    rng = np.random.default_rng(0)
+    batch = torch.from_numpy(rng.integers(0, 256, (1, 3, 32, 32), dtype=np.uint8)).repeat(8, 1, 1, 1)
+    plain = preprocess.normalise(batch)
+    # validation (and augment off): exactly the loader's normalisation, nothing else
+    torch.testing.assert_close(DeviceInputs(preprocess, augment=True)(batch, training=False), plain)
+    torch.testing.assert_close(DeviceInputs(preprocess, augment=False)(batch, training=True), plain)
+    torch.manual_seed(0)
+    out = DeviceInputs(preprocess, augment=True)(batch, training=True)
+    assert out.shape == plain.shape and out.dtype == torch.float32
+    # the same image eight times gives eight different crops: the random parameters are drawn per sample
+    flat = out.flatten(1)
+    assert all(not torch.allclose(flat[i], flat[j]) for i in range(8) for j in range(i + 1, 8))
+    assert (out - plain).abs().mean() > 0.1
+
+
+@pytest.mark.slow
+def test_augmentation_on_the_device_trains_on_uint8_batches(demo_data: Path, tmp_path: Path) -> None:
+    cfg = _config(demo_data, epochs=1, augment=True, augment_on="device")
+    cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18", freeze=False, input_size=32))
+    seen: list[torch.Tensor] = []
+
+    class Inputs(L.Callback):
+        def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: Any, i: int) -> None:
+            seen.append(batch[0])
+
+    data = prepare_data(cfg.data, 32)
+    result = train_model(cfg, data, tmp_path / "run", progress=False, callbacks=[Inputs()])
+    assert seen and all(b.dtype == torch.float32 and b.shape[1:] == (3, 32, 32) for b in seen)  # after the transfer
+    assert np.isfinite(result.history[0]["train_loss"]) and np.isfinite(result.history[0]["val_loss"])
+    # the saved model is used as any other: fed normalised images by evaluation and inference
+    probs = predict_images(result.model, data.splits["val"].images, result.preprocess)["probs"]
+    assert probs.shape == (len(data.splits["val"]), 8) and np.allclose(probs.sum(1), 1, atol=1e-5)

@@ -101,6 +101,10 @@ class TrainConfig:
     va_loss_weight: float = 1.0
     unfreeze_at_epoch: int | None = None  # gradual unfreezing: backbone frozen until this epoch
     augment: bool = False  # flip, small affine, colour jitter, random erasing
+    # Where augmentation and normalisation run: per image in the loader's processes (CPU), or per batch on the
+    # training device after the transfer (kornia, random parameters per sample), so that several GPUs are not
+    # starved by per-image CPU work. Measure both on the machine before choosing "device".
+    augment_on: Literal["loader", "device"] = "loader"
     tta_flip: bool = False  # average predictions over the image and its mirror at evaluation
     ema_decay: float | None = None
     channels_last: bool = True

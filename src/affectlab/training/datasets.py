@@ -19,19 +19,23 @@ def targets(split: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ImageDataset(Dataset):
-    """Images are normalised per item; augmentation (uint8 CHW) happens before normalisation."""
+    """Images are normalised per item; augmentation (uint8 CHW) happens before normalisation. With ``raw`` the
+    uint8 CHW image is returned as it is, for augmentation and normalisation on the device (``DeviceInputs``)."""
 
-    def __init__(self, split: SplitData, preprocess: Preprocess, augment: bool = False) -> None:
+    def __init__(self, split: SplitData, preprocess: Preprocess, augment: bool = False, raw: bool = False) -> None:
         self.images = split.images
         self.expression, self.va = targets(split)
         self.preprocess = preprocess
-        self.augment = train_augmentation(preprocess.input_size) if augment else None
+        self.augment = train_augmentation(preprocess.input_size) if augment and not raw else None
+        self.raw = raw
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         image = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)
+        if self.raw:
+            return image, self.expression[index], self.va[index]
         if self.augment is not None:
             image = self.augment(image)
         return self.preprocess.normalise(image.unsqueeze(0))[0], self.expression[index], self.va[index]

@@ -38,6 +38,7 @@ from affectlab.models.affect_model import AffectModel, create_model, task_output
 from affectlab.models.checkpoint import save_checkpoint
 from affectlab.models.weights import Backbone, resolve_backbone
 from affectlab.training.datasets import ImageDataset, IndexedDataset, feature_dataset
+from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
 from affectlab.training.finetuning import UnfreezeTrunk
@@ -164,8 +165,9 @@ def _loaders(
             features[name] = split_features(cfg, data.splits[name], model, preprocess, cache, backbone)
         train_set, val_set = (feature_dataset(features[n], data.splits[n]) for n in ("train", "val"))
     else:
-        train_set = ImageDataset(data.splits["train"], preprocess, augment=t.augment)
-        val_set = ImageDataset(data.splits["val"], preprocess)
+        raw = t.augment_on == "device"  # uint8 batches: augmented and normalised on the device (DeviceInputs)
+        train_set = ImageDataset(data.splits["train"], preprocess, augment=t.augment, raw=raw)
+        val_set = ImageDataset(data.splits["val"], preprocess, raw=raw)
     generator = torch.Generator().manual_seed(t.seed)
     sampler = None
     if t.sampler == "balanced":
@@ -231,7 +233,10 @@ def train_model(
     weights = None
     if has_expression and t.class_weights == "balanced" and t.sampler == "none":
         weights = balanced_class_weights(data.splits["train"].expression)
-    lit = AffectLitModule(model, t, weights, from_features=bool(features))
+    device_inputs = None
+    if not features and t.augment_on == "device":
+        device_inputs = DeviceInputs(preprocess, augment=t.augment)
+    lit = AffectLitModule(model, t, weights, from_features=bool(features), device_inputs=device_inputs)
     ckpt_dir = run_dir / "checkpoints"
     mode = "min" if t.monitor == "val_loss" else "max"
     # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only

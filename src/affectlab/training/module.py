@@ -14,6 +14,7 @@ import torch
 
 from affectlab.config import TrainConfig
 from affectlab.models.affect_model import AffectModel
+from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.losses import AffectLoss, ccc_loss, selection_score
 
 __all__ = ["AffectLitModule", "Batch"]
@@ -29,16 +30,23 @@ class AffectLitModule(L.LightningModule):
         train_config: TrainConfig,
         class_weights: torch.Tensor | None = None,
         from_features: bool = False,
+        device_inputs: DeviceInputs | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.cfg = train_config
         self.from_features = from_features
+        self.device_inputs = device_inputs  # uint8 batches augmented and normalised here, on the device
         self.loss = AffectLoss(train_config, class_weights)
         self._val_outputs: list[dict[str, torch.Tensor]] = []
 
     def forward(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.forward_head(inputs) if self.from_features else self.model(inputs)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.device_inputs is None:
+            return batch
+        return (self.device_inputs(batch[0], training=self.trainer.training), *batch[1:])
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         inputs, expression, va = batch

@@ -41,11 +41,13 @@ class FaceStream(StreamingDataset):
         shuffle: bool = True,
         seed: int = 0,
         with_index: bool = False,
+        raw: bool = False,
     ) -> None:
         super().__init__(folder, shuffle=shuffle, seed=seed)
         self.preprocess = preprocess
-        self.augment = train_augmentation(preprocess.input_size) if augment else None
+        self.augment = train_augmentation(preprocess.input_size) if augment and not raw else None
         self.with_index = with_index
+        self.raw = raw  # uint8 CHW out, for augmentation and normalisation on the device
 
     def sync_distributed(self) -> None:
         """Take the rank and world size of a process group started since construction."""
@@ -65,7 +67,8 @@ class FaceStream(StreamingDataset):
         if self.augment is not None:
             image = self.augment(image)
         va = torch.tensor([item["valence"], item["arousal"]], dtype=torch.float32)
-        face = (self.preprocess.normalise(image.unsqueeze(0))[0], torch.tensor(int(item["expression"])), va)
+        pixels = image if self.raw else self.preprocess.normalise(image.unsqueeze(0))[0]
+        face = (pixels, torch.tensor(int(item["expression"])), va)
         return (*face, torch.tensor(getattr(index, "index", index))) if self.with_index else face
 
 
@@ -87,9 +90,10 @@ def streamed_loaders(
             f"train.sampler={t.sampler} needs the dataset in RAM; a converted dataset is streamed "
             "(use train.class_weights=balanced instead)"
         )
-    train_set = FaceStream(data.splits["train"].folders[0], preprocess, augment=t.augment, seed=t.seed)
+    raw = t.augment_on == "device"
+    train_set = FaceStream(data.splits["train"].folders[0], preprocess, augment=t.augment, seed=t.seed, raw=raw)
     loader_args: dict[str, Any] = {"num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
     train_loader = FaceStreamLoader(train_set, batch_size=t.batch_size, **loader_args)
-    val_set = IndexedDataset(ImageDataset(data.splits["val"], preprocess))  # type: ignore[arg-type]
+    val_set = IndexedDataset(ImageDataset(data.splits["val"], preprocess, raw=raw))  # type: ignore[arg-type]
     val_loader = DataLoader(val_set, max(t.batch_size, 64), shuffle=False, **loader_args)
     return train_loader, val_loader, {}, torch.Generator().manual_seed(t.seed)
