@@ -1,15 +1,17 @@
 """Load on ``affectlab serve``: batched against one-at-a-time, for 1, 8 and 32 concurrent clients.
 
-For each detector (``none`` on the 600 affectnet-3999 test crops, ``haar`` on 640x480 scenes with two of them
-pasted in), the same ONNX model is served twice, each time as a user would start it (a subprocess on a free
-127.0.0.1 port): with ``--max-batch 1`` (one image per model call, one call at a time: the service before
-batching, which held a lock around each prediction) and with the default batching (``--max-batch 32``). Each
-client sends one request, waits for the answer and sends the next (closed loop), for ``--seconds`` per row, so
-the traffic is bounded and only ever goes to loopback. Reported per row: requests/s, faces/s, p50/p95/p99
-latency, errors (any answer but 200, or no answer within 60 s), and the mean batch size the server saw
-(``/metrics``). The clients run in this process (asyncio, httpx) and share the CPU with the server, equally for
-both servers. The machine's load average is printed before and after: on a shared machine, compare rows from one
-run only.
+For each detector (``none`` on the 600 affectnet-3999 test crops; any other, e.g. ``haar`` or ``yuface``, on
+640x480 scenes with two of them pasted in), the same ONNX model is served twice, each as a user would start it (a
+subprocess on a free 127.0.0.1 port): with ``--max-batch 1`` (one image per model call, one call at a time: the
+service before batching, which held a lock around each prediction) and with the default batching
+(``--max-batch 32``). Each client sends one request, waits for the answer and sends the next (closed loop), so the
+traffic is bounded and only ever goes to loopback. The servers are all up at once and take turns: each gets
+``--slice`` seconds of load in turn until each has had ``--seconds`` per row, so the other jobs on a shared
+machine fall on every server alike and the ratios between them hold even when the absolute numbers do not.
+Reported per row: requests/s, faces/s, p50/p95/p99 latency, errors (any answer but 200, or no answer within 60
+s), the mean batch size the server saw (``/metrics``), and the CPU milliseconds per request of the server (its
+processes, from ``/proc``) and of the clients. The clients run in this process (asyncio, httpx) and share the
+CPU with the server, equally for every server. The machine's load average is printed before and after.
 
 ``--workers N`` adds a third server: batched, in N processes (``affectlab serve --workers N``), each with its own
 model and ``cores / N`` runtime threads; its mean batch is not reported (``/metrics`` answers for one process).
@@ -17,14 +19,15 @@ model and ``cores / N`` runtime threads; its mean batch is not reported (``/metr
 By default the model is MobileNetV2 with ImageNet weights and an untrained multitask head at 128 px (as in
 ``benchmarks/predict.py``), exported to ONNX; ``--model`` serves a given ``.onnx`` instead.
 
-    python benchmarks/serve_load.py [--seconds 60] [--clients 1,8,32] [--detectors none,haar] [--workers N]
-        [--out load.json]
+    python benchmarks/serve_load.py [--seconds 60] [--slice 10] [--clients 1,8,32] [--detectors none,haar]
+        [--workers N] [--out load.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -36,7 +39,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -54,8 +59,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(model: Path, detector: str, mode: list[str], log: Path) -> Iterator[str]:
-    """``affectlab serve`` on a free loopback port until the block ends; yields its base URL."""
+def server(model: Path, detector: str, mode: list[str], log: Path) -> Iterator[tuple[str, int]]:
+    """``affectlab serve`` on a free loopback port until the block ends; yields its base URL and process id."""
     port = _free_port()
     command = [sys.executable, "-m", "affectlab.cli", "serve", str(model), "--port", str(port), "--detector",
                detector, "--max-queue", "1024", *mode]  # fmt: skip
@@ -75,10 +80,21 @@ def server(model: Path, detector: str, mode: list[str], log: Path) -> Iterator[s
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.2)
-            yield url
+            yield url, process.pid
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) used so far by process ``pid`` and its live child processes (``--workers``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = " ".join(p.read_text() for p in Path(f"/proc/{pid}/task").glob("*/children")).split()
+    except OSError:  # the process has ended
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / ticks + sum(cpu_seconds(int(c)) for c in children)
 
 
 def _batches(url: str) -> tuple[float, float]:
@@ -89,15 +105,43 @@ def _batches(url: str) -> tuple[float, float]:
     return values[0], values[1]
 
 
-async def _load(url: str, uploads: list[bytes], clients: int, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    faces = 0
+@dataclass
+class _Tally:
+    """What the clients saw of one server over one or more slices of load."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    faces: int = 0
+    seconds: float = 0.0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    batch_sum: float = 0.0
+    batches: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        ms = np.array(self.latencies) * 1000 if self.latencies else np.array([np.nan])
+        done = max(1, len(self.latencies) + sum(self.errors.values()))
+        return {
+            "requests_per_s": len(self.latencies) / self.seconds,
+            "faces_per_s": self.faces / self.seconds,
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)),
+            "p99_ms": float(np.percentile(ms, 99)),
+            "errors": sum(self.errors.values()),
+            "error_kinds": self.errors,
+            "requests": len(self.latencies),
+            "server_cpu_ms": self.server_cpu * 1000 / done,
+            "client_cpu_ms": self.client_cpu * 1000 / done,
+            "mean_batch": self.batch_sum / self.batches if self.batches else float("nan"),
+        }
+
+
+async def _load(url: str, uploads: list[bytes], clients: int, seconds: float, tally: _Tally) -> None:
+    """``clients`` closed-loop clients against ``url`` for ``seconds``, counted into ``tally``."""
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
 
     async def client(index: int, http: httpx.AsyncClient) -> None:
-        nonlocal faces
         n = index
         while time.perf_counter() < stop:
             start = time.perf_counter()
@@ -105,30 +149,32 @@ async def _load(url: str, uploads: list[bytes], clients: int, seconds: float) ->
                 files = {"file": ("image.jpg", uploads[n % len(uploads)], "image/jpeg")}
                 response = await http.post(f"{url}/predict", files=files)
                 kind = None if response.status_code == 200 else f"HTTP {response.status_code}"
-                faces += 0 if kind else len(response.json())
+                tally.faces += 0 if kind else len(response.json())
             except httpx.HTTPError as exc:
                 kind = type(exc).__name__
             if kind is None:
-                latencies.append(time.perf_counter() - start)
+                tally.latencies.append(time.perf_counter() - start)
             else:
-                errors[kind] = errors.get(kind, 0) + 1
+                tally.errors[kind] = tally.errors.get(kind, 0) + 1
             n += clients
 
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         begin = time.perf_counter()
         await asyncio.gather(*(client(i, http) for i in range(clients)))
-        elapsed = time.perf_counter() - begin
-    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
-    return {
-        "requests_per_s": len(latencies) / elapsed,
-        "faces_per_s": faces / elapsed,
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "errors": sum(errors.values()),
-        "error_kinds": errors,
-        "requests": len(latencies),
-    }
+        tally.seconds += time.perf_counter() - begin
+
+
+def _slice(url: str, pid: int, batched_metrics: bool, uploads: list[bytes], clients: int, seconds: float,
+           tally: _Tally) -> None:  # fmt: skip
+    """One slice of load on one server, with the server's and the clients' CPU and the batch sizes it saw."""
+    before, cpu, client_cpu = _batches(url), cpu_seconds(pid), time.process_time()
+    asyncio.run(_load(url, uploads, clients, seconds, tally))
+    tally.server_cpu += cpu_seconds(pid) - cpu
+    tally.client_cpu += time.process_time() - client_cpu
+    if batched_metrics:  # /metrics answers for one process only with --workers
+        after = _batches(url)
+        tally.batch_sum += after[0] - before[0]
+        tally.batches += after[1] - before[1]
 
 
 def main() -> int:
@@ -138,6 +184,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="load per row (default 60)")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--detectors", default="none,haar")
+    parser.add_argument("--slice", type=float, default=10.0, help="seconds each server is loaded in turn")
     parser.add_argument("--workers", type=int, help="also serve batched in this many processes")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
@@ -155,31 +202,39 @@ def main() -> int:
         model = args.model or export_onnx(build_run(tmp), tmp / "model.onnx")
         tests, _, _ = split_paths(args.data)
         scenes = make_scenes(tests, tmp / "scenes", 60)
-        inputs = {"none": [p.read_bytes() for p in tests], "haar": [p.read_bytes() for p in scenes]}
+        crops, pictures = [p.read_bytes() for p in tests], [p.read_bytes() for p in scenes]
         for detector in args.detectors.split(","):
-            for mode, flags in modes.items():
-                with server(model, detector, flags, tmp / f"server-{detector}-{mode}.log") as url:
-                    asyncio.run(_load(url, inputs[detector], 4, 3))  # warm up
-                    for clients in (int(c) for c in args.clients.split(",")):
-                        before = _batches(url)
-                        row = asyncio.run(_load(url, inputs[detector], clients, args.seconds))
-                        after = _batches(url)
-                        batches = after[1] - before[1] if "workers" not in mode else 0
-                        row.update(detector=detector, server=mode, clients=clients,
-                                   mean_batch=(after[0] - before[0]) / batches if batches else float("nan"))  # fmt: skip
-                        rows.append(row)
-                        print(json.dumps(row), flush=True)
+            uploads = crops if detector == "none" else pictures
+            with contextlib.ExitStack() as stack:
+                urls = {
+                    mode: stack.enter_context(server(model, detector, flags, tmp / f"server-{detector}-{i}.log"))
+                    for i, (mode, flags) in enumerate(modes.items())
+                }
+                for url, _ in urls.values():
+                    asyncio.run(_load(url, uploads, 4, 3, _Tally()))  # warm up
+                for clients in (int(c) for c in args.clients.split(",")):
+                    tallies = {mode: _Tally() for mode in modes}
+                    slices = max(1, round(args.seconds / args.slice))
+                    for _ in range(slices):  # servers take turns, so the machine's other load falls on each alike
+                        for mode, (url, pid) in urls.items():
+                            multi = "workers" in mode
+                            _slice(url, pid, not multi, uploads, clients, args.seconds / slices, tallies[mode])
+                    for mode, tally in tallies.items():
+                        rows.append({**tally.row(), "detector": detector, "server": mode, "clients": clients})
+                        print(json.dumps(rows[-1]), flush=True)
     print(f"load after: {os.getloadavg()}")
     print(
-        "\n| detector | server | clients | requests/s | faces/s | p50 ms | p95 ms | p99 ms | errors | mean batch | ×one-at-a-time |"
+        "\n| detector | server | clients | requests/s | faces/s | p50 ms | p95 ms | p99 ms | errors | mean batch "
+        "| server CPU ms/req | client CPU ms/req | ×one-at-a-time |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         base = next(r for r in rows if r["detector"] == row["detector"] and r["clients"] == row["clients"]
                     and r["server"] == "one-at-a-time")  # fmt: skip
         print(f"| {row['detector']} | {row['server']} | {row['clients']} | {row['requests_per_s']:.1f} | "
               f"{row['faces_per_s']:.1f} | {row['p50_ms']:.0f} | {row['p95_ms']:.0f} | {row['p99_ms']:.0f} | "
-              f"{row['errors']}{' ' + str(row['error_kinds']) if row['errors'] else ''} | {row['mean_batch']:.1f} | {row['requests_per_s'] / base['requests_per_s']:.2f} |")  # fmt: skip
+              f"{row['errors']}{' ' + str(row['error_kinds']) if row['errors'] else ''} | {row['mean_batch']:.1f} | {row['server_cpu_ms']:.1f} | {row['client_cpu_ms']:.1f} | "
+              f"{row['requests_per_s'] / base['requests_per_s']:.2f} |")  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
     return 0

@@ -175,6 +175,10 @@ def _make_session(path: Path, threads: int | None):  # type: ignore[no-untyped-d
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
+    # Idle runtime threads sleep instead of spinning for the next call: spinning kept the second core busy between
+    # calls (2 threads, batch 1, one crop: 6.4 CPU ms spinning, 3.8 not; benchmarks/serve_breakdown.py), the core
+    # that decoding, detection and the HTTP service need while the model waits for its next input.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: ORT's warnings are not actionable for users
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints "EP Error" retries there, into our JSON lines
