@@ -137,6 +137,8 @@ class StudyConfig:
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "study": StudyConfig}
+#: Each section's option names, in declaration order (for unknown-option messages and flat option names).
+OPTIONS: dict[str, tuple[str, ...]] = {s: tuple(f.name for f in dataclasses.fields(cls)) for s, cls in SECTIONS.items()}
 
 
 @dataclass
@@ -286,14 +288,14 @@ def _read_recipe(recipe: str | Path) -> tuple[dict[str, Any], str]:
     return values, where
 
 
-def _fill(cls: type, values: Any, where: str) -> Any:
+def _fill(section: str, values: Any, where: str) -> Any:
     if not isinstance(values, dict):
         raise AffectlabError(f"{where}: expected a mapping of options, found {type(values).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(str(key) for key in set(values) - known)
+    known = OPTIONS[section]
+    unknown = sorted(str(key) for key in set(values) - set(known))
     if unknown:
         raise AffectlabError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**values)
+    return SECTIONS[section](**values)
 
 
 def _with_grid_from_model(values: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +317,7 @@ def config_from_dict(values: dict[str, Any], where: str = "config") -> RunConfig
     if unknown:
         raise AffectlabError(f"{where}: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     values = _with_grid_from_model(values)
-    cfg = RunConfig(**{s: _fill(cls, values.get(s) or {}, f"{where} [{s}]") for s, cls in SECTIONS.items()})
+    cfg = RunConfig(**{s: _fill(s, values.get(s) or {}, f"{where} [{s}]") for s in SECTIONS})
     validate(cfg, where)
     return cfg
 
@@ -333,7 +335,7 @@ def load_recipe(recipe: str | Path) -> RunConfig:
 
 def _section_of(key: str) -> str:
     """The section that owns a flat option name (option names are unique across sections)."""
-    owners = [s for s, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
+    owners = [section for section, names in OPTIONS.items() if key in names]
     if len(owners) != 1:
         raise AffectlabError(f"unknown option {key!r}; use SECTION.KEY, e.g. train.lr (see --set)")
     return owners[0]
@@ -362,9 +364,9 @@ def parse_overrides(items: Sequence[str] | None, where: str = "--set") -> dict[s
             raise AffectlabError(f"{where} {item!r}: expected SECTION.KEY=VALUE, e.g. train.num_workers=8")
         if section not in SECTIONS:
             raise AffectlabError(f"{where} {item!r}: unknown section {section!r}; known: {', '.join(SECTIONS)}")
-        known = [f.name for f in dataclasses.fields(SECTIONS[section])]
-        if key not in known:
-            raise AffectlabError(f"{where} {item!r}: unknown option {key!r} in [{section}]; known: {', '.join(known)}")
+        if key not in OPTIONS[section]:
+            known = ", ".join(OPTIONS[section])
+            raise AffectlabError(f"{where} {item!r}: unknown option {key!r} in [{section}]; known: {known}")
         hint = _hints(section)[key]
         if hint is str or typing.get_origin(hint) is Literal:
             overrides[f"{section}.{key}"] = text.strip()  # precision=32 means the string '32'
@@ -383,7 +385,7 @@ def with_overrides(cfg: RunConfig, overrides: Mapping[str, Any], where: str = "-
     parts = {s: getattr(cfg, s) for s in SECTIONS}
     for name, value in dotted(overrides).items():
         section, key = name.split(".", 1)
-        if section not in parts or key not in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+        if key not in OPTIONS.get(section, ()):
             raise AffectlabError(f"{where}: unknown option {name!r}")
         parts[section] = dataclasses.replace(parts[section], **{key: value})
     result = RunConfig(**parts)

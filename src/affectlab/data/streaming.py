@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -199,8 +199,6 @@ class StreamedData:
     root: str
     manifest: dict[str, Any]
     splits: dict[str, StreamedSplit]
-    decode_problems: list[Problem] = field(default_factory=list)
-    streamed: bool = True
 
     @property
     def split(self) -> dict[str, Any]:

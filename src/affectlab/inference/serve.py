@@ -25,6 +25,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from affectlab.errors import AffectlabError
+from affectlab.extras import require
 from affectlab.inference.http_limits import (
     MAX_UPLOAD_BYTES,
     MAX_VIDEO_BYTES,
@@ -83,12 +84,10 @@ class ServeOptions:
 
 def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None) -> Any:
     """A FastAPI app around an already loaded predictor."""
-    try:
-        from fastapi import FastAPI, Request
-        from fastapi.responses import JSONResponse, Response, StreamingResponse
-        from starlette.concurrency import run_in_threadpool
-    except ImportError:
-        raise AffectlabError("serving needs FastAPI: pip install 'affectlab[serve]'") from None
+    require("fastapi", "serving", extra="serve")
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
 
     from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
     from affectlab.inference.http_access import add_access_control
@@ -242,10 +241,7 @@ def serve(
     threads unless ``threads`` is given. The web page is then off: Gradio keeps a page's session in the process
     that served it, and the workers share connections at random. ``/metrics`` counts the process that answers.
     """
-    try:
-        import uvicorn
-    except ImportError:
-        raise AffectlabError("serving needs uvicorn: pip install 'affectlab[serve]'") from None
+    uvicorn = require("uvicorn", "serving", extra="serve")
 
     options = options or ServeOptions()
     options.check()

@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from affectlab.config import TrainConfig
 from affectlab.data.prepared import SplitData
 from affectlab.data.transforms import Preprocess, train_augmentation
 
-__all__ = ["ImageDataset", "IndexedDataset", "feature_dataset", "targets"]
+__all__ = ["ImageDataset", "IndexedDataset", "feature_dataset", "targets", "validation_loader"]
 
 
 def targets(split: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +44,18 @@ class ImageDataset(Dataset):
 
 def feature_dataset(features: torch.Tensor, split: SplitData) -> TensorDataset:
     return TensorDataset(features, *targets(split))
+
+
+def validation_loader(dataset: Dataset, cfg: TrainConfig) -> DataLoader:
+    """The validation split in order, with each sample's index (see ``IndexedDataset``), in batches of at least 64."""
+    workers = cfg.num_workers
+    return DataLoader(
+        IndexedDataset(dataset),
+        max(cfg.batch_size, 64),
+        shuffle=False,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
 
 
 class IndexedDataset(Dataset):

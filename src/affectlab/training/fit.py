@@ -31,13 +31,14 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from affectlab.atomic import write_text
 from affectlab.config import RunConfig
 from affectlab.data.prepared import PreparedData, SplitData
+from affectlab.data.streaming import StreamedData
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.affect_model import AffectModel, create_model, task_outputs
 from affectlab.models.checkpoint import save_checkpoint
 from affectlab.models.weights import Backbone, resolve_backbone
-from affectlab.training.datasets import ImageDataset, IndexedDataset, feature_dataset
+from affectlab.training.datasets import ImageDataset, feature_dataset, validation_loader
 from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
@@ -152,10 +153,10 @@ def _loaders(
     backbone: Backbone,
 ) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor], torch.Generator]:
     t = cfg.train
-    if getattr(data, "streamed", False):  # a converted dataset (affectlab data convert): streamed, not in RAM
+    if isinstance(data, StreamedData):  # a converted dataset (affectlab data convert): streamed, not in RAM
         from affectlab.training.streaming import streamed_loaders
 
-        return streamed_loaders(cfg, data, preprocess)  # type: ignore[arg-type]
+        return streamed_loaders(cfg, data, preprocess)
     features: dict[str, torch.Tensor] = {}
     train_set: Dataset
     val_set: Dataset
@@ -185,14 +186,7 @@ def _loaders(
         num_workers=workers,
         persistent_workers=persistent,
     )
-    val_loader = DataLoader(
-        IndexedDataset(val_set),
-        max(t.batch_size, 64),
-        shuffle=False,
-        num_workers=workers,
-        persistent_workers=persistent,
-    )
-    return train_loader, val_loader, features, generator
+    return train_loader, validation_loader(val_set, t), features, generator
 
 
 def train_model(

@@ -21,7 +21,7 @@ from affectlab.config import RunConfig
 from affectlab.data.streaming import StreamedData, decode_jpeg
 from affectlab.data.transforms import Preprocess, train_augmentation
 from affectlab.errors import AffectlabError
-from affectlab.training.datasets import ImageDataset, IndexedDataset
+from affectlab.training.datasets import ImageDataset, validation_loader
 
 __all__ = ["FaceStream", "FaceStreamLoader", "streamed_loaders"]
 
@@ -94,6 +94,5 @@ def streamed_loaders(
     train_set = FaceStream(data.splits["train"].folders[0], preprocess, augment=t.augment, seed=t.seed, raw=raw)
     loader_args: dict[str, Any] = {"num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
     train_loader = FaceStreamLoader(train_set, batch_size=t.batch_size, **loader_args)
-    val_set = IndexedDataset(ImageDataset(data.splits["val"], preprocess, raw=raw))  # type: ignore[arg-type]
-    val_loader = DataLoader(val_set, max(t.batch_size, 64), shuffle=False, **loader_args)
-    return train_loader, val_loader, {}, torch.Generator().manual_seed(t.seed)
+    val_set = ImageDataset(data.splits["val"], preprocess, raw=raw)  # type: ignore[arg-type]
+    return train_loader, validation_loader(val_set, t), {}, torch.Generator().manual_seed(t.seed)
