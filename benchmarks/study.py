@@ -40,6 +40,7 @@ def run(argv: list[str]) -> int:
         "study.backbones": args.backbones.split(",") if args.backbones else None,
         "study.seeds": [int(s) for s in args.seeds.split(",")] if args.seeds else None,
     }
+    overrides = {name: value for name, value in overrides.items() if value is not None}  # the options given
     started = time.perf_counter()
     study = affectlab.study(
         args.recipe, data=args.data, out=args.out, overwrite=args.overwrite, progress=False, sets=args.sets, **overrides

@@ -31,6 +31,10 @@ def test_resolution_order_defaults_recipe_flags_set(tmp_path: Path) -> None:
     # --seed is the one shorthand: it draws the split and seeds the training alike; --set can part them
     cfg = resolve_config(None, {"data.path": "/d", "seed": 3}, ["train.seed=4"])
     assert (cfg.data.split_seed, cfg.train.seed) == (3, 4)
+    # a keyword of None is a value too: best's EMA turned off from Python, as --set train.ema_decay=null does
+    assert resolve_config("best", {"data.path": "/d"}).train.ema_decay == 0.99
+    assert resolve_config("best", {"data.path": "/d", "ema_decay": None}).train.ema_decay is None
+    assert resolve_config("best", {"data.path": "/d"}, ["train.ema_decay=null"]).train.ema_decay is None
 
 
 def test_demo_data_takes_the_packaged_demo_recipe_unless_one_is_given() -> None:

@@ -54,7 +54,7 @@ def train(
     model selection that never touches the test split. Under DDP every rank calls this; rank zero scores,
     writes and returns the run, the other ranks train alongside it and return None.
     """
-    cfg = resolve_config(recipe, {"data.path": data, **overrides}, sets).single_run()
+    cfg = resolve_config(recipe, _with_data(data, overrides), sets).single_run()
     get_backbone_spec(cfg.model.backbone)
     out = Path(out)
     if not is_main_process():  # another rank of a DDP run: train alongside rank zero, which owns the run folder
@@ -109,10 +109,15 @@ def study(
     (``backbones=["resnet18"]``, ``seeds=[0, 1, 2]``, ``backbone_weights={"vgg16": "none"}``); without them,
     the recipe's own backbone and task, else the reference study's VGG16 and MobileNetV2 x both tasks.
     """
-    cfg = resolve_config(recipe, {"data.path": data, **overrides}, sets)
+    cfg = resolve_config(recipe, _with_data(data, overrides), sets)
     if cfg.train.devices != 1 or cfg.train.num_nodes != 1:
         raise AffectlabError(
             "study trains its models one after another on one device each; "
             "use 'affectlab train --devices N' for a multi-device run"
         )
     return run_study(cfg, out, overwrite, progress, command=command)
+
+
+def _with_data(data: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as the ``data.path`` option; without it, the recipe's (or the demo's) data."""
+    return overrides if data is None else {"data.path": data, **overrides}

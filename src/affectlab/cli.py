@@ -70,11 +70,11 @@ def _pairs(text: str) -> dict[str, str]:
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Each flag as the named option it sets; unset flags (None) leave the recipe's value."""
+    """Each flag that was given, as the named option it sets; unset flags leave the recipe's value."""
     weights: str | None = getattr(args, "weights", None)
     per_backbone = weights is not None and "=" in weights
     seeds = getattr(args, "seeds", None)
-    return {
+    flags = {
         "data.path": args.data,
         "data.layout": args.layout,
         "data.image_root": args.image_root,
@@ -99,6 +99,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "study.tasks": _csv(args.tasks) if getattr(args, "tasks", None) else None,
         "study.seeds": [int(s) for s in _csv(seeds)] if seeds else None,
     }
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 def cmd_study(args: argparse.Namespace) -> int:

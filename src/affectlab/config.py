@@ -401,11 +401,12 @@ def resolve_config(
 ) -> RunConfig:
     """The one resolver: defaults < recipe < ``overrides`` (flags or API keywords) < ``sets`` (``--set``).
 
-    Without a recipe, ``--data demo`` takes the packaged ``demo`` recipe (a few minutes on 2 cores, nothing to
-    download). Overrides of ``model.backbone`` or ``model.task`` also set the study's grid unless it is given.
+    Every override is applied, None included (``ema_decay=None`` turns the EMA off); the CLI passes only the flags
+    that were given. Without a recipe, ``--data demo`` takes the packaged ``demo`` recipe (a few minutes on 2
+    cores, nothing to download). Overrides of ``model.backbone`` or ``model.task`` also set the study's grid
+    unless it is given.
     """
-    given = {k: v for k, v in dotted(overrides or {}).items() if v is not None}
-    later = {**given, **parse_overrides(sets)}
+    later = {**dotted(overrides or {}), **parse_overrides(sets)}
     if recipe is None:
         recipe = "demo" if later.get("data.path", DEMO_DATA) == DEMO_DATA else None
     if isinstance(recipe, RunConfig):
