@@ -36,8 +36,8 @@ from scipy.optimize import linear_sum_assignment
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import composites
 
-from affectlab.inference.faces import HaarDetector, YuFaceDetector, iou, make_detector
 from affectlab.reports.study_report import markdown_table
+from affectlab.runtime.faces import HaarDetector, YuFaceDetector, iou, make_detector
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "affectnet-3999"

@@ -59,7 +59,7 @@ def build_run(tmp: Path, size: int = 160) -> Path:
 
 def measure(predictor, frames: list) -> tuple[float, int]:  # type: ignore[no-untyped-def, type-arg]
     """(frames per second, faces found) for one pass over the frames, one frame per call."""
-    from affectlab.inference.predictor import Item
+    from affectlab.runtime.predictor import Item
 
     predictor.predict(frames[0])  # warm-up
     start = time.process_time()
@@ -79,7 +79,7 @@ def main() -> None:
     import cv2
 
     import affectlab
-    from affectlab.inference.onnx_export import export_model
+    from affectlab.export.onnx import export_model
 
     cv2.setNumThreads(1)
     paths = sorted((args.data / "images").glob("*.jpg"), key=lambda p: int(p.stem))

@@ -88,8 +88,8 @@ def main() -> None:
 
     import affectlab
     from affectlab.evaluation.evaluate import score
-    from affectlab.inference.faces import iou
     from affectlab.reports.study_report import markdown_table
+    from affectlab.runtime.faces import iou
 
     cfg, part, paths = test_split(args.run, args.data)
     if args.faces:

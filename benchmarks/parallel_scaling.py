@@ -124,13 +124,13 @@ def ray_rows(out: Path) -> list[dict[str, Any]]:
     import ray
     import torch
 
+    from affectlab.batch.ray_engine import RaySettings, predict_with_ray
     from affectlab.config import ModelConfig
     from affectlab.data.demo import generate_demo_dataset
     from affectlab.data.transforms import Preprocess
-    from affectlab.inference.ray_engine import RaySettings, predict_with_ray
-    from affectlab.inference.sources import expand_inputs
     from affectlab.models.affect_model import create_model
     from affectlab.models.checkpoint import save_checkpoint
+    from affectlab.runtime.sources import expand_inputs
 
     faces = out / "demo-2000"
     if not faces.is_dir():

@@ -93,7 +93,7 @@ def make_scenes(paths: list[Path], out: Path, n: int) -> list[Path]:
 
 
 def backend_for(name: str, path: Path, threads: int):  # type: ignore[no-untyped-def]
-    from affectlab.inference.backends import OnnxBackend, TorchBackend
+    from affectlab.runtime.backends import OnnxBackend, TorchBackend
 
     return TorchBackend(path, threads) if name == "pytorch-eager" else OnnxBackend(path, threads)
 
@@ -109,7 +109,7 @@ def bench_runtime(
     inputs: tuple[str, ...] = ("model", "crops", "scenes"),
 ) -> list[dict]:
     from affectlab.evaluation.efficiency import speed_summary, time_calls
-    from affectlab.inference.predictor import AffectPredictor
+    from affectlab.runtime.predictor import AffectPredictor
 
     backend = backend_for(name, path, threads)
     rows = []
@@ -232,8 +232,8 @@ def main() -> int:
 
     from affectlab.data.images import read_rgb, resize_square
     from affectlab.evaluation.efficiency import machine_info
-    from affectlab.inference.onnx_export import export_onnx
-    from affectlab.inference.quantize import int8_kernel
+    from affectlab.export.int8 import int8_kernel
+    from affectlab.export.onnx import export_onnx
 
     load_before = os.getloadavg()
     machine = {**machine_info(), "int8_kernel": int8_kernel()}
@@ -251,7 +251,7 @@ def main() -> int:
             shutil.copy(path, calibration / path.name)
         fp32 = export_onnx(run, tmp / "model.onnx")
         int8 = export_onnx(run, tmp / "model-int8.onnx", int8=True, calibration=calibration)
-        from affectlab.inference.backends import OnnxBackend
+        from affectlab.runtime.backends import OnnxBackend
 
         size = OnnxBackend(fp32).info.preprocess.input_size
         crops = np.stack([resize_square(read_rgb(p), size) for p in tests])

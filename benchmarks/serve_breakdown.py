@@ -54,7 +54,7 @@ def _multipart(data: bytes) -> tuple[dict[str, str], bytes]:
 def _read(headers: dict[str, str], body: bytes) -> tuple[str, bytes]:
     from starlette.requests import Request
 
-    from affectlab.inference.http_limits import read_upload
+    from affectlab.serve.limits import read_upload
 
     scope = {
         "type": "http",
@@ -72,9 +72,9 @@ def stages(model: Path, detector: str, uploads: list[bytes], repeat: int) -> dic
     """CPU ms per request of each in-process stage (model stages per face)."""
     from fastapi.responses import JSONResponse
 
-    from affectlab.inference.faces import crop_faces
-    from affectlab.inference.http_limits import decode_upload
-    from affectlab.inference.predictor import load
+    from affectlab.runtime.faces import crop_faces
+    from affectlab.runtime.predictor import load
+    from affectlab.serve.limits import decode_upload
 
     predictor = load(str(model), detector=detector, batch_size=32)
     size, margin = predictor.info.preprocess.input_size, predictor.margin
@@ -132,7 +132,7 @@ def main() -> int:
     print(f"load average before: {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        from affectlab.inference.onnx_export import export_onnx
+        from affectlab.export.onnx import export_onnx
 
         model = export_onnx(build_run(tmp), tmp / "model.onnx")
         tests, _, _ = split_paths(args.data)

@@ -193,7 +193,7 @@ def main() -> int:
         modes[f"batched, {args.workers} workers"] = [*MODES["batched"], "--workers", str(args.workers)]
 
     from affectlab.evaluation.efficiency import machine_info  # predict.py's cpu_model() moved there
-    from affectlab.inference.onnx_export import export_onnx
+    from affectlab.export.onnx import export_onnx
 
     print(f"machine: {platform.node()}, {json.dumps(machine_info())}", flush=True)
     rows = []

@@ -56,7 +56,7 @@ def write_video(path: Path, seconds: int, fps: float, face: np.ndarray) -> int:
 def build_models(tmp: Path, formats: list[str]) -> dict[str, Path]:
     from affectlab.config import ModelConfig
     from affectlab.data.transforms import Preprocess
-    from affectlab.inference.onnx_export import export_onnx
+    from affectlab.export.onnx import export_onnx
     from affectlab.models.affect_model import create_model
     from affectlab.models.checkpoint import save_checkpoint
 

@@ -73,6 +73,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     """int8 results can differ between ONNX Runtime's CPU kernels, so every run names the one this CPU gets."""
-    from affectlab.inference.quantize import int8_kernel
+    from affectlab.export.int8 import int8_kernel
 
     return f"onnxruntime int8 kernel: {int8_kernel()}"

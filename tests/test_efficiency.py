@@ -70,9 +70,9 @@ def test_measure_model_exports_and_times_both_runtimes(tmp_path: Path) -> None:
 
     from affectlab.config import ModelConfig
     from affectlab.data.transforms import Preprocess
-    from affectlab.inference.backends import OnnxBackend
     from affectlab.models.affect_model import create_model
     from affectlab.models.checkpoint import checkpoint_meta, save_checkpoint
+    from affectlab.runtime.backends import OnnxBackend
 
     torch.manual_seed(0)
     config = ModelConfig(backbone="resnet18", weights="none", task="multitask", input_size=32)

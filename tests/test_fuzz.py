@@ -97,7 +97,7 @@ def test_fuzzed_checkpoint(tmp_path: Path, checkpoint: bytes, data: st.DataObjec
 @fuzz(80)
 @given(data=st.data())
 def test_fuzzed_onnx(tmp_path: Path, data: st.DataObject) -> None:
-    from affectlab.inference.backends import OnnxBackend
+    from affectlab.runtime.backends import OnnxBackend
 
     valid = onnx_with_metadata(tmp_path / "valid.onnx", VALID_ONNX_METADATA).read_bytes()
     path = tmp_path / "model.onnx"

@@ -17,9 +17,9 @@ from support.models import demo_faces, make_run, no_face_image, one_torch_thread
 import affectlab
 from affectlab.cli import main
 from affectlab.errors import AffectlabError
-from affectlab.inference.faces import crop_faces, make_detector
-from affectlab.inference.predictor import AffectPredictor, Item
-from affectlab.inference.results import CSV_COLUMNS
+from affectlab.runtime.faces import crop_faces, make_detector
+from affectlab.runtime.predictor import AffectPredictor, Item
+from affectlab.runtime.results import CSV_COLUMNS
 
 # Demo faces (160 px) that both detectors find when pasted into a scene; checked in test_detectors_find_faces.
 DETECTABLE = [0, 2, 3, 4, 5]
@@ -294,8 +294,8 @@ def test_importing_affectlab_loads_nothing_heavy() -> None:
 
 def test_aligned_crops_level_the_eyes() -> None:
     """Two 'eyes' drawn on a tilted line: in the aligned crop they sit level, in the plain crop they do not."""
-    from affectlab.inference.faces import eye_angle
-    from affectlab.inference.results import Detection
+    from affectlab.runtime.faces import eye_angle
+    from affectlab.runtime.results import Detection
 
     image = np.full((300, 400, 3), 90, np.uint8)
     left, right = (170, 120), (230, 142)  # 20 degrees, the right eye lower

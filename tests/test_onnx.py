@@ -15,9 +15,9 @@ from support.models import INPUT_SIZE, demo_faces, make_run, one_torch_thread
 import affectlab
 from affectlab.cli import main
 from affectlab.errors import AffectlabError
-from affectlab.inference.backends import OnnxBackend, TorchBackend
-from affectlab.inference.quantize import MIN_INT8_AGREEMENT, int8_kernel
+from affectlab.export.int8 import MIN_INT8_AGREEMENT, int8_kernel
 from affectlab.labels import EMOTIONS
+from affectlab.runtime.backends import OnnxBackend, TorchBackend
 
 #: fp32: the issue's bound on |ONNX Runtime - PyTorch| for probabilities and valence/arousal.
 FP32_TOLERANCE = 1e-4
@@ -181,7 +181,7 @@ def test_int8_weights_fit_in_7_bits(int8: Path) -> None:
 def test_int8_export_is_refused_when_it_disagrees_with_fp32(
     trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from affectlab.inference import quantize
+    from affectlab.export import int8 as quantize
 
     monkeypatch.setattr(quantize, "MIN_INT8_AGREEMENT", 1.01)  # no model can pass: the refusal path must hold
     out = tmp_path / "refused.onnx"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from affectlab.batch.sharding import parse_shard, take_shard
 from affectlab.cli import main
 from affectlab.data.demo import generate_demo_dataset
-from affectlab.inference.sharding import parse_shard, take_shard
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from support.models import demo_faces, no_face_image, scene
 
 from affectlab.cli import main
 from affectlab.data.demo import generate_demo_dataset
-from affectlab.inference.results import flat_record
+from affectlab.runtime.results import flat_record
 
 ray = pytest.importorskip("ray")
 

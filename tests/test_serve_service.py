@@ -24,10 +24,10 @@ import numpy as np
 import pytest
 from support.models import demo_faces, one_torch_thread, running
 
-from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
-from affectlab.inference.faces import WholeImageDetector
-from affectlab.inference.predictor import load
-from affectlab.inference.results import Detection
+from affectlab.runtime.faces import WholeImageDetector
+from affectlab.runtime.predictor import load
+from affectlab.runtime.results import Detection
+from affectlab.serve.batching import BatchQueue, QueueFull, RequestTimeout
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 

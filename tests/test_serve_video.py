@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from support.models import demo_faces, one_torch_thread, running, scene, serving, write_video
 
-from affectlab.inference.predictor import load
-from affectlab.inference.video import iter_video
+from affectlab.runtime.predictor import load
+from affectlab.runtime.video import iter_video
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 

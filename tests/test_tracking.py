@@ -11,8 +11,8 @@ import pytest
 from support.models import demo_faces, one_torch_thread, scene, write_video
 
 from affectlab.cli import main
-from affectlab.inference.results import FaceResult, ImageResult
-from affectlab.inference.tracking import FaceTracker
+from affectlab.runtime.results import FaceResult, ImageResult
+from affectlab.runtime.tracking import FaceTracker
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 

@@ -15,13 +15,13 @@ from support.models import demo_faces, one_torch_thread, scene, write_video
 
 import affectlab
 from affectlab.cli import main
-from affectlab.inference import pipeline
-from affectlab.inference.output import RecordWriter
-from affectlab.inference.pipeline import PredictOptions, run_predictions
-from affectlab.inference.results import FaceResult, ImageResult
-from affectlab.inference.sources import expand_inputs
-from affectlab.inference.tracking import FaceTracker
-from affectlab.inference.video import Smoother, iter_video
+from affectlab.runtime import pipeline
+from affectlab.runtime.pipeline import PredictOptions, run_predictions
+from affectlab.runtime.records import RecordWriter
+from affectlab.runtime.results import FaceResult, ImageResult
+from affectlab.runtime.sources import expand_inputs
+from affectlab.runtime.tracking import FaceTracker
+from affectlab.runtime.video import Smoother, iter_video
 
 FPS = 10.0
 N_FRAMES = 24

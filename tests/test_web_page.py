@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from support.models import demo_faces, running, scene, serving, write_video
 
-from affectlab.inference.predictor import load
+from affectlab.runtime.predictor import load
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from affectlab.api import evaluate, study, train
-    from affectlab.inference.predictor import AffectPredictor
+    from affectlab.runtime.predictor import AffectPredictor
 
 
 def load(path: str | Path, **kwargs: Any) -> AffectPredictor:
-    """Load a trained run folder, checkpoint or ``.onnx`` file as a predictor; see ``affectlab.inference.load``."""
-    from affectlab.inference.predictor import load as _load
+    """Load a trained run folder, checkpoint or ``.onnx`` file as a predictor; see ``affectlab.runtime.predictor.load``."""
+    from affectlab.runtime.predictor import load as _load
 
     return _load(path, **kwargs)
 

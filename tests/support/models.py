@@ -29,9 +29,9 @@ import uvicorn
 from affectlab.config import ModelConfig
 from affectlab.data.demo import generate_demo_dataset
 from affectlab.data.transforms import Preprocess
-from affectlab.inference.serve import ServeOptions, create_app
 from affectlab.models.affect_model import create_model
 from affectlab.models.checkpoint import save_checkpoint
+from affectlab.serve.app import ServeOptions, create_app
 
 INPUT_SIZE = 64
 

@@ -81,7 +81,7 @@ def _cpu_name() -> str:
 
 def machine_info() -> dict[str, Any]:
     """The CPU/GPU, the thread counts each runtime uses, and the load when measured (other processes slow it)."""
-    from affectlab.inference.backends import default_threads
+    from affectlab.runtime.backends import default_threads
 
     return {
         "cpu": _cpu_name(),
@@ -166,7 +166,7 @@ def measure_model(
         ``speed`` per runtime, ``export_seconds``, ``seconds`` and ``cpu_seconds`` (the whole measurement), ``plan``
         and ``machine``.
     """
-    from affectlab.inference.backends import OnnxBackend, TorchBackend
+    from affectlab.runtime.backends import OnnxBackend, TorchBackend
 
     started, cpu_started = time.perf_counter(), time.process_time()
     run_dir = Path(run_dir)
@@ -186,7 +186,7 @@ def measure_model(
         "export_seconds": None,
     }
     if export:
-        from affectlab.inference.onnx_export import export_loaded
+        from affectlab.export.onnx import export_loaded
 
         t0 = time.perf_counter()
         onnx_path = export_loaded(model, meta, run_dir / "model.onnx")

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from affectlab.inference.annotate import draw_result
 from affectlab.labels import EMOTIONS
+from affectlab.runtime.annotate import draw_result
 
 __all__ = ["CSV_COLUMNS", "Box", "Detection", "FaceResult", "ImageResult", "Landmarks", "csv_row", "flat_record"]
 

@@ -17,9 +17,9 @@ import numpy as np
 
 from affectlab.data.images import check_pixels, read_rgb
 from affectlab.errors import AffectlabError
-from affectlab.inference.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
-from affectlab.inference.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
-from affectlab.inference.results import Detection, FaceResult, ImageResult
+from affectlab.runtime.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
+from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
+from affectlab.runtime.results import Detection, FaceResult, ImageResult
 
 __all__ = ["AffectPredictor", "Item", "load", "to_rgb"]
 

@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from affectlab.atomic import atomic_write, write_json
-from affectlab.inference.annotate import EMOTION_COLOURS
-from affectlab.inference.results import ImageResult
+from affectlab.runtime.annotate import EMOTION_COLOURS
+from affectlab.runtime.results import ImageResult
 
 __all__ = ["TrackLog"]
 

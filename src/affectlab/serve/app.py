@@ -26,7 +26,8 @@ from typing import Any
 
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
-from affectlab.inference.http_limits import (
+from affectlab.runtime.predictor import AffectPredictor
+from affectlab.serve.limits import (
     MAX_UPLOAD_BYTES,
     MAX_VIDEO_BYTES,
     VideoLimits,
@@ -35,7 +36,6 @@ from affectlab.inference.http_limits import (
     read_upload,
     without_paths,
 )
-from affectlab.inference.predictor import AffectPredictor
 
 __all__ = ["MAX_UPLOAD_BYTES", "ServeOptions", "create_app", "serve"]
 
@@ -89,9 +89,9 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.concurrency import run_in_threadpool
 
-    from affectlab.inference.batching import BatchQueue, QueueFull, RequestTimeout
-    from affectlab.inference.http_access import add_access_control
-    from affectlab.inference.http_metrics import ServiceMetrics
+    from affectlab.serve.access import add_access_control
+    from affectlab.serve.batching import BatchQueue, QueueFull, RequestTimeout
+    from affectlab.serve.metrics import ServiceMetrics
     from affectlab.version import __version__
 
     options = options or ServeOptions()
@@ -153,7 +153,7 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
         """Multipart upload with the video in ``file``; NDJSON records (as ``affectlab predict``) as frames finish."""
         from fastapi import HTTPException
 
-        from affectlab.inference.video_stream import stream_video
+        from affectlab.serve.video_stream import stream_video
 
         if every < 1 or smooth < 1:
             raise HTTPException(400, f"every and smooth must be at least 1, got every={every}, smooth={smooth}")
@@ -185,7 +185,7 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
 
     api_paths = frozenset({"/health", "/metrics", "/predict", "/predict/video"})
     if options.page:
-        from affectlab.inference.web_page import mount_page
+        from affectlab.serve.page import mount_page
 
         mount_page(app, predictor, queue.submit, options)
         guarded = api_paths | ({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"} if options.docs else set())
@@ -212,7 +212,7 @@ def _save_temporary(data: bytes, name: str) -> Path:
 
 def _log_requests_as_json() -> None:
     """Request lines go to stderr as bare JSON (one object a line), whatever the root logger's format."""
-    from affectlab.inference.http_metrics import REQUEST_LOG
+    from affectlab.serve.metrics import REQUEST_LOG
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -248,7 +248,7 @@ def serve(
     if workers < 1:
         raise AffectlabError(f"--workers must be at least 1, got {workers}")
     if workers > 1:
-        from affectlab.inference.backends import default_threads
+        from affectlab.runtime.backends import default_threads
 
         cores = default_threads()
         if workers > cores:
@@ -272,7 +272,7 @@ def serve(
             access_log=False,
         )
         return
-    from affectlab.inference.predictor import load
+    from affectlab.runtime.predictor import load
 
     predictor = load(model, detector=detector, batch_size=max(32, options.max_batch), threads=threads)
     app = create_app(predictor, options)
@@ -282,7 +282,7 @@ def serve(
 
 def app_from_environment() -> Any:
     """The app of one ``--workers`` process: the model loaded here, from the settings ``serve`` left."""
-    from affectlab.inference.predictor import load
+    from affectlab.runtime.predictor import load
 
     settings = json.loads(os.environ[_WORKER_ENV])
     options = ServeOptions(**settings["options"])

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from affectlab.inference.faces import iou
-from affectlab.inference.results import Box, ImageResult
+from affectlab.runtime.faces import iou
+from affectlab.runtime.results import Box, ImageResult
 
 __all__ = ["FaceTracker"]
 

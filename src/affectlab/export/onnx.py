@@ -9,7 +9,7 @@ Everything else a predictor needs (task, class names, input size, mean/std, face
 config and the affectlab version) is written into ``metadata_props``, so a ``model.onnx`` alone is enough to
 predict. An export is checked against PyTorch on random inputs before it is written.
 
-``int8`` quantises the graph with ONNX Runtime (see ``affectlab.inference.quantize`` for why static QDQ with
+``int8`` quantises the graph with ONNX Runtime (see ``affectlab.export.int8`` for why static QDQ with
 calibration images is the default); the cost in accuracy is measured by ``benchmarks/predict.py``.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 from affectlab.atomic import atomic_write
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
-from affectlab.inference.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS, checkpoint_tta_flip
+from affectlab.runtime.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS, checkpoint_tta_flip
 
 __all__ = ["EXPORT_FORMATS", "FP32_TOLERANCE", "export_loaded", "export_model", "export_onnx"]
 
@@ -68,7 +68,7 @@ def export_onnx(
 
     ``calibration`` is a folder of face crops for static quantisation (default: synthetic demo faces).
     """
-    from affectlab.inference.quantize import check_mode
+    from affectlab.export.int8 import check_mode
     from affectlab.models.checkpoint import load_checkpoint
 
     if int8:
@@ -88,7 +88,7 @@ def export_loaded(
     """:func:`export_onnx` for a model already in memory with its checkpoint metadata (``checkpoint_meta``)."""
     import onnx
 
-    from affectlab.inference.quantize import check_mode, quantize
+    from affectlab.export.int8 import check_mode, quantize
 
     if int8:
         check_mode(quantization)
@@ -159,8 +159,8 @@ def _self_check(model: Any, path: Path, size: int, tta_flip: bool) -> None:
     """Refuse to write an export whose outputs differ from PyTorch's evaluation: a wrong graph must never reach
     users. The reference is ``predict_images``, the code ``evaluate`` scores with, on random uint8 crops."""
     from affectlab.data.transforms import Preprocess
-    from affectlab.inference.backends import _make_session
     from affectlab.models.outputs import predict_images
+    from affectlab.runtime.backends import _make_session
 
     crops = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
     preprocess = Preprocess(input_size=size)

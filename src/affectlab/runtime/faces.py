@@ -27,7 +27,7 @@ import numpy as np
 
 from affectlab.data.images import resize_square, square_crop
 from affectlab.errors import AffectlabError
-from affectlab.inference.results import Box, Detection
+from affectlab.runtime.results import Box, Detection
 
 __all__ = [
     "DEFAULT_DETECTOR",

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from affectlab.inference.http_limits import VideoLimits
-from affectlab.inference.results import ImageResult
-from affectlab.inference.tracking import FaceTracker
-from affectlab.inference.video import Smoother, iter_video
+from affectlab.runtime.results import ImageResult
+from affectlab.runtime.tracking import FaceTracker
+from affectlab.runtime.video import Smoother, iter_video
+from affectlab.serve.limits import VideoLimits
 
 __all__ = ["stream_video"]
 

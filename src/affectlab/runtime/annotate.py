@@ -7,13 +7,11 @@ marks stay readable on both a 96 px crop and a 4K frame.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:  # types only: results.py draws with this module (ImageResult.plot)
-    from affectlab.inference.results import FaceResult, ImageResult
 
 __all__ = ["EMOTION_COLOURS", "draw_result"]
 
@@ -29,6 +27,31 @@ EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
     "Contempt": (255, 140, 40),
 }
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+class FaceResult(Protocol):
+    """What is drawn of a face (``results.FaceResult``); a protocol, so that results.py can draw with this
+    module (``ImageResult.plot``) without an import loop."""
+
+    @property
+    def box(self) -> tuple[int, int, int, int]: ...
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def confidence(self) -> float | None: ...
+    @property
+    def valence(self) -> float | None: ...
+    @property
+    def arousal(self) -> float | None: ...
+
+
+class ImageResult(Protocol):
+    """What is drawn of an image's result (``results.ImageResult``)."""
+
+    @property
+    def no_face(self) -> bool: ...
+    @property
+    def faces(self) -> Sequence[FaceResult]: ...
 
 
 def draw_result(image: np.ndarray, result: ImageResult) -> np.ndarray:

@@ -99,17 +99,17 @@ def _add_serve_scaling(serve: argparse.ArgumentParser) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from affectlab.atomic import atomic_write
-    from affectlab.inference.faces import make_detector
-    from affectlab.inference.output import RecordWriter, output_format
-    from affectlab.inference.pipeline import (
+    from affectlab.runtime.faces import make_detector
+    from affectlab.runtime.pipeline import (
         PredictOptions,
         estimate_items,
         open_cameras,
         plan_annotations,
         run_predictions,
     )
-    from affectlab.inference.predictor import load
-    from affectlab.inference.sources import expand_inputs
+    from affectlab.runtime.predictor import load
+    from affectlab.runtime.records import RecordWriter, output_format
+    from affectlab.runtime.sources import expand_inputs
 
     _check_predict_args(args)
     if args.out:
@@ -120,11 +120,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not sources:
         raise AffectlabError("no images or videos found in the given inputs")
     if args.shard:
-        from affectlab.inference.sharding import parse_shard, take_shard
+        from affectlab.batch.sharding import parse_shard, take_shard
 
         sources = take_shard(sources, *parse_shard(args.shard))
     if args.engine == "ray":
-        from affectlab.inference.ray_engine import cmd_predict_ray
+        from affectlab.batch.ray_engine import cmd_predict_ray
 
         return cmd_predict_ray(args, sources)
     if args.save_annotated:
@@ -166,7 +166,7 @@ def _check_predict_args(args: argparse.Namespace) -> None:
     if args.shard and args.webcam is not None:
         raise AffectlabError("--shard splits files between jobs; it cannot be used with --webcam")
     if args.shard:
-        from affectlab.inference.sharding import parse_shard
+        from affectlab.batch.sharding import parse_shard
 
         parse_shard(args.shard)
     if args.engine == "ray":
@@ -250,7 +250,7 @@ def _report(summary: Any, out: str | None) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from affectlab.inference.onnx_export import export_model
+    from affectlab.export.onnx import export_model
 
     path = export_model(args.run_dir, args.format, args.out, args.int8, args.quantization, args.calibration)
     print(f"exported: {path}")
@@ -258,8 +258,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from affectlab.inference.http_access import api_key_from, check_bind
-    from affectlab.inference.serve import ServeOptions, serve
+    from affectlab.serve.access import api_key_from, check_bind
+    from affectlab.serve.app import ServeOptions, serve
 
     if not args.max_upload_mb > 0:
         raise AffectlabError(f"--max-upload-mb must be above 0, got {args.max_upload_mb}")

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from affectlab.errors import AffectlabError
-from affectlab.inference.predictor import Item
-from affectlab.inference.results import FaceResult, ImageResult
+from affectlab.runtime.predictor import Item
+from affectlab.runtime.results import FaceResult, ImageResult
 
 __all__ = ["Smoother", "VideoWriter", "iter_video", "iter_webcam", "open_webcam", "video_info"]
 

@@ -24,11 +24,11 @@ from matplotlib.figure import Figure
 
 from affectlab.data.images import read_rgb
 from affectlab.errors import AffectlabError
+from affectlab.export.model_card import model_card_markdown
 from affectlab.extras import require
-from affectlab.inference.annotate import EMOTION_COLOURS, draw_result
-from affectlab.inference.backends import ModelInfo
-from affectlab.inference.model_card import model_card_markdown
-from affectlab.inference.results import FaceResult, ImageResult
+from affectlab.runtime.annotate import EMOTION_COLOURS, draw_result
+from affectlab.runtime.backends import ModelInfo
+from affectlab.runtime.results import FaceResult, ImageResult
 
 __all__ = ["WEBCAM_EVERY_S", "build_page", "mount_page"]
 
@@ -61,7 +61,7 @@ def _offline_gradio() -> Any:
 
 def mount_page(app: Any, predictor: Any, predict: Predict, options: Any) -> None:
     """Mount the page at ``/`` of ``app`` (after the API routes, which keep precedence)."""
-    from affectlab.inference.batching import QueueFull, RequestTimeout
+    from affectlab.serve.batching import QueueFull, RequestTimeout
 
     gr = _offline_gradio()
 
@@ -98,7 +98,7 @@ def mount_page(app: Any, predictor: Any, predict: Predict, options: Any) -> None
 def build_page(predict: Predict, info: ModelInfo, card: str, video_limits: Any, results_dir: Path) -> Any:
     """The Gradio Blocks of the page: Photos, Webcam, Video and Model card tabs."""
     gr = _offline_gradio()
-    from affectlab.inference.video_stream import stream_video
+    from affectlab.serve.video_stream import stream_video
 
     keep = (KEEP_RESULTS_S, KEEP_RESULTS_S)  # Gradio's cache: check every hour, delete what is older than an hour
     with gr.Blocks(title="affectlab", analytics_enabled=False, delete_cache=keep) as page:
@@ -257,10 +257,10 @@ async def _video_updates(
     import gradio as gr
     from starlette.exceptions import HTTPException
 
-    from affectlab.inference.http_limits import check_video
-    from affectlab.inference.output import RecordWriter
-    from affectlab.inference.timeline import TrackLog
-    from affectlab.inference.video import video_info
+    from affectlab.runtime.records import RecordWriter
+    from affectlab.runtime.timeline import TrackLog
+    from affectlab.runtime.video import video_info
+    from affectlab.serve.limits import check_video
 
     name = path.name
     try:

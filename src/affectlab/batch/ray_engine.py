@@ -21,8 +21,8 @@ import numpy as np
 
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
-from affectlab.inference.results import CSV_COLUMNS, Detection, FaceResult, ImageResult, flat_record
-from affectlab.inference.sources import Source
+from affectlab.runtime.results import CSV_COLUMNS, Detection, FaceResult, ImageResult, flat_record
+from affectlab.runtime.sources import Source
 
 __all__ = ["RaySettings", "parquet_schema", "predict_with_ray"]
 
@@ -70,7 +70,7 @@ class DetectCrop:
     """
 
     def __init__(self, settings: RaySettings) -> None:
-        from affectlab.inference.faces import make_detector
+        from affectlab.runtime.faces import make_detector
 
         assert settings.margin is not None and settings.input_size > 0, "filled in by predict_with_ray"
         self.size, self.margin, self.align = settings.input_size, settings.margin, settings.align
@@ -78,7 +78,7 @@ class DetectCrop:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         from affectlab.data.images import read_rgb
-        from affectlab.inference.faces import crop_faces
+        from affectlab.runtime.faces import crop_faces
 
         rows: dict[str, list[Any]] = {k: [] for k in ("order", "source", "face", "box", "error", "crop")}
         blank = np.zeros((self.size, self.size, 3), np.uint8)
@@ -121,7 +121,7 @@ class RunModel:
     """A model actor: the backend ``predict`` would use, on batches of crops; returns the Parquet rows."""
 
     def __init__(self, settings: RaySettings) -> None:
-        from affectlab.inference.predictor import load
+        from affectlab.runtime.predictor import load
 
         self.backend = load(settings.model, detector="none", threads=settings.threads).backend
         self.class_names = self.backend.info.class_names
@@ -167,7 +167,7 @@ def predict_with_ray(settings: RaySettings, sources: list[Source], out: Path) ->
             f"{unsupported[0].name}: --engine ray reads image files only (it is a {unsupported[0].kind}); "
             "use the default engine for videos, webcams and unreadable folders"
         )
-    from affectlab.inference.predictor import load
+    from affectlab.runtime.predictor import load
 
     predictor = load(
         settings.model, settings.detector, settings.batch_size, settings.margin, settings.threads, settings.align

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from affectlab.inference.backends import ModelInfo
+from affectlab.runtime.backends import ModelInfo
 
 __all__ = ["model_card", "model_card_markdown"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from affectlab.errors import AffectlabError
-from affectlab.inference.results import CSV_COLUMNS, csv_row
+from affectlab.runtime.results import CSV_COLUMNS, csv_row
 
 __all__ = ["OUTPUT_FORMATS", "RecordWriter", "output_format"]
 

@@ -18,14 +18,14 @@ from affectlab.atomic import write_bytes
 from affectlab.data.images import read_rgb
 from affectlab.data.samples import IMAGE_SUFFIXES
 from affectlab.errors import AffectlabError
-from affectlab.inference.annotate import draw_result
-from affectlab.inference.output import RecordWriter
-from affectlab.inference.predictor import AffectPredictor, Item
-from affectlab.inference.results import ImageResult
-from affectlab.inference.sources import Source
-from affectlab.inference.timeline import TrackLog
-from affectlab.inference.tracking import FaceTracker
-from affectlab.inference.video import Smoother, VideoWriter, iter_video, iter_webcam, open_webcam, video_info
+from affectlab.runtime.annotate import draw_result
+from affectlab.runtime.predictor import AffectPredictor, Item
+from affectlab.runtime.records import RecordWriter
+from affectlab.runtime.results import ImageResult
+from affectlab.runtime.sources import Source
+from affectlab.runtime.timeline import TrackLog
+from affectlab.runtime.tracking import FaceTracker
+from affectlab.runtime.video import Smoother, VideoWriter, iter_video, iter_webcam, open_webcam, video_info
 
 __all__ = ["PredictOptions", "Summary", "estimate_items", "open_cameras", "plan_annotations", "run_predictions"]
 

@@ -1,4 +1,4 @@
-"""The ``affectlab`` command: verbs for data, study, train, evaluate (and predict/export from inference).
+"""The ``affectlab`` command: verbs for data, study, train, evaluate, predict, export and serve.
 
 Every user-caused failure is an ``AffectlabError`` and ends as one line on stderr with exit code 2.
 """
@@ -290,12 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true", help="replace an earlier conversion in --out")
     convert.set_defaults(handler=cmd_data_convert)
 
-    _add_inference_commands(sub)
+    _add_deploy_commands(sub)
     return parser
 
 
-def _add_inference_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from affectlab.inference.commands import add_commands
+def _add_deploy_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from affectlab.cli.deploy import add_commands
 
     add_commands(sub)
 
@@ -331,5 +331,3 @@ def _terminate_as_interrupt() -> Any:
     return signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
-if __name__ == "__main__":
-    sys.exit(main())

@@ -33,7 +33,7 @@ import numpy as np
 from affectlab.data.images import read_rgb, resize_square
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
-from affectlab.inference.backends import ONNX_INPUT
+from affectlab.runtime.backends import ONNX_INPUT
 
 __all__ = ["MIN_INT8_AGREEMENT", "QUANTIZATION_MODES", "calibration_images", "check_mode", "int8_kernel", "quantize"]
 
@@ -92,7 +92,7 @@ def check_agreement(fp32: Path, int8: Path, images: np.ndarray) -> dict[str, Any
     The check runs where the file is made, so an export on a CPU whose int8 kernels misbehave is refused there
     rather than shipped; the result is stored in the metadata with the kernel that produced it.
     """
-    from affectlab.inference.backends import ONNX_OUTPUTS, _make_session
+    from affectlab.runtime.backends import ONNX_OUTPUTS, _make_session
 
     sessions = [_make_session(path, None) for path in (fp32, int8)]
     names = [o.name for o in sessions[0].get_outputs()]
@@ -182,7 +182,7 @@ def calibration_images(folder: str | Path | None, size: int) -> tuple[np.ndarray
 
 
 def _read_folder(folder: Path, size: int) -> np.ndarray:
-    from affectlab.inference.sources import list_images
+    from affectlab.runtime.sources import list_images
 
     files = list_images(folder)
     if not files:

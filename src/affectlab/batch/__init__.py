@@ -1,0 +1,1 @@
+"""Batch scoring at scale: input shards for job arrays and the Ray Data engine."""
