@@ -25,7 +25,7 @@ from affectlab.runtime.faces import HaarDetector
 from affectlab.runtime.headpose import head_pose
 from affectlab.runtime.mesh import MeshLandmarker
 from affectlab.runtime.predictor import load
-from affectlab.runtime.results import CSV_COLUMNS, POSE_COLUMNS, Detection
+from affectlab.runtime.results import CSV_COLUMNS, POSE_COLUMNS, Detection, FaceResult, Mesh
 
 FIXTURE = Path(__file__).parent / "fixtures" / "facemesh_reference.npz"
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
@@ -239,6 +239,14 @@ def test_predict_landmarks_from_the_command_line(run: Path, tmp_path: Path) -> N
 def mesh_server(work: Path, run: Path) -> Iterator[str]:
     with serving([str(run), "--threads", "1", "--detector", "haar", "--landmarks"], work / "mesh-server.log") as url:
         yield url
+
+
+def test_the_page_names_the_pose() -> None:
+    from affectlab.serve.page import _face_title
+
+    posed = FaceResult((0, 0, 10, 10), mesh=Mesh(0.99, np.zeros((468, 3)), 12.4, -3.0, 5.6))
+    assert _face_title(0, posed) == "face 0: yaw +12 pitch -3 roll +6"
+    assert _face_title(1, FaceResult((0, 0, 10, 10), mesh=Mesh(0.01))) == "face 1: no mesh"
 
 
 def test_serve_landmarks(mesh_server: str) -> None:
