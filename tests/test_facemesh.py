@@ -254,3 +254,51 @@ def test_serve_landmarks(mesh_server: str) -> None:
     body = httpx.post(f"{mesh_server}/predict", files={"file": ("a.png", png.tobytes(), "image/png")}).json()
     assert len(body) == 1 and len(body[0]["mesh"]) == 468 and body[0]["mesh_rejected"] is False
     assert {"yaw", "pitch", "roll", "mesh_score"} <= set(body[0])
+
+
+def test_facemesh_backbone_forward_backward_and_weights() -> None:
+    """``--backbone facemesh``: the packaged face weights in the trunk, [0, 1] inputs, gradients into the trunk;
+    ImageNet weights do not exist for it and say so."""
+    from affectlab.config import ModelConfig
+    from affectlab.models.affect_model import create_model
+    from affectlab.models.weights import resolve_backbone
+
+    backbone = resolve_backbone("facemesh", "facemesh")
+    assert backbone.mean == (0.0, 0.0, 0.0) and backbone.std == (1.0, 1.0, 1.0)
+    assert backbone.description.startswith("packaged with affectlab")
+    config = ModelConfig(backbone="facemesh", weights="facemesh", task="multitask", input_size=64, freeze=False)
+    model = create_model(config)
+    packaged = load_facemesh().state_dict()
+    trunk = model.trunk.state_dict()
+    assert torch.equal(trunk["1.weight"], packaged["stem.weight"]) and torch.equal(
+        trunk["3.13.pointwise.weight"], packaged["trunk.13.pointwise.weight"]
+    )
+    assert not any(name.startswith(("landmark_head", "score_head")) for name, _ in model.named_parameters())
+    out = model(torch.rand(4, 3, 64, 64))
+    assert out["expression"].shape == (4, 8) and out["va"].shape == (4, 2)
+    (out["expression"].logsumexp(1).mean() + out["va"].square().mean()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.trunk.parameters())
+    random_init = create_model(ModelConfig(backbone="facemesh", weights="none", task="classification", input_size=64))
+    assert not torch.equal(random_init.trunk.state_dict()["1.weight"], packaged["stem.weight"])
+    with pytest.raises(AffectlabError, match="facemesh has no ImageNet weights: use --weights facemesh"):
+        create_model(ModelConfig(backbone="facemesh", weights="imagenet", task="classification"))
+
+
+@pytest.mark.slow
+def test_train_and_predict_with_the_facemesh_backbone(demo_data: Path, tmp_path: Path) -> None:
+    import affectlab
+
+    run = affectlab.train(
+        data=str(demo_data),
+        out=tmp_path / "run",
+        progress=False,
+        backbone="facemesh",
+        weights="facemesh",
+        freeze=False,
+        input_size=64,
+        epochs=1,
+        task="multitask",
+    )
+    assert run.metrics.accuracy is not None and run.metrics.ccc is not None
+    result = affectlab.load(run.path, detector="none").predict(data.astronaut())
+    assert len(result) == 1 and result[0].label is not None and result[0].valence is not None

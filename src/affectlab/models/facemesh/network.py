@@ -68,14 +68,15 @@ class _Head(nn.Module):
 class FaceMeshNet(nn.Module):
     """192 x 192 RGB in [0, 1] (N x 3 x H x W) -> (landmarks N x 468 x 3 in input pixels, face logit N).
 
-    ``torch.sigmoid`` of the logit is the face presence score. ``features`` is the trunk alone (N x 128 x 6 x 6),
-    for use as a backbone.
+    ``torch.sigmoid`` of the logit is the face presence score. ``features`` is the trunk alone (N x 128 x H/32 x
+    W/32: 6 x 6 at 192 px), for use as a backbone; any input side works there, the heads need 192 px.
     """
 
     feature_dim = 128
 
     def __init__(self) -> None:
         super().__init__()
+        self.stem_pad = nn.ZeroPad2d((0, 1, 0, 1))
         self.stem = nn.Conv2d(3, 16, 3, 2)
         self.stem_act = nn.PReLU(16)
         plan = [(16, 16, 1), (16, 16, 1), (16, 32, 2), (32, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1)]
@@ -86,7 +87,12 @@ class FaceMeshNet(nn.Module):
         self.score_head = _Head([MeshBlock(128, 128, 2)], 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.trunk(self.stem_act(self.stem(F.pad(x, (0, 1, 0, 1)))))
+        return self.trunk(self.stem_act(self.stem(self.stem_pad(x))))
+
+    def feature_trunk(self) -> nn.Sequential:
+        """The layers of ``features`` as one module (sharing their parameters), without the two heads: the
+        backbone ``facemesh`` (see ``models.backbones``)."""
+        return nn.Sequential(self.stem_pad, self.stem, self.stem_act, self.trunk)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.features(x)
