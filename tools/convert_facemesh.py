@@ -13,7 +13,8 @@ elsewhere) and written into ``src/affectlab/models/facemesh/face_landmark.pt``; 
 MediaPipe's ``canonical_face_model.obj`` into ``canonical_face.npy``. The script then runs the TFLite model on two
 fixed inputs (a real face: scikit-image's public-domain astronaut photo, 48 px, shown at 192 px; and seeded 24 px
 noise) and writes the inputs and outputs to ``tests/fixtures/facemesh_reference.npz``, which
-``tests/test_facemesh.py`` holds the PyTorch module to. Prints the SHA-256 to put into ``network.py``.
+``tests/test_facemesh.py`` holds the PyTorch module to. Prints the SHA-256s to put into
+``affectlab/models/facemesh/__init__.py``.
 """
 
 from __future__ import annotations
