@@ -32,6 +32,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     )
     predict.add_argument("--margin", type=float, help="border around faces, fraction of the box (default: model's)")
     predict.add_argument("--align", action="store_true", help="level the eyes before cropping (yuface landmarks)")
+    predict.add_argument(
+        "--landmarks",
+        action="store_true",
+        help="add FaceMesh's 468 3-D points and head pose (yaw, pitch, roll) to each face (see docs/landmarks.md)",
+    )
     predict.add_argument("--out", help="results file, .jsonl or .csv (default: JSON lines on stdout)")
     predict.add_argument("--save-annotated", metavar="DIR", help="write images/videos with boxes, labels and V/A dots")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file or annotated files")
@@ -68,6 +73,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--detector", default="auto", help="auto (default), yuface, haar or none")
     serve.add_argument("--threads", type=int, help="runtime threads")
+    serve.add_argument("--landmarks", action="store_true", help="add FaceMesh points and head pose to every face")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     serve.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs, /openapi.json)")
     serve.add_argument("--max-batch", type=int, default=32, help="most images per model batch (1: one at a time)")
@@ -136,13 +142,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cameras = open_cameras(sources)
     batch = args.batch_size or (1 if args.webcam is not None else 32)
     predictor = load(
-        args.model, detector=detector, batch_size=batch, margin=args.margin, threads=args.threads, align=args.align
+        args.model,
+        detector=detector,
+        batch_size=batch,
+        margin=args.margin,
+        threads=args.threads,
+        align=args.align,
+        landmarks=args.landmarks,
     )
     options = PredictOptions(args.every, args.smooth, Path(args.save_annotated) if args.save_annotated else None)
 
     def run(stream: Any) -> Any:
         with _progress(args.quiet, estimate_items(sources, args.every)) as advance:
-            return run_predictions(predictor, sources, RecordWriter(stream, fmt), options, cameras, advance)
+            writer = RecordWriter(stream, fmt, landmarks=args.landmarks)
+            return run_predictions(predictor, sources, writer, options, cameras, advance)
 
     if args.out:
         box: dict[str, Any] = {}
@@ -172,8 +185,10 @@ def _check_predict_args(args: argparse.Namespace) -> None:
     if args.engine == "ray":
         if not args.out or Path(args.out).suffix.lower() != ".parquet":
             raise AffectlabError("--engine ray writes a Parquet file: give --out FILE.parquet")
-        if args.webcam is not None or args.save_annotated:
-            raise AffectlabError("--engine ray scores image files; --webcam and --save-annotated need the local engine")
+        if args.webcam is not None or args.save_annotated or args.landmarks:
+            raise AffectlabError(
+                "--engine ray scores image files; --webcam, --save-annotated and --landmarks need the local engine"
+            )
     elif args.address:
         raise AffectlabError("--address is for --engine ray")
     for name in ("batch_size", "every", "smooth", "threads"):
@@ -287,5 +302,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         options=options,
         workers=args.workers,
+        landmarks=args.landmarks,
     )
     return 0

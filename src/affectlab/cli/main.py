@@ -40,7 +40,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--recipe",
         help=f"YAML recipe file or packaged recipe ({', '.join(packaged_recipes())}); flags below override it",
     )
-    p.add_argument("--weights", help="imagenet | none | PATH, or per backbone: vgg16=none,mobilenet_v2=imagenet")
+    p.add_argument(
+        "--weights",
+        help="imagenet | none | PATH (facemesh: its own, 'facemesh'), or per backbone: vgg16=none,facemesh=facemesh",
+    )
     p.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=None, help="freeze the backbone")
     p.add_argument("--input-size", type=int, help="input side in pixels (default 128)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default 12)")
@@ -329,5 +332,3 @@ def _terminate_as_interrupt() -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _raise_interrupt)
-
-

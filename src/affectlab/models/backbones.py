@@ -3,11 +3,14 @@
 A backbone entry knows its torchvision weights enum, so pretrained weights, the file name torchvision caches
 them under, and the normalisation they expect all come from torchvision's weights API, never from constants
 copied by hand (see ``models/weights.py``, which resolves a name and a weights setting into one ``Backbone``).
+``facemesh`` is the one trunk not from torchvision: MediaPipe's FaceMesh landmark network, trained on faces, whose
+weights ship inside affectlab (``models/facemesh``); its weights setting is ``facemesh`` (or none or PATH).
 
 VGG16: Simonyan & Zisserman, https://arxiv.org/abs/1409.1556
 MobileNetV2: Sandler et al., https://arxiv.org/abs/1801.04381
 ResNet18/50: He et al., https://arxiv.org/abs/1512.03385
 EfficientNet-B0: Tan & Le, https://arxiv.org/abs/1905.11946
+FaceMesh: Kartynnik et al., https://arxiv.org/abs/1907.06724
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from affectlab.errors import AffectlabError
 
 __all__ = [
     "EFFICIENTNET_B0",
+    "FACEMESH",
     "MOBILENET_V2",
     "RESNET18",
     "RESNET50",
@@ -40,14 +44,21 @@ class BackboneSpec:
 
     ``build(weights)`` returns a torchvision model; ``trunk(model)`` picks the module whose output is the last
     feature map (before any pooling or classifier), with ``feature_dim`` channels.
+
+    A trunk without torchvision weights has ``weights`` None and instead ``packaged``: the weights setting that
+    selects its packaged weights, loaded by ``load_packaged()``, and the ``mean``/``std`` its inputs expect.
     """
 
     name: str
     build: Callable[..., nn.Module]
-    weights: type[WeightsEnum]
+    weights: type[WeightsEnum] | None
     trunk: Callable[[nn.Module], nn.Module]
     feature_dim: int
     paper: str = ""
+    packaged: str | None = None
+    load_packaged: Callable[[], nn.Module] | None = None
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -92,5 +103,36 @@ RESNET50 = register_backbone(
 EFFICIENTNET_B0 = register_backbone(
     BackboneSpec(
         "efficientnet_b0", tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights, _features, 1280, "arXiv:1905.11946"
+    )
+)
+
+
+def _facemesh(weights: None = None) -> nn.Module:
+    from affectlab.models.facemesh import FaceMeshNet
+
+    return FaceMeshNet()
+
+
+def _facemesh_packaged() -> nn.Module:
+    from affectlab.models.facemesh import load_facemesh
+
+    return load_facemesh()
+
+
+def _facemesh_trunk(model: nn.Module) -> nn.Module:
+    return model.feature_trunk()  # type: ignore[operator]
+
+
+#: Inputs in [0, 1], as the network was trained (mean 0, std 1).
+FACEMESH = register_backbone(
+    BackboneSpec(
+        "facemesh",
+        _facemesh,
+        None,
+        _facemesh_trunk,
+        128,
+        "arXiv:1907.06724",
+        packaged="facemesh",
+        load_packaged=_facemesh_packaged,
     )
 )

@@ -68,6 +68,8 @@ class Backbone:
         """Human wording for reports: which weights a run really started from."""
         if self.entry is not None:
             return f"ImageNet, real ({self.label})"
+        if self.weights == self.spec.packaged:
+            return f"packaged with affectlab ({self.label})"
         if self.weights == "none":
             return "random init (no pretraining)"
         return f"file {self.weights}"
@@ -86,12 +88,17 @@ def resolve_backbone(name: str, weights: str = "imagenet") -> Backbone:
 
 def weights_entry(spec: BackboneSpec, weights: str) -> WeightsEnum | None:
     """The torchvision weights entry named by ``weights`` ('imagenet' or an entry name), else None."""
+    if spec.weights is None:
+        return None
     name = IMAGENET if weights == "imagenet" else weights
     return spec.weights.__members__.get(name)
 
 
 def normalisation(spec: BackboneSpec, weights: str = "imagenet") -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std from the weights' own preprocessing metadata (ImageNet's for random init and files)."""
+    """Mean and std from the weights' own preprocessing metadata (ImageNet's for random init and files); the
+    spec's own for a trunk without torchvision weights."""
+    if spec.weights is None:
+        return spec.mean, spec.std
     entry = weights_entry(spec, weights) or spec.weights[IMAGENET]
     transforms = entry.transforms()
     return tuple(transforms.mean), tuple(transforms.std)
@@ -104,6 +111,8 @@ def weights_label(spec: BackboneSpec, weights: str) -> str:
         return str(entry)
     if weights == "none":
         return "random-init"
+    if weights == spec.packaged:
+        return f"packaged:{spec.packaged}"
     path = Path(weights).expanduser().resolve()
     stat = path.stat() if path.exists() else None
     return f"file:{path}:{stat.st_size if stat else 0}:{int(stat.st_mtime) if stat else 0}"
@@ -113,6 +122,12 @@ def build_pretrained(spec: BackboneSpec, weights: str) -> nn.Module:
     """Build the torchvision model for ``spec`` with the requested weights."""
     if weights == "none":
         return spec.build(weights=None)
+    if spec.load_packaged is not None and weights == spec.packaged:
+        return spec.load_packaged()
+    if spec.weights is None and weights == "imagenet":
+        raise AffectlabError(
+            f"backbone {spec.name} has no ImageNet weights: use --weights {spec.packaged} (its own), none or PATH"
+        )
     enum = weights_entry(spec, weights)
     if enum is not None:
         path = cache_path(enum)

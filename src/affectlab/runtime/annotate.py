@@ -2,7 +2,9 @@
 
 The dial is a circle in the corner of the face's box (valence on x, arousal on y, the circumplex model's axes) with a dot
 where the face sits, so V/A can be read at a glance on a video. Drawing sizes scale with the face box, so the
-marks stay readable on both a 96 px crop and a 4K frame.
+marks stay readable on both a 96 px crop and a 4K frame. Faces with a FaceMesh (``--landmarks``) also get their
+468 points as dots and their head pose as a line of text under the box (``mesh rejected`` where the mesh network
+did not take the face for one).
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+class Mesh(Protocol):
+    """What is drawn of a face's mesh (``results.Mesh``)."""
+
+    @property
+    def points(self) -> np.ndarray | None: ...
+    @property
+    def yaw(self) -> float | None: ...
+    @property
+    def pitch(self) -> float | None: ...
+    @property
+    def roll(self) -> float | None: ...
+
+
 class FaceResult(Protocol):
     """What is drawn of a face (``results.FaceResult``); a protocol, so that results.py can draw with this
     module (``ImageResult.plot``) without an import loop."""
@@ -43,6 +58,8 @@ class FaceResult(Protocol):
     def valence(self) -> float | None: ...
     @property
     def arousal(self) -> float | None: ...
+    @property
+    def mesh(self) -> Mesh | None: ...
 
 
 class ImageResult(Protocol):
@@ -78,6 +95,21 @@ def _draw_face(out: np.ndarray, face: FaceResult) -> None:
         _text(out, f"V {face.valence:+.2f}  A {face.arousal:+.2f}", (x, y + h + 2), (235, 235, 235), scale * 0.85)
         radius = max(8, side // 8)
         _va_dial(out, (x + w - radius - 3, y + radius + 3), radius, face.valence, face.arousal, colour)
+    if face.mesh is not None:
+        _draw_mesh(out, face.mesh, (x, y + h + 2 + int(28 * scale)), scale)
+
+
+def _draw_mesh(out: np.ndarray, mesh: Mesh, origin: tuple[int, int], scale: float) -> None:
+    """The mesh's points as dots and its head pose as text at ``origin`` (below the V/A line)."""
+    if mesh.points is None or mesh.yaw is None or mesh.pitch is None or mesh.roll is None:
+        _text(out, "mesh rejected", origin, (235, 235, 235), scale * 0.85)
+        return
+    span = float(np.ptp(mesh.points[:, 0]))
+    radius = 1 if span < 300 else 2
+    for px, py in np.round(mesh.points[:, :2]).astype(int):
+        cv2.circle(out, (int(px), int(py)), radius, (80, 255, 160), -1)
+    pose = f"yaw {mesh.yaw:+.0f} pitch {mesh.pitch:+.0f} roll {mesh.roll:+.0f}"
+    _text(out, pose, origin, (235, 235, 235), scale * 0.85)
 
 
 def _text(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -20,6 +20,9 @@ from affectlab.errors import AffectlabError
 from affectlab.runtime.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
 from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
 from affectlab.runtime.results import Detection, FaceResult, ImageResult
+
+if TYPE_CHECKING:
+    from affectlab.runtime.mesh import MeshLandmarker
 
 __all__ = ["AffectPredictor", "Item", "load", "to_rgb"]
 
@@ -45,6 +48,8 @@ class AffectPredictor:
         batch_size: face crops per model call.
         margin: border added around detected faces, as a fraction of the box side (default: the model's).
         align: rotate each face so its eyes are level before cropping (detectors with landmarks only).
+        landmarks: also run FaceMesh on each face: 468 3-D points and head pose on ``FaceResult.mesh`` (a
+            ``MeshLandmarker``, or True for the default one; see ``runtime.mesh``).
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class AffectPredictor:
         batch_size: int = 32,
         margin: float | None = None,
         align: bool = False,
+        landmarks: bool | MeshLandmarker = False,
     ) -> None:
         if batch_size < 1:
             raise AffectlabError(f"batch size must be at least 1, got {batch_size}")
@@ -62,6 +68,13 @@ class AffectPredictor:
         self.batch_size = batch_size
         self.margin = backend.info.preprocess.face_margin if margin is None else margin
         self.align = align
+        self.landmarker: MeshLandmarker | None = None
+        if landmarks is True:
+            from affectlab.runtime.mesh import MeshLandmarker  # PyTorch: only when asked for, ONNX runs without it
+
+            self.landmarker = MeshLandmarker()
+        elif landmarks:
+            self.landmarker = landmarks
 
     @property
     def info(self) -> ModelInfo:
@@ -117,6 +130,9 @@ class AffectPredictor:
         for item, found, _ in pending:
             faces = [self._face(d, outputs, offset + i) for i, d in enumerate(found)]
             offset += len(found)
+            if self.landmarker is not None and item.image is not None:
+                for face, mesh in zip(faces, self.landmarker(item.image, found)):
+                    face.mesh = mesh
             yield ImageResult(item.source, faces, item.frame, item.time_s, item.error, item.image if keep else None)
 
     def _run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -179,15 +195,19 @@ def load(
     margin: float | None = None,
     threads: int | None = None,
     align: bool = False,
+    landmarks: bool = False,
 ) -> AffectPredictor:
     """Load a run folder, ``.pt`` checkpoint or ``.onnx`` file as an ``AffectPredictor``.
 
     ``.onnx`` files run in ONNX Runtime (everything needed is in their metadata); anything else is read as an
     affectlab checkpoint and runs in PyTorch. ``threads`` sets the runtime's intra-op threads (default: the CPUs
-    this process may use for ONNX Runtime, PyTorch's own setting otherwise).
+    this process may use for ONNX Runtime, PyTorch's own setting otherwise). ``landmarks`` adds FaceMesh's 468
+    points and head pose to every face (see ``AffectPredictor``).
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise AffectlabError(f"{path}: model not found")
     backend: Backend = OnnxBackend(path, threads) if path.suffix.lower() == ".onnx" else TorchBackend(path, threads)
-    return AffectPredictor(backend, detector=detector, batch_size=batch_size, margin=margin, align=align)
+    return AffectPredictor(
+        backend, detector=detector, batch_size=batch_size, margin=margin, align=align, landmarks=landmarks
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from affectlab.errors import AffectlabError
-from affectlab.runtime.results import CSV_COLUMNS, csv_row
+from affectlab.runtime.results import CSV_COLUMNS, POSE_COLUMNS, csv_row
 
 __all__ = ["OUTPUT_FORMATS", "RecordWriter", "output_format"]
 
@@ -30,17 +30,21 @@ def output_format(path: str | Path) -> str:
 
 
 class RecordWriter:
-    """Writes ``ImageResult.records()`` dicts to an open text stream as JSONL or CSV."""
+    """Writes ``ImageResult.records()`` dicts to an open text stream as JSONL or CSV.
 
-    def __init__(self, stream: TextIO, fmt: str = "jsonl") -> None:
+    ``landmarks`` appends the ``POSE_COLUMNS`` (face score of the mesh, yaw, pitch, roll) to the CSV columns.
+    """
+
+    def __init__(self, stream: TextIO, fmt: str = "jsonl", landmarks: bool = False) -> None:
         self.stream, self.fmt = stream, fmt
+        self.columns = CSV_COLUMNS + (POSE_COLUMNS if landmarks else ())
         self._csv = csv.writer(stream) if fmt == "csv" else None
         if self._csv is not None:
-            self._csv.writerow(CSV_COLUMNS)
+            self._csv.writerow(self.columns)
 
     def write(self, records: list[dict[str, Any]]) -> None:
         for record in records:
             if self._csv is not None:
-                self._csv.writerow(csv_row(record))
+                self._csv.writerow(csv_row(record, self.columns))
             else:
                 self.stream.write(json.dumps(record, allow_nan=False) + "\n")

@@ -16,7 +16,18 @@ import numpy as np
 from affectlab.labels import EMOTIONS
 from affectlab.runtime.annotate import draw_result
 
-__all__ = ["CSV_COLUMNS", "Box", "Detection", "FaceResult", "ImageResult", "Landmarks", "csv_row", "flat_record"]
+__all__ = [
+    "CSV_COLUMNS",
+    "POSE_COLUMNS",
+    "Box",
+    "Detection",
+    "FaceResult",
+    "ImageResult",
+    "Landmarks",
+    "Mesh",
+    "csv_row",
+    "flat_record",
+]
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the source image
 #: Five (x, y) points: the eye on the image's left, the other eye, nose tip, mouth corner left, mouth corner right.
@@ -41,6 +52,9 @@ CSV_COLUMNS: tuple[str, ...] = (
     "no_face",
     "error",
 )
+#: Columns appended after ``CSV_COLUMNS`` when dense landmarks are asked for (``predict --landmarks``); the 468
+#: points themselves are in the JSON lines only (a CSV row of 1,404 coordinates helps nobody).
+POSE_COLUMNS: tuple[str, ...] = ("mesh_score", "yaw", "pitch", "roll")
 
 
 @dataclass(frozen=True)
@@ -52,13 +66,39 @@ class Detection:
     landmarks: Landmarks | None = None
 
 
+@dataclass(frozen=True)
+class Mesh:
+    """FaceMesh's answer for one face (``runtime.mesh``): its face score, and unless the score was too low
+    (``rejected``), 468 (x, y, z) points in image pixels and the head pose in degrees (``runtime.headpose``)."""
+
+    score: float
+    points: np.ndarray | None = field(default=None, repr=False)
+    yaw: float | None = None
+    pitch: float | None = None
+    roll: float | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.points is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mesh_score": _round(self.score),
+            "mesh_rejected": self.rejected,
+            "yaw": _round(self.yaw, 2),
+            "pitch": _round(self.pitch, 2),
+            "roll": _round(self.roll, 2),
+            "mesh": None if self.points is None else np.round(self.points, 2).tolist(),
+        }
+
+
 @dataclass
 class FaceResult:
     """What the model says about one face.
 
     ``probs`` is None for a regression-only model, ``valence``/``arousal`` are None for a classification-only one.
     ``landmarks`` come from detectors that give them; ``track_id`` is set on video frames (the same face keeps
-    its number from frame to frame).
+    its number from frame to frame). ``mesh`` is set when dense landmarks were asked for (``landmarks=True``).
     """
 
     box: Box
@@ -68,6 +108,7 @@ class FaceResult:
     class_names: tuple[str, ...] = EMOTIONS
     landmarks: Landmarks | None = None
     track_id: int | None = None
+    mesh: Mesh | None = None
 
     @property
     def label(self) -> str | None:
@@ -87,6 +128,7 @@ class FaceResult:
             "probs": None if self.probs is None else {n: _round(p) for n, p in zip(self.class_names, self.probs)},
             "valence": _round(self.valence),
             "arousal": _round(self.arousal),
+            **({} if self.mesh is None else self.mesh.to_dict()),
         }
 
 
@@ -156,8 +198,8 @@ class ImageResult(Sequence[FaceResult]):
         return draw_result(image, self)
 
 
-def flat_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A ``records()`` entry with exactly the ``CSV_COLUMNS`` keys, in order: box and probabilities spread out,
+def flat_record(record: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) -> dict[str, Any]:
+    """A ``records()`` entry with exactly the ``columns`` keys, in order: box and probabilities spread out,
     landmarks left out, None where a value is missing (the columns of CSV and Parquet results)."""
     box = record.get("box") or [None] * 4
     probs = record.get("probs") or {}
@@ -169,12 +211,12 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
         "h": box[3],
         **{f"p_{name}": probs.get(name) for name in EMOTIONS},
     }
-    return {c: values.get(c) for c in CSV_COLUMNS}
+    return {c: values.get(c) for c in columns}
 
 
-def csv_row(record: dict[str, Any]) -> list[Any]:
-    """A ``records()`` entry as a row in ``CSV_COLUMNS`` order (None becomes an empty cell)."""
-    return ["" if value is None else value for value in flat_record(record).values()]
+def csv_row(record: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) -> list[Any]:
+    """A ``records()`` entry as a row in ``columns`` order (None becomes an empty cell)."""
+    return ["" if value is None else value for value in flat_record(record, columns).values()]
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:

@@ -233,12 +233,14 @@ def serve(
     threads: int | None = None,
     options: ServeOptions | None = None,
     workers: int = 1,
+    landmarks: bool = False,
 ) -> None:
     """Load ``model`` and serve it with uvicorn until interrupted.
 
     With ``workers`` above 1, uvicorn starts that many processes on the one port, each loading its own predictor
     (and queue) from the settings passed in ``$AFFECTLAB_SERVE_WORKER``; each runtime gets ``cores / workers``
-    threads unless ``threads`` is given. The web page is then off: Gradio keeps a page's session in the process
+    threads unless ``threads`` is given. ``landmarks`` adds FaceMesh points and head pose to every face (the
+    predictor's option of the same name). The web page is then off: Gradio keeps a page's session in the process
     that served it, and the workers share connections at random. ``/metrics`` counts the process that answers.
     """
     uvicorn = require("uvicorn", "serving", extra="serve")
@@ -259,6 +261,7 @@ def serve(
             "model": model,
             "detector": detector,
             "threads": threads or max(1, cores // workers),
+            "landmarks": landmarks,
             "options": {**options.__dict__, "page": False},
         }
         os.environ[_WORKER_ENV] = json.dumps(settings)
@@ -274,7 +277,9 @@ def serve(
         return
     from affectlab.runtime.predictor import load
 
-    predictor = load(model, detector=detector, batch_size=max(32, options.max_batch), threads=threads)
+    predictor = load(
+        model, detector=detector, batch_size=max(32, options.max_batch), threads=threads, landmarks=landmarks
+    )
     app = create_app(predictor, options)
     _log_requests_as_json()
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
@@ -291,6 +296,7 @@ def app_from_environment() -> Any:
         detector=settings["detector"],
         batch_size=max(32, options.max_batch),
         threads=settings["threads"],
+        landmarks=settings.get("landmarks", False),
     )
     _log_requests_as_json()
     return create_app(predictor, options)

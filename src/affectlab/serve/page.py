@@ -211,6 +211,11 @@ def _face_title(index: int, face: FaceResult) -> str:
     parts = [] if face.label is None else [f"{face.label} {face.confidence:.2f}"]
     if face.valence is not None and face.arousal is not None:
         parts.append(f"V {face.valence:+.2f} A {face.arousal:+.2f}")
+    mesh = face.mesh  # affectlab serve --landmarks
+    if mesh is not None:
+        parts.append(
+            "no mesh" if mesh.rejected else f"yaw {mesh.yaw:+.0f} pitch {mesh.pitch:+.0f} roll {mesh.roll:+.0f}"
+        )
     return f"face {index}: " + ", ".join(parts)
 
 
