@@ -196,15 +196,17 @@ def test_the_python_examples_of_a_page_run(page: str, scratch: Path, tmp_path: P
 def test_the_readme_python_example_runs(scratch: Path, tmp_path: Path) -> None:
     (block,) = [block for block in _python_pages()["README.md"] if block.not_run is None]
     used = set(re.findall(r"\baffectlab\.(\w+)\(", block.code))
-    missing = sorted(name for name in used if not hasattr(affectlab, name))
+    # a subpackage of the same name (affectlab.export, affectlab.serve) is not the API function: not callable
+    missing = sorted(name for name in used if not callable(getattr(affectlab, name, None)))
     assert set(missing) <= PENDING_API, f"the README calls affectlab.{missing}, which do not exist"
     if missing:
         lines = block.code.splitlines()
-        first = min(i for i, line in enumerate(lines) if re.search(rf"\baffectlab\.({'|'.join(missing)})\(", line))
+        calls = re.compile(rf"\baffectlab\.({'|'.join(missing)})\(")
+        first = min(i for i, line in enumerate(lines) if calls.search(line))
         block = Block(block.path, block.line, block.lang, "\n".join(lines[:first]), None)
     _run_blocks([block], _copy_scratch(scratch, tmp_path / "work"))
     if missing:
-        pytest.skip(f"ran the README example up to affectlab.{missing[0]}: {missing} are not merged yet")
+        pytest.skip(f"ran the README example up to line {first + 1}: affectlab.{missing} are not merged yet")
 
 
 def test_the_api_functions_stay_callable_once_their_modules_are_imported() -> None:
