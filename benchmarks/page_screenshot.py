@@ -1,4 +1,5 @@
-"""The README's picture of the web page: a run served on loopback, two synthetic demo faces uploaded in Chromium.
+"""The picture of the web page in docs/serving.md: a run served on loopback, two synthetic demo faces
+uploaded in Chromium.
 
 The faces come from the built-in demo generator (never from a real dataset); the server runs with ``--detector
 none``, so each picture is one face crop. Needs Debian's ``chromium`` and Playwright (``.[test]``).

@@ -3,8 +3,8 @@
 Usage:
     python benchmarks/parallel_scaling.py --out /tmp/parallel [--n 5000] [--size 160] [--parts loader,ddp,ray]
 
-Three measurements, each a row of the README's "Training at scale" table; the machine's load average is recorded
-before and after each part, because the numbers mean little without it on a shared machine.
+Three measurements, each a row of the table in benchmarks/results/parallel-scaling.md; the machine's load
+average is recorded before and after each part, because the numbers mean little without it on a shared machine.
 
 * ``loader``: one epoch of the train split of N synthetic 160 px faces (``data_scaling.make_raw``), batches of 64,
   no model, with 0, 1 and 2 loader workers: in RAM (``prepare_data`` on the raw folder, a shuffled ``DataLoader``

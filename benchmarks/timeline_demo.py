@@ -1,4 +1,4 @@
-"""The README's timeline picture: two test faces that cross in a generated video, through ``predict``.
+"""The timeline picture in docs/predicting.md: two test faces that cross in a generated video, through ``predict``.
 
 Face A (upper row, moving right) shows a Happy test image for the first half and a Sad one for the second; face
 B (lower row, moving left) shows Surprise, then Anger. The video (8 s at 10 frames/s, 640x480) is built in a

@@ -12,6 +12,8 @@ Importing the package does nothing heavy: each function imports its code on firs
 
 from __future__ import annotations
 
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from affectlab.version import __version__
@@ -32,10 +34,31 @@ def load(path: str | Path, **kwargs: Any) -> AffectPredictor:
     return _load(path, **kwargs)
 
 
+#: The API functions served lazily from ``affectlab.api``: they import torch and Lightning, only when first used.
+_API_FUNCTIONS = ("train", "evaluate", "study")
+
+
 def __getattr__(name: str) -> Any:
-    # train, evaluate and study import torch and Lightning; only when first used.
-    if name in ("train", "evaluate", "study"):
+    if name in _API_FUNCTIONS:
         from affectlab import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'affectlab' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """Keeps ``affectlab.study`` the API function once the module ``affectlab.study`` is imported.
+
+    Python's import system sets a submodule as an attribute of its package when it is first imported, and an
+    attribute found on the module is never looked up through ``__getattr__``: without this, any call that imported
+    ``affectlab.study`` (``affectlab.train`` does) turned ``affectlab.study(...)`` into "'module' object is not
+    callable". Modules stay importable by name (``from affectlab.study import Study``).
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _API_FUNCTIONS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
