@@ -2,7 +2,8 @@
 
 Reproduces the reference protocol by default (frozen ImageNet trunks, the study's head, 12 epochs, early stopping)
 and accepts any recipe for the cells. With several seeds, each seed draws its own split and the report gives
-mean +- std, so that a claim never rests on one lucky split.
+mean +- std, so that a claim never rests on one lucky split; a converted dataset holds one split, so a study of
+several seeds on it is refused before the first model trains.
 """
 
 from __future__ import annotations

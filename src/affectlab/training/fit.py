@@ -149,58 +149,9 @@ def train_model(
     started = time.perf_counter()
     datamodule = FaceDataModule.build(cfg, data, model, preprocess, cache, backbone)
     feature_seconds = time.perf_counter() - started
-    has_expression, _ = task_outputs(cfg.model.task)
-    weights = None
-    if has_expression and t.class_weights == "balanced" and t.sampler == "none":
-        weights = balanced_class_weights(data.splits["train"].expression)
-    device_inputs = DeviceInputs(preprocess, augment=t.augment) if datamodule.raw else None
-    lit = AffectLitModule(model, t, weights, from_features=datamodule.from_features, device_inputs=device_inputs)
-    ckpt_dir = run_dir / "checkpoints"
-    mode = "min" if t.monitor == "val_loss" else "max"
-    # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only
-    # saves, and that hook is where EMAWeightAveraging puts the averaged weights (the ones validated and selected).
-    checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=False
-    )
-    history = HistoryCallback(run_dir / "history.csv")
-    own: list[L.Callback] = [
-        EarlyStopping(t.monitor, patience=t.patience, mode=mode),
-        checkpoint,
-        history,
-        RandomState(datamodule.generator),
-        SaveLast(last_checkpoint(run_dir)),  # after the history row of the epoch is written
-    ]
-    if progress:
-        own.append(TQDMProgressBar(refresh_rate=10))
-    if t.unfreeze_at_epoch is not None:
-        own.append(UnfreezeTrunk(t.unfreeze_at_epoch))
-    if t.ema_decay is not None:
-        # Validation, checkpoints and the final weights all use the averaged model.
-        own.append(EMAWeightAveraging(decay=t.ema_decay))
-    trainer = L.Trainer(
-        max_epochs=t.epochs,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        sync_batchnorm=t.sync_batchnorm,
-        callbacks=[*own, *(callbacks or [])],
-        logger=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        precision=_precision(t.precision),
-        deterministic=False,
-    )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*GPU available but not used.*")
-        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
-        warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-        warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # validation metrics are gathered before logging
-        # DeviceInputs runs in the LightningModule's on_after_batch_transfer, as meant; the data module has none.
-        warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*LightningDataModule.*")
-        _fit_keeping_ctrl_c(trainer, lit, datamodule, resume_from)
+    lit = _lit_module(cfg, model, data, datamodule, preprocess)
+    trainer, checkpoint, history = _trainer(cfg, run_dir, datamodule.generator, progress, callbacks or [])
+    _fit_keeping_ctrl_c(trainer, lit, datamodule, resume_from)
     train_seconds = time.perf_counter() - started
     trainer.strategy.barrier("affectlab-best-written")  # rank zero has written the best checkpoint
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
@@ -209,7 +160,7 @@ def train_model(
     model = lit.model.eval()  # stays on the accelerator, so the test split is scored there too
     best_epoch = int(best.get("epoch", 0)) + 1
     if trainer.is_global_zero:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         save_checkpoint(
             run_dir / "model.pt",
             model,
@@ -232,6 +183,64 @@ def train_model(
     )
 
 
+def _lit_module(
+    cfg: RunConfig, model: AffectModel, data: Dataset, datamodule: FaceDataModule, preprocess: Preprocess
+) -> AffectLitModule:
+    """The network with its losses and optimiser; class weights unless a sampler balances the classes instead."""
+    t = cfg.train
+    has_expression, _ = task_outputs(cfg.model.task)
+    weights = None
+    if has_expression and t.class_weights == "balanced" and t.sampler == "none":
+        weights = balanced_class_weights(data.splits["train"].expression)
+    device_inputs = DeviceInputs(preprocess, augment=t.augment) if datamodule.raw else None
+    return AffectLitModule(model, t, weights, from_features=datamodule.from_features, device_inputs=device_inputs)
+
+
+def _trainer(
+    cfg: RunConfig, run_dir: Path, generator: torch.Generator, progress: bool, extra: list[L.Callback]
+) -> tuple[L.Trainer, ModelCheckpoint, HistoryCallback]:
+    """Lightning's trainer with affectlab's callbacks (early stopping, best and last checkpoints, history, the
+    random state, and as configured unfreezing and EMA) before ``extra``."""
+    t = cfg.train
+    mode = "min" if t.monitor == "val_loss" else "max"
+    # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only
+    # saves, and that hook is where EMAWeightAveraging puts the averaged weights (the ones validated and selected).
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor=t.monitor, mode=mode, save_weights_only=False
+    )
+    history = HistoryCallback(run_dir / "history.csv")
+    own: list[L.Callback] = [
+        EarlyStopping(t.monitor, patience=t.patience, mode=mode),
+        checkpoint,
+        history,
+        RandomState(generator),
+        SaveLast(last_checkpoint(run_dir)),  # after the history row of the epoch is written
+    ]
+    if progress:
+        own.append(TQDMProgressBar(refresh_rate=10))
+    if t.unfreeze_at_epoch is not None:
+        own.append(UnfreezeTrunk(t.unfreeze_at_epoch))
+    if t.ema_decay is not None:
+        # Validation, checkpoints and the final weights all use the averaged model.
+        own.append(EMAWeightAveraging(decay=t.ema_decay))
+    trainer = L.Trainer(
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        sync_batchnorm=t.sync_batchnorm,
+        callbacks=[*own, *extra],
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        precision=_precision(t.precision),
+        deterministic=False,
+    )
+    return trainer, checkpoint, history
+
+
 def _fit_keeping_ctrl_c(
     trainer: L.Trainer, lit: AffectLitModule, datamodule: FaceDataModule, ckpt_path: Path | None
 ) -> None:
@@ -243,7 +252,15 @@ def _fit_keeping_ctrl_c(
     in_main_thread = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if in_main_thread else None
     try:
-        trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+            warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
+            warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+            warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # validation metrics are gathered before logging
+            # DeviceInputs runs in the LightningModule's on_after_batch_transfer, as meant; the data module has none.
+            warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*LightningDataModule.*")
+            trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None
