@@ -217,7 +217,6 @@ def test_a_converted_dataset_refuses_another_split_seed_or_fractions(
     assert len(open_converted(DataConfig(path=str(out)), SIZE).splits["train"]) > 0  # its own settings still open
 
 
-@pytest.mark.slow
 def test_a_multi_seed_study_on_converted_data_refuses_before_training(
     converted: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

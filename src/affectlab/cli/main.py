@@ -287,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--recipe", help="recipe whose model.input_size and data settings (split seed, fractions) to convert with"
     )
-    convert.add_argument("--input-size", type=int, help="side of the stored face crops (default: as train takes)")
+    convert.add_argument(
+        "--input-size", type=int, help="side of the stored face crops (default: the recipe's, else 128; demo: 64)"
+    )
     convert.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="hashing/encoding processes")
     _add_source_args(convert)
     convert.add_argument("--seed", type=int, help="split seed (default 0, as train and study)")
