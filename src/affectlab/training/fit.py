@@ -26,19 +26,17 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from sklearn.utils.class_weight import compute_class_weight
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from affectlab.atomic import write_text
 from affectlab.config import RunConfig
-from affectlab.data.prepared import PreparedData, SplitData
-from affectlab.data.streaming import StreamedData
+from affectlab.data.dataset import Dataset
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.affect_model import AffectModel, create_model, task_outputs
 from affectlab.models.checkpoint import save_checkpoint
 from affectlab.models.weights import Backbone, resolve_backbone
-from affectlab.training.datasets import ImageDataset, feature_dataset, validation_loader
+from affectlab.training.datamodule import FaceDataModule
 from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
@@ -51,9 +49,7 @@ __all__ = [
     "last_checkpoint",
     "preprocess_for",
     "quiet_lightning",
-    "split_features",
     "train_model",
-    "uses_feature_cache",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,11 +68,6 @@ class TrainResult:
     backbone: Backbone
 
 
-def uses_feature_cache(cfg: RunConfig) -> bool:
-    t = cfg.train
-    return t.cache_features and cfg.model.freeze and not t.augment and t.unfreeze_at_epoch is None
-
-
 def preprocess_for(backbone: Backbone, input_size: int) -> Preprocess:
     """What the model is fed: the input size, and the mean/std its trunk's weights were trained with."""
     return Preprocess(input_size=input_size, mean=backbone.mean, std=backbone.std)
@@ -88,26 +79,6 @@ def balanced_class_weights(expression: np.ndarray) -> torch.Tensor:
     weights = np.ones(NUM_EMOTIONS, dtype=np.float32)
     weights[present] = compute_class_weight("balanced", classes=present, y=expression)
     return torch.from_numpy(weights)
-
-
-def split_features(
-    cfg: RunConfig,
-    split: SplitData,
-    model: AffectModel,
-    preprocess: Preprocess,
-    cache: FeatureCache,
-    backbone: Backbone | None = None,
-) -> torch.Tensor:
-    """Pooled trunk features of one split, from the cache when the same data, trunk and preprocessing were seen."""
-    backbone = backbone or resolve_backbone(cfg.model.backbone, cfg.model.weights)
-    seed = cfg.train.seed if cfg.model.weights == "none" else None  # random trunks differ per seed
-    key = cache.key(backbone=backbone.name, weights=backbone.label, seed=seed, preprocess=_cache_preprocess(preprocess))
-    return cache.get_or_compute(key, split.hashes, model, split.images, preprocess, cfg.train.channels_last)
-
-
-def _cache_preprocess(preprocess: Preprocess) -> dict[str, Any]:
-    # The key of features cached before Preprocess lost its unused ``extra`` field, so those caches stay valid.
-    return {**preprocess.to_dict(), "extra": {}}
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
@@ -144,54 +115,9 @@ class SaveLast(L.Callback):
         trainer.save_checkpoint(self.path)
 
 
-def _loaders(
-    cfg: RunConfig,
-    data: PreparedData,
-    model: AffectModel,
-    preprocess: Preprocess,
-    cache: FeatureCache | None,
-    backbone: Backbone,
-) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor], torch.Generator]:
-    t = cfg.train
-    if isinstance(data, StreamedData):  # a converted dataset (affectlab data convert): streamed, not in RAM
-        from affectlab.training.streaming import streamed_loaders
-
-        return streamed_loaders(cfg, data, preprocess)
-    features: dict[str, torch.Tensor] = {}
-    train_set: Dataset
-    val_set: Dataset
-    if uses_feature_cache(cfg):
-        cache = cache or FeatureCache()
-        for name in ("train", "val"):
-            features[name] = split_features(cfg, data.splits[name], model, preprocess, cache, backbone)
-        train_set, val_set = (feature_dataset(features[n], data.splits[n]) for n in ("train", "val"))
-    else:
-        raw = t.augment_on == "device"  # uint8 batches: augmented and normalised on the device (DeviceInputs)
-        train_set = ImageDataset(data.splits["train"], preprocess, augment=t.augment, raw=raw)
-        val_set = ImageDataset(data.splits["val"], preprocess, raw=raw)
-    generator = torch.Generator().manual_seed(t.seed)
-    sampler = None
-    if t.sampler == "balanced":
-        expression = data.splits["train"].expression
-        per_class = np.bincount(expression, minlength=NUM_EMOTIONS).astype(np.float64)
-        sample_weights = 1.0 / per_class[expression]
-        sampler = WeightedRandomSampler(sample_weights.tolist(), len(expression), generator=generator)
-    workers, persistent = t.num_workers, t.num_workers > 0
-    train_loader = DataLoader(
-        train_set,
-        t.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=generator,
-        num_workers=workers,
-        persistent_workers=persistent,
-    )
-    return train_loader, validation_loader(val_set, t), features, generator
-
-
 def train_model(
     cfg: RunConfig,
-    data: PreparedData,
+    data: Dataset,
     run_dir: str | Path,
     cache: FeatureCache | None = None,
     progress: bool = True,
@@ -221,22 +147,66 @@ def train_model(
         model = model.to(memory_format=torch.channels_last)
     preprocess = preprocess_for(backbone, cfg.model.input_size)
     started = time.perf_counter()
-    train_loader, val_loader, features, generator = _loaders(cfg, data, model, preprocess, cache, backbone)
+    datamodule = FaceDataModule.build(cfg, data, model, preprocess, cache, backbone)
     feature_seconds = time.perf_counter() - started
+    lit = _lit_module(cfg, model, data, datamodule, preprocess)
+    trainer, checkpoint, history = _trainer(cfg, run_dir, datamodule.generator, progress, callbacks or [])
+    _fit_keeping_ctrl_c(trainer, lit, datamodule, resume_from)
+    train_seconds = time.perf_counter() - started
+    trainer.strategy.barrier("affectlab-best-written")  # rank zero has written the best checkpoint
+    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    lit.load_state_dict(best["state_dict"])
+    trainer.strategy.barrier("affectlab-best-read")  # every rank has read it before it is removed
+    model = lit.model.eval()  # stays on the accelerator, so the test split is scored there too
+    best_epoch = int(best.get("epoch", 0)) + 1
+    if trainer.is_global_zero:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        save_checkpoint(
+            run_dir / "model.pt",
+            model,
+            cfg.model,
+            preprocess,
+            config=cfg.to_dict(),
+            best_epoch=best_epoch,
+            history=history.rows,
+        )
+    return TrainResult(
+        model,
+        preprocess,
+        history.rows,
+        best_epoch,
+        len(history.rows),
+        train_seconds,
+        feature_seconds,
+        datamodule.from_features,
+        backbone,
+    )
+
+
+def _lit_module(
+    cfg: RunConfig, model: AffectModel, data: Dataset, datamodule: FaceDataModule, preprocess: Preprocess
+) -> AffectLitModule:
+    """The network with its losses and optimiser; class weights unless a sampler balances the classes instead."""
+    t = cfg.train
     has_expression, _ = task_outputs(cfg.model.task)
     weights = None
     if has_expression and t.class_weights == "balanced" and t.sampler == "none":
         weights = balanced_class_weights(data.splits["train"].expression)
-    device_inputs = None
-    if not features and t.augment_on == "device":
-        device_inputs = DeviceInputs(preprocess, augment=t.augment)
-    lit = AffectLitModule(model, t, weights, from_features=bool(features), device_inputs=device_inputs)
-    ckpt_dir = run_dir / "checkpoints"
+    device_inputs = DeviceInputs(preprocess, augment=t.augment) if datamodule.raw else None
+    return AffectLitModule(model, t, weights, from_features=datamodule.from_features, device_inputs=device_inputs)
+
+
+def _trainer(
+    cfg: RunConfig, run_dir: Path, generator: torch.Generator, progress: bool, extra: list[L.Callback]
+) -> tuple[L.Trainer, ModelCheckpoint, HistoryCallback]:
+    """Lightning's trainer with affectlab's callbacks (early stopping, best and last checkpoints, history, the
+    random state, and as configured unfreezing and EMA) before ``extra``."""
+    t = cfg.train
     mode = "min" if t.monitor == "val_loss" else "max"
     # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only
     # saves, and that hook is where EMAWeightAveraging puts the averaged weights (the ones validated and selected).
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor=t.monitor, mode=mode, save_weights_only=False
+        dirpath=run_dir / "checkpoints", filename="best", monitor=t.monitor, mode=mode, save_weights_only=False
     )
     history = HistoryCallback(run_dir / "history.csv")
     own: list[L.Callback] = [
@@ -260,7 +230,7 @@ def train_model(
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         sync_batchnorm=t.sync_batchnorm,
-        callbacks=[*own, *(callbacks or [])],
+        callbacks=[*own, *extra],
         logger=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -268,46 +238,11 @@ def train_model(
         precision=_precision(t.precision),
         deterministic=False,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*GPU available but not used.*")
-        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
-        warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
-        warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # validation metrics are gathered before logging
-        _fit_keeping_ctrl_c(trainer, lit, train_loader, val_loader, resume_from)
-    train_seconds = time.perf_counter() - started
-    trainer.strategy.barrier("affectlab-best-written")  # rank zero has written the best checkpoint
-    best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-    lit.load_state_dict(best["state_dict"])
-    trainer.strategy.barrier("affectlab-best-read")  # every rank has read it before it is removed
-    model = lit.model.eval()  # stays on the accelerator, so the test split is scored there too
-    best_epoch = int(best.get("epoch", 0)) + 1
-    if trainer.is_global_zero:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        save_checkpoint(
-            run_dir / "model.pt",
-            model,
-            cfg.model,
-            preprocess,
-            config=cfg.to_dict(),
-            best_epoch=best_epoch,
-            history=history.rows,
-        )
-    return TrainResult(
-        model,
-        preprocess,
-        history.rows,
-        best_epoch,
-        len(history.rows),
-        train_seconds,
-        feature_seconds,
-        bool(features),
-        backbone,
-    )
+    return trainer, checkpoint, history
 
 
 def _fit_keeping_ctrl_c(
-    trainer: L.Trainer, lit: AffectLitModule, train: DataLoader, val: DataLoader, ckpt_path: Path | None
+    trainer: L.Trainer, lit: AffectLitModule, datamodule: FaceDataModule, ckpt_path: Path | None
 ) -> None:
     """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt (exit code 130 in the CLI, folders cleaned up).
 
@@ -317,7 +252,15 @@ def _fit_keeping_ctrl_c(
     in_main_thread = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if in_main_thread else None
     try:
-        trainer.fit(lit, train, val, ckpt_path=ckpt_path, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+            warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
+            warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+            warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # validation metrics are gathered before logging
+            # DeviceInputs runs in the LightningModule's on_after_batch_transfer, as meant; the data module has none.
+            warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*LightningDataModule.*")
+            trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None
