@@ -8,6 +8,9 @@ Importing the package does nothing heavy: each function imports its code on firs
     >>> study = affectlab.study("reference", data="path/to/affectnet", out="runs/reference")  # -> Study
     >>> predictor = affectlab.load("runs/best")          # or "model.onnx"
     >>> faces = predictor.predict("photo.jpg")           # one FaceResult per face
+    >>> summary = affectlab.predict("runs/best", "photos/", out="faces.jsonl")  # -> PredictSummary
+    >>> path = affectlab.export("runs/best")             # -> runs/best/model.onnx
+    >>> affectlab.serve(path, port=8000)                 # blocks, serving HTTP and the web page
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from affectlab.version import __version__
 
-__all__ = ["__version__", "evaluate", "load", "study", "train"]
+__all__ = ["PredictConfig", "__version__", "evaluate", "export", "load", "predict", "serve", "study", "train"]
+
+#: Names served lazily from ``affectlab.api``: train, evaluate and study import torch and Lightning when called.
+#: ``export`` and ``serve`` are their packages, made callable (see ``affectlab.verbs``).
+_API = ("train", "evaluate", "study", "predict", "PredictConfig")
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from affectlab.api import evaluate, study, train
+    from affectlab.api import PredictConfig, evaluate, export, predict, serve, study, train
     from affectlab.runtime.predictor import AffectPredictor
 
 
@@ -33,8 +40,11 @@ def load(path: str | Path, **kwargs: Any) -> AffectPredictor:
 
 
 def __getattr__(name: str) -> Any:
-    # train, evaluate and study import torch and Lightning; only when first used.
-    if name in ("train", "evaluate", "study"):
+    if name in ("export", "serve"):  # callable packages: the same object before and after they are imported
+        import importlib
+
+        return importlib.import_module(f"affectlab.{name}")
+    if name in _API:
         from affectlab import api
 
         return getattr(api, name)

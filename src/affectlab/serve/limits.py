@@ -23,6 +23,7 @@ from affectlab.errors import AffectlabError
 __all__ = [
     "MAX_UPLOAD_BYTES",
     "MAX_VIDEO_BYTES",
+    "MB",
     "VideoLimits",
     "check_video",
     "decode_upload",
@@ -30,8 +31,9 @@ __all__ = [
     "without_paths",
 ]
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_VIDEO_BYTES = 200 * 1024 * 1024
+MB = 1024 * 1024
+MAX_UPLOAD_BYTES = 20 * MB
+MAX_VIDEO_BYTES = 200 * MB
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def check_video(path: Path, name: str, limits: VideoLimits) -> None:
 def _too_large(max_bytes: int) -> Any:
     from starlette.exceptions import HTTPException
 
-    return HTTPException(413, f"upload larger than {max_bytes / (1024 * 1024):g} MB")
+    return HTTPException(413, f"upload larger than {max_bytes / MB:g} MB")
 
 
 async def read_upload(request: Any, max_bytes: int = MAX_UPLOAD_BYTES, field: str = "file") -> tuple[str, bytes]:
