@@ -96,8 +96,7 @@ def _add_detector(parser: argparse.ArgumentParser) -> None:
 
 def _add_serve(serve: argparse.ArgumentParser) -> None:
     """The flags of ``affectlab serve``; their defaults are ``ServeOptions``'s, named in the help."""
-    from affectlab.serve.app import ServeOptions
-    from affectlab.serve.limits import MB
+    from affectlab.serve.options import MB, ServeOptions
 
     default = ServeOptions()
     serve.add_argument("model", metavar="MODEL", help="run folder, .pt checkpoint or .onnx file")
@@ -199,7 +198,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from affectlab.api import serve
-    from affectlab.serve.limits import MB
+    from affectlab.serve.options import MB
 
     sizes = _given(args, ("max_upload_mb", "max_video_mb"))  # the flags are MB, the options bytes
     sizes = {f"{name[:-3]}_bytes": mb * MB for name, mb in sizes.items()}

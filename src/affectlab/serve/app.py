@@ -16,13 +16,12 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import os
 import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -30,72 +29,11 @@ from affectlab.errors import AffectlabError
 from affectlab.extras import require
 from affectlab.runtime.predictor import AffectPredictor, load_for
 from affectlab.runtime.settings import PredictConfig, split_options
-from affectlab.serve.access import api_key_from, check_bind
-from affectlab.serve.limits import (
-    MAX_UPLOAD_BYTES,
-    MAX_VIDEO_BYTES,
-    MB,
-    VideoLimits,
-    check_video,
-    decode_upload,
-    read_upload,
-    without_paths,
-)
+from affectlab.serve.access import api_key_from
+from affectlab.serve.limits import check_video, decode_upload, read_upload, without_paths
+from affectlab.serve.options import MAX_UPLOAD_BYTES, ServeOptions
 
 __all__ = ["MAX_UPLOAD_BYTES", "ServeOptions", "create_app", "serve", "serve_model"]
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """Where the service listens and how it batches, limits and guards requests (the ``affectlab serve`` options).
-
-    The defaults here are the command's defaults. Values are checked once, when the options are made: a value
-    that cannot work, or a bind beyond loopback without an API key (unless ``insecure``), is refused in one line
-    naming its flag.
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    insecure: bool = False
-    max_upload_bytes: int = MAX_UPLOAD_BYTES
-    docs: bool = False
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    max_queue: int = 256
-    timeout_s: float = 30.0
-    api_key: str | None = None
-    cors_origins: list[str] = field(default_factory=list)
-    max_video_bytes: int = MAX_VIDEO_BYTES
-    max_video_s: float = 600.0
-    max_video_frames: int = 18_000
-    page: bool = True
-
-    @property
-    def video_limits(self) -> VideoLimits:
-        return VideoLimits(self.max_video_s, self.max_video_frames)
-
-    def __post_init__(self) -> None:
-        for name, value, low in (
-            ("--max-batch", self.max_batch, 1),
-            ("--max-queue", self.max_queue, 1),
-            ("--workers", self.workers, 1),
-            ("--max-video-frames", self.max_video_frames, 1),
-        ):
-            if value < low:
-                raise AffectlabError(f"{name} must be at least {low}, got {value}")
-        for name, number in (("--max-wait-ms", self.max_wait_ms), ("--timeout", self.timeout_s)):
-            if not (math.isfinite(number) and number >= 0):
-                raise AffectlabError(f"{name} must be a number of 0 or more, got {number}")
-        for name, size in (("max_upload_bytes", self.max_upload_bytes), ("max_video_bytes", self.max_video_bytes)):
-            if not size > 0:  # NaN too: the flags are in MB and may be fractions
-                raise AffectlabError(f"--{name[:-6].replace('_', '-')}-mb must be above 0, got {size / MB:g}")
-            object.__setattr__(self, name, max(1, int(size)))
-        if not (math.isfinite(self.max_video_s) and self.max_video_s > 0):
-            raise AffectlabError(f"--max-video-seconds must be above 0, got {self.max_video_s}")
-        if not 0 <= self.port <= 65535:
-            raise AffectlabError(f"--port must be from 0 to 65535, got {self.port}")
-        check_bind(self.host, self.api_key, self.insecure)
 
 
 def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None) -> Any:

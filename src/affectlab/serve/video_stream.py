@@ -21,7 +21,7 @@ import numpy as np
 from affectlab.runtime.results import ImageResult
 from affectlab.runtime.tracking import track_and_smooth
 from affectlab.runtime.video import iter_video
-from affectlab.serve.limits import VideoLimits
+from affectlab.serve.options import VideoLimits
 
 __all__ = ["stream_video"]
 
