@@ -143,3 +143,24 @@ def test_ray_settings_name_the_actor_counts() -> None:
 
     with pytest.raises(AffectlabError, match="RaySettings.model_actors must be at least 1, got 0"):
         RaySettings("model.onnx", model_actors=0)
+
+
+def test_export_and_serve_stay_callable_once_their_packages_are_imported() -> None:
+    import affectlab.api
+    import affectlab.export.onnx
+    import affectlab.serve.app
+
+    assert callable(affectlab.export) and callable(affectlab.serve)  # the packages, made callable
+    assert (
+        affectlab.api.export is affectlab.export.onnx.export_model and affectlab.api.serve is affectlab.serve.app.serve
+    )
+
+
+def test_flags_left_out_keep_the_defaults_of_the_configs() -> None:
+    from affectlab.cli import build_parser
+    from affectlab.cli.deploy import PREDICT_FLAGS, SERVE_FLAGS
+
+    predict = build_parser().parse_args(["predict", "model.onnx", "photo.jpg"])
+    serve = build_parser().parse_args(["serve", "model.onnx"])
+    assert [getattr(predict, name) for name in PREDICT_FLAGS] == [None] * len(PREDICT_FLAGS)
+    assert [getattr(serve, name) for name in SERVE_FLAGS] == [None] * len(SERVE_FLAGS)

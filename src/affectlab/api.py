@@ -31,7 +31,9 @@ from affectlab.runtime.settings import PredictConfig, split_options
 if TYPE_CHECKING:
     from affectlab.evaluation.evaluate import Metrics
     from affectlab.experiment import Run
+    from affectlab.export.onnx import export_model as export
     from affectlab.runtime.pipeline import PredictSummary
+    from affectlab.serve.app import serve
     from affectlab.study import Study
 
 __all__ = [
@@ -48,20 +50,24 @@ __all__ = [
     "train",
 ]
 
-#: The result types, importable from here; loaded on first use (they bring PyTorch and Lightning).
-_TYPES = {
-    "Metrics": "affectlab.evaluation.evaluate",
-    "Run": "affectlab.experiment",
-    "Study": "affectlab.study",
-    "PredictSummary": "affectlab.runtime.pipeline",
+#: Names served from the modules that define them, on first use: the result types bring PyTorch and Lightning,
+#: and ``export`` and ``serve`` are the functions that ``affectlab.export(...)`` and ``affectlab.serve(...)`` call.
+_LAZY = {
+    "Metrics": ("affectlab.evaluation.evaluate", "Metrics"),
+    "Run": ("affectlab.experiment", "Run"),
+    "Study": ("affectlab.study", "Study"),
+    "PredictSummary": ("affectlab.runtime.pipeline", "PredictSummary"),
+    "export": ("affectlab.export.onnx", "export_model"),
+    "serve": ("affectlab.serve.app", "serve"),
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _TYPES:
+    if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_TYPES[name]), name)
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'affectlab.api' has no attribute {name!r}")
 
 
@@ -234,37 +240,6 @@ def predict(
 
         return predict_with_ray(RaySettings(str(model), config), sources, Path(out))  # type: ignore[arg-type]
     return predict_local(model, sources, config, out, save_annotated, overwrite, progress)
-
-
-def export(
-    run: str | Path | Run,
-    *,
-    format: str = "onnx",
-    out: str | Path | None = None,
-    int8: bool = False,
-    quantization: str = "static",
-    calibration: str | Path | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write a trained run as a self-describing ONNX file; see ``affectlab.export.onnx.export_model``.
-
-    Example:
-        >>> path = affectlab.export("runs/best", int8=True, calibration="face-crops/")
-    """
-    from affectlab.export.onnx import export_model
-
-    return export_model(run, format, out, int8, quantization, calibration, overwrite)
-
-
-def serve(model: str | Path, *, config: PredictConfig | None = None, **options: Any) -> None:
-    """Serve a model over HTTP and the web page until interrupted; see ``affectlab.serve.app.serve``.
-
-    Example:
-        >>> affectlab.serve("runs/best/model.onnx", port=8080, detector="haar", max_batch=16)
-    """
-    from affectlab.serve.app import serve as serve_model
-
-    serve_model(model, config=config, **options)
 
 
 def _predict_config(config: PredictConfig | None, options: dict[str, Any]) -> PredictConfig:

@@ -41,11 +41,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     _add_predict(sub.add_parser("predict", help="faces, expressions and valence/arousal in photos, video, webcam"))
     export = sub.add_parser("export", help="write a trained run as a self-describing ONNX model")
     export.add_argument("run_dir", help="run folder or .pt checkpoint")
-    export.add_argument("--format", default="onnx", help="export format (onnx)")
+    export.add_argument("--format", help="export format (default onnx)")
     export.add_argument("--out", help="output file (default: RUN_DIR/model.onnx or model-int8.onnx)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     export.add_argument("--int8", action="store_true", help="quantise to int8 (faster on CPU, slightly less exact)")
-    export.add_argument("--quantization", default="static", help="static (default, calibrated) or dynamic")
+    export.add_argument("--quantization", help="static (default, calibrated) or dynamic")
     export.add_argument("--calibration", metavar="DIR", help="face crops to calibrate int8 (default: synthetic faces)")
     export.set_defaults(handler=cmd_export)
     _add_serve(sub.add_parser("serve", help="HTTP service: POST /predict with an image, GET /health"))
@@ -183,16 +183,8 @@ def _report(summary: Any) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from affectlab.api import export
 
-    path = export(
-        args.run_dir,
-        format=args.format,
-        out=args.out,
-        int8=args.int8,
-        quantization=args.quantization,
-        calibration=args.calibration,
-        overwrite=args.overwrite,
-    )
-    print(f"exported: {path}")
+    options = _given(args, ("format", "out", "quantization", "calibration"))
+    print(f"exported: {export(args.run_dir, int8=args.int8, overwrite=args.overwrite, **options)}")
     return 0
 
 
