@@ -21,6 +21,7 @@ Each function imports what it needs when called: ``predict`` on an ONNX file nev
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -227,7 +228,7 @@ def predict(
         check_ray_request(out, webcam is not None, save_annotated is not None)
     if isinstance(out, (str, Path)):
         check_out_file(Path(out), overwrite, ".parquet" if config.engine == "ray" else ".jsonl or .csv")
-    make_detector(config.detector)  # an unknown detector fails before anything is read
+    detector = make_detector(config.detector)  # an unknown detector fails before anything is read
     sources = expand_inputs([str(i) for i in inputs], webcam)
     if not sources:
         raise AffectlabError("no images or videos found in the given inputs")
@@ -239,13 +240,12 @@ def predict(
         from affectlab.batch.ray_engine import RaySettings, predict_with_ray
 
         return predict_with_ray(RaySettings(str(model), config), sources, Path(out))  # type: ignore[arg-type]
-    return predict_local(model, sources, config, out, save_annotated, overwrite, progress)
+    local = replace(config, detector=detector)  # the one made above: "auto" says once what it picked
+    return predict_local(model, sources, local, out, save_annotated, overwrite, progress)
 
 
 def _predict_config(config: PredictConfig | None, options: dict[str, Any]) -> PredictConfig:
     """``config`` (default: the defaults) with ``options`` (field names) replacing its values."""
-    from dataclasses import replace
-
     (known,) = split_options(options, PredictConfig)
     return replace(config, **known) if config is not None else PredictConfig(**known)
 
