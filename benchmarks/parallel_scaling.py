@@ -126,6 +126,7 @@ def ray_rows(out: Path) -> list[dict[str, Any]]:
     from affectlab.data.transforms import Preprocess
     from affectlab.models.affect_model import create_model
     from affectlab.models.checkpoint import save_checkpoint
+    from affectlab.runtime.settings import PredictConfig
     from affectlab.runtime.sources import expand_inputs
 
     faces = out / "demo-2000"
@@ -140,12 +141,13 @@ def ray_rows(out: Path) -> list[dict[str, Any]]:
     rows = []
     try:
         for actors in (1, 1, 2):  # the first run warms up (workers, imports)
-            settings = RaySettings(str(model), "none", batch_size=32, threads=1, detect_actors=1, model_actors=actors)
+            config = PredictConfig(detector="none", batch_size=32, threads=1)
+            settings = RaySettings(str(model), config, detect_actors=1, model_actors=actors)
             before = load()
             started = time.perf_counter()
-            counts = predict_with_ray(settings, sources, out / "ray.parquet")
-            rate = counts["faces"] / (time.perf_counter() - started)
-            row = {"part": "ray", "model_actors": actors, "faces": counts["faces"], "per_s": round(rate)}
+            summary = predict_with_ray(settings, sources, out / "ray.parquet")
+            rate = summary.faces / (time.perf_counter() - started)
+            row = {"part": "ray", "model_actors": actors, "faces": summary.faces, "per_s": round(rate)}
             rows.append(row | {"load_before": before, "load_after": load()})
             print(json.dumps(rows[-1]), flush=True)
     finally:

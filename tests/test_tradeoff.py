@@ -153,7 +153,7 @@ def test_study_report_has_table_figure_and_analysis(demo_data: Path, tmp_path: P
     from dataclasses import replace
 
     from affectlab.config import RunConfig
-    from affectlab.study import run_study
+    from affectlab.studies import run_study
 
     base = RunConfig()
     base = replace(

@@ -16,9 +16,10 @@ from support.models import demo_faces, one_torch_thread, scene, write_video
 import affectlab
 from affectlab.cli import main
 from affectlab.runtime import pipeline
-from affectlab.runtime.pipeline import PredictOptions, run_predictions
+from affectlab.runtime.pipeline import run_predictions
 from affectlab.runtime.records import RecordWriter
 from affectlab.runtime.results import FaceResult, ImageResult
+from affectlab.runtime.settings import PredictConfig
 from affectlab.runtime.sources import expand_inputs
 from affectlab.runtime.tracking import FaceTracker
 from affectlab.runtime.video import Smoother, iter_video
@@ -164,8 +165,13 @@ def _webcam_run(run: Path, camera_stand_in: Path, annotate: Path, on_item: Any =
     sources = expand_inputs([], webcam=0)
     capture = cv2.VideoCapture(str(camera_stand_in))
     stream = io.StringIO()
-    options = PredictOptions(annotate_dir=annotate)
-    summary = run_predictions(predictor, sources, RecordWriter(stream), options, {0: capture}, on_item)
+    writer = RecordWriter(stream)
+
+    def on_result(result: ImageResult) -> None:
+        writer.write(result.records())
+        on_item()
+
+    summary = run_predictions(predictor, sources, on_result, PredictConfig(), annotate, {0: capture})
     assert not capture.isOpened()  # released at the end
     return summary, [json.loads(line) for line in stream.getvalue().splitlines()]
 

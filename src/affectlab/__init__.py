@@ -8,22 +8,28 @@ Importing the package does nothing heavy: each function imports its code on firs
     >>> study = affectlab.study("reference", data="path/to/affectnet", out="runs/reference")  # -> Study
     >>> predictor = affectlab.load("runs/best")          # or "model.onnx"
     >>> faces = predictor.predict("photo.jpg")           # one FaceResult per face
+    >>> summary = affectlab.predict("runs/best", "photos/", out="faces.jsonl")  # -> PredictSummary
+    >>> path = affectlab.export("runs/best")             # -> runs/best/model.onnx
+    >>> affectlab.serve(path, port=8000)                 # blocks, serving HTTP and the web page
 """
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 from affectlab.version import __version__
 
-__all__ = ["__version__", "evaluate", "load", "study", "train"]
+__all__ = ["PredictConfig", "__version__", "evaluate", "export", "load", "predict", "serve", "study", "train"]
+
+#: Names served lazily from ``affectlab.api``: train, evaluate and study import torch and Lightning when called.
+#: ``export`` and ``serve`` are their packages, made callable (see ``affectlab.verbs``). No module bears the name
+#: of an API function (the study module is ``affectlab.studies``): importing it would replace the function.
+_API = ("train", "evaluate", "study", "predict", "PredictConfig")
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from affectlab.api import evaluate, study, train
+    from affectlab.api import PredictConfig, evaluate, export, predict, serve, study, train
     from affectlab.runtime.predictor import AffectPredictor
 
 
@@ -34,31 +40,13 @@ def load(path: str | Path, **kwargs: Any) -> AffectPredictor:
     return _load(path, **kwargs)
 
 
-#: The API functions served lazily from ``affectlab.api``: they import torch and Lightning, only when first used.
-_API_FUNCTIONS = ("train", "evaluate", "study")
-
-
 def __getattr__(name: str) -> Any:
-    if name in _API_FUNCTIONS:
+    if name in ("export", "serve"):  # callable packages: the same object before and after they are imported
+        import importlib
+
+        return importlib.import_module(f"affectlab.{name}")
+    if name in _API:
         from affectlab import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'affectlab' has no attribute {name!r}")
-
-
-class _Package(types.ModuleType):
-    """Keeps ``affectlab.study`` the API function once the module ``affectlab.study`` is imported.
-
-    Python's import system sets a submodule as an attribute of its package when it is first imported, and an
-    attribute found on the module is never looked up through ``__getattr__``: without this, any call that imported
-    ``affectlab.study`` (``affectlab.train`` does) turned ``affectlab.study(...)`` into "'module' object is not
-    callable". Modules stay importable by name (``from affectlab.study import Study``).
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _API_FUNCTIONS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -1,33 +1,76 @@
-"""The Python API: one function per CLI verb, each returning a typed result with ``to_dict()``.
+"""The Python API: one function per CLI verb, each returning a typed result.
 
 The CLI parses its arguments and makes exactly one of these calls, so what a script does with
 ``affectlab.train(...)`` is what ``affectlab train ...`` does. Settings resolve as everywhere:
 defaults < recipe (a path, a packaged name such as ``"best"``, or a ``RunConfig``) < keyword overrides < ``sets``.
+``predict``, ``export`` and ``serve`` take the prediction settings of ``PredictConfig`` (and ``serve`` those of
+``ServeOptions``) as keywords of the same names.
 
     >>> import affectlab
     >>> run = affectlab.train("best", data="path/to/affectnet", out="runs/best", epochs=3)
     >>> run.metrics.accuracy, run.metrics.ccc
     >>> metrics = affectlab.evaluate(run.path, split="val")
     >>> study = affectlab.study("reference", data="path/to/affectnet", out="runs/reference")
+    >>> summary = affectlab.predict("runs/best", ["photos/"], out="faces.jsonl", detector="haar")
+    >>> onnx = affectlab.export("runs/best")
+    >>> affectlab.serve(onnx, port=8000)
+
+Each function imports what it needs when called: ``predict`` on an ONNX file never imports PyTorch or Lightning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
-from affectlab.atomic import run_folder, write_json
-from affectlab.config import RunConfig, resolve_config
-from affectlab.data.dataset import open_dataset
+from affectlab.config import RunConfig
 from affectlab.errors import AffectlabError
-from affectlab.evaluation.evaluate import Metrics
-from affectlab.experiment import Run, check_resumable, evaluate_run, run_experiment
-from affectlab.models.backbones import get_backbone_spec
-from affectlab.study import Study, run_study
-from affectlab.training.distributed import is_main_process
+from affectlab.runtime.settings import PredictConfig, split_options
 
-__all__ = ["Metrics", "Run", "Study", "evaluate", "study", "train"]
+if TYPE_CHECKING:
+    from affectlab.evaluation.evaluate import Metrics
+    from affectlab.experiment import Run
+    from affectlab.export.onnx import export_model as export
+    from affectlab.runtime.pipeline import PredictSummary
+    from affectlab.serve.app import serve
+    from affectlab.studies import Study
+
+__all__ = [
+    "Metrics",
+    "PredictConfig",
+    "PredictSummary",
+    "Run",
+    "Study",
+    "evaluate",
+    "export",
+    "predict",
+    "serve",
+    "study",
+    "train",
+]
+
+#: Names served from the modules that define them, on first use: the result types bring PyTorch and Lightning,
+#: and ``export`` and ``serve`` are the functions that ``affectlab.export(...)`` and ``affectlab.serve(...)`` call.
+_LAZY = {
+    "Metrics": ("affectlab.evaluation.evaluate", "Metrics"),
+    "Run": ("affectlab.experiment", "Run"),
+    "Study": ("affectlab.studies", "Study"),
+    "PredictSummary": ("affectlab.runtime.pipeline", "PredictSummary"),
+    "export": ("affectlab.export.onnx", "export_model"),
+    "serve": ("affectlab.serve.app", "serve"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
+    raise AttributeError(f"module 'affectlab.api' has no attribute {name!r}")
+
 
 #: What a killed training leaves in its folder that ``resume=True`` continues from; the folder is kept for it.
 RESUMABLE = ("model.pt", "checkpoints/last.ckpt")
@@ -54,6 +97,13 @@ def train(
     model selection that never touches the test split. Under DDP every rank calls this; rank zero scores,
     writes and returns the run, the other ranks train alongside it and return None.
     """
+    from affectlab.atomic import run_folder, write_json
+    from affectlab.config import resolve_config
+    from affectlab.data.dataset import open_dataset
+    from affectlab.experiment import check_resumable, run_experiment
+    from affectlab.models.backbones import get_backbone_spec
+    from affectlab.training.distributed import is_main_process
+
     cfg = resolve_config(recipe, _with_data(data, overrides), sets).single_run()
     get_backbone_spec(cfg.model.backbone)
     out = Path(out)
@@ -88,6 +138,8 @@ def evaluate(
     Writes ``metrics.json`` and the figures (into the run folder for its own test split, else into
     ``eval-<split>-<data>`` inside it, or into ``out``); ``tta_flip`` overrides the run's flip TTA.
     """
+    from affectlab.experiment import Run, evaluate_run
+
     return evaluate_run(run.path if isinstance(run, Run) else run, data, split, out, overwrite, tta_flip=tta_flip)
 
 
@@ -109,6 +161,9 @@ def study(
     (``backbones=["resnet18"]``, ``seeds=[0, 1, 2]``, ``backbone_weights={"vgg16": "none"}``); without them,
     the recipe's own backbone and task, else the reference study's VGG16 and MobileNetV2 x both tasks.
     """
+    from affectlab.config import resolve_config
+    from affectlab.studies import run_study
+
     cfg = resolve_config(recipe, _with_data(data, overrides), sets)
     if cfg.train.devices != 1 or cfg.train.num_nodes != 1:
         raise AffectlabError(
@@ -116,6 +171,83 @@ def study(
             "use 'affectlab train --devices N' for a multi-device run"
         )
     return run_study(cfg, out, overwrite, progress, command=command)
+
+
+def predict(
+    model: str | Path,
+    inputs: str | Path | Sequence[str | Path] = (),
+    *,
+    out: str | Path | TextIO | None = None,
+    webcam: int | None = None,
+    save_annotated: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    config: PredictConfig | None = None,
+    **options: Any,
+) -> PredictSummary:
+    """Find the faces in photos, folders (recursive), videos or a webcam, and predict expression and V/A for each.
+
+    Args:
+        model: a run folder, a ``.pt`` checkpoint or a ``.onnx`` file.
+        inputs: image files, folders and video files (one path or several).
+        out: where the records go: a ``.jsonl`` or ``.csv`` file (``.parquet`` with ``engine="ray"``), written
+            atomically; an open text stream (JSON lines, as ``affectlab predict`` writes to stdout); or None to
+            keep the results in memory, in ``summary.results`` (for long videos, give a file).
+        webcam: also read this camera (e.g. 0) until Ctrl-C.
+        save_annotated: a folder for copies of the inputs with boxes, labels and V/A drawn on them.
+        overwrite: replace an existing ``out`` file or annotated files.
+        progress: show a progress bar on stderr.
+        config: prediction settings; ``options`` (``detector="haar"``, ``every=5``, ...) are its fields, and
+            override it.
+
+    Returns:
+        The counts (items, faces, no face, errors), the files written, and without ``out`` the ``ImageResult``
+        of each item (one ``FaceResult`` per face), in input order. An unreadable input is an error record, not
+        an exception.
+
+    Raises:
+        AffectlabError: before any work, for a bad model, option, output path or camera.
+
+    Example:
+        >>> summary = affectlab.predict("runs/best", "photos/", detector="haar")
+        >>> [(face.label, face.valence) for result in summary.results for face in result]
+    """
+    from affectlab.runtime.faces import make_detector
+    from affectlab.runtime.pipeline import check_out_file, predict_local
+    from affectlab.runtime.sources import expand_inputs
+
+    config = _predict_config(config, options)
+    inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if not inputs and webcam is None:
+        raise AffectlabError("predict: give at least one INPUT (image, folder or video) or --webcam INDEX")
+    if config.shard is not None and webcam is not None:
+        raise AffectlabError("--shard splits files between jobs; it cannot be used with --webcam")
+    if config.engine == "ray":
+        from affectlab.batch.ray_engine import check_ray_request
+
+        check_ray_request(out, webcam is not None, save_annotated is not None)
+    if isinstance(out, (str, Path)):
+        check_out_file(Path(out), overwrite, ".parquet" if config.engine == "ray" else ".jsonl or .csv")
+    detector = make_detector(config.detector)  # an unknown detector fails before anything is read
+    sources = expand_inputs([str(i) for i in inputs], webcam)
+    if not sources:
+        raise AffectlabError("no images or videos found in the given inputs")
+    if config.shard is not None:
+        from affectlab.batch.sharding import take_shard
+
+        sources = take_shard(sources, *config.shard)
+    if config.engine == "ray":
+        from affectlab.batch.ray_engine import RaySettings, predict_with_ray
+
+        return predict_with_ray(RaySettings(str(model), config), sources, Path(out))  # type: ignore[arg-type]
+    local = replace(config, detector=detector)  # the one made above: "auto" says once what it picked
+    return predict_local(model, sources, local, out, save_annotated, overwrite, progress)
+
+
+def _predict_config(config: PredictConfig | None, options: dict[str, Any]) -> PredictConfig:
+    """``config`` (default: the defaults) with ``options`` (field names) replacing its values."""
+    (known,) = split_options(options, PredictConfig)
+    return replace(config, **known) if config is not None else PredictConfig(**known)
 
 
 def _with_data(data: str | None, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +21,41 @@ import numpy as np
 
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
+from affectlab.runtime.pipeline import PredictSummary
 from affectlab.runtime.results import CSV_COLUMNS, Detection, FaceResult, ImageResult, flat_record
+from affectlab.runtime.settings import PredictConfig
 from affectlab.runtime.sources import Source
 
-__all__ = ["RaySettings", "parquet_schema", "predict_with_ray"]
+__all__ = ["RaySettings", "check_ray_request", "parquet_schema", "predict_with_ray"]
 
 
 @dataclass(frozen=True)
 class RaySettings:
+    """The model, its ``PredictConfig`` (``address`` says which cluster), and how many actors each stage gets.
+
+    ``detect_actors`` defaults to half the cluster's CPUs (at least one); ``input_size`` is the model's, filled in
+    by ``predict_with_ray`` for the actors.
+    """
+
     model: str
-    detector: str = "auto"
-    margin: float | None = None
-    align: bool = False
-    batch_size: int = 32
-    threads: int | None = None
-    address: str | None = None  # None: a local Ray on this machine; "auto": the running cluster
-    detect_actors: int | None = None  # None: half the cluster's CPUs, at least one
+    config: PredictConfig = field(default_factory=PredictConfig)
+    detect_actors: int | None = None
     model_actors: int = 1
-    input_size: int = 0  # the model's, filled in by predict_with_ray
+    input_size: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("detect_actors", "model_actors"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise AffectlabError(f"RaySettings.{name} must be at least 1, got {value}")
+
+
+def check_ray_request(out: object, webcam: bool, annotated: bool) -> None:
+    """What the Ray engine cannot do, refused before Ray starts: it writes Parquet, and reads image files only."""
+    if not isinstance(out, (str, Path)) or Path(out).suffix.lower() != ".parquet":
+        raise AffectlabError("--engine ray writes a Parquet file: give --out FILE.parquet")
+    if webcam or annotated:
+        raise AffectlabError("--engine ray scores image files; --webcam and --save-annotated need the local engine")
 
 
 def parquet_schema() -> Any:
@@ -72,9 +89,10 @@ class DetectCrop:
     def __init__(self, settings: RaySettings) -> None:
         from affectlab.runtime.faces import make_detector
 
-        assert settings.margin is not None and settings.input_size > 0, "filled in by predict_with_ray"
-        self.size, self.margin, self.align = settings.input_size, settings.margin, settings.align
-        self.detector = make_detector(settings.detector)
+        config = settings.config
+        assert config.margin is not None and settings.input_size > 0, "filled in by predict_with_ray"
+        self.size, self.margin, self.align = settings.input_size, config.margin, config.align
+        self.detector = make_detector(config.detector)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         from affectlab.data.images import read_rgb
@@ -123,7 +141,7 @@ class RunModel:
     def __init__(self, settings: RaySettings) -> None:
         from affectlab.runtime.predictor import load
 
-        self.backend = load(settings.model, detector="none", threads=settings.threads).backend
+        self.backend = load(settings.model, detector="none", threads=settings.config.threads).backend
         self.class_names = self.backend.info.class_names
 
     def __call__(self, batch: dict[str, Any]) -> Any:
@@ -137,45 +155,36 @@ class RunModel:
             if not faces[i]:
                 record = ImageResult(str(source), [], error=str(batch["error"][i]) or None).records()[0]
             else:
-                va, row = outputs.get("va"), int(row_of[i])
-                face = FaceResult(
-                    box=tuple(int(v) for v in batch["box"][i]),  # type: ignore[arg-type]
-                    probs=outputs["probs"][row] if "probs" in outputs else None,
-                    valence=None if va is None else float(va[row, 0]),
-                    arousal=None if va is None else float(va[row, 1]),
-                    class_names=self.class_names,
-                )
+                box = tuple(int(v) for v in batch["box"][i])
+                face = FaceResult.from_outputs(outputs, int(row_of[i]), box, self.class_names)  # type: ignore[arg-type]
                 record = ImageResult(str(source), [face]).records()[0] | {"face": int(batch["face"][i])}
             records.append(flat_record(record))
         table = pa.Table.from_pylist(records, schema=parquet_schema())
         return table.append_column("order", pa.array(np.asarray(batch["order"], dtype=np.int64)))
 
 
-def predict_with_ray(settings: RaySettings, sources: list[Source], out: Path) -> dict[str, int]:
-    """Predict on image ``sources`` with Ray Data and write ``out`` (Parquet); returns counts for the summary."""
+def predict_with_ray(settings: RaySettings, sources: list[Source], out: Path) -> PredictSummary:
+    """Predict on image ``sources`` with Ray Data and write ``out`` (Parquet); returns the counts."""
     from affectlab.atomic import atomic_write
 
     require("ray.data", "--engine ray")
     ray = require("ray", "--engine ray")
     pq = require("pyarrow.parquet", "--engine ray")
 
-    if settings.model_actors < 1 or (settings.detect_actors is not None and settings.detect_actors < 1):
-        raise AffectlabError("--ray-actors: at least one actor per stage")
     unsupported = [s for s in sources if s.kind != "image" or s.path is None]
     if unsupported:
         raise AffectlabError(
             f"{unsupported[0].name}: --engine ray reads image files only (it is a {unsupported[0].kind}); "
             "use the default engine for videos, webcams and unreadable folders"
         )
-    from affectlab.runtime.predictor import load
+    from affectlab.runtime.predictor import load_for
 
-    predictor = load(
-        settings.model, settings.detector, settings.batch_size, settings.margin, settings.threads, settings.align
-    )  # here first: a bad model or detector stops before Ray starts
-    settings = replace(settings, margin=predictor.margin, input_size=predictor.info.preprocess.input_size)
+    predictor = load_for(settings.model, settings.config)  # here first: a bad model stops before Ray starts
+    config = replace(settings.config, margin=predictor.margin)
+    settings = replace(settings, config=config, input_size=predictor.info.preprocess.input_size)
     if not ray.is_initialized():
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ core logs its notes on stderr
-        ray.init(address=settings.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=config.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # records in input order, as the single-process run
@@ -189,40 +198,24 @@ def predict_with_ray(settings: RaySettings, sources: list[Source], out: Path) ->
         .map_batches(
             RunModel,
             fn_constructor_args=(settings,),
-            batch_size=settings.batch_size,
+            batch_size=config.batch_for(webcam=False),
             concurrency=settings.model_actors,
             num_cpus=1,
         )
     )
-    counts = {"items": 0, "faces": 0, "no_face": 0, "errors": 0}
+    summary = PredictSummary(out=out)
 
     def write(tmp: Path) -> None:
         with pq.ParquetWriter(tmp, parquet_schema()) as writer:
             for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                 table = table.select(parquet_schema().names).cast(parquet_schema())
                 rows = table.to_pydict()
-                counts["faces"] += sum(1 for f in rows["face"] if f is not None)
-                counts["no_face"] += sum(bool(v) for v in rows["no_face"])
-                counts["errors"] += sum(e is not None for e in rows["error"])
-                counts["items"] += sum(1 for f in rows["face"] if f in (None, 0))
+                summary.faces += sum(1 for f in rows["face"] if f is not None)
+                summary.no_face += sum(bool(v) for v in rows["no_face"])
+                summary.errors += sum(e is not None for e in rows["error"])
+                summary.items += sum(1 for f in rows["face"] if f in (None, 0))
+                summary.first_error = summary.first_error or next((e for e in rows["error"] if e is not None), None)
                 writer.write_table(table)
 
     atomic_write(out, write)
-    return counts
-
-
-def cmd_predict_ray(args: Any, sources: list[Source]) -> int:
-    """``predict --engine ray``, after the command's checks: run the pipeline and print the summary line."""
-    import sys
-
-    settings = RaySettings(
-        args.model, args.detector, args.margin, args.align, args.batch_size or 32, args.threads, args.address
-    )
-    counts = predict_with_ray(settings, sources, Path(args.out))
-    if not args.quiet:
-        print(
-            f"{counts['items']} item(s); {counts['faces']} face(s); {counts['no_face']} without a face; "
-            f"{counts['errors']} error(s)\nresults: {args.out}",
-            file=sys.stderr,
-        )
-    return 1 if counts["errors"] else 0
+    return summary

@@ -19,14 +19,13 @@ T = TypeVar("T")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """``"3/8"`` -> (3, 8); I counts from 0, as ``$SLURM_ARRAY_TASK_ID`` with ``--array=0-7``."""
+    """``"3/8"`` -> (3, 8); I counts from 0, as ``$SLURM_ARRAY_TASK_ID`` with ``--array=0-7``.
+
+    Only the form is checked here; ``PredictConfig`` checks the numbers, for the Python API as well."""
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match:
         raise AffectlabError(f"--shard {text}: expected I/N, e.g. 0/8 (I from 0 to N-1)")
-    index, count = int(match.group(1)), int(match.group(2))
-    if count < 1 or index >= count:
-        raise AffectlabError(f"--shard {text}: I must be from 0 to N-1 and N at least 1")
-    return index, count
+    return int(match.group(1)), int(match.group(2))
 
 
 def take_shard(items: Sequence[T], index: int, count: int) -> list[T]:

@@ -1,56 +1,100 @@
-"""The ``predict``, ``export`` and ``serve`` verbs of the ``affectlab`` command.
+"""The ``predict``, ``export`` and ``serve`` verbs of the ``affectlab`` command: parse, one API call, print.
 
-Every user-caused failure (a missing model, an unknown format, a camera that cannot be opened) is raised as an
-``AffectlabError`` before any work starts, so it ends as one line and exit code 2. Per-item failures (an
-unreadable image, a broken video) become error records; the run goes on and exits 1 at the end.
+Flags that are not given stay None here, so every default is the one in ``PredictConfig`` or ``ServeOptions``
+(the help texts read it from there). Every user-caused failure (a missing model, an unknown format, a camera
+that cannot be opened) is raised by the API as an ``AffectlabError`` before any work starts, so it ends as one
+line and exit code 2. Per-item failures (an unreadable image, a broken video) become error records; the run
+goes on and exits 1 at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
-from contextlib import nullcontext
-from pathlib import Path
 from typing import Any
 
-from affectlab.errors import AffectlabError
+from affectlab.runtime.settings import DEFAULT_BATCH, ENGINES, PredictConfig
 
 __all__ = ["add_commands", "cmd_export", "cmd_predict", "cmd_serve"]
 
+#: The ``PredictConfig`` fields with a flag of their own (``--batch-size`` for ``batch_size``).
+PREDICT_FLAGS = (
+    "detector",
+    "margin",
+    "align",
+    "landmarks",
+    "batch_size",
+    "every",
+    "smooth",
+    "threads",
+    "engine",
+    "address",
+)
+#: The ``ServeOptions`` fields with a flag of their own; sizes are given in MB (see ``cmd_serve``).
+SERVE_FLAGS = (
+    "host",
+    "port",
+    "workers",
+    "insecure",
+    "docs",
+    "max_batch",
+    "max_wait_ms",
+    "max_queue",
+    "timeout_s",
+    "api_key",
+    "cors_origins",
+    "max_video_s",
+    "max_video_frames",
+)
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    predict = sub.add_parser("predict", help="faces, expressions and valence/arousal in photos, folders, video, webcam")
+    _add_predict(sub.add_parser("predict", help="faces, expressions and valence/arousal in photos, video, webcam"))
+    export = sub.add_parser("export", help="write a trained run as a self-describing ONNX model")
+    export.add_argument("run_dir", help="run folder or .pt checkpoint")
+    export.add_argument("--format", help="export format (default onnx)")
+    export.add_argument("--out", help="output file (default: RUN_DIR/model.onnx or model-int8.onnx)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    export.add_argument("--int8", action="store_true", help="quantise to int8 (faster on CPU, slightly less exact)")
+    export.add_argument("--quantization", help="static (default, calibrated) or dynamic")
+    export.add_argument("--calibration", metavar="DIR", help="face crops to calibrate int8 (default: synthetic faces)")
+    export.set_defaults(handler=cmd_export)
+    _add_serve(sub.add_parser("serve", help="HTTP service: POST /predict with an image, GET /health"))
+
+
+def _add_predict(predict: argparse.ArgumentParser) -> None:
+    default = PredictConfig()
     predict.add_argument("model", metavar="MODEL", help="run folder, .pt checkpoint or .onnx file")
     predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive), video files")
     predict.add_argument("--webcam", type=int, metavar="INDEX", help="also read camera INDEX (e.g. 0); Ctrl-C stops")
-    predict.add_argument(
-        "--detector",
-        default="auto",
-        help="auto (default: yuface if installed, else haar), yuface, haar, or none (each image is one face crop)",
-    )
+    _add_detector(predict)
     predict.add_argument("--margin", type=float, help="border around faces, fraction of the box (default: model's)")
-    predict.add_argument("--align", action="store_true", help="level the eyes before cropping (yuface landmarks)")
+    predict.add_argument(
+        "--align", action="store_true", default=None, help="level the eyes before cropping (yuface landmarks)"
+    )
     predict.add_argument(
         "--landmarks",
         action="store_true",
-        help="add FaceMesh's 468 3-D points and head pose (yaw, pitch, roll) to each face (see docs/landmarks.md)",
+        default=None,
+        help="add FaceMesh's 468 3-D points and head pose (yaw, pitch, roll) to each face (see the landmarks page)",
     )
     predict.add_argument("--out", help="results file, .jsonl or .csv (default: JSON lines on stdout)")
     predict.add_argument("--save-annotated", metavar="DIR", help="write images/videos with boxes, labels and V/A dots")
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --out file or annotated files")
-    predict.add_argument("--batch-size", type=int, help="face crops per model call (default 32; 1 with --webcam)")
-    predict.add_argument("--every", type=int, default=1, metavar="N", help="video: process every Nth frame")
-    predict.add_argument("--smooth", type=int, default=1, metavar="N", help="video: average over the last N frames")
+    predict.add_argument(
+        "--batch-size", type=int, help=f"face crops per model call (default {DEFAULT_BATCH}; 1 with --webcam)"
+    )
+    predict.add_argument("--every", type=int, metavar="N", help=f"video: every Nth frame (default {default.every})")
+    predict.add_argument(
+        "--smooth", type=int, metavar="N", help=f"video: average over the last N frames (default {default.smooth})"
+    )
     predict.add_argument("--threads", type=int, help="model threads (default: ONNX all usable CPUs, PyTorch its own)")
     predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     predict.add_argument("--shard", metavar="I/N", help="only part I (from 0) of N of the inputs, for job arrays")
     predict.add_argument(
         "--engine",
-        choices=["local", "ray"],
-        default="local",
-        help="local (default): this process; ray: a Ray Data pipeline writing --out FILE.parquet",
+        choices=ENGINES,
+        help=f"{default.engine} (default): this process; ray: a Ray Data pipeline writing --out FILE.parquet",
     )
     predict.add_argument(
         "--address",
@@ -58,250 +102,117 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     )
     predict.set_defaults(handler=cmd_predict)
 
-    export = sub.add_parser("export", help="write a trained run as a self-describing ONNX model")
-    export.add_argument("run_dir", help="run folder or .pt checkpoint")
-    export.add_argument("--format", default="onnx", help="export format (onnx)")
-    export.add_argument("--out", help="output file (default: RUN_DIR/model.onnx or model-int8.onnx)")
-    export.add_argument("--int8", action="store_true", help="quantise to int8 (faster on CPU, slightly less exact)")
-    export.add_argument("--quantization", default="static", help="static (default, calibrated) or dynamic")
-    export.add_argument("--calibration", metavar="DIR", help="face crops to calibrate int8 (default: synthetic faces)")
-    export.set_defaults(handler=cmd_export)
 
-    serve = sub.add_parser("serve", help="HTTP service: POST /predict with an image, GET /health")
+def _add_detector(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--detector",
+        help=f"{PredictConfig().detector} (default: yuface if installed, else haar), yuface, haar, "
+        "or none (each image is one face crop)",
+    )
+
+
+def _add_serve(serve: argparse.ArgumentParser) -> None:
+    """The flags of ``affectlab serve``; their defaults are ``ServeOptions``'s, named in the help."""
+    from affectlab.serve.options import MB, ServeOptions
+
+    default = ServeOptions()
     serve.add_argument("model", metavar="MODEL", help="run folder, .pt checkpoint or .onnx file")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--detector", default="auto", help="auto (default), yuface, haar or none")
+    serve.add_argument("--host", help=f"address to listen on (default {default.host})")
+    serve.add_argument("--port", type=int, help=f"port to listen on (default {default.port})")
+    _add_detector(serve)
     serve.add_argument("--threads", type=int, help="runtime threads")
-    serve.add_argument("--landmarks", action="store_true", help="add FaceMesh points and head pose to every face")
-    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
-    serve.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs, /openapi.json)")
-    serve.add_argument("--max-batch", type=int, default=32, help="most images per model batch (1: one at a time)")
-    serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill (default 5)")
-    serve.add_argument("--max-queue", type=int, default=256, help="most waiting requests; more get 503 (default 256)")
-    serve.add_argument("--timeout", type=float, default=30.0, help="seconds a request may wait; then 504 (default 30)")
+    serve.add_argument(
+        "--landmarks", action="store_true", default=None, help="add FaceMesh points and head pose to every face"
+    )
+    upload_mb, video_mb = default.max_upload_bytes / MB, default.max_video_bytes / MB
+    serve.add_argument("--max-upload-mb", type=float, help=f"largest accepted upload (default {upload_mb:g} MB)")
+    serve.add_argument(
+        "--docs", action="store_true", default=None, help="serve the OpenAPI pages (/docs, /openapi.json)"
+    )
+    serve.add_argument("--max-batch", type=int, help=f"most images per model batch (default {default.max_batch})")
+    serve.add_argument(
+        "--max-wait-ms", type=float, help=f"how long a batch waits to fill (default {default.max_wait_ms:g})"
+    )
+    serve.add_argument(
+        "--max-queue", type=int, help=f"most waiting requests; more get 503 (default {default.max_queue})"
+    )
+    serve.add_argument(
+        "--timeout",
+        dest="timeout_s",
+        type=float,
+        help=f"seconds a request may wait; then 504 (default {default.timeout_s:g})",
+    )
     serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $AFFECTLAB_API_KEY)")
-    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without an API key")
+    serve.add_argument(
+        "--insecure", action="store_true", default=None, help="allow a non-loopback --host without an API key"
+    )
     serve.add_argument(
         "--cors-origin",
+        dest="cors_origins",
         action="append",
-        default=[],
         metavar="ORIGIN",
         help="let browser pages from ORIGIN call the API (repeatable; default: none)",
     )
-    _add_serve_scaling(serve)
+    serve.add_argument("--max-video-mb", type=float, help=f"largest video upload (default {video_mb:g} MB)")
+    serve.add_argument(
+        "--max-video-seconds", dest="max_video_s", type=float, help=f"longest video (default {default.max_video_s:g} s)"
+    )
+    serve.add_argument("--max-video-frames", type=int, help=f"most video frames (default {default.max_video_frames})")
+    serve.add_argument(
+        "--workers", type=int, help=f"processes, each with its own model (default {default.workers}; >1: API only)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
 
-def _add_serve_scaling(serve: argparse.ArgumentParser) -> None:
-    """Video limits and worker processes of ``affectlab serve``."""
-    serve.add_argument("--max-video-mb", type=float, default=200.0, help="largest video upload (default 200 MB)")
-    serve.add_argument("--max-video-seconds", type=float, default=600.0, help="longest video (default 600 s)")
-    serve.add_argument("--max-video-frames", type=int, default=18000, help="most video frames (default 18000)")
-    serve.add_argument(
-        "--workers", type=int, default=1, help="processes, each with its own model (default 1; >1: API only, no page)"
-    )
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The flags among ``names`` that were given, by field name; the rest keep the config's defaults."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from affectlab.atomic import atomic_write
-    from affectlab.runtime.faces import make_detector
-    from affectlab.runtime.pipeline import (
-        PredictOptions,
-        estimate_items,
-        open_cameras,
-        plan_annotations,
-        run_predictions,
-    )
-    from affectlab.runtime.predictor import load
-    from affectlab.runtime.records import RecordWriter, output_format
-    from affectlab.runtime.sources import expand_inputs
+    from affectlab.api import predict
+    from affectlab.batch.sharding import parse_shard
 
-    _check_predict_args(args)
-    if args.out:
-        _check_writable(Path(args.out), args.overwrite)
-    fmt = output_format(args.out) if args.out and args.engine == "local" else "jsonl"
-    detector = make_detector(args.detector)
-    sources = expand_inputs(args.inputs, args.webcam)
-    if not sources:
-        raise AffectlabError("no images or videos found in the given inputs")
-    if args.shard:
-        from affectlab.batch.sharding import parse_shard, take_shard
-
-        sources = take_shard(sources, *parse_shard(args.shard))
-    if args.engine == "ray":
-        from affectlab.batch.ray_engine import cmd_predict_ray
-
-        return cmd_predict_ray(args, sources)
-    if args.save_annotated:
-        _check_annotated(
-            Path(args.save_annotated), plan_annotations(sources, Path(args.save_annotated)), args.overwrite
-        )
-    if not args.verbose:
-        _quiet_opencv()
-    cameras = open_cameras(sources)
-    batch = args.batch_size or (1 if args.webcam is not None else 32)
-    predictor = load(
+    summary = predict(
         args.model,
-        detector=detector,
-        batch_size=batch,
-        margin=args.margin,
-        threads=args.threads,
-        align=args.align,
-        landmarks=args.landmarks,
+        args.inputs,
+        out=args.out or sys.stdout,
+        webcam=args.webcam,
+        save_annotated=args.save_annotated,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        shard=parse_shard(args.shard) if args.shard else None,
+        **_given(args, PREDICT_FLAGS),
     )
-    options = PredictOptions(args.every, args.smooth, Path(args.save_annotated) if args.save_annotated else None)
-
-    def run(stream: Any) -> Any:
-        with _progress(args.quiet, estimate_items(sources, args.every)) as advance:
-            writer = RecordWriter(stream, fmt, landmarks=args.landmarks)
-            return run_predictions(predictor, sources, writer, options, cameras, advance)
-
-    if args.out:
-        box: dict[str, Any] = {}
-
-        def write(tmp: Path) -> None:
-            with tmp.open("w", encoding="utf-8", newline="") as stream:
-                box["summary"] = run(stream)
-
-        atomic_write(args.out, write)
-        summary = box["summary"]
-    else:
-        summary = run(sys.stdout)
     if not args.quiet:
-        _report(summary, args.out)
+        _report(summary)
     return 1 if summary.errors else 0
 
 
-def _check_predict_args(args: argparse.Namespace) -> None:
-    if not args.inputs and args.webcam is None:
-        raise AffectlabError("predict: give at least one INPUT (image, folder or video) or --webcam INDEX")
-    if args.shard and args.webcam is not None:
-        raise AffectlabError("--shard splits files between jobs; it cannot be used with --webcam")
-    if args.shard:
-        from affectlab.batch.sharding import parse_shard
-
-        parse_shard(args.shard)
-    if args.engine == "ray":
-        if not args.out or Path(args.out).suffix.lower() != ".parquet":
-            raise AffectlabError("--engine ray writes a Parquet file: give --out FILE.parquet")
-        if args.webcam is not None or args.save_annotated or args.landmarks:
-            raise AffectlabError(
-                "--engine ray scores image files; --webcam, --save-annotated and --landmarks need the local engine"
-            )
-    elif args.address:
-        raise AffectlabError("--address is for --engine ray")
-    for name in ("batch_size", "every", "smooth", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise AffectlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    if args.margin is not None and not 0 <= args.margin <= 2:
-        raise AffectlabError(f"--margin must be between 0 and 2, got {args.margin}")
-
-
-def _check_writable(out: Path, overwrite: bool) -> None:
-    """Before any work: ``--out`` must be a file name in a folder that can be written, and new unless replaced."""
-    if out.is_dir():
-        raise AffectlabError(f"{out}: is a folder; --out takes a file name ending in .jsonl or .csv")
-    if out.exists() and not overwrite:
-        raise AffectlabError(f"{out}: exists; pass --overwrite to replace it")
-    folder = out.absolute().parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise AffectlabError(f"{out}: cannot be written ({folder} is not a writable folder)")
-
-
-def _check_annotated(folder: Path, plan: dict[str, Path], overwrite: bool) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise AffectlabError(f"{folder}: --save-annotated needs a folder, and this is a file")
-    existing = [target for target in plan.values() if target.exists()]
-    if existing and not overwrite:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise AffectlabError(f"{existing[0]}: exists{more}; pass --overwrite to replace annotated files")
-
-
-def _quiet_opencv() -> None:
-    """OpenCV and FFmpeg print their own warnings for every broken file; our records already say it in one line."""
-    import cv2
-
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-def _progress(quiet: bool, total: int | None) -> Any:
-    """A context giving ``advance()``: a rich progress bar with items per second on stderr, or a no-op."""
-    if quiet:
-        return nullcontext(lambda: None)
-    from contextlib import contextmanager
-
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
-    from rich.text import Text
-
-    class _Rate(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            return Text(f"{task.speed or 0:.1f} items/s")
-
-    @contextmanager
-    def bar() -> Any:
-        columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn()]
-        with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-            task = progress.add_task("predict", total=total)
-            yield lambda: progress.advance(task)
-
-    return bar()
-
-
-def _report(summary: Any, out: str | None) -> None:
+def _report(summary: Any) -> None:
     parts = [f"{summary.items} item(s)", f"{summary.faces} face(s)", f"{summary.no_face} without a face"]
     if summary.errors:
         parts.append(f"{summary.errors} error(s), first: {summary.first_error}")
     print("; ".join(parts), file=sys.stderr)
-    if out:
-        print(f"results: {out}", file=sys.stderr)
+    if summary.out:
+        print(f"results: {summary.out}", file=sys.stderr)
     if summary.annotated:
         print(f"annotated: {len(summary.annotated)} file(s) in {summary.annotated[0].parent}", file=sys.stderr)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from affectlab.export.onnx import export_model
+    from affectlab.api import export
 
-    path = export_model(args.run_dir, args.format, args.out, args.int8, args.quantization, args.calibration)
-    print(f"exported: {path}")
+    options = _given(args, ("format", "out", "quantization", "calibration"))
+    print(f"exported: {export(args.run_dir, int8=args.int8, overwrite=args.overwrite, **options)}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from affectlab.serve.access import api_key_from, check_bind
-    from affectlab.serve.app import ServeOptions, serve
+    from affectlab.api import serve
+    from affectlab.serve.options import MB
 
-    if not args.max_upload_mb > 0:
-        raise AffectlabError(f"--max-upload-mb must be above 0, got {args.max_upload_mb}")
-    options = ServeOptions(
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-        docs=args.docs,
-        max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms,
-        max_queue=args.max_queue,
-        timeout_s=args.timeout,
-        api_key=api_key_from(args.api_key),
-        cors_origins=args.cors_origin,
-        max_video_bytes=int(args.max_video_mb * 1024 * 1024),
-        max_video_s=args.max_video_seconds,
-        max_video_frames=args.max_video_frames,
-    )
-    options.check()
-    check_bind(args.host, options.api_key, args.insecure)
-    logging.getLogger("affectlab").setLevel(logging.INFO)
-    serve(
-        args.model,
-        host=args.host,
-        port=args.port,
-        detector=args.detector,
-        threads=args.threads,
-        options=options,
-        workers=args.workers,
-        landmarks=args.landmarks,
-    )
+    sizes = _given(args, ("max_upload_mb", "max_video_mb"))  # the flags are MB, the options bytes
+    sizes = {f"{name[:-3]}_bytes": mb * MB for name, mb in sizes.items()}
+    serve(args.model, **_given(args, ("detector", "threads", "landmarks", *SERVE_FLAGS)), **sizes)
     return 0

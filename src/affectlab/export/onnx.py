@@ -40,20 +40,46 @@ FP32_TOLERANCE = 1e-4
 
 
 def export_model(
-    source: str | Path,
-    fmt: str = "onnx",
+    run: str | Path | Any,
+    format: str = "onnx",
     out: str | Path | None = None,
     int8: bool = False,
     quantization: str = "static",
     calibration: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Export ``source`` (run folder or checkpoint) in format ``fmt``; the default path is inside the run folder."""
-    if fmt not in EXPORT_FORMATS:
-        raise AffectlabError(f"unknown export format {fmt!r}; available: {', '.join(EXPORT_FORMATS)}")
-    source = Path(source)
+    """Write a trained run as a self-describing model file, checked against PyTorch before it is written.
+
+    This is ``affectlab.export`` (and ``affectlab.api.export``).
+
+    Args:
+        run: a run folder, a ``.pt`` checkpoint, or the ``Run`` that ``affectlab.train`` returned.
+        format: the file format (``onnx``).
+        out: the file to write (default: ``model.onnx``, or ``model-int8.onnx`` with ``int8``, in the run folder).
+        int8: quantise to int8 (faster on a CPU; refused if it changes too many labels).
+        quantization: ``static`` (calibrated on face crops) or ``dynamic``.
+        calibration: a folder of face crops for static quantisation (default: synthetic faces).
+        overwrite: replace an existing ``out``. Without it an existing file is refused: it may be an export made
+            with other settings (a study's run already holds its ``model.onnx``), or a file that is not ours.
+
+    Returns:
+        The path written.
+
+    Example:
+        >>> path = affectlab.export("runs/best", int8=True, calibration="face-crops/")
+        >>> predictor = affectlab.load(path)
+    """
+    if format not in EXPORT_FORMATS:
+        raise AffectlabError(f"unknown export format {format!r}; available: {', '.join(EXPORT_FORMATS)}")
+    source = Path(getattr(run, "path", run))  # a Run, without importing the training code
     if out is None:
         folder = source if source.is_dir() else source.parent
-        out = folder / EXPORT_FORMATS[fmt][1 if int8 else 0]
+        out = folder / EXPORT_FORMATS[format][1 if int8 else 0]
+    out = Path(out)
+    if out.is_dir():
+        raise AffectlabError(f"{out}: is a folder; --out takes a file name such as model.onnx")
+    if out.exists() and not overwrite:
+        raise AffectlabError(f"{out}: exists; pass --overwrite to replace it")
     return export_onnx(source, out, int8=int8, quantization=quantization, calibration=calibration)
 
 

@@ -51,6 +51,7 @@ def load_checkpoint(path: str | Path) -> tuple[AffectModel, dict[str, Any]]:
     """Rebuild a model from a checkpoint file or a run folder (``model.pt`` inside it), in eval mode."""
     path = Path(path)
     if path.is_dir():
+        _refuse_study_folder(path)
         path = path / "model.pt"
     if not path.is_file():
         raise AffectlabError(f"{path}: model file not found")
@@ -79,3 +80,12 @@ def load_checkpoint(path: str | Path) -> tuple[AffectModel, dict[str, Any]]:
         raise AffectlabError(f"{path}: damaged affectlab checkpoint ({type(exc).__name__}: {first})") from None
     model.eval()
     return model, meta
+
+
+def _refuse_study_folder(folder: Path) -> None:
+    """A folder without ``model.pt`` whose sub-folders hold models (a study's): name them, as the user meant one."""
+    if (folder / "model.pt").exists():
+        return
+    models = sorted(str(p.parent) for p in folder.glob("*/model.pt"))
+    if models:
+        raise AffectlabError(f"{folder} is a study folder; give one of its models: {', '.join(models)}")

@@ -57,7 +57,7 @@ class ModelInfo:
             "task": self.task,
             "class_names": list(self.class_names),
             "va_range": list(self.va_range),
-            "preprocess": {k: v for k, v in self.preprocess.to_dict().items() if k != "extra"},
+            "preprocess": self.preprocess.to_dict(),
             "source": self.source,
             "runtime": self.runtime,
             "tta_flip": self.tta_flip,

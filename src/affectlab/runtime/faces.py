@@ -28,6 +28,7 @@ import numpy as np
 from affectlab.data.images import resize_square, square_crop
 from affectlab.errors import AffectlabError
 from affectlab.runtime.results import Box, Detection
+from affectlab.runtime.settings import DEFAULT_DETECTOR
 
 __all__ = [
     "DEFAULT_DETECTOR",
@@ -44,9 +45,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: The detector used when none is named: the best on ``benchmarks/detection.py`` that is installed.
-DEFAULT_DETECTOR = "auto"
 
 
 class FaceDetector(Protocol):

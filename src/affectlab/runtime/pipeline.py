@@ -4,41 +4,54 @@ All sources go through one ``predict_stream``, so face crops are batched across 
 results come back in input order. Per-source state (a smoother and an annotated-video writer for each video) is
 opened when a source's first result arrives and closed when the next source starts, so only one video writer
 is open at a time and memory stays flat however long the inputs are.
+
+``predict_local`` is the whole local run behind ``affectlab.predict``: every check that can fail does so before
+the model is loaded, and a results file is written atomically, so a failed or interrupted run never leaves a
+half file that looks complete.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
 
 import cv2
 
-from affectlab.atomic import write_bytes
+from affectlab.atomic import atomic_write, write_bytes
 from affectlab.data.images import read_rgb
 from affectlab.data.samples import IMAGE_SUFFIXES
 from affectlab.errors import AffectlabError
 from affectlab.runtime.annotate import draw_result
-from affectlab.runtime.predictor import AffectPredictor, Item
-from affectlab.runtime.records import RecordWriter
+from affectlab.runtime.predictor import AffectPredictor, Item, load_for
+from affectlab.runtime.records import RecordWriter, output_format
 from affectlab.runtime.results import ImageResult
+from affectlab.runtime.settings import PredictConfig
 from affectlab.runtime.sources import Source
 from affectlab.runtime.timeline import TrackLog
-from affectlab.runtime.tracking import FaceTracker
-from affectlab.runtime.video import Smoother, VideoWriter, iter_video, iter_webcam, open_webcam, video_info
+from affectlab.runtime.tracking import track_and_smooth
+from affectlab.runtime.video import VideoWriter, iter_video, iter_webcam, open_webcam, video_info
 
-__all__ = ["PredictOptions", "Summary", "estimate_items", "open_cameras", "plan_annotations", "run_predictions"]
+__all__ = [
+    "PredictSummary",
+    "check_out_file",
+    "estimate_items",
+    "open_cameras",
+    "plan_annotations",
+    "predict_local",
+    "run_predictions",
+]
 
 
 @dataclass
-class PredictOptions:
-    every: int = 1
-    smooth: int = 1
-    annotate_dir: Path | None = None
+class PredictSummary:
+    """What a ``predict`` run did: counts for the final message, where the results went, and (without a results
+    file or stream) the results themselves, in input order."""
 
-
-@dataclass
-class Summary:
     items: int = 0
     faces: int = 0
     no_face: int = 0
@@ -46,6 +59,114 @@ class Summary:
     first_error: str | None = None
     interrupted: bool = False
     annotated: list[Path] = field(default_factory=list)
+    out: Path | None = None
+    results: list[ImageResult] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {k: getattr(self, k) for k in ("items", "faces", "no_face", "errors", "first_error", "interrupted")}
+        return {
+            **counts,
+            "annotated": [str(p) for p in self.annotated],
+            "out": None if self.out is None else str(self.out),
+        }
+
+
+def check_out_file(out: Path, overwrite: bool, suffixes: str = ".jsonl or .csv") -> None:
+    """Before any work: ``out`` must be a file name in a folder that can be written, and new unless replaced."""
+    if out.is_dir():
+        raise AffectlabError(f"{out}: is a folder; --out takes a file name ending in {suffixes}")
+    if out.exists() and not overwrite:
+        raise AffectlabError(f"{out}: exists; pass --overwrite to replace it")
+    folder = out.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise AffectlabError(f"{out}: cannot be written ({folder} is not a writable folder)")
+
+
+def predict_local(
+    model: str | Path,
+    sources: list[Source],
+    config: PredictConfig,
+    out: str | Path | TextIO | None = None,
+    annotate_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> PredictSummary:
+    """Predict on ``sources`` in this process; see ``affectlab.predict`` for ``out``. ``out`` (a path) must have
+    passed ``check_out_file``; annotated files are checked here, and cameras opened, before the model loads."""
+    fmt = output_format(out) if isinstance(out, (str, Path)) else "jsonl"
+    annotate_dir = None if annotate_dir is None else Path(annotate_dir)
+    if annotate_dir is not None:
+        _check_annotated(annotate_dir, plan_annotations(sources, annotate_dir), overwrite)
+    if not logging.getLogger("affectlab").isEnabledFor(logging.INFO):
+        _quiet_opencv()
+    cameras = open_cameras(sources)
+    predictor = load_for(model, config, webcam=bool(cameras))
+
+    def run(on_result: Callable[[ImageResult], None]) -> PredictSummary:
+        with _progress_bar(estimate_items(sources, config.every)) if progress else nullcontext(None) as advance:
+
+            def each(result: ImageResult) -> None:
+                on_result(result)
+                if advance is not None:
+                    advance()
+
+            return run_predictions(predictor, sources, each, config, annotate_dir, cameras)
+
+    if out is None:
+        results: list[ImageResult] = []
+        summary = run(results.append)
+        summary.results = results
+        return summary
+    if not isinstance(out, (str, Path)):
+        writer = RecordWriter(out, fmt, landmarks=config.landmarks)
+        return run(lambda result: writer.write(result.records()))
+    box: dict[str, PredictSummary] = {}
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8", newline="") as stream:
+            writer = RecordWriter(stream, fmt, landmarks=config.landmarks)
+            box["summary"] = run(lambda result: writer.write(result.records()))
+
+    atomic_write(out, write)
+    box["summary"].out = Path(out)
+    return box["summary"]
+
+
+def _check_annotated(folder: Path, plan: dict[str, Path], overwrite: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise AffectlabError(f"{folder}: --save-annotated needs a folder, and this is a file")
+    existing = [target for target in plan.values() if target.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise AffectlabError(f"{existing[0]}: exists{more}; pass --overwrite to replace annotated files")
+
+
+def _quiet_opencv() -> None:
+    """OpenCV and FFmpeg print their own warnings for every broken file; our records already say it in one line."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def _progress_bar(total: int | None) -> AbstractContextManager[Callable[[], None]]:
+    """A context giving ``advance()``: a rich progress bar with items per second on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class _Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed or 0:.1f} items/s")
+
+    @contextmanager
+    def bar() -> Iterator[Callable[[], None]]:
+        columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn()]
+        with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+            task = progress.add_task("predict", total=total)
+            yield lambda: progress.advance(task)
+
+    return bar()
 
 
 def estimate_items(sources: list[Source], every: int) -> int | None:
@@ -67,27 +188,27 @@ def estimate_items(sources: list[Source], every: int) -> int | None:
 def run_predictions(
     predictor: AffectPredictor,
     sources: list[Source],
-    writer: RecordWriter,
-    options: PredictOptions,
+    on_result: Callable[[ImageResult], None],
+    config: PredictConfig,
+    annotate_dir: Path | None = None,
     cameras: dict[int, cv2.VideoCapture] | None = None,
-    on_item: Callable[[], None] = lambda: None,
-) -> Summary:
-    """Predict on every source, writing records as they come; returns counts for the final message.
+) -> PredictSummary:
+    """Predict on every source, handing each result to ``on_result`` as it comes; returns the counts.
 
-    ``cameras`` are the already opened webcams of the webcam sources (see ``open_cameras``). A KeyboardInterrupt
-    ends a webcam run normally (that is how one stops a camera); on files it propagates.
+    Video frames are tracked and smoothed (``config.smooth``); with ``annotate_dir``, annotated copies are written
+    there. ``cameras`` are the already opened webcams of the webcam sources (see ``open_cameras``). A
+    KeyboardInterrupt ends a webcam run normally (that is how one stops a camera); on files it propagates.
     """
-    summary = Summary()
+    summary = PredictSummary()
     cameras = cameras if cameras is not None else open_cameras(sources)
     by_name = {s.name: s for s in sources}
-    state = _SourceState(options, summary, plan_annotations(sources, options.annotate_dir))
-    keep = options.annotate_dir is not None
+    state = _SourceState(config, annotate_dir, summary, plan_annotations(sources, annotate_dir))
+    keep = annotate_dir is not None
     try:
-        for result in predictor.predict_stream(_items(sources, options.every, cameras), keep_images=keep):
+        for result in predictor.predict_stream(_items(sources, config.every, cameras), keep_images=keep):
             result = state.process(result, by_name[result.source])
-            writer.write(result.records())
             _count(summary, result)
-            on_item()
+            on_result(result)
     except KeyboardInterrupt:
         if not cameras:
             state.abort()
@@ -147,7 +268,7 @@ def _items(sources: list[Source], every: int, cameras: dict[int, cv2.VideoCaptur
                 yield Item(source.name, error=str(exc))
 
 
-def _count(summary: Summary, result: ImageResult) -> None:
+def _count(summary: PredictSummary, result: ImageResult) -> None:
     summary.items += 1
     summary.faces += len(result.faces)
     summary.no_face += int(result.no_face)
@@ -159,11 +280,13 @@ def _count(summary: Summary, result: ImageResult) -> None:
 class _SourceState:
     """Tracking, smoothing and annotated output for the source now being processed."""
 
-    def __init__(self, options: PredictOptions, summary: Summary, plan: dict[str, Path]) -> None:
-        self.options, self.summary, self.plan = options, summary, plan
+    def __init__(
+        self, config: PredictConfig, annotate_dir: Path | None, summary: PredictSummary, plan: dict[str, Path]
+    ) -> None:
+        self.every, self.smooth, self.annotate_dir = config.every, config.smooth, annotate_dir
+        self.summary, self.plan = summary, plan
         self.current: Source | None = None
-        self.tracker: FaceTracker | None = None
-        self.smoother: Smoother | None = None
+        self.smoothed: Callable[[ImageResult], ImageResult] | None = None
         self.tracks: TrackLog | None = None
         self.video: VideoWriter | None = None
 
@@ -171,17 +294,15 @@ class _SourceState:
         if source is not self.current:
             self.close()
             self.current = source
-            video = source.kind != "image"
-            self.tracker = FaceTracker(max_age=max(10, self.options.smooth)) if video else None
-            self.smoother = Smoother(self.options.smooth) if video else None
-        if self.tracker is not None and self.smoother is not None:
-            result = self.smoother(self.tracker(result))
-            if self.options.annotate_dir is not None:
+            self.smoothed = track_and_smooth(self.smooth) if source.kind != "image" else None
+        if self.smoothed is not None:
+            result = self.smoothed(result)
+            if self.annotate_dir is not None:
                 if self.tracks is None:
                     fps = video_info(source.path)[0] if source.path else 0.0
-                    self.tracks = TrackLog(fps, self.options.every)
+                    self.tracks = TrackLog(fps, self.every)
                 self.tracks.add(result)
-        if self.options.annotate_dir is not None and result.image is not None:
+        if self.annotate_dir is not None and result.image is not None:
             self._annotate(result, source)
         return result
 
@@ -195,7 +316,7 @@ class _SourceState:
                 self.summary.annotated.append(target)
             return
         if self.video is None:
-            fps = video_info(source.path)[0] / self.options.every if source.path else 15.0
+            fps = video_info(source.path)[0] / self.every if source.path else 15.0
             self.video = VideoWriter(target, fps)
         self.video.write(drawn)
 

@@ -20,11 +20,12 @@ from affectlab.errors import AffectlabError
 from affectlab.runtime.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
 from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
 from affectlab.runtime.results import Detection, FaceResult, ImageResult
+from affectlab.runtime.settings import DEFAULT_BATCH, PredictConfig
 
 if TYPE_CHECKING:
     from affectlab.runtime.mesh import MeshLandmarker
 
-__all__ = ["AffectPredictor", "Item", "load", "to_rgb"]
+__all__ = ["AffectPredictor", "Item", "load", "load_for", "to_rgb"]
 
 
 @dataclass
@@ -56,7 +57,7 @@ class AffectPredictor:
         self,
         backend: Backend,
         detector: str | FaceDetector = DEFAULT_DETECTOR,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_BATCH,
         margin: float | None = None,
         align: bool = False,
         landmarks: bool | MeshLandmarker = False,
@@ -128,7 +129,10 @@ class AffectPredictor:
         outputs = self._run(np.concatenate(chunks)) if chunks else {}
         offset = 0
         for item, found, _ in pending:
-            faces = [self._face(d, outputs, offset + i) for i, d in enumerate(found)]
+            faces = [
+                FaceResult.from_outputs(outputs, offset + i, d.box, self.info.class_names, d.landmarks)
+                for i, d in enumerate(found)
+            ]
             offset += len(found)
             if self.landmarker is not None and item.image is not None:
                 for face, mesh in zip(faces, self.landmarker(item.image, found)):
@@ -138,17 +142,6 @@ class AffectPredictor:
     def _run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         parts = [self.backend.run(crops[s : s + self.batch_size]) for s in range(0, len(crops), self.batch_size)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-    def _face(self, detection: Detection, outputs: dict[str, np.ndarray], row: int) -> FaceResult:
-        va = outputs.get("va")
-        return FaceResult(
-            box=detection.box,
-            landmarks=detection.landmarks,
-            probs=outputs["probs"][row] if "probs" in outputs else None,
-            valence=None if va is None else float(va[row, 0]),
-            arousal=None if va is None else float(va[row, 1]),
-            class_names=self.info.class_names,
-        )
 
 
 def to_rgb(image: Any, channels: str = "rgb") -> np.ndarray:
@@ -191,7 +184,7 @@ def _item(image: Any, index: int, channels: str) -> Item:
 def load(
     path: str | Path,
     detector: str | FaceDetector = DEFAULT_DETECTOR,
-    batch_size: int = 32,
+    batch_size: int = DEFAULT_BATCH,
     margin: float | None = None,
     threads: int | None = None,
     align: bool = False,
@@ -211,3 +204,11 @@ def load(
     return AffectPredictor(
         backend, detector=detector, batch_size=batch_size, margin=margin, align=align, landmarks=landmarks
     )
+
+
+def load_for(
+    model: str | Path, config: PredictConfig, webcam: bool = False, batch_size: int | None = None
+) -> AffectPredictor:
+    """``load`` with a ``PredictConfig``'s detector, crop, threads and batch size (``batch_size`` overrides it)."""
+    batch = batch_size or config.batch_for(webcam)
+    return load(model, config.detector, batch, config.margin, config.threads, config.align, config.landmarks)

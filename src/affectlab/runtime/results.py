@@ -110,6 +110,26 @@ class FaceResult:
     track_id: int | None = None
     mesh: Mesh | None = None
 
+    @classmethod
+    def from_outputs(
+        cls,
+        outputs: dict[str, np.ndarray],
+        row: int,
+        box: Box,
+        class_names: tuple[str, ...],
+        landmarks: Landmarks | None = None,
+    ) -> FaceResult:
+        """Row ``row`` of a backend's outputs (``{"probs": (N, 8), "va": (N, 2)}``, either may be absent)."""
+        va = outputs.get("va")
+        return cls(
+            box=box,
+            landmarks=landmarks,
+            probs=outputs["probs"][row] if "probs" in outputs else None,
+            valence=None if va is None else float(va[row, 0]),
+            arousal=None if va is None else float(va[row, 1]),
+            class_names=class_names,
+        )
+
     @property
     def label(self) -> str | None:
         return None if self.probs is None else self.class_names[int(np.argmax(self.probs))]

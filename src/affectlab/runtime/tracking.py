@@ -3,7 +3,7 @@
 Matching is one global assignment per frame (the Hungarian method, ``scipy.optimize.linear_sum_assignment``)
 between the faces found and where each track is expected to be. The expected box is the track's last box moved
 by its velocity, so two faces that cross keep their identities: at the crossing, each face is closer to the box
-its own track predicts than to the other one's. Nearest-centre matching, which this replaces, swapped them.
+its own track predicts than to the other one's (nearest-centre matching would swap them).
 
 The cost of a pair is ``1 - IoU`` when the boxes overlap, else ``1 + distance between centres / box side``
 (so fast faces, or ``--every N``, still match); pairs whose centres lie more than ``max_distance`` box sides
@@ -13,6 +13,7 @@ dropped, and its number is never given again within the video.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -20,8 +21,9 @@ from scipy.optimize import linear_sum_assignment
 
 from affectlab.runtime.faces import iou
 from affectlab.runtime.results import Box, ImageResult
+from affectlab.runtime.video import Smoother
 
-__all__ = ["FaceTracker"]
+__all__ = ["FaceTracker", "track_and_smooth"]
 
 _NO_MATCH = 1e6
 
@@ -97,3 +99,13 @@ class FaceTracker:
 
 def _centre(box: Box) -> tuple[float, float]:
     return box[0] + box[2] / 2.0, box[1] + box[3] / 2.0
+
+
+def track_and_smooth(smooth: int) -> Callable[[ImageResult], ImageResult]:
+    """One video's per-frame step: number the faces (``FaceTracker``), then average each over ``smooth`` frames.
+
+    A track outlives a gap of ``max(10, smooth)`` frames, so a face missed for a frame or two keeps its number and
+    its smoothing history. Make one per video: the state belongs to that video.
+    """
+    tracker, smoother = FaceTracker(max_age=max(10, smooth)), Smoother(smooth)
+    return lambda result: smoother(tracker(result))

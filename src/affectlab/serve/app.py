@@ -13,73 +13,27 @@ page at ``/`` (``web_page``, Gradio) reaches the predictor through it too: one p
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at runtime, and
 # ``UploadFile`` is imported inside ``create_app`` to keep FastAPI an optional dependency.
 import contextlib
+import errno
 import json
 import logging
-import math
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path, PurePath
 from typing import Any
 
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
-from affectlab.runtime.predictor import AffectPredictor
-from affectlab.serve.limits import (
-    MAX_UPLOAD_BYTES,
-    MAX_VIDEO_BYTES,
-    VideoLimits,
-    check_video,
-    decode_upload,
-    read_upload,
-    without_paths,
-)
+from affectlab.runtime.predictor import AffectPredictor, load_for
+from affectlab.runtime.settings import PredictConfig, split_options
+from affectlab.serve.access import api_key_from
+from affectlab.serve.limits import check_video, decode_upload, read_upload, without_paths
+from affectlab.serve.options import MAX_UPLOAD_BYTES, ServeOptions
 
-__all__ = ["MAX_UPLOAD_BYTES", "ServeOptions", "create_app", "serve"]
-
-
-@dataclass
-class ServeOptions:
-    """How the service batches, limits and guards requests (the ``affectlab serve`` options).
-
-    ``max_batch=1`` serves one image at a time, as the service did before batching.
-    """
-
-    max_upload_bytes: int = MAX_UPLOAD_BYTES
-    docs: bool = False
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
-    max_queue: int = 256
-    timeout_s: float = 30.0
-    api_key: str | None = None
-    cors_origins: list[str] = field(default_factory=list)
-    max_video_bytes: int = MAX_VIDEO_BYTES
-    max_video_s: float = 600.0
-    max_video_frames: int = 18_000
-    page: bool = True
-
-    @property
-    def video_limits(self) -> VideoLimits:
-        return VideoLimits(self.max_video_s, self.max_video_frames)
-
-    def check(self) -> None:
-        """Refuse values that cannot work, with one line naming the option."""
-        for name, value, low in (("--max-batch", self.max_batch, 1), ("--max-queue", self.max_queue, 1)):
-            if value < low:
-                raise AffectlabError(f"{name} must be at least {low}, got {value}")
-        for name, number in (("--max-wait-ms", self.max_wait_ms), ("--timeout", self.timeout_s)):
-            if not (math.isfinite(number) and number >= 0):
-                raise AffectlabError(f"{name} must be a number of 0 or more, got {number}")
-        if not self.max_upload_bytes > 0:
-            raise AffectlabError(f"--max-upload-mb must be above 0, got {self.max_upload_bytes / 1024 / 1024:g}")
-        if not self.max_video_bytes > 0:
-            raise AffectlabError(f"--max-video-mb must be above 0, got {self.max_video_bytes / 1024 / 1024:g}")
-        if self.max_video_frames < 1:
-            raise AffectlabError(f"--max-video-frames must be at least 1, got {self.max_video_frames}")
-        if not (math.isfinite(self.max_video_s) and self.max_video_s > 0):
-            raise AffectlabError(f"--max-video-seconds must be above 0, got {self.max_video_s}")
+__all__ = ["MAX_UPLOAD_BYTES", "ServeOptions", "create_app", "serve", "serve_model"]
 
 
 def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None) -> Any:
@@ -95,7 +49,6 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
     from affectlab.version import __version__
 
     options = options or ServeOptions()
-    options.check()
 
     def run_batch(images: list[Any]) -> list[Any]:
         return predictor.predict(images)  # type: ignore[return-value]
@@ -225,78 +178,104 @@ def _log_requests_as_json() -> None:
 _WORKER_ENV = "AFFECTLAB_SERVE_WORKER"
 
 
-def serve(
-    model: str,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    detector: str = "auto",
-    threads: int | None = None,
-    options: ServeOptions | None = None,
-    workers: int = 1,
-    landmarks: bool = False,
-) -> None:
-    """Load ``model`` and serve it with uvicorn until interrupted.
+def serve(model: str | Path, *, config: PredictConfig | None = None, **options: Any) -> None:
+    """Serve a model over HTTP until interrupted: ``POST /predict`` (an image), ``POST /predict/video``,
+    ``GET /health``, ``GET /metrics`` and the web page at ``/``.
 
-    With ``workers`` above 1, uvicorn starts that many processes on the one port, each loading its own predictor
-    (and queue) from the settings passed in ``$AFFECTLAB_SERVE_WORKER``; each runtime gets ``cores / workers``
-    threads unless ``threads`` is given. ``landmarks`` adds FaceMesh points and head pose to every face (the
-    predictor's option of the same name). The web page is then off: Gradio keeps a page's session in the process
-    that served it, and the workers share connections at random. ``/metrics`` counts the process that answers.
+    This is ``affectlab.serve`` (and ``affectlab.api.serve``).
+
+    Args:
+        model: a run folder, a ``.pt`` checkpoint or a ``.onnx`` file.
+        config: prediction settings (detector, crop, threads); the ``PredictConfig`` fields among ``options``
+            override it.
+        options: ``PredictConfig`` fields and ``ServeOptions`` fields (``host``, ``port``, ``workers``,
+            ``api_key``, ``max_batch``, ``max_upload_bytes``, ...). Without ``api_key``, ``$AFFECTLAB_API_KEY``
+            is used where it is set.
+
+    Raises:
+        AffectlabError: before the model loads, for a bad option or a public bind without a key; once it has
+            loaded, for a port already in use.
+
+    Example:
+        >>> affectlab.serve("runs/best/model.onnx", port=8080, detector="haar", max_batch=16)
+    """
+    predict_options, serve_options = split_options(options, PredictConfig, ServeOptions)
+    serve_options["api_key"] = api_key_from(serve_options.get("api_key"))
+    settings = ServeOptions(**serve_options)
+    config = replace(config, **predict_options) if config is not None else PredictConfig(**predict_options)
+    serve_model(model, config, settings)
+
+
+def serve_model(model: str | Path, config: PredictConfig, options: ServeOptions) -> None:
+    """``serve`` with its settings made: load the model and run uvicorn until interrupted.
+
+    The model is loaded first (a bad model fails before anything listens), then the port is bound here, so a port
+    in use is one line and not uvicorn's log. With ``options.workers`` above 1, uvicorn starts that many processes
+    on the one port, each loading its own predictor (and queue) from the settings passed in
+    ``$AFFECTLAB_SERVE_WORKER``; each runtime gets ``cores / workers`` threads unless ``threads`` is given. The web
+    page is then off: Gradio keeps a page's session in the process that served it, and the workers share
+    connections at random. ``/metrics`` counts the process that answers.
     """
     uvicorn = require("uvicorn", "serving", extra="serve")
-
-    options = options or ServeOptions()
-    options.check()
-    if workers < 1:
-        raise AffectlabError(f"--workers must be at least 1, got {workers}")
-    if workers > 1:
+    if options.workers > 1:
         from affectlab.runtime.backends import default_threads
 
         cores = default_threads()
-        if workers > cores:
+        if options.workers > cores:
             logging.getLogger("affectlab").warning(
-                "--workers %d on %d CPU(s): the workers will compete for cores", workers, cores
+                "--workers %d on %d CPU(s): the workers will compete for cores", options.workers, cores
             )
+        threads = config.threads or max(1, cores // options.workers)
         settings = {
-            "model": model,
-            "detector": detector,
-            "threads": threads or max(1, cores // workers),
-            "landmarks": landmarks,
-            "options": {**options.__dict__, "page": False},
+            "model": str(model),
+            "config": asdict(replace(config, threads=threads)),
+            "options": asdict(replace(options, page=False)),
         }
+        _listen(options.host, options.port).close()  # uvicorn binds it again in a moment, for its workers
         os.environ[_WORKER_ENV] = json.dumps(settings)
+        logging.getLogger("affectlab").setLevel(logging.INFO)
         uvicorn.run(
             f"{__name__}:app_from_environment",
             factory=True,
-            workers=workers,
-            host=host,
-            port=port,
+            workers=options.workers,
+            host=options.host,
+            port=options.port,
             log_level="info",
             access_log=False,
         )
         return
-    from affectlab.runtime.predictor import load
-
-    predictor = load(
-        model, detector=detector, batch_size=max(32, options.max_batch), threads=threads, landmarks=landmarks
-    )
-    app = create_app(predictor, options)
+    app = create_app(load_for(model, config, batch_size=max(config.batch_for(False), options.max_batch)), options)
+    listening = _listen(options.host, options.port)
     _log_requests_as_json()
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    logging.getLogger("affectlab").setLevel(logging.INFO)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=options.host, port=options.port, log_level="info", access_log=False)
+    )
+    server.run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` as uvicorn binds it, or one line saying why it cannot be."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AffectlabError(
+                f"{host}:{port} is already in use; stop what listens there or choose another --port"
+            ) from None
+        raise AffectlabError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def app_from_environment() -> Any:
     """The app of one ``--workers`` process: the model loaded here, from the settings ``serve`` left."""
-    from affectlab.runtime.predictor import load
-
     settings = json.loads(os.environ[_WORKER_ENV])
     options = ServeOptions(**settings["options"])
-    predictor = load(
-        settings["model"],
-        detector=settings["detector"],
-        batch_size=max(32, options.max_batch),
-        threads=settings["threads"],
-        landmarks=settings.get("landmarks", False),
-    )
+    config = PredictConfig(**settings["config"])
+    predictor = load_for(settings["model"], config, batch_size=max(config.batch_for(False), options.max_batch))
     _log_requests_as_json()
     return create_app(predictor, options)

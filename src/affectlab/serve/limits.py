@@ -11,7 +11,6 @@ carry the server's absolute paths.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -19,35 +18,14 @@ import numpy as np
 
 from affectlab.data.images import decode_rgb
 from affectlab.errors import AffectlabError
+from affectlab.serve.options import MAX_UPLOAD_BYTES, MB, VideoLimits
 
 __all__ = [
-    "MAX_UPLOAD_BYTES",
-    "MAX_VIDEO_BYTES",
-    "VideoLimits",
     "check_video",
     "decode_upload",
     "read_upload",
     "without_paths",
 ]
-
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_VIDEO_BYTES = 200 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class VideoLimits:
-    """How much video one request may ask for: seconds of video and frames decoded."""
-
-    max_seconds: float = 600.0
-    max_frames: int = 18_000
-
-    def exceeded(self, frame: int, seconds: float | None) -> str | None:
-        """Why a video that reached ``frame`` (0-based) at ``seconds`` is over the limits, or None."""
-        if frame >= self.max_frames:
-            return f"more than {self.max_frames} frames (the limit)"
-        if seconds is not None and seconds > self.max_seconds:
-            return f"longer than {self.max_seconds:g} s (the limit)"
-        return None
 
 
 def check_video(path: Path, name: str, limits: VideoLimits) -> None:
@@ -70,7 +48,7 @@ def check_video(path: Path, name: str, limits: VideoLimits) -> None:
 def _too_large(max_bytes: int) -> Any:
     from starlette.exceptions import HTTPException
 
-    return HTTPException(413, f"upload larger than {max_bytes / (1024 * 1024):g} MB")
+    return HTTPException(413, f"upload larger than {max_bytes / MB:g} MB")
 
 
 async def read_upload(request: Any, max_bytes: int = MAX_UPLOAD_BYTES, field: str = "file") -> tuple[str, bytes]:

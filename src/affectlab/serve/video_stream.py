@@ -3,7 +3,7 @@
 Frames are decoded one at a time in a worker thread (``iter_video``) and submitted to the same ``BatchQueue`` as
 single-image requests, a few frames ahead, so they are predicted in batches with whatever else is waiting and the
 one predictor of the process serves them all. Results come back in frame order, tracked and smoothed per face
-exactly as ``affectlab predict`` does it (``FaceTracker``, ``Smoother``), so memory stays flat however long the
+exactly as ``affectlab predict`` does it (``track_and_smooth``), so memory stays flat however long the
 video is. Decoding stops with an error record once a frame lies beyond the ``VideoLimits``.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from affectlab.runtime.results import ImageResult
-from affectlab.runtime.tracking import FaceTracker
-from affectlab.runtime.video import Smoother, iter_video
-from affectlab.serve.limits import VideoLimits
+from affectlab.runtime.tracking import track_and_smooth
+from affectlab.runtime.video import iter_video
+from affectlab.serve.options import VideoLimits
 
 __all__ = ["stream_video"]
 
@@ -37,7 +37,7 @@ async def stream_video(
     Errors of the queue (full, timed out) propagate; the frames still in flight are then cancelled.
     """
     frames = iter_video(path, every, name)
-    tracker, smoother = FaceTracker(max_age=max(10, smooth)), Smoother(smooth)
+    smoothed = track_and_smooth(smooth)
     pending: deque[tuple[ImageResult, asyncio.Future[ImageResult] | None]] = deque()
 
     async def finished() -> ImageResult:
@@ -45,7 +45,7 @@ async def stream_video(
         if task is None:
             return placeholder
         result = await task
-        return smoother(tracker(replace(result, source=name, frame=placeholder.frame, time_s=placeholder.time_s)))
+        return smoothed(replace(result, source=name, frame=placeholder.frame, time_s=placeholder.time_s))
 
     try:
         while True:
