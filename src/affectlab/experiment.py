@@ -30,7 +30,7 @@ from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
-from affectlab.training.fit import last_checkpoint, split_features, train_model
+from affectlab.training.fit import last_checkpoint, on_demo_data, split_features, train_model
 
 __all__ = ["Run", "check_resumable", "evaluate_run", "run_experiment", "write_predictions"]
 
@@ -147,7 +147,7 @@ def run_experiment(
         best_epoch=result.best_epoch,
     )
     if efficiency:
-        meta = checkpoint_meta(cfg.model, result.preprocess)
+        meta = checkpoint_meta(cfg.model, result.preprocess, demo_data=on_demo_data(cfg, data))
         # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
         run.efficiency = measure_model(result.model.cpu(), meta, run_dir, scored.images)
     return run

@@ -37,7 +37,10 @@ from affectlab.serve.limits import (
     without_paths,
 )
 
-__all__ = ["MAX_UPLOAD_BYTES", "ServeOptions", "create_app", "serve"]
+__all__ = ["MAX_UPLOAD_BYTES", "NOTE_HEADER", "ServeOptions", "create_app", "serve"]
+
+#: Response header of /predict and /predict/video with the model's note (``ModelInfo.note``), where it has one.
+NOTE_HEADER = "X-Affectlab-Note"
 
 
 @dataclass
@@ -97,6 +100,10 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
     options = options or ServeOptions()
     options.check()
 
+    # A model that must not be trusted on photos (the demo's) says so beside every result, in a header, as the
+    # results themselves are a plain list of faces.
+    note = {NOTE_HEADER: predictor.info.note} if predictor.info.note else {}
+
     def run_batch(images: list[Any]) -> list[Any]:
         return predictor.predict(images)  # type: ignore[return-value]
 
@@ -146,7 +153,7 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
         faces = [{"face": i, **face.to_dict()} for i, face in enumerate(result)]
         request.state.faces = len(faces)
         metrics.faces.inc(len(faces))
-        return JSONResponse(faces)  # plain JSON values already: no re-encoding by FastAPI
+        return JSONResponse(faces, headers=note)  # plain JSON values already: no re-encoding by FastAPI
 
     @app.post("/predict/video")
     async def predict_video(request: Request, every: int = 1, smooth: int = 1) -> Any:
@@ -181,7 +188,7 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
             finally:
                 path.unlink(missing_ok=True)
 
-        return StreamingResponse(records(), media_type="application/x-ndjson")
+        return StreamingResponse(records(), media_type="application/x-ndjson", headers=note)
 
     api_paths = frozenset({"/health", "/metrics", "/predict", "/predict/video"})
     if options.page:

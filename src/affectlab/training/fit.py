@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -29,7 +30,8 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from affectlab.atomic import write_text
-from affectlab.config import RunConfig
+from affectlab.config import DEMO_DATA, RunConfig
+from affectlab.data.demo import is_demo_dataset
 from affectlab.data.prepared import PreparedData, SplitData
 from affectlab.data.streaming import StreamedData
 from affectlab.data.transforms import Preprocess
@@ -43,12 +45,13 @@ from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
 from affectlab.training.finetuning import UnfreezeTrunk
-from affectlab.training.history import HistoryCallback
+from affectlab.training.history import EpochLines, HistoryCallback
 from affectlab.training.module import AffectLitModule
 
 __all__ = [
     "TrainResult",
     "last_checkpoint",
+    "on_demo_data",
     "preprocess_for",
     "quiet_lightning",
     "split_features",
@@ -246,8 +249,12 @@ def train_model(
         RandomState(generator),
         SaveLast(last_checkpoint(run_dir)),  # after the history row of the epoch is written
     ]
-    if progress:
+    # Redrawn bars in a terminal or a notebook; one line per epoch in a log (CI, nohup, a pipe).
+    bars = progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
+    if bars:
         own.append(TQDMProgressBar(refresh_rate=10))
+    elif progress:
+        own.append(EpochLines(history))
     if t.unfreeze_at_epoch is not None:
         own.append(UnfreezeTrunk(t.unfreeze_at_epoch))
     if t.ema_decay is not None:
@@ -262,7 +269,7 @@ def train_model(
         sync_batchnorm=t.sync_batchnorm,
         callbacks=[*own, *(callbacks or [])],
         logger=False,
-        enable_progress_bar=progress,
+        enable_progress_bar=bars,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         precision=_precision(t.precision),
@@ -292,6 +299,7 @@ def train_model(
             config=cfg.to_dict(),
             best_epoch=best_epoch,
             history=history.rows,
+            demo_data=on_demo_data(cfg, data),
         )
     return TrainResult(
         model,
@@ -304,6 +312,13 @@ def train_model(
         bool(features),
         backbone,
     )
+
+
+def on_demo_data(cfg: RunConfig, data: PreparedData) -> bool:
+    """Whether the model learnt the synthetic drawn faces (recorded in ``model.pt``, so that it says so in use)."""
+    if cfg.data.path == DEMO_DATA:
+        return True
+    return not isinstance(data, StreamedData) and is_demo_dataset(data.sample_set.root)
 
 
 def _fit_keeping_ctrl_c(
