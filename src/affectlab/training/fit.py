@@ -249,8 +249,9 @@ def train_model(
         RandomState(generator),
         SaveLast(last_checkpoint(run_dir)),  # after the history row of the epoch is written
     ]
-    # Redrawn bars in a terminal or a notebook; one line per epoch in a log (CI, nohup, a pipe).
-    bars = progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
+    # Redrawn bars in a terminal or a notebook; one line per epoch in a log (CI, nohup, a pipe). Lightning draws
+    # its bars on standard output, so that is the stream that must be a terminal.
+    bars = progress and (sys.stdout.isatty() or "ipykernel" in sys.modules)
     if bars:
         own.append(TQDMProgressBar(refresh_rate=10))
     elif progress:

@@ -57,7 +57,7 @@ class HistoryCallback(L.Callback):
 
 
 class EpochLines(L.Callback):
-    """One line per finished epoch, for output that is not a terminal (CI, ``nohup``, a job scheduler's log).
+    """One line per finished epoch on stderr, for output that is not a terminal (CI, ``nohup``, a scheduler's log).
 
     Progress bars are redrawn in place with carriage returns, which a log file keeps as thousands of lines; this
     prints the epoch's row of ``history.csv`` instead. Put it after ``history`` in the callbacks, so that the
