@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.progress import Progress
 
 from affectlab.cli.progress import ItemRate
@@ -40,6 +41,7 @@ train_model(cfg, prepare_data(cfg.data, 48), sys.argv[2], progress=True)
 """
 
 
+@pytest.mark.slow
 def test_training_into_a_log_prints_one_line_per_epoch(demo_data: Path, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(demo_data), str(tmp_path / "run")],
