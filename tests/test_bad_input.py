@@ -102,7 +102,8 @@ def test_overwrite_with_a_typo_in_data_leaves_the_old_run(sandbox: Path, capsys:
 
 def test_overwrite_of_the_current_folder_is_refused(sandbox: Path, capsys: pytest.CaptureFixture) -> None:
     write_run_marker(sandbox / "work", "train")  # even a folder that is a run: never the one we stand in
-    args = ["train", "--data", "/nonexistent", "--out", ".", "--overwrite", *TINY]
+    (sandbox / "no-dataset").mkdir()  # exists, so the refusal is the folder's; and nothing could train on it
+    args = ["train", "--data", str(sandbox / "no-dataset"), "--out", ".", "--overwrite", *TINY]
     message = ".: refusing to replace it with --overwrite: it is the current folder or contains it"
     refused(capsys, sandbox, *args, message=message)
 

@@ -131,6 +131,8 @@ def test_photo_upload_shows_labels(browser_page: Any, server: str, media: dict[s
     page.screenshot(path=str(artifacts / "photos.png"), full_page=True)
     assert _expected_title(server, media["photo"]) in label.inner_text()
     assert "1 photo(s), 1 face(s)" in page.locator("#photo-status").inner_text()
+    shown = page.locator(".photo-result img").first.bounding_box()
+    assert shown is not None and max(shown["width"], shown["height"]) >= 480, shown  # readable, not a thumbnail
     _assert_local(requests)
 
 

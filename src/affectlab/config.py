@@ -222,6 +222,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
 def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is Literal:
         return "is not one of " + ", ".join(map(str, typing.get_args(hint)))
+    if typing.get_origin(hint) is list and typing.get_origin(item := typing.get_args(hint)[0]) is Literal:
+        return "has an item that is not one of " + ", ".join(map(str, typing.get_args(item)))
     return "should be of type " + str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 

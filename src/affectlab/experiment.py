@@ -31,7 +31,7 @@ from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
 from affectlab.training.datamodule import split_features
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
-from affectlab.training.fit import last_checkpoint, train_model
+from affectlab.training.fit import last_checkpoint, on_demo_data, train_model
 
 __all__ = ["Run", "check_resumable", "evaluate_run", "run_experiment", "write_predictions"]
 
@@ -148,7 +148,7 @@ def run_experiment(
         best_epoch=result.best_epoch,
     )
     if efficiency:
-        meta = checkpoint_meta(cfg.model, result.preprocess)
+        meta = checkpoint_meta(cfg.model, result.preprocess, demo_data=on_demo_data(cfg, data))
         # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
         # Only the faces timed, decoded now: a streamed split decodes on access, which is no part of the model's speed.
         faces = scored.images[: SpeedPlan().batch]

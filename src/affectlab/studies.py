@@ -108,6 +108,8 @@ def _run_cells(
                 run = run_experiment(cfg, prepared, out_dir / name, cache, progress, efficiency=True)
                 assert run is not None  # a study trains on one device, so this process is rank zero
                 run.wall_seconds = round(time.perf_counter() - t0, 2)
+                # The run's own record, with the data it was trained on (its model card names them), as train writes.
+                write_json(out_dir / name / "run.json", {**run.to_dict(), "data": data_summary})
                 log.info("done %s in %.1f s", name, run.wall_seconds)
                 runs.append(run)
                 _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)

@@ -16,8 +16,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from affectlab.cli.checks import preflight
 from affectlab.config import TASKS, choices, packaged_recipes
 from affectlab.errors import AffectlabError
+from affectlab.version import __version__
 
 __all__ = ["build_parser", "main"]
 
@@ -122,13 +124,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     quiet_lightning(args.verbose)
     result = study(
-        args.recipe,
-        out=args.out,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-        sets=args.overrides,
-        command=args.command_line,
-        **_flag_overrides(args),
+        args.config, out=args.out, overwrite=args.overwrite, progress=not args.quiet, command=args.command_line
     )
     _print_table(result.to_dict()["runs"])
     print(f"report: {result.report}")
@@ -141,14 +137,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     quiet_lightning(args.verbose)
     run = train(
-        args.recipe,
+        args.config,
         out=args.out,
         overwrite=args.overwrite,
         resume=args.resume,
         progress=not args.quiet,
-        sets=args.overrides,
         command=args.command_line,
-        **_flag_overrides(args),
     )
     if run is not None:  # rank zero of a DDP run, or a single process
         _print_table([run.to_dict()])
@@ -230,6 +224,7 @@ def _print_table(runs: list[dict[str, Any]]) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="affectlab", description="Facial affect recognition: train, evaluate, use.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    parser.add_argument("--version", action="version", version=f"affectlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     study = sub.add_parser("study", help="train and compare backbones x tasks on one split, write a report")
@@ -323,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     previous = _terminate_as_interrupt()
     try:
+        args.config = preflight(args, _flag_overrides)  # before torch is imported: a wrong value is answered at once
         return args.handler(args)
     except AffectlabError as exc:
         print(f"affectlab: error: {exc}", file=sys.stderr)

@@ -38,6 +38,7 @@ __all__ = [
     "demo_dataset_path",
     "demo_folder_name",
     "generate_demo_dataset",
+    "is_demo_dataset",
 ]
 
 #: Bump whenever the drawing or the annotations change, so cached demo folders from older code are not reused.
@@ -59,6 +60,7 @@ _DEFAULT_N_PER_CLASS = 100
 _DEFAULT_IMAGE_SIZE = 96
 _DEFAULT_SEED = 0
 _README = "README.txt"
+_README_TITLE = "affectlab synthetic demo dataset"
 _VA_NOISE_STD = 0.08
 _MIN_INTENSITY, _MAX_INTENSITY = 0.3, 1.0  # expressive classes; Neutral is drawn at intensity 0
 _SHIFT = 4  # cv2 fixed-point bits: sub-pixel drawing precision of 1/16 canvas pixel
@@ -135,6 +137,16 @@ def _check_params(n_per_class: int, image_size: int, seed: int) -> None:
             raise AffectlabError(f"demo dataset: {name} must be an integer >= {low}, got {value!r}")
 
 
+def is_demo_dataset(path: str | Path) -> bool:
+    """Whether ``path`` is a folder of the synthetic faces (``--data demo``'s or one ``affectlab data demo`` wrote):
+    a model trained on it knows drawn cartoons, not people, and says so wherever it is used."""
+    readme = Path(path) / _README
+    try:
+        return readme.is_file() and readme.read_text(encoding="utf-8").startswith(_README_TITLE)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _is_complete(path: Path) -> bool:
     return (path / _README).is_file()
 
@@ -201,7 +213,7 @@ def _write_dataset(root: Path, n_per_class: int, image_size: int, seed: int) -> 
         _save_npy(ann_dir / f"{sample_id}_lnd.npy", landmarks.astype(np.float64).reshape(-1))
     counts = ", ".join(f"{name} {n_per_class}" for name in EMOTIONS)
     (root / _README).write_text(
-        "affectlab synthetic demo dataset (NOT real faces, NOT AffectNet data)\n"
+        f"{_README_TITLE} (NOT real faces, NOT AffectNet data)\n"
         "\n"
         "Cartoon faces drawn by affectlab.data.demo so affectlab can be demoed and tested without the licensed\n"
         "AffectNet release. Same layout and file formats as AffectNet:\n"

@@ -2,7 +2,7 @@
 
 Task, classes, input size and the network come from the model itself (the checkpoint's or the ONNX file's metadata,
 ``ModelInfo``). The training data and the test metrics live in the run folder next to the model (``run.json``,
-``metrics.json``, written by ``affectlab train``); a model file on its own has no card beyond its metadata, and the
+``metrics.json``, written by ``affectlab train`` and for each model of a study); a model file on its own has no card beyond its metadata, and the
 card says so rather than guessing. Paths are shown as file names only, as in every response of the service.
 """
 
@@ -37,9 +37,8 @@ def model_card(info: ModelInfo) -> dict[str, Any]:
     }
     folder = _run_folder(info.source)
     if folder is not None:
-        run = _read_json(folder / "run.json")
-        if isinstance(run, dict) and isinstance(run.get("data"), dict):
-            data = run["data"]
+        data = _training_data(folder)
+        if data is not None:
             card["data"] = {k: Path(v).name if k == "path" and isinstance(v, str) else v
                             for k, v in data.items() if not isinstance(v, (dict, list))}  # fmt: skip
             if isinstance(data.get("counts"), dict):
@@ -89,6 +88,19 @@ def model_card_markdown(info: ModelInfo) -> str:
         for key, value in (metrics.get(section) or {}).items():
             lines.append(f"| {section} | {key} | {value:.4g} |")
     return "\n".join(lines)
+
+
+def _training_data(folder: Path) -> dict[str, Any] | None:
+    """What the run was trained on: its ``run.json``'s ``data``, else (a model of a study made before each study
+    model got its ``run.json``) the data of the study around it, whose ``summary.json`` lists the run."""
+    run = _read_json(folder / "run.json")
+    if isinstance(run, dict) and isinstance(run.get("data"), dict):
+        return run["data"]  # type: ignore[no-any-return]
+    study = _read_json(folder.parent / "summary.json")
+    if not isinstance(study, dict) or not isinstance(study.get("data"), dict):
+        return None
+    listed = any(isinstance(r, dict) and r.get("name") == folder.name for r in study.get("runs") or [])
+    return study["data"] if listed else None  # type: ignore[no-any-return]
 
 
 def _run_folder(source: str) -> Path | None:

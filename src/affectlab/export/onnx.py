@@ -26,7 +26,13 @@ import numpy as np
 from affectlab.atomic import atomic_write
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
-from affectlab.runtime.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS, checkpoint_tta_flip
+from affectlab.runtime.backends import (
+    ONNX_INPUT,
+    ONNX_METADATA_KEY,
+    ONNX_OUTPUTS,
+    checkpoint_tta_flip,
+    trained_on_demo,
+)
 
 __all__ = ["EXPORT_FORMATS", "FP32_TOLERANCE", "export_loaded", "export_model", "export_onnx"]
 
@@ -214,6 +220,7 @@ def _bundle(meta: dict[str, Any]) -> dict[str, Any]:
         "input": ONNX_INPUT,
         "input_layout": "NCHW float32 RGB, (x/255 - mean) / std",
         "affectlab_version": __version__,
+        "demo_data": trained_on_demo(meta),
     }
 
 

@@ -373,7 +373,9 @@ def _html(blocks: list[Block], root: Path) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>affectlab study report</title><style>",
         "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}",
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}",
+        # A wide table (many metrics, long run names) scrolls inside its own box instead of overflowing the page.
+        ".table-box{max-width:100%;overflow-x:auto;margin:1em 0}",
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}",
         "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}",
         "pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>",
     ]
@@ -386,9 +388,10 @@ def _html(blocks: list[Block], root: Path) -> str:
             parts.append(f"<pre>{html.escape(value)}</pre>")
         elif kind == "table":
             header, rows = value
-            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            parts.append(f"<div class='table-box'><table><tr>{head}</tr>")
             parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
-            parts.append("</table>")
+            parts.append("</table></div>")
         elif kind == "img" and (root / value[0]).is_file():
             data = base64.b64encode((root / value[0]).read_bytes()).decode()
             parts.append(f"<img alt='{html.escape(value[1])}' src='data:image/png;base64,{data}'>")

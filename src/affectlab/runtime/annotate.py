@@ -4,7 +4,9 @@ The dial is a circle in the corner of the face's box (valence on x, arousal on y
 where the face sits, so V/A can be read at a glance on a video. Drawing sizes scale with the face box, so the
 marks stay readable on both a 96 px crop and a 4K frame. Faces with a FaceMesh (``--landmarks``) also get their
 468 points as dots and their head pose as a line of text under the box (``mesh rejected`` where the mesh network
-did not take the face for one).
+did not take the face for one). A page that shows the image at a known size asks for it to
+be drawn at that size (``fit``), so that the text is readable there however large the photo was; it can also number
+the faces, so that they match a table listing them in order.
 """
 
 from __future__ import annotations
@@ -71,26 +73,46 @@ class ImageResult(Protocol):
     def faces(self) -> Sequence[FaceResult]: ...
 
 
-def draw_result(image: np.ndarray, result: ImageResult) -> np.ndarray:
-    """An annotated RGB copy of ``image`` (RGB uint8); the input is not modified."""
+#: Smallest text scale when drawing at a display size (``fit``): about 11 px high, readable where it is shown.
+_DISPLAY_TEXT_SCALE = 0.5
+
+
+def draw_result(image: np.ndarray, result: ImageResult, numbered: bool = False, fit: int | None = None) -> np.ndarray:
+    """An annotated RGB copy of ``image`` (RGB uint8); the input is not modified.
+
+    ``numbered`` puts each face's index (0, 1, ...) before its label, as a table of the faces numbers them.
+    ``fit`` first resizes the image so that its longer side is ``fit`` pixels, for a page that shows it at about
+    that size: the boxes are drawn at that scale and no text is smaller than is readable there.
+    """
+    factor, min_scale = 1.0, 0.35
+    if fit is not None:
+        factor, min_scale = fit / max(image.shape[:2]), _DISPLAY_TEXT_SCALE
+        size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
     out = np.ascontiguousarray(image.copy())
     if result.no_face:
-        _text(out, "no face", (4, 4), (255, 255, 255), max(0.4, min(out.shape[:2]) / 400))
-    for face in result.faces:
-        _draw_face(out, face)
+        _text(out, "no face", (4, 4), (255, 255, 255), max(0.4, min_scale, min(out.shape[:2]) / 400))
+    for index, face in enumerate(result.faces):
+        box = tuple(round(v * factor) for v in face.box)
+        _draw_face(out, face, box, min_scale, index if numbered else None)  # type: ignore[arg-type]
     return out
 
 
-def _draw_face(out: np.ndarray, face: FaceResult) -> None:
+def _draw_face(
+    out: np.ndarray, face: FaceResult, box: tuple[int, int, int, int], min_scale: float, number: int | None
+) -> None:
     """Label and confidence above the box, V/A values below it, the V/A dial in the box's top-right corner."""
-    x, y, w, h = face.box
+    x, y, w, h = box
     side = max(w, h)
     thickness = max(1, side // 80)
-    scale = max(0.35, side / 260)
+    scale = max(min_scale, side / 260)
     colour = EMOTION_COLOURS.get(face.label or "", (255, 255, 255))
     cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness, cv2.LINE_AA)
+    title = [] if number is None else [str(number)]
     if face.label:
-        _text(out, f"{face.label} {face.confidence:.2f}", (x, y), colour, scale, above=True)
+        title.append(f"{face.label} {face.confidence:.2f}")
+    if title:
+        _text(out, ": ".join(title), (x, y), colour, scale, above=True)
     if face.valence is not None and face.arousal is not None:
         _text(out, f"V {face.valence:+.2f}  A {face.arousal:+.2f}", (x, y + h + 2), (235, 235, 235), scale * 0.85)
         radius = max(8, side // 8)

@@ -17,11 +17,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from affectlab.config import DEMO_DATA
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS, VA_RANGE
 
 __all__ = [
+    "DEMO_MODEL_NOTE",
     "ONNX_INPUT",
     "ONNX_METADATA_KEY",
     "ONNX_OUTPUTS",
@@ -30,6 +32,7 @@ __all__ = [
     "OnnxBackend",
     "TorchBackend",
     "checkpoint_tta_flip",
+    "trained_on_demo",
 ]
 
 #: The ONNX graph's input name and its output names per result key.
@@ -37,6 +40,11 @@ ONNX_INPUT = "images"
 ONNX_OUTPUTS = {"probs": "expression_probs", "va": "va"}
 #: metadata_props key holding the whole JSON bundle; the same values are also stored under their own keys.
 ONNX_METADATA_KEY = "affectlab"
+#: What a model trained on the demo data says, once, wherever it is used: predict, serve, the page and the API.
+DEMO_MODEL_NOTE = (
+    "trained on affectlab's synthetic demo faces (drawn cartoons), not on photos of people: "
+    "its labels and valence/arousal on real faces mean nothing"
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class ModelInfo:
     runtime: str = ""
     tta_flip: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    note: str | None = None  # what a user must know before trusting the outputs (DEMO_MODEL_NOTE)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +71,7 @@ class ModelInfo:
             "runtime": self.runtime,
             "tta_flip": self.tta_flip,
             **self.extra,
+            **({"note": self.note} if self.note else {}),
         }
 
 
@@ -73,6 +83,16 @@ def checkpoint_tta_flip(meta: dict[str, Any]) -> bool:
     """
     config = meta.get("meta", {}).get("config") or {}
     return bool(config.get("train", {}).get("tta_flip", False))
+
+
+def trained_on_demo(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint's model learnt the synthetic demo faces: its ``demo_data`` record, or for a checkpoint
+    saved before that was recorded, a training config whose ``data.path`` is ``demo``."""
+    recorded = meta.get("meta") or {}
+    if "demo_data" in recorded:
+        return bool(recorded["demo_data"])
+    config = recorded.get("config") or {}
+    return bool((config.get("data") or {}).get("path") == DEMO_DATA)
 
 
 class Backend(Protocol):
@@ -118,6 +138,7 @@ class TorchBackend:
             runtime="pytorch",
             tta_flip=checkpoint_tta_flip(meta),
             extra={"model": meta.get("model", {})},
+            note=DEMO_MODEL_NOTE if trained_on_demo(meta) else None,
         )
 
     def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -206,6 +227,7 @@ def _info_from_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
                 for k in ("model", "quantization", "calibration", "weight_bits", "int8_check", "affectlab_version")
                 if k in bundle
             },
+            note=DEMO_MODEL_NOTE if bundle.get("demo_data") else None,
         )
     except Exception as exc:  # malformed JSON, missing or mistyped entries
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]

@@ -27,6 +27,7 @@ import numpy as np
 
 from affectlab.data.images import resize_square, square_crop
 from affectlab.errors import AffectlabError
+from affectlab.runtime.detector_names import check_detector_name
 from affectlab.runtime.results import Box, Detection
 from affectlab.runtime.settings import DEFAULT_DETECTOR
 
@@ -238,8 +239,7 @@ def make_detector(name: str | FaceDetector) -> FaceDetector:
     """A detector by name (see ``DETECTORS``), or the given detector object unchanged."""
     if not isinstance(name, str):
         return name
-    if name not in DETECTORS:
-        raise AffectlabError(f"unknown face detector {name!r}; available: {', '.join(DETECTORS)}")
+    check_detector_name(name)
     return DETECTORS[name]()
 
 

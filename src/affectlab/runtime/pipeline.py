@@ -152,16 +152,13 @@ def _quiet_opencv() -> None:
 def _progress_bar(total: int | None) -> AbstractContextManager[Callable[[], None]]:
     """A context giving ``advance()``: a rich progress bar with items per second on stderr."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
-    from rich.text import Text
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    class _Rate(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            return Text(f"{task.speed or 0:.1f} items/s")
+    from affectlab.runtime.progress import ItemRate
 
     @contextmanager
     def bar() -> Iterator[Callable[[], None]]:
-        columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn()]
+        columns = [TextColumn("predict"), BarColumn(), MofNCompleteColumn(), ItemRate(), TimeElapsedColumn()]
         with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
             task = progress.add_task("predict", total=total)
             yield lambda: progress.advance(task)

@@ -7,6 +7,7 @@ the model together, since a batch of 32 crops costs far less than 32 single call
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from affectlab.runtime.mesh import MeshLandmarker
 
 __all__ = ["AffectPredictor", "Item", "load", "load_for", "to_rgb"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -201,6 +204,8 @@ def load(
     if not path.exists():
         raise AffectlabError(f"{path}: model not found")
     backend: Backend = OnnxBackend(path, threads) if path.suffix.lower() == ".onnx" else TorchBackend(path, threads)
+    if backend.info.note:  # said once, when the model is loaded (predict, serve and Python scripts alike)
+        log.warning("%s: %s", path.name, backend.info.note)
     return AffectPredictor(
         backend, detector=detector, batch_size=batch_size, margin=margin, align=align, landmarks=landmarks
     )

@@ -33,7 +33,10 @@ from affectlab.serve.access import api_key_from
 from affectlab.serve.limits import check_video, decode_upload, read_upload, without_paths
 from affectlab.serve.options import MAX_UPLOAD_BYTES, ServeOptions
 
-__all__ = ["MAX_UPLOAD_BYTES", "ServeOptions", "create_app", "serve", "serve_model"]
+__all__ = ["MAX_UPLOAD_BYTES", "NOTE_HEADER", "ServeOptions", "create_app", "serve", "serve_model"]
+
+#: Response header of /predict and /predict/video with the model's note (``ModelInfo.note``), where it has one.
+NOTE_HEADER = "X-Affectlab-Note"
 
 
 def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None) -> Any:
@@ -49,6 +52,10 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
     from affectlab.version import __version__
 
     options = options or ServeOptions()
+
+    # A model that must not be trusted on photos (the demo's) says so beside every result, in a header, as the
+    # results themselves are a plain list of faces.
+    note = {NOTE_HEADER: predictor.info.note} if predictor.info.note else {}
 
     def run_batch(images: list[Any]) -> list[Any]:
         return predictor.predict(images)  # type: ignore[return-value]
@@ -99,7 +106,7 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
         faces = [{"face": i, **face.to_dict()} for i, face in enumerate(result)]
         request.state.faces = len(faces)
         metrics.faces.inc(len(faces))
-        return JSONResponse(faces)  # plain JSON values already: no re-encoding by FastAPI
+        return JSONResponse(faces, headers=note)  # plain JSON values already: no re-encoding by FastAPI
 
     @app.post("/predict/video")
     async def predict_video(request: Request, every: int = 1, smooth: int = 1) -> Any:
@@ -134,7 +141,7 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
             finally:
                 path.unlink(missing_ok=True)
 
-        return StreamingResponse(records(), media_type="application/x-ndjson")
+        return StreamingResponse(records(), media_type="application/x-ndjson", headers=note)
 
     api_paths = frozenset({"/health", "/metrics", "/predict", "/predict/video"})
     if options.page:

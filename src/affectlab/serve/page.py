@@ -30,12 +30,15 @@ from affectlab.runtime.annotate import EMOTION_COLOURS, draw_result
 from affectlab.runtime.backends import ModelInfo
 from affectlab.runtime.results import FaceResult, ImageResult
 
-__all__ = ["WEBCAM_EVERY_S", "build_page", "mount_page"]
+__all__ = ["PHOTO_SIDE", "WEBCAM_EVERY_S", "build_page", "mount_page"]
 
 Predict = Callable[[np.ndarray], Awaitable[ImageResult]]
 
 #: Seconds between webcam frames sent to the server (a model call each; 4 per second keeps labels live on a CPU).
 WEBCAM_EVERY_S = 0.25
+#: Pixels of the longer side at which a photo is drawn and shown, faces numbered as in its table: large enough to
+#: read, and drawn at the size shown, so that its labels are readable however large the upload was.
+PHOTO_SIDE = 720
 #: Photos analysed per upload at most (each is one queued request).
 MAX_PHOTOS = 24
 #: Seconds the page keeps a video's result files (JSONL, CSV) and Gradio its cached uploads and outputs.
@@ -112,7 +115,7 @@ def build_page(predict: Predict, info: ModelInfo, card: str, video_limits: Any, 
             def show_photos(items: list[dict[str, Any]]) -> None:
                 for entry in items:
                     with gr.Row(elem_classes="photo-result", equal_height=False):
-                        gr.Image(entry["annotated"], label=entry["name"], show_label=True, height=300, scale=2)
+                        gr.Image(entry["annotated"], label=entry["name"], show_label=True, height=PHOTO_SIDE, scale=3)
                         with gr.Column(scale=2):
                             if entry["error"]:
                                 gr.Markdown(f"**{entry['name']}**: {entry['error']}")
@@ -128,8 +131,7 @@ def build_page(predict: Predict, info: ModelInfo, card: str, video_limits: Any, 
                                     num_top_classes=len(info.class_names),
                                     elem_classes="face-label",
                                 )
-                        if entry["dial"] is not None:
-                            with gr.Column(scale=1, min_width=220):
+                            if entry["dial"] is not None:
                                 gr.Plot(entry["dial"], label="valence / arousal", show_label=False)
 
             async def analyse_photos(paths: list[str] | None) -> tuple[list[dict[str, Any]], str]:
@@ -150,7 +152,7 @@ def build_page(predict: Predict, info: ModelInfo, card: str, video_limits: Any, 
                 if frame is None:
                     return None, ""
                 result = await predict(frame)
-                return draw_result(frame, result), _faces_line(result)
+                return draw_result(frame, result, numbered=True), _faces_line(result)
 
             camera.stream(
                 annotate_frame,
@@ -184,7 +186,8 @@ def build_page(predict: Predict, info: ModelInfo, card: str, video_limits: Any, 
 
 def _model_line(info: ModelInfo) -> str:
     backbone = info.extra.get("model", {}).get("backbone", "model")
-    return f"{backbone}, {info.task}, {info.preprocess.input_size} px, {info.runtime}. Nothing leaves this server."
+    line = f"{backbone}, {info.task}, {info.preprocess.input_size} px, {info.runtime}. Nothing leaves this server."
+    return line if info.note is None else f"{line}\n\n**Note: this model was {info.note}.**"
 
 
 async def _photo_entry(predict: Predict, path: Path) -> dict[str, Any]:
@@ -199,7 +202,7 @@ async def _photo_entry(predict: Predict, path: Path) -> dict[str, Any]:
     has_va = any(face.valence is not None for face in result.faces)
     return {
         "name": name,
-        "annotated": draw_result(image, result),
+        "annotated": draw_result(image, result, numbered=True, fit=PHOTO_SIDE),
         "faces": faces,
         "dial": _va_dial(result.faces) if has_va else None,
         "error": None,

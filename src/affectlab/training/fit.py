@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -28,8 +29,9 @@ from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, Model
 from sklearn.utils.class_weight import compute_class_weight
 
 from affectlab.atomic import write_text
-from affectlab.config import RunConfig
+from affectlab.config import DEMO_DATA, RunConfig
 from affectlab.data.dataset import Dataset
+from affectlab.data.demo import is_demo_dataset
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.labels import NUM_EMOTIONS
@@ -41,12 +43,13 @@ from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
 from affectlab.training.finetuning import UnfreezeTrunk
-from affectlab.training.history import HistoryCallback
+from affectlab.training.history import EpochLines, HistoryCallback
 from affectlab.training.module import AffectLitModule
 
 __all__ = [
     "TrainResult",
     "last_checkpoint",
+    "on_demo_data",
     "preprocess_for",
     "quiet_lightning",
     "train_model",
@@ -169,6 +172,7 @@ def train_model(
             config=cfg.to_dict(),
             best_epoch=best_epoch,
             history=history.rows,
+            demo_data=on_demo_data(cfg, data),
         )
     return TrainResult(
         model,
@@ -216,8 +220,13 @@ def _trainer(
         RandomState(generator),
         SaveLast(last_checkpoint(run_dir)),  # after the history row of the epoch is written
     ]
-    if progress:
+    # Redrawn bars in a terminal or a notebook; one line per epoch in a log (CI, nohup, a pipe). Lightning draws
+    # its bars on standard output, so that is the stream that must be a terminal.
+    bars = progress and (sys.stdout.isatty() or "ipykernel" in sys.modules)
+    if bars:
         own.append(TQDMProgressBar(refresh_rate=10))
+    elif progress:
+        own.append(EpochLines(history))
     if t.unfreeze_at_epoch is not None:
         own.append(UnfreezeTrunk(t.unfreeze_at_epoch))
     if t.ema_decay is not None:
@@ -232,13 +241,18 @@ def _trainer(
         sync_batchnorm=t.sync_batchnorm,
         callbacks=[*own, *extra],
         logger=False,
-        enable_progress_bar=progress,
+        enable_progress_bar=bars,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         precision=_precision(t.precision),
         deterministic=False,
     )
     return trainer, checkpoint, history
+
+
+def on_demo_data(cfg: RunConfig, data: Dataset) -> bool:
+    """Whether the model learnt the synthetic drawn faces (recorded in ``model.pt``, so that it says so in use)."""
+    return cfg.data.path == DEMO_DATA or is_demo_dataset(data.source)
 
 
 def _fit_keeping_ctrl_c(

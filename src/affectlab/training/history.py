@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import lightning as L
 
 from affectlab.atomic import write_text
 
-__all__ = ["HISTORY_COLUMNS", "HistoryCallback"]
+__all__ = ["HISTORY_COLUMNS", "EpochLines", "HistoryCallback"]
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -53,3 +54,24 @@ class HistoryCallback(L.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.path, buffer.getvalue())
+
+
+class EpochLines(L.Callback):
+    """One line per finished epoch on stderr, for output that is not a terminal (CI, ``nohup``, a scheduler's log).
+
+    Progress bars are redrawn in place with carriage returns, which a log file keeps as thousands of lines; this
+    prints the epoch's row of ``history.csv`` instead. Put it after ``history`` in the callbacks, so that the
+    row is there when it prints.
+    """
+
+    def __init__(self, history: HistoryCallback, stream: TextIO | None = None) -> None:
+        self.history = history
+        self.stream = stream
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not self.history.rows:
+            return
+        row = self.history.rows[-1]
+        values = [f"{k} {row[k]:.4g}" for k in HISTORY_COLUMNS if k not in ("epoch", "seconds") and row[k] is not None]
+        line = f"epoch {row['epoch']}/{trainer.max_epochs}: {', '.join(values)} ({row['seconds']:.1f} s)"
+        print(line, file=self.stream or sys.stderr, flush=True)
