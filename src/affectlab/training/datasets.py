@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from affectlab.config import TrainConfig
+from affectlab.config import AugmentConfig, TrainConfig
+from affectlab.data.augment import loader_pipeline
 from affectlab.data.prepared import SplitData
-from affectlab.data.transforms import Preprocess, train_augmentation
+from affectlab.data.transforms import Preprocess
 
 __all__ = ["ImageDataset", "IndexedDataset", "feature_dataset", "targets", "validation_loader"]
 
@@ -20,14 +21,16 @@ def targets(split: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ImageDataset(Dataset):
-    """Images are normalised per item; augmentation (uint8 CHW) happens before normalisation. With ``raw`` the
+    """Images are normalised per item; ``augment`` (uint8 CHW) happens before normalisation. With ``raw`` the
     uint8 CHW image is returned as it is, for augmentation and normalisation on the device (``DeviceInputs``)."""
 
-    def __init__(self, split: SplitData, preprocess: Preprocess, augment: bool = False, raw: bool = False) -> None:
+    def __init__(
+        self, split: SplitData, preprocess: Preprocess, augment: AugmentConfig | None = None, raw: bool = False
+    ) -> None:
         self.images = split.images
         self.expression, self.va = targets(split)
         self.preprocess = preprocess
-        self.augment = train_augmentation(preprocess.input_size) if augment and not raw else None
+        self.augment = loader_pipeline(augment) if augment is not None and not raw else None
         self.raw = raw
 
     def __len__(self) -> int:

@@ -167,7 +167,8 @@ def _loaders(
         train_set, val_set = (feature_dataset(features[n], data.splits[n]) for n in ("train", "val"))
     else:
         raw = t.augment_on == "device"  # uint8 batches: augmented and normalised on the device (DeviceInputs)
-        train_set = ImageDataset(data.splits["train"], preprocess, augment=t.augment, raw=raw)
+        augment = cfg.augment if t.augment else None
+        train_set = ImageDataset(data.splits["train"], preprocess, augment=augment, raw=raw)
         val_set = ImageDataset(data.splits["val"], preprocess, raw=raw)
     generator = torch.Generator().manual_seed(t.seed)
     sampler = None
@@ -229,7 +230,7 @@ def train_model(
         weights = balanced_class_weights(data.splits["train"].expression)
     device_inputs = None
     if not features and t.augment_on == "device":
-        device_inputs = DeviceInputs(preprocess, augment=t.augment)
+        device_inputs = DeviceInputs(preprocess, cfg.augment if t.augment else None)
     lit = AffectLitModule(model, t, weights, from_features=bool(features), device_inputs=device_inputs)
     ckpt_dir = run_dir / "checkpoints"
     mode = "min" if t.monitor == "val_loss" else "max"

@@ -17,9 +17,10 @@ from litdata import StreamingDataLoader, StreamingDataset
 from litdata.utilities.env import _DistributedEnv
 from torch.utils.data import DataLoader
 
-from affectlab.config import RunConfig
+from affectlab.config import AugmentConfig, RunConfig
+from affectlab.data.augment import loader_pipeline
 from affectlab.data.streaming import StreamedData, decode_jpeg
-from affectlab.data.transforms import Preprocess, train_augmentation
+from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.training.datasets import ImageDataset, validation_loader
 
@@ -37,7 +38,7 @@ class FaceStream(StreamingDataset):
         self,
         folder: str,
         preprocess: Preprocess,
-        augment: bool = False,
+        augment: AugmentConfig | None = None,
         shuffle: bool = True,
         seed: int = 0,
         with_index: bool = False,
@@ -45,7 +46,7 @@ class FaceStream(StreamingDataset):
     ) -> None:
         super().__init__(folder, shuffle=shuffle, seed=seed)
         self.preprocess = preprocess
-        self.augment = train_augmentation(preprocess.input_size) if augment and not raw else None
+        self.augment = loader_pipeline(augment) if augment is not None and not raw else None
         self.with_index = with_index
         self.raw = raw  # uint8 CHW out, for augmentation and normalisation on the device
 
@@ -91,7 +92,8 @@ def streamed_loaders(
             "(use train.class_weights=balanced instead)"
         )
     raw = t.augment_on == "device"
-    train_set = FaceStream(data.splits["train"].folders[0], preprocess, augment=t.augment, seed=t.seed, raw=raw)
+    augment = cfg.augment if t.augment else None
+    train_set = FaceStream(data.splits["train"].folders[0], preprocess, augment=augment, seed=t.seed, raw=raw)
     loader_args: dict[str, Any] = {"num_workers": t.num_workers, "persistent_workers": t.num_workers > 0}
     train_loader = FaceStreamLoader(train_set, batch_size=t.batch_size, **loader_args)
     val_set = ImageDataset(data.splits["val"], preprocess, raw=raw)  # type: ignore[arg-type]
