@@ -91,8 +91,11 @@ def noise(images: torch.Tensor, std: float, seed: int) -> torch.Tensor:
 
 
 def exposure(images: torch.Tensor, factor: float) -> torch.Tensor:
-    """Every pixel value times ``factor``, clipped: under- (< 1) or over-exposure (> 1)."""
-    return F.adjust_brightness(images, float(factor))
+    """Every pixel value times ``factor``, clipped: under- (< 1) or over-exposure (> 1). uint8 values are
+    rounded (torchvision's uint8 kernel truncates, a bias of half a level that matters in the dark)."""
+    if images.is_floating_point():
+        return F.adjust_brightness(images, float(factor))
+    return (F.adjust_brightness(images.float() / 255, float(factor)) * 255).round().to(torch.uint8)
 
 
 def occluder_mask(
