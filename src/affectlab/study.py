@@ -34,6 +34,7 @@ SUMMARY_METRICS = {
     "classification": ("accuracy", "f1_weighted", "f1_macro", "cohen_kappa", "auc_ovr"),
     "valence": ("rmse", "corr", "sagr", "ccc"),
     "arousal": ("rmse", "corr", "sagr", "ccc"),
+    "robustness": ("accuracy_relative", "valence_ccc_relative", "arousal_ccc_relative"),
 }
 
 
