@@ -18,7 +18,19 @@ from affectlab.cli import main
 from affectlab.cli.main import build_parser
 from affectlab.labels import EMOTIONS
 
-FAST = ["--weights", "none", "--no-freeze", "--input-size", "32", "--epochs", "2", "--quiet"]
+# The robustness section is tested where it is checked (test_api, test_tradeoff, test_robustness); off here.
+FAST = [
+    "--weights",
+    "none",
+    "--no-freeze",
+    "--input-size",
+    "32",
+    "--epochs",
+    "2",
+    "--quiet",
+    "--set",
+    "train.robustness=false",
+]
 
 
 @pytest.fixture(scope="module")

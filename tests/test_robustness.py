@@ -87,3 +87,40 @@ def test_a_regression_model_is_scored_by_its_ccc(tmp_path: Path) -> None:
     assert all("accuracy" not in r for r in section["results"])
     document["robustness"] = section
     assert "robustness" in write_evaluation_figures(tmp_path / "f", document, outputs, split)
+
+
+def test_the_study_report_gets_a_robustness_section(tmp_path: Path) -> None:
+    from affectlab.reports.study_report import _markdown, _robustness_blocks
+
+    def section(drop: float) -> dict[str, object]:
+        results = [
+            {"damage": d.name, "severity": s, "setting": d.setting(s), "accuracy": 0.5 - drop * s} for d in DAMAGES
+            for s in (1, 2, 3)
+        ]  # fmt: skip
+        mean = float(np.mean([r["accuracy"] for r in results]))
+        return {
+            "seed": 0,
+            "clean": {"accuracy": 0.5},
+            "results": results,
+            "damaged_mean": {"accuracy": mean},
+            "accuracy_relative": mean / 0.5,
+            "sentence": "Under 9 damages x 3 severities ...",
+        }
+
+    runs = [
+        {"name": f"resnet18_classification_seed{seed}", "metrics": {"robustness": section(0.05 * (seed + 1))}}
+        for seed in (0, 1)
+    ]
+    aggregate = [
+        {
+            "backbone": "resnet18",
+            "task": "classification",
+            "robustness.accuracy_relative": {"mean": 0.7, "std": 0.1, "n": 2},
+        }
+    ]
+    md = _markdown(_robustness_blocks({"runs": runs, "aggregate": aggregate}), tmp_path)
+    assert "## Robustness: the test split under camera damage" in md
+    assert "| resnet18_classification_seed0 | 0.500 / 0.400 / 0.80 |" in md  # clean / damaged mean / relative
+    assert "| jpeg | quality 50, quality 25, quality 10 | 0.450 / 0.400 / 0.350 | 0.400 / 0.300 / 0.200 |" in md
+    assert "Mean over seeds: resnet18 classification: 0.70 ± 0.10 of clean accuracy." in md
+    assert _robustness_blocks({"runs": [{"name": "old", "metrics": {}}], "aggregate": []}) == []  # before the section

@@ -130,10 +130,11 @@ def occlude(
     fill = torch.tensor(rgb, dtype=torch.float32)
     fill = fill / 255 if images.is_floating_point() else fill
     out = images.clone()
+    mask = mask.to(out.device)
     channels = out.shape[-3]
     for c in range(channels):
-        value = fill[c] if channels == 3 else fill.mean()
-        out[..., c, :, :] = torch.where(mask.to(out.device), value.to(out.dtype), out[..., c, :, :])
+        value = (fill[c] if channels == 3 else fill.mean()).to(device=out.device, dtype=out.dtype)
+        out[..., c, :, :] = torch.where(mask, value, out[..., c, :, :])
     return out
 
 
