@@ -156,6 +156,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     _print_table([{"name": Path(args.run_dir).name, "metrics": metrics.to_dict()}])
     print(format_analysis(metrics.analysis))
+    if metrics.robustness is not None:
+        print(f"robustness: {metrics.robustness['sentence']}")
     print(f"metrics: {metrics.path}")
     return 0
 
