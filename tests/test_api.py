@@ -110,6 +110,10 @@ def test_train_then_evaluate_through_the_api(demo_data: Path, tmp_path: Path) ->
     again = affectlab.evaluate(run, out=tmp_path / "again")
     assert again.path == tmp_path / "again" / "metrics.json"
     assert again.classification == run.metrics.classification and again.valence == run.metrics.valence
+    # ...and the same scores under camera damage, generated again from the fixed seed
+    assert run.metrics.robustness is not None and again.robustness == run.metrics.robustness
+    assert (tmp_path / "again" / "robustness.png").is_file()
+    assert affectlab.evaluate(run, out=tmp_path / "quick", robustness=False).robustness is None
     assert again.val_score == pytest.approx(run.metrics.val_score)
     val = affectlab.evaluate(run.path, split="val", out=tmp_path / "val")
     assert val.split == "val" and val.classification != run.metrics.classification  # another split

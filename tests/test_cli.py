@@ -15,9 +15,22 @@ import yaml
 from support.data import write_affectnet
 
 from affectlab.cli import main
+from affectlab.cli.main import build_parser
 from affectlab.labels import EMOTIONS
 
-FAST = ["--weights", "none", "--no-freeze", "--input-size", "32", "--epochs", "2", "--quiet"]
+# The robustness section is tested where it is checked (test_api, test_tradeoff, test_robustness); off here.
+FAST = [
+    "--weights",
+    "none",
+    "--no-freeze",
+    "--input-size",
+    "32",
+    "--epochs",
+    "2",
+    "--quiet",
+    "--set",
+    "train.robustness=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -331,3 +344,10 @@ def test_ctrl_c_during_training_exits_130_and_leaves_no_run(
     assert capsys.readouterr().err.strip().splitlines()[-1] == "affectlab: interrupted"
     assert not out.exists()  # no model finished: nothing a rerun would need --overwrite for
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the next Ctrl-C still works
+
+
+def test_evaluate_robustness_flag_defaults_to_the_run_setting() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["evaluate", "run"]).robustness is None  # the run's train.robustness
+    assert parser.parse_args(["evaluate", "run", "--no-robustness"]).robustness is False
+    assert parser.parse_args(["evaluate", "run", "--robustness"]).robustness is True

@@ -23,7 +23,18 @@ from affectlab.data.dataset import open_dataset
 from affectlab.evaluation.evaluate import score
 from affectlab.models.checkpoint import load_checkpoint, save_checkpoint
 
-FAST = ["--weights", "none", "--no-freeze", "--input-size", str(INPUT_SIZE), "--epochs", "1", "--quiet"]
+FAST = [
+    "--weights",
+    "none",
+    "--no-freeze",
+    "--input-size",
+    str(INPUT_SIZE),
+    "--epochs",
+    "1",
+    "--quiet",
+    "--set",
+    "train.robustness=false",
+]
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 pytestmark = pytest.mark.slow  # trains a model (one epoch)

@@ -33,11 +33,11 @@ def test_items_per_second_counts_all_items_over_all_the_time() -> None:
 CHILD = """
 import sys
 from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from affectlab.data.prepared import prepare_data
+from affectlab.data.dataset import open_dataset
 from affectlab.training.fit import train_model
 model = ModelConfig(backbone="mobilenet_v2", weights="none", task="multitask", freeze=True, input_size=48)
 cfg = RunConfig(DataConfig(path=sys.argv[1]), model, TrainConfig(epochs=2, batch_size=16))
-train_model(cfg, prepare_data(cfg.data, 48), sys.argv[2], progress=True)
+train_model(cfg, open_dataset(cfg.data, 48), sys.argv[2], progress=True)
 """
 
 

@@ -190,8 +190,18 @@ def test_study_report_has_table_figure_and_analysis(demo_data: Path, tmp_path: P
         "### resnet18_regression: where the valence/arousal error lies",
         "| V- A- | sad, bored |",
         "Bias is mean predicted − mean true",
+        "## Robustness: the test split under camera damage",
+        "| jpeg | quality 50, quality 25, quality 10 |",
+        "resnet18_classification: Under 9 damages x 3 severities",
+        "![resnet18_classification robustness](resnet18_classification/robustness.png)",
     ):
         assert text in md, text
+    for r in runs.values():
+        section = r["metrics"]["robustness"]
+        assert len(section["results"]) == 27 and (tmp_path / "s" / r["name"] / "robustness.png").is_file()
+    (entry,) = [a for a in summary["aggregate"] if a["task"] == "classification"]
+    accuracy_relative = runs["classification"]["metrics"]["robustness"]["accuracy_relative"]
+    assert entry["robustness.accuracy_relative"]["mean"] == accuracy_relative
     assert (tmp_path / "s" / "tradeoff.png").is_file()
     html = (tmp_path / "s" / "report.html").read_text()
     assert "<h3>resnet18_classification: what it confuses</h3>" in html and "alt='accuracy and CCC" in html

@@ -11,7 +11,7 @@ import pytest
 import torch
 from support.data import write_affectnet
 
-from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from affectlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from affectlab.data import prepared
 from affectlab.data.dataset import open_dataset
 from affectlab.data.face_tensors import FaceDataset, FaceToTensor
@@ -32,7 +32,7 @@ def _config(data: Path, **train: object) -> RunConfig:
     return RunConfig(
         DataConfig(path=str(data)),
         ModelConfig(backbone="mobilenet_v2", weights="none", task="multitask", freeze=True, input_size=48),
-        TrainConfig(**{"epochs": 3, "batch_size": 16, **train}),  # type: ignore[arg-type]
+        TrainConfig(**{"epochs": 3, "batch_size": 16, "robustness": False, **train}),  # type: ignore[arg-type]
     )
 
 
@@ -235,10 +235,10 @@ def test_device_inputs_augment_each_sample_and_normalise_like_the_loader() -> No
     batch = torch.from_numpy(rng.integers(0, 256, (1, 3, 32, 32), dtype=np.uint8)).repeat(8, 1, 1, 1)
     plain = preprocess.normalise(batch)
     # validation (and augment off): exactly the loader's normalisation, nothing else
-    torch.testing.assert_close(DeviceInputs(preprocess, augment=True)(batch, training=False), plain)
-    torch.testing.assert_close(DeviceInputs(preprocess, augment=False)(batch, training=True), plain)
+    torch.testing.assert_close(DeviceInputs(preprocess, AugmentConfig())(batch, training=False), plain)
+    torch.testing.assert_close(DeviceInputs(preprocess, None)(batch, training=True), plain)
     torch.manual_seed(0)
-    out = DeviceInputs(preprocess, augment=True)(batch, training=True)
+    out = DeviceInputs(preprocess, AugmentConfig())(batch, training=True)
     assert out.shape == plain.shape and out.dtype == torch.float32
     # the same image eight times gives eight different crops: the random parameters are drawn per sample
     flat = out.flatten(1)

@@ -132,15 +132,18 @@ def evaluate(
     out: str | Path | None = None,
     overwrite: bool = False,
     tta_flip: bool | None = None,
+    robustness: bool | None = None,
 ) -> Metrics:
     """Score a saved run on its test or validation split, or (``split="all"``) on other data.
 
     Writes ``metrics.json`` and the figures (into the run folder for its own test split, else into
-    ``eval-<split>-<data>`` inside it, or into ``out``); ``tta_flip`` overrides the run's flip TTA.
+    ``eval-<split>-<data>`` inside it, or into ``out``); ``tta_flip`` overrides the run's flip TTA, and
+    ``robustness`` its ``train.robustness`` (the scores under camera damage, docs/robustness.md).
     """
     from affectlab.experiment import Run, evaluate_run
 
-    return evaluate_run(run.path if isinstance(run, Run) else run, data, split, out, overwrite, tta_flip=tta_flip)
+    path = run.path if isinstance(run, Run) else run
+    return evaluate_run(path, data, split, out, overwrite, tta_flip=tta_flip, robustness=robustness)
 
 
 def study(

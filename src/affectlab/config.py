@@ -26,6 +26,7 @@ from affectlab.errors import AffectlabError
 __all__ = [
     "DEMO_DATA",
     "TASKS",
+    "AugmentConfig",
     "DataConfig",
     "ModelConfig",
     "RunConfig",
@@ -100,7 +101,7 @@ class TrainConfig:
     expression_loss_weight: float = 1.0
     va_loss_weight: float = 1.0
     unfreeze_at_epoch: int | None = None  # gradual unfreezing: backbone frozen until this epoch
-    augment: bool = False  # flip, small affine, colour jitter, random erasing
+    augment: bool = False  # flip, small affine, colour jitter, random erasing; camera damage in [augment]
     # Where augmentation and normalisation run: per image in the loader's processes (CPU), or per batch on the
     # training device after the transfer (kornia, random parameters per sample), so that several GPUs are not
     # starved by per-image CPU work. Measure both on the machine before choosing "device".
@@ -120,6 +121,63 @@ class TrainConfig:
     num_nodes: int = 1  # several nodes: launch under torchrun or srun, which Lightning detects
     strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = "auto"
     sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' batches (small per-device batches)
+    # Score the test split again under camera damage (9 damages x 3 severities) after training; docs/robustness.md
+    robustness: bool = True
+
+
+@dataclass
+class AugmentConfig:
+    """What ``train.augment: true`` does to a training face: the one description from which both the loader's
+    torchvision pipeline and the device's kornia pipeline are built (``affectlab.data.augment``).
+
+    The first group is the augmentation every recipe has used (flip, small affine, colour jitter, erasing). The
+    camera damage after it (downscale, greyscale, JPEG, blur, noise, exposure, occluders) is off by default: each
+    is a probability, 0 leaves the op out of the pipeline, so a recipe without it trains exactly as before.
+    Damage is applied first (what the camera did to the photo), then the usual augmentation.
+    """
+
+    flip: float = 0.5  # probability of a horizontal mirror
+    degrees: float = 10.0  # rotation, uniform in [-degrees, degrees]
+    translate: float = 0.08  # shift, uniform in [-translate, translate] of the side
+    scale: list[float] = field(default_factory=lambda: [0.9, 1.1])  # zoom, uniform in [low, high]
+    brightness: float = 0.3  # colour jitter factors, uniform in [1 - x, 1 + x] (hue: [-x, x] of a turn)
+    contrast: float = 0.3
+    saturation: float = 0.2
+    hue: float = 0.02
+    erase: float = 0.25  # probability of a black rectangle
+    erase_area: list[float] = field(default_factory=lambda: [0.02, 0.15])  # its share of the image
+    # Camera damage: each value is the probability that a face gets it (0: off).
+    downscale: float = 0.0  # down to a side uniform in downscale_px (pixels), then back up
+    downscale_px: list[int] = field(default_factory=lambda: [24, 96])
+    greyscale: float = 0.0
+    jpeg: float = 0.0  # JPEG round trip at a quality uniform in jpeg_quality
+    jpeg_quality: list[int] = field(default_factory=lambda: [10, 90])
+    blur: float = 0.0  # Gaussian blur, sigma (pixels at the input size) uniform in blur_sigma
+    blur_sigma: list[float] = field(default_factory=lambda: [0.5, 2.5])
+    noise: float = 0.0  # Gaussian sensor noise of this std (a share of the full range)
+    noise_std: float = 0.05
+    exposure: float = 0.0  # under- or over-exposure: pixel values times a factor uniform in exposure_factor
+    exposure_factor: list[float] = field(default_factory=lambda: [0.4, 1.8])
+    occlude_eyes: float = 0.0  # a dark sunglasses-like bar over the eyes
+    occlude_mouth: float = 0.0  # a skin-coloured hand-like blob over the mouth
+    occluder_area: list[float] = field(default_factory=lambda: [0.05, 0.15])  # the occluder's share of the image
+
+    def camera_damage(self) -> bool:
+        """Whether any camera damage is switched on."""
+        return any(getattr(self, name) > 0 for name in CAMERA_DAMAGE)
+
+
+#: The camera-damage switches of ``AugmentConfig``, in the order the pipelines apply them.
+CAMERA_DAMAGE = (
+    "occlude_eyes",
+    "occlude_mouth",
+    "exposure",
+    "blur",
+    "noise",
+    "downscale",
+    "greyscale",
+    "jpeg",
+)
 
 
 @dataclass
@@ -136,7 +194,13 @@ class StudyConfig:
     backbone_weights: dict[str, str] = field(default_factory=dict)  # per backbone, e.g. {vgg16: none}
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "study": StudyConfig}
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "augment": AugmentConfig,
+    "study": StudyConfig,
+}
 #: Each section's option names, in declaration order (for unknown-option messages and flat option names).
 OPTIONS: dict[str, tuple[str, ...]] = {s: tuple(f.name for f in dataclasses.fields(cls)) for s, cls in SECTIONS.items()}
 
@@ -146,6 +210,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,6 +236,7 @@ class RunConfig:
             data=data,
             model=dataclasses.replace(self.model, backbone=backbone, task=task, weights=weights),  # type: ignore[arg-type]
             train=train,
+            augment=self.augment,
             study=StudyConfig(backbones=[backbone], tasks=[task], seeds=None if seed is None else [seed]),  # type: ignore[list-item]
         )
 
@@ -252,6 +318,42 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
         raise AffectlabError(f"{where}: val_fraction + test_fraction must be between 0 and 1")
     if not cfg.study.backbones or not cfg.study.tasks or cfg.study.seeds == []:
         raise AffectlabError(f"{where}: study.backbones, study.tasks and study.seeds must not be empty")
+    _validate_augment(cfg, where)
+
+
+#: The augment options that are a [low, high] range, and the values each end may take.
+_AUGMENT_RANGES: dict[str, tuple[float, float]] = {
+    "scale": (0.1, 10.0),
+    "erase_area": (0.0, 1.0),
+    "downscale_px": (8, 4096),
+    "jpeg_quality": (1, 100),
+    "blur_sigma": (0.01, 50.0),
+    "exposure_factor": (0.0, 10.0),
+    "occluder_area": (0.001, 0.5),
+}
+
+
+def _validate_augment(cfg: RunConfig, where: str) -> None:
+    a = cfg.augment
+    for name in ("flip", "erase", *CAMERA_DAMAGE):
+        if not 0 <= getattr(a, name) <= 1:
+            raise AffectlabError(f"{where}: augment.{name}={getattr(a, name)} is a probability: between 0 and 1")
+    for name, (low, high) in _AUGMENT_RANGES.items():
+        value = getattr(a, name)
+        if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+            raise AffectlabError(
+                f"{where}: augment.{name}={value} must be [low, high] with {low} <= low <= high <= {high}"
+            )
+    for name in ("degrees", "translate", "brightness", "contrast", "saturation", "noise_std"):
+        if getattr(a, name) < 0:
+            raise AffectlabError(f"{where}: augment.{name}={getattr(a, name)} must not be negative")
+    if not (a.translate <= 1 and a.brightness <= 1 and a.contrast <= 1 and a.saturation <= 1 and 0 <= a.hue <= 0.5):
+        raise AffectlabError(
+            f"{where}: augment.translate, brightness, contrast and saturation must be at most 1, hue 0.5"
+        )
+    if a.camera_damage() and not cfg.train.augment:
+        switched = ", ".join(f"augment.{n}" for n in CAMERA_DAMAGE if getattr(a, n) > 0)
+        raise AffectlabError(f"{where}: {switched} needs train.augment: true (augmentation is off)")
 
 
 # ---------------------------------------------------------------------------------------------------------------

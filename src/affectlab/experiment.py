@@ -23,6 +23,7 @@ from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.efficiency import SpeedPlan, measure_model
 from affectlab.evaluation.evaluate import Metrics, score
+from affectlab.evaluation.robustness import robustness_section
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import checkpoint_meta, load_checkpoint
 from affectlab.models.outputs import Outputs, predict_features, predict_images
@@ -131,6 +132,8 @@ def run_experiment(
     else:
         outputs = predict_images(result.model, scored.images, result.preprocess, tta_flip=cfg.train.tta_flip)
     metrics = score(outputs, scored, cfg.model, eval_split, cfg.train.tta_flip)
+    if cfg.train.robustness:
+        metrics["robustness"] = robustness_section(result.model, result.preprocess, scored, metrics, cfg.train.tta_flip)
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
@@ -205,10 +208,12 @@ def evaluate_run(
     overwrite: bool = False,
     batch_size: int = 64,
     tta_flip: bool | None = None,
+    robustness: bool | None = None,
 ) -> Metrics:
     """Score a saved run on its own split or (``split="all"``) on other data, and write metrics and figures.
 
-    ``tta_flip`` overrides the run's own flip test-time augmentation, to measure what it buys.
+    ``tta_flip`` overrides the run's own flip test-time augmentation, to measure what it buys; ``robustness``
+    the run's ``train.robustness`` (scores under camera damage).
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -235,6 +240,8 @@ def evaluate_run(
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
     outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
     metrics = score(outputs, part, cfg.model, split, tta)
+    if cfg.train.robustness if robustness is None else robustness:
+        metrics["robustness"] = robustness_section(model, preprocess, part, metrics, tta, batch_size)
     metrics["data"] = prepared.source
     default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
     target = Path(out_dir) if out_dir else default_target

@@ -35,6 +35,7 @@ SUMMARY_METRICS = {
     "classification": ("accuracy", "f1_weighted", "f1_macro", "cohen_kappa", "auc_ovr"),
     "valence": ("rmse", "corr", "sagr", "ccc"),
     "arousal": ("rmse", "corr", "sagr", "ccc"),
+    "robustness": ("accuracy_relative", "valence_ccc_relative", "arousal_ccc_relative"),
 }
 
 
@@ -162,7 +163,7 @@ def aggregate_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for section, keys in SUMMARY_METRICS.items():
             for key in keys:
-                values = [m["metrics"][section][key] for m in members if section in m["metrics"]]
+                values = [m["metrics"][section].get(key) for m in members if section in m["metrics"]]
                 values = [v for v in values if v is not None]
                 if values:
                     entry[f"{section}.{key}"] = {

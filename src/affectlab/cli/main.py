@@ -154,10 +154,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from affectlab.evaluation.analysis import format_analysis
 
     metrics = evaluate(
-        args.run_dir, args.data, args.split, out=args.out, overwrite=args.overwrite, tta_flip=args.tta_flip
+        args.run_dir,
+        args.data,
+        args.split,
+        out=args.out,
+        overwrite=args.overwrite,
+        tta_flip=args.tta_flip,
+        robustness=args.robustness,
     )
     _print_table([{"name": Path(args.run_dir).name, "metrics": metrics.to_dict()}])
     print(format_analysis(metrics.analysis))
+    if metrics.robustness is not None:
+        print(f"robustness: {metrics.robustness['sentence']}")
     print(f"metrics: {metrics.path}")
     return 0
 
@@ -263,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="average over the image and its mirror (default: as the run was trained)",
+    )
+    evaluate.add_argument(
+        "--robustness",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also score under camera damage, 9 damages x 3 severities (default: the run's train.robustness)",
     )
     evaluate.set_defaults(handler=cmd_evaluate)
 

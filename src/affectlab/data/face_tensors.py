@@ -6,8 +6,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from affectlab.config import AugmentConfig
+from affectlab.data.augment import loader_pipeline
 from affectlab.data.samples import FaceSplit
-from affectlab.data.transforms import Preprocess, train_augmentation
+from affectlab.data.transforms import Preprocess
 
 __all__ = ["FaceDataset", "FaceToTensor", "shuffled_loader"]
 
@@ -15,13 +17,13 @@ __all__ = ["FaceDataset", "FaceToTensor", "shuffled_loader"]
 class FaceToTensor:
     """A uint8 HWC RGB face -> the image tensor a model is trained on.
 
-    Augmented (``augment``, uint8 CHW, before normalisation) and normalised per face; or, with ``raw``, the uint8 CHW
+    Augmented (``augment``, the recipe's spec, on uint8 CHW before normalisation) and normalised per face; or, with ``raw``, the uint8 CHW
     face as it is, for augmentation and normalisation of whole batches on the device (``DeviceInputs``).
     """
 
-    def __init__(self, preprocess: Preprocess, augment: bool = False, raw: bool = False) -> None:
+    def __init__(self, preprocess: Preprocess, augment: AugmentConfig | None = None, raw: bool = False) -> None:
         self.preprocess = preprocess
-        self.augment = train_augmentation() if augment and not raw else None
+        self.augment = loader_pipeline(augment) if augment is not None and not raw else None
         self.raw = raw
 
     def __call__(self, face: np.ndarray) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Preprocessing, defined once and carried by every checkpoint and ONNX file.
 
-Train-time augmentation works on uint8 tensors (cheap on CPU); normalisation uses the mean/std of the
-backbone's weights metadata, so a model is always fed what its weights were trained on.
+Normalisation uses the mean/std of the backbone's weights metadata, so a model is always fed what its weights
+were trained on. Train-time augmentation (on uint8 tensors, before normalisation) is ``affectlab.data.augment``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from affectlab.data.samples import FaceArray
 
 if TYPE_CHECKING:  # torch is imported where it is used, so ONNX-only inference never loads it
     import torch
-    from torchvision.transforms import v2
 
-__all__ = ["Preprocess", "batched_inputs", "train_augmentation"]
+__all__ = ["Preprocess", "batched_inputs"]
 
 
 @dataclass(frozen=True)
@@ -76,21 +75,3 @@ def batched_inputs(
         if flip:
             batch = batch.flip(-1)
         yield batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
-
-
-def train_augmentation() -> v2.Compose:
-    """Flip, small affine, colour jitter and random erasing on a uint8 CHW tensor of any size (the affine and the
-    erasing are relative to the image's side).
-
-    Kept mild: faces are already aligned crops, and strong geometric changes destroy expression cues.
-    """
-    from torchvision.transforms import v2
-
-    return v2.Compose(
-        [
-            v2.RandomHorizontalFlip(),
-            v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1)),
-            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.2, hue=0.02),
-            v2.RandomErasing(p=0.25, scale=(0.02, 0.15), value=0),
-        ]
-    )

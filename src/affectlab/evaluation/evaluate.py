@@ -65,6 +65,11 @@ class Metrics:
         return None if self.valence is None or self.arousal is None else (self.valence["ccc"], self.arousal["ccc"])
 
     @property
+    def robustness(self) -> dict[str, Any] | None:
+        """Scores under camera damage (``evaluation.robustness``), when the evaluation measured them."""
+        return self.document.get("robustness")
+
+    @property
     def val_score(self) -> float:
         """The selection score (``train.monitor: val_score``) of these predictions: accuracy + mean V/A CCC."""
         valence, arousal = self.ccc or (None, None)

@@ -27,6 +27,7 @@ __all__ = [
     "plot_circumplex",
     "plot_confusion_matrix",
     "plot_qualitative_grid",
+    "plot_robustness",
     "plot_training_curves",
     "select_qualitative",
 ]
@@ -447,3 +448,49 @@ def select_qualitative(correct: np.ndarray, n: int = 40, seed: int = 0) -> np.nd
     pick_right = np.sort(rng.choice(right, size=n_right, replace=False)) if n_right else right[:0]
     pick_wrong = np.sort(rng.choice(wrong, size=n_wrong, replace=False)) if n_wrong else wrong[:0]
     return np.concatenate([pick_right, pick_wrong]).astype(np.int64)
+
+
+def plot_robustness(section: Mapping[str, Any], out_path: str | os.PathLike[str], title: str = "") -> Path:
+    """Score against damage severity, one line per damage, from a metrics.json ``robustness`` section.
+
+    Accuracy when the model classifies, else the mean of the valence and arousal CCC. Every line starts at the
+    clean score (severity 0), so the drop each damage causes reads directly.
+    """
+    clean = section["clean"]
+    if "accuracy" in clean:
+        label = "accuracy"
+
+        def value(row: Mapping[str, Any]) -> float:
+            return float("nan") if row["accuracy"] is None else float(row["accuracy"])
+    else:
+        label = "mean V/A CCC"
+
+        def value(row: Mapping[str, Any]) -> float:
+            pair = (row["valence_ccc"], row["arousal_ccc"])
+            return float("nan") if None in pair else float(np.mean(pair))
+
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.subplots()
+    damages = list(dict.fromkeys(row["damage"] for row in section["results"]))
+    colours = [to_rgba(f"C{i % 10}") for i in range(len(damages))]
+    for i, damage in enumerate(damages):
+        rows = sorted((r for r in section["results"] if r["damage"] == damage), key=lambda r: r["severity"])
+        style = "-" if i < 10 else "--"
+        ax.plot(
+            [0] + [r["severity"] for r in rows],
+            [value(clean)] + [value(r) for r in rows],
+            style,
+            marker="o",
+            color=colours[i],
+            label=f"{damage} ({', '.join(r['setting'].split()[-1] for r in rows)})",
+        )
+    ax.set_xticks([0, 1, 2, 3], labels=["clean", "1 mild", "2", "3 severe"])
+    ax.set_xlabel("severity")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5), title="damage (levels)")
+    ax.set_title(f"{title}: {label} under camera damage" if title else f"{label} under camera damage")
+    relative = section.get("accuracy_relative" if label == "accuracy" else "valence_ccc_relative")
+    if relative is not None:
+        fig.supxlabel(f"mean over damages and severities: {relative:.2f} of clean", fontsize="small")
+    return _save(fig, out_path)

@@ -1,4 +1,5 @@
-"""The figures of one evaluated run: confusion matrix, circumplex, and a 40-image qualitative grid."""
+"""The figures of one evaluated run: confusion matrix, circumplex, a 40-image qualitative grid, and the score
+under camera damage when the evaluation measured it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import numpy as np
 from affectlab.data.samples import FaceSplit
 from affectlab.labels import EMOTIONS
 from affectlab.models.outputs import Outputs
-from affectlab.reports.plots import plot_circumplex, plot_confusion_matrix, plot_qualitative_grid, select_qualitative
+from affectlab.reports.plots import (
+    plot_circumplex,
+    plot_confusion_matrix,
+    plot_qualitative_grid,
+    plot_robustness,
+    select_qualitative,
+)
 
 __all__ = ["FIGURE_NAMES", "write_evaluation_figures"]
 
@@ -19,6 +26,7 @@ FIGURE_NAMES = {
     "confusion": "confusion_matrix.png",
     "circumplex": "valence_arousal.png",
     "grid": "qualitative.png",
+    "robustness": "robustness.png",
 }
 
 
@@ -50,6 +58,10 @@ def write_evaluation_figures(
     if "valence" in metrics:
         written["circumplex"] = plot_circumplex(
             split.va, outputs["va"], out_dir / FIGURE_NAMES["circumplex"], title=title
+        )
+    if "robustness" in metrics:
+        written["robustness"] = plot_robustness(
+            metrics["robustness"], out_dir / FIGURE_NAMES["robustness"], title=title
         )
     chosen = select_qualitative(correct, n=n_grid, seed=0)
     written["grid"] = plot_qualitative_grid(

@@ -175,12 +175,13 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
         ),
         *_efficiency_blocks(summary),
         *_analysis_blocks(runs),
+        *_robustness_blocks(summary),
         ("h2", "Settings"),
         ("pre", "\n".join(f"{section}.{k}: {v}" for section in ("model", "train") for k, v in cfg[section].items())),
     ]
     for run in runs:
         blocks.append(("h2", f"Run {run['name']}"))
-        for key in ("curves", "confusion", "circumplex", "grid"):
+        for key in ("curves", "confusion", "circumplex", "grid", "robustness"):
             path = Path(run["name"]) / FIGURE_NAMES[key]
             blocks.append(("img", (path, f"{run['name']} {key}")))
     return blocks
@@ -344,6 +345,69 @@ def _analysis_blocks(runs: list[dict[str, Any]]) -> list[Block]:
         if "va_errors" in analysis:
             blocks += _va_blocks(run, analysis["va_errors"])
     return [("h2", "What the models get wrong (test split)"), *blocks] if blocks else []
+
+
+def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
+    """Per model: the clean score, the mean under damage relative to clean, and each damage's three severities."""
+    runs = [r for r in summary["runs"] if "robustness" in r["metrics"]]
+    if not runs:
+        return []
+    metrics = [
+        m
+        for m in ("accuracy", "valence_ccc", "arousal_ccc")
+        if any(m in r["metrics"]["robustness"]["clean"] for r in runs)
+    ]
+    header = ["run"] + [f"{m.replace('_', ' ')}: clean / damaged / relative" for m in metrics]
+    rows = []
+    for run in runs:
+        section = run["metrics"]["robustness"]
+        cells = [run["name"]]
+        for m in metrics:
+            if m not in section["clean"]:  # a metric the run's task does not have
+                cells.append("-")
+                continue
+            damaged, relative = section["damaged_mean"][m], section[f"{m}_relative"]
+            cells.append(f"{_f(section['clean'][m])} / {_f(damaged)} / {_f(relative, 2)}")
+        rows.append(cells)
+    first = runs[0]["metrics"]["robustness"]
+    damages = list(dict.fromkeys(r["damage"] for r in first["results"]))
+    settings = {d: ", ".join(r["setting"] for r in first["results"] if r["damage"] == d) for d in damages}
+    detail_header = ["damage", "severities 1 / 2 / 3"] + [r["name"] for r in runs]
+    detail = []
+    for damage in damages:
+        cells = [damage, settings[damage]]
+        for run in runs:
+            section = run["metrics"]["robustness"]
+            metric = "accuracy" if "accuracy" in section["clean"] else "valence_ccc"
+            values = [r[metric] for r in section["results"] if r["damage"] == damage]
+            cells.append(" / ".join(_f(v) for v in values))
+        detail.append(cells)
+    aggregate = [
+        f"{a['backbone']} {a['task']}: {_f(a['robustness.accuracy_relative'], 2)} of clean accuracy"
+        for a in summary["aggregate"]
+        if "robustness.accuracy_relative" in a
+    ]
+    return [
+        ("h2", "Robustness: the test split under camera damage"),
+        (
+            "p",
+            (
+                f"Each model scored again on its test split under {len(damages)} kinds of camera damage at three "
+                f"severities (generated at run time, seed {first['seed']}; docs/robustness.md says what each is). "
+                "Damaged = the mean over all damages and severities; relative = damaged / clean."
+            ),
+        ),
+        ("table", (header, rows)),
+        ("p", "Per damage and severity (accuracy, or valence CCC for regression-only models):"),
+        ("table", (detail_header, detail)),
+        *[("p", f"{run['name']}: {run['metrics']['robustness']['sentence']}") for run in runs],
+        *(
+            [("p", "Mean over seeds: " + "; ".join(aggregate) + ".")]
+            if len(summary["runs"]) > len(summary["aggregate"])
+            else []
+        ),
+        ("p", "The figure of each run (robustness.png) plots the score against severity, one line per damage."),
+    ]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -117,7 +117,7 @@ class FaceDataModule(L.LightningDataModule):
         if self.features:
             train = feature_dataset(self.features["train"], self.data.splits["train"])
             return shuffled_loader(train, t.batch_size, t.num_workers, self.generator, self._sample_weights())
-        to_tensor = FaceToTensor(self.preprocess, augment=t.augment, raw=self.raw)
+        to_tensor = FaceToTensor(self.preprocess, augment=self.cfg.augment if t.augment else None, raw=self.raw)
         return self.data.train_loader(
             to_tensor, t.batch_size, t.num_workers, t.seed, self.generator, self._sample_weights()
         )

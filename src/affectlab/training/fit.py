@@ -196,7 +196,7 @@ def _lit_module(
     weights = None
     if has_expression and t.class_weights == "balanced" and t.sampler == "none":
         weights = balanced_class_weights(data.splits["train"].expression)
-    device_inputs = DeviceInputs(preprocess, augment=t.augment) if datamodule.raw else None
+    device_inputs = DeviceInputs(preprocess, cfg.augment if t.augment else None) if datamodule.raw else None
     return AffectLitModule(model, t, weights, from_features=datamodule.from_features, device_inputs=device_inputs)
 
 
