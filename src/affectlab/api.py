@@ -19,7 +19,7 @@ from typing import Any
 
 from affectlab.atomic import run_folder, write_json
 from affectlab.config import RunConfig, resolve_config
-from affectlab.data.prepared import prepare_data
+from affectlab.data.sources import prepare_run_data
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.evaluate import Metrics
 from affectlab.experiment import Run, check_resumable, evaluate_run, run_experiment
@@ -29,6 +29,9 @@ from affectlab.training.distributed import is_main_process
 
 __all__ = ["Metrics", "Run", "Study", "evaluate", "study", "train"]
 
+#: ``data=``: one dataset (a path, as ``--data``), or several (a list of paths or ``data.sources`` mappings).
+DataArg = str | Path | Sequence[str | Path | dict[str, Any]] | None
+
 #: What a killed training leaves in its folder that ``resume=True`` continues from; the folder is kept for it.
 RESUMABLE = ("model.pt", "checkpoints/last.ckpt")
 
@@ -36,7 +39,7 @@ RESUMABLE = ("model.pt", "checkpoints/last.ckpt")
 def train(
     recipe: str | Path | RunConfig | None = None,
     *,
-    data: str | None = None,
+    data: DataArg = None,
     out: str | Path,
     overwrite: bool = False,
     resume: bool = False,
@@ -58,12 +61,12 @@ def train(
     get_backbone_spec(cfg.model.backbone)
     out = Path(out)
     if not is_main_process():  # another rank of a DDP run: train alongside rank zero, which owns the run folder
-        prepared = prepare_data(cfg.data, cfg.model.input_size)
+        prepared = prepare_run_data(cfg.data, cfg.model.input_size)
         return run_experiment(cfg, prepared, out, progress=False, resume=resume, eval_split=eval_split)
     if resume:
         check_resumable(out, cfg, overwrite)
     with run_folder(out, overwrite, keep_if=RESUMABLE, kind="train", resume=resume, command=command) as folder:
-        prepared = prepare_data(cfg.data, cfg.model.input_size)
+        prepared = prepare_run_data(cfg.data, cfg.model.input_size)
         run = run_experiment(
             cfg, prepared, folder, progress=progress, resume=resume, name=out.resolve().name, eval_split=eval_split
         )
@@ -94,7 +97,7 @@ def evaluate(
 def study(
     recipe: str | Path | RunConfig | None = None,
     *,
-    data: str | None = None,
+    data: DataArg = None,
     out: str | Path,
     overwrite: bool = False,
     progress: bool = True,
@@ -118,6 +121,15 @@ def study(
     return run_study(cfg, out, overwrite, progress, command=command)
 
 
-def _with_data(data: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """``data`` as the ``data.path`` option; without it, the recipe's (or the demo's) data."""
-    return overrides if data is None else {"data.path": data, **overrides}
+def _with_data(data: DataArg, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as the ``data.path`` option, or a list of several as ``data.sources`` (paths, or mappings with a
+    ``path`` and the other ``SourceConfig`` keys); without it, the recipe's (or the demo's) data."""
+    if data is None:
+        return overrides
+    if isinstance(data, (str, Path)):
+        return {"data.path": str(data), "data.sources": [], **overrides}
+    sources = [str(item) if isinstance(item, (str, Path)) else item for item in data]
+    if not sources:
+        raise AffectlabError("data=[]: name at least one dataset")
+    first = sources[0]
+    return {"data.path": first if isinstance(first, str) else first.get("path"), "data.sources": sources, **overrides}

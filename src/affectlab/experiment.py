@@ -17,12 +17,13 @@ from typing import Any
 
 from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_text
 from affectlab.config import RunConfig, load_recipe
-from affectlab.data.prepared import PreparedData, SplitData, prepare_data
+from affectlab.data.prepared import PreparedData, SplitData
+from affectlab.data.sources import SourcesData, prepare_run_data, source_part
 from affectlab.data.split import load_split, save_split
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.efficiency import measure_model
-from affectlab.evaluation.evaluate import Metrics, score
+from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import checkpoint_meta, load_checkpoint
 from affectlab.models.outputs import Outputs, predict_features, predict_images
@@ -129,11 +130,11 @@ def run_experiment(
         outputs = predict_features(result.model, features)
     else:
         outputs = predict_images(result.model, scored.images, result.preprocess, tta_flip=cfg.train.tta_flip)
-    metrics = score(outputs, scored, cfg.model, eval_split, cfg.train.tta_flip)
+    metrics, shown, shown_outputs = _score(cfg, data, scored, outputs, eval_split, cfg.train.tta_flip)
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
-    write_evaluation_figures(run_dir, metrics, outputs, scored, title=f"{cfg.model.backbone} {cfg.model.task}")
+    write_evaluation_figures(run_dir, metrics, shown_outputs, shown, title=f"{cfg.model.backbone} {cfg.model.task}")
     run = Run(
         name=name or run_dir.name,
         path=run_dir,
@@ -151,6 +152,20 @@ def run_experiment(
         # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
         run.efficiency = measure_model(result.model.cpu(), meta, run_dir, scored.images)
     return run
+
+
+def _score(
+    cfg: RunConfig, data: PreparedData, scored: SplitData, outputs: Outputs, split: str, tta_flip: bool
+) -> tuple[dict[str, Any], SplitData, Outputs]:
+    """The metrics document, and the samples and outputs its figures show: one dataset's, or with several sources
+    every source scored on its own and the figures of the source the top level reports."""
+    if not isinstance(data, SourcesData):
+        return score(outputs, scored, cfg.model, split, tta_flip), scored, outputs
+    select = cfg.train.select_source
+    metrics = score_sources(outputs, scored, data.infos, cfg.model, split, tta_flip, cfg.data.train_on, select)
+    index = [info.name for info in data.infos].index(metrics["source"])
+    rows = scored.source == index
+    return metrics, source_part(scored, index), {key: value[rows] for key, value in outputs.items()}
 
 
 def write_predictions(path: Path, split: SplitData, outputs: Outputs) -> Path:
@@ -227,11 +242,13 @@ def evaluate_run(
         load_split(split_file)
         data_cfg = dataclasses.replace(data_cfg, split_file=str(split_file))
         which = split
-    prepared = prepare_data(data_cfg, preprocess.input_size, splits=(which,))
+    if data and data_cfg.sources:  # other data: that one dataset, not the run's sources
+        data_cfg = dataclasses.replace(data_cfg, sources=[], train_on=None)
+    prepared = prepare_run_data(data_cfg, preprocess.input_size, splits=(which,))
     part = prepared.splits[which]
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
     outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
-    metrics = score(outputs, part, cfg.model, split, tta)
+    metrics, part, outputs = _score(cfg, prepared, part, outputs, split, tta)
     metrics["data"] = prepared.source
     default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
     target = Path(out_dir) if out_dir else default_target

@@ -19,7 +19,7 @@ import torch
 
 from affectlab.atomic import run_folder, write_json, write_text
 from affectlab.config import RunConfig
-from affectlab.data.prepared import prepare_data
+from affectlab.data.sources import prepare_run_data
 from affectlab.experiment import Run, run_experiment
 from affectlab.models.backbones import get_backbone_spec
 from affectlab.reports.study_report import write_study_report
@@ -92,7 +92,7 @@ def _run_cells(
     for seed in seeds:
         t0 = time.perf_counter()
         data_cfg = base.cell(base.model.backbone, base.model.task, seed).data
-        prepared = prepare_data(data_cfg, base.model.input_size)
+        prepared = prepare_run_data(data_cfg, base.model.input_size)
         stage_seconds[f"data_seed{seed}"] = round(time.perf_counter() - t0, 2)
         splits[str(seed)] = {k: v for k, v in prepared.split.items() if k not in ("train", "val", "test")}
         data_summary = prepared.summary()

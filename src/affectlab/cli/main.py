@@ -25,7 +25,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="dataset folder, AffectNet CSV file, or 'demo' (built-in synthetic faces)")
+    p.add_argument(
+        "--data",
+        action="append",
+        help="dataset folder, AffectNet CSV file, or 'demo' (built-in synthetic faces); repeat it to train on "
+        "several datasets at once (each split per source; see data.sources)",
+    )
     p.add_argument("--layout", choices=choices("data", "layout"), help="dataset layout (default: auto)")
     p.add_argument("--image-root", help="image folder for the CSV layout (default: the CSV's folder)")
     p.add_argument("--class-map", help="class folders: NAME=Emotion,... to map folder names to emotions")
@@ -75,7 +80,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     per_backbone = weights is not None and "=" in weights
     seeds = getattr(args, "seeds", None)
     flags = {
-        "data.path": args.data,
+        **_data_flags(args),
         "data.layout": args.layout,
         "data.image_root": args.image_root,
         "data.class_map": _pairs(args.class_map) if args.class_map else None,
@@ -100,6 +105,20 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "study.seeds": [int(s) for s in _csv(seeds)] if seeds else None,
     }
     return {name: value for name, value in flags.items() if value is not None}
+
+
+def _data_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """One ``--data`` is ``data.path`` as always; several are ``data.sources`` (``data.path`` names the first)."""
+    paths: list[str] = args.data or []
+    if len(paths) <= 1:
+        return {"data.path": paths[0], "data.sources": []} if paths else {}
+    per_source = [flag for flag in ("layout", "image_root", "class_map") if getattr(args, flag) is not None]
+    if per_source:
+        flags = ", ".join("--" + flag.replace("_", "-") for flag in per_source)
+        raise AffectlabError(
+            f"{flags} with several --data: each source has its own; list them under data.sources in a recipe"
+        )
+    return {"data.path": paths[0], "data.sources": [{"path": path} for path in paths]}
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -329,5 +348,3 @@ def _terminate_as_interrupt() -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _raise_interrupt)
-
-

@@ -42,6 +42,12 @@ class SplitData:
     expression: np.ndarray
     va: np.ndarray
     hashes: list[str] = field(default_factory=list)
+    #: Which source of a multi-dataset run each sample comes from (index into its sources; all 0 for one dataset).
+    source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        if len(self.source) != len(self.ids):
+            self.source = np.zeros(len(self.ids), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,8 +107,11 @@ def sample_hash(sample: Sample) -> str:
     return file_md5(sample.path) + (f":{sample.box}" if sample.box else "")
 
 
-def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS) -> PreparedData:
-    """Read, split and decode; ``splits=("all",)`` skips splitting and decodes every sample.
+def prepare_data(
+    cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS, split: dict[str, Any] | None = None
+) -> PreparedData:
+    """Read, split and decode; ``splits=("all",)`` skips splitting and decodes every sample; ``split`` is a split
+    already loaded (one source's part of a multi-dataset ``split.json``), used instead of ``cfg.split_file``.
 
     The rule for memory: a raw dataset (folder or CSV) is decoded into RAM, which is fastest for a few thousand
     images; a dataset converted by ``affectlab data convert`` (local folder or object-storage URL) is streamed
@@ -120,10 +129,17 @@ def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPL
     check_bad_share(sample_set.root, unreadable, total, cfg.max_bad_fraction)
     hashes = {s.id: sample_hash(s) for s in sample_set.samples}
     if splits == ("all",):
-        split: dict[str, Any] = {"all": [s.id for s in sample_set.samples]}
+        split = {"all": [s.id for s in sample_set.samples]}
         by_split = {"all": sample_set.samples}
+    elif split is not None:
+        pass
     elif cfg.split_file:
         split = load_split(cfg.split_file)
+        if "sources" in split:
+            raise AffectlabError(
+                f"{cfg.split_file}: the split of several sources ({', '.join(split['sources'])}); "
+                "train on the same sources (data.sources) to reuse it"
+            )
     else:
         split = make_split(sample_set.samples, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, hashes)
     if splits != ("all",):

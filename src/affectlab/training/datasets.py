@@ -15,8 +15,9 @@ from affectlab.data.transforms import Preprocess, train_augmentation
 __all__ = ["ImageDataset", "IndexedDataset", "feature_dataset", "targets", "validation_loader"]
 
 
-def targets(split: SplitData) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(split.expression), torch.from_numpy(split.va)
+def targets(split: SplitData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Expression codes (-1: none), valence/arousal (NaN: none) and each sample's source index."""
+    return torch.from_numpy(split.expression), torch.from_numpy(split.va), torch.from_numpy(split.source)
 
 
 class ImageDataset(Dataset):
@@ -25,7 +26,7 @@ class ImageDataset(Dataset):
 
     def __init__(self, split: SplitData, preprocess: Preprocess, augment: bool = False, raw: bool = False) -> None:
         self.images = split.images
-        self.expression, self.va = targets(split)
+        self.expression, self.va, self.source = targets(split)
         self.preprocess = preprocess
         self.augment = train_augmentation(preprocess.input_size) if augment and not raw else None
         self.raw = raw
@@ -33,13 +34,13 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         image = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)
-        if self.raw:
-            return image, self.expression[index], self.va[index]
-        if self.augment is not None:
-            image = self.augment(image)
-        return self.preprocess.normalise(image.unsqueeze(0))[0], self.expression[index], self.va[index]
+        if not self.raw:
+            if self.augment is not None:
+                image = self.augment(image)
+            image = self.preprocess.normalise(image.unsqueeze(0))[0]
+        return image, self.expression[index], self.va[index], self.source[index]
 
 
 def feature_dataset(features: torch.Tensor, split: SplitData) -> TensorDataset:

@@ -25,12 +25,12 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
-from sklearn.utils.class_weight import compute_class_weight
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from affectlab.atomic import write_text
 from affectlab.config import RunConfig
 from affectlab.data.prepared import PreparedData, SplitData
+from affectlab.data.sources import SourceInfo, SourcesData, source_infos
 from affectlab.data.streaming import StreamedData
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
@@ -45,6 +45,13 @@ from affectlab.training.features import FeatureCache
 from affectlab.training.finetuning import UnfreezeTrunk
 from affectlab.training.history import HistoryCallback
 from affectlab.training.module import AffectLitModule
+from affectlab.training.source_mix import (
+    balanced_class_weights,
+    check_sources_label,
+    class_mask_table,
+    per_source_class_weights,
+    source_sampler,
+)
 
 __all__ = [
     "TrainResult",
@@ -80,14 +87,6 @@ def uses_feature_cache(cfg: RunConfig) -> bool:
 def preprocess_for(backbone: Backbone, input_size: int) -> Preprocess:
     """What the model is fed: the input size, and the mean/std its trunk's weights were trained with."""
     return Preprocess(input_size=input_size, mean=backbone.mean, std=backbone.std)
-
-
-def balanced_class_weights(expression: np.ndarray) -> torch.Tensor:
-    """sklearn's 'balanced' weights; classes absent from training get weight 1 so indices stay aligned."""
-    present = np.unique(expression)
-    weights = np.ones(NUM_EMOTIONS, dtype=np.float32)
-    weights[present] = compute_class_weight("balanced", classes=present, y=expression)
-    return torch.from_numpy(weights)
 
 
 def split_features(
@@ -170,8 +169,12 @@ def _loaders(
         train_set = ImageDataset(data.splits["train"], preprocess, augment=t.augment, raw=raw)
         val_set = ImageDataset(data.splits["val"], preprocess, raw=raw)
     generator = torch.Generator().manual_seed(t.seed)
-    sampler = None
-    if t.sampler == "balanced":
+    sampler: WeightedRandomSampler | None = None
+    infos = source_infos(data)
+    if len(infos) > 1:  # several sources: each drawn by its weight (and class-balanced inside it if asked)
+        train = data.splits["train"]
+        sampler = source_sampler(infos, train.source, train.expression, t.sampler == "balanced", generator)
+    elif t.sampler == "balanced":
         expression = data.splits["train"].expression
         per_class = np.bincount(expression, minlength=NUM_EMOTIONS).astype(np.float64)
         sample_weights = 1.0 / per_class[expression]
@@ -206,6 +209,8 @@ def train_model(
     """
     run_dir = Path(run_dir)
     t = cfg.train
+    if isinstance(data, SourcesData):  # several sources: train on data.train_on (all by default)
+        data = data.subset(cfg.data.train_on)
     resume_from = last_checkpoint(run_dir) if resume else None
     if resume_from is not None and not resume_from.is_file():
         raise AffectlabError(
@@ -223,14 +228,32 @@ def train_model(
     started = time.perf_counter()
     train_loader, val_loader, features, generator = _loaders(cfg, data, model, preprocess, cache, backbone)
     feature_seconds = time.perf_counter() - started
-    has_expression, _ = task_outputs(cfg.model.task)
-    weights = None
+    has_expression, has_va = task_outputs(cfg.model.task)
+    infos = source_infos(data)
+    check_sources_label(infos, has_expression, has_va, cfg.model.task)
+    _check_selection(cfg, infos)
+    weights = class_mask = None
     if has_expression and t.class_weights == "balanced" and t.sampler == "none":
-        weights = balanced_class_weights(data.splits["train"].expression)
+        train = data.splits["train"]
+        if len(infos) > 1:
+            weights = per_source_class_weights(train.expression, train.source, len(infos))
+        else:
+            weights = balanced_class_weights(train.expression)
+    names = None
+    if len(infos) > 1:
+        class_mask, names = class_mask_table(infos), [info.name for info in infos]
     device_inputs = None
     if not features and t.augment_on == "device":
         device_inputs = DeviceInputs(preprocess, augment=t.augment)
-    lit = AffectLitModule(model, t, weights, from_features=bool(features), device_inputs=device_inputs)
+    lit = AffectLitModule(
+        model,
+        t,
+        weights,
+        from_features=bool(features),
+        device_inputs=device_inputs,
+        class_mask=class_mask,
+        sources=names,
+    )
     ckpt_dir = run_dir / "checkpoints"
     mode = "min" if t.monitor == "val_loss" else "max"
     # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only
@@ -304,6 +327,20 @@ def train_model(
         bool(features),
         backbone,
     )
+
+
+def _check_selection(cfg: RunConfig, infos: list[SourceInfo]) -> None:
+    """The monitored metric must exist on the selecting source (no val_ccc on a source without V/A)."""
+    if len(infos) < 2:
+        return
+    select = cfg.train.select_source or infos[0].name
+    chosen = [i for i in infos if i.name == select] or infos
+    needs = {"val_accuracy": lambda i: bool(i.classes), "val_ccc": lambda i: i.has_va}.get(cfg.train.monitor)
+    if needs is not None and not any(needs(i) for i in chosen):
+        raise AffectlabError(
+            f"train.monitor={cfg.train.monitor} cannot be measured on source {select} (it lacks those labels); "
+            "choose train.select_source or another monitor"
+        )
 
 
 def _fit_keeping_ctrl_c(

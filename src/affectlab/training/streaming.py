@@ -30,8 +30,8 @@ warnings.filterwarnings("ignore", ".*IterableDataset.*has `__len__` defined.*")
 
 
 class FaceStream(StreamingDataset):
-    """A split's faces streamed from its shards: ``(normalised CHW image, expression, [valence, arousal])``, and
-    with ``with_index`` the sample's index in the split last (to check which samples a rank and worker saw)."""
+    """A split's faces streamed from its shards: ``(normalised CHW image, expression, [valence, arousal], source)``,
+    and with ``with_index`` the sample's index in the split last (to check which samples a rank and worker saw)."""
 
     def __init__(
         self,
@@ -68,7 +68,7 @@ class FaceStream(StreamingDataset):
             image = self.augment(image)
         va = torch.tensor([item["valence"], item["arousal"]], dtype=torch.float32)
         pixels = image if self.raw else self.preprocess.normalise(image.unsqueeze(0))[0]
-        face = (pixels, torch.tensor(int(item["expression"])), va)
+        face = (pixels, torch.tensor(int(item["expression"])), va, torch.tensor(0))  # source 0: one dataset
         return (*face, torch.tensor(getattr(index, "index", index))) if self.with_index else face
 
 
