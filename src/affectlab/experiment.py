@@ -82,6 +82,9 @@ class Run:
             "epochs_run": self.epochs_run,
             "best_epoch": self.best_epoch,
         }
+        sources = [source.label for source in self.config.data.sources]
+        if sources:  # several sources: which the model trained on (the others were only scored)
+            record["trained_on"] = self.config.data.train_on or sources
         if self.efficiency is not None:
             record["efficiency"] = self.efficiency
         if self.wall_seconds is not None:
