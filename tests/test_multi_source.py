@@ -212,6 +212,9 @@ def test_repeated_data_flags_and_the_api_list_name_every_source(
     assert resolve_config("best", _with_data(["A", "B/fer"], {})).data == cfg.data
     one = resolve_config("best", _flag_overrides(build_parser().parse_args(["train", "--data", "A", "--out", "x"])))
     assert one.data.sources == [] and one.data.path == "A" and one.data.source_configs()[0].path == "A"
+    study_args = ["study", "--data", "A", "--data", "B/fer", "--source-sets", "A;fer;A,fer", "--out", "x"]
+    grid = resolve_config("best", _flag_overrides(build_parser().parse_args(study_args)))
+    assert grid.study.source_sets == [["A"], ["fer"], ["A", "fer"]]
     # A config.yaml written before sources existed still loads, as one source.
     old = tmp_path / "config.yaml"
     old.write_text("data:\n  path: A\n  layout: auto\nmodel:\n  task: multitask\n", encoding="utf-8")
