@@ -342,6 +342,8 @@ def _validate_sources(cfg: RunConfig, where: str) -> None:
     names = [s.label for s in sources]
     for i, source in enumerate(sources):
         at = f"{where}: data.sources[{i}] ({source.label})"
+        if "/" in source.label or not source.label:
+            raise AffectlabError(f"{at}: name must be non-empty and without '/' (it prefixes the source's ids)")
         if names.count(source.label) > 1:
             raise AffectlabError(f"{at}: two sources are named {source.label!r}; give each a distinct name")
         if not source.weight > 0:
