@@ -268,3 +268,35 @@ def test_train_on_two_sources_writes_per_source_metrics_and_evaluate_repeats_the
         assert again.document["sources"][name]["classification"]["accuracy"] == pytest.approx(
             metrics["sources"][name]["classification"]["accuracy"]
         )
+
+
+def test_cross_dataset_table_has_a_row_per_model_a_column_per_source_and_marks_in_domain_cells() -> None:
+    from affectlab.reports.cross_dataset import cross_dataset_table
+
+    def run(trained_on: list[str], seed: int, an: float, fer: float) -> dict:
+        def document(name: str, accuracy: float) -> dict:
+            return {
+                "classification": {"accuracy": accuracy},
+                "classification_shared": {"accuracy": accuracy + 0.1},
+                "in_domain": name in trained_on,
+            }
+
+        metrics = {"sources": {"an": document("an", an), "fer": document("fer", fer)}, "shared_classes": ["Neutral"]}
+        common = {"backbone": "mobilenet_v2", "task": "multitask", "weights": "imagenet", "seed": seed}
+        return {**common, "trained_on": trained_on, "metrics": metrics}
+
+    runs = [
+        run(["an"], 0, 0.5, 0.3),
+        run(["an"], 1, 0.6, 0.3),
+        run(["fer"], 0, 0.2, 0.6),
+        run(["an", "fer"], 0, 0.5, 0.6),
+    ]
+    table = cross_dataset_table(runs)
+    assert table is not None
+    header, rows, shared = table
+    assert header[-2:] == ["an test", "fer test"] and shared == ["Neutral"]
+    assert [row[3] for row in rows] == ["an", "fer", "an + fer"]
+    assert rows[0][4:] == ["2", "0.550 ± 0.050 / 0.650 ± 0.050 *", "0.300 ± 0.000 / 0.400 ± 0.000"]
+    assert rows[1][-2:] == ["0.200 / 0.300", "0.600 / 0.700 *"]
+    assert rows[2][-2:] == ["0.500 / 0.600 *", "0.600 / 0.700 *"]
+    assert cross_dataset_table([{**runs[0], "metrics": {"classification": {"accuracy": 0.5}}}]) is None
