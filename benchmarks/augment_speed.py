@@ -19,8 +19,8 @@ import time
 import numpy as np
 import torch
 
+from affectlab.data.face_tensors import FaceDataset, FaceToTensor
 from affectlab.data.transforms import Preprocess
-from affectlab.training.datasets import ImageDataset
 from affectlab.training.device_inputs import DeviceInputs
 
 
@@ -32,7 +32,7 @@ def _split(n: int, size: int):  # type: ignore[no-untyped-def]
 
 
 def loader_path(split, preprocess: Preprocess, batch: int, device: torch.device) -> float:  # type: ignore[no-untyped-def]
-    data = ImageDataset(split, preprocess, augment=True)
+    data = FaceDataset(split, FaceToTensor(preprocess, augment=True))
     started = time.perf_counter()
     for start in range(0, len(data), batch):
         inputs = torch.stack([data[i][0] for i in range(start, min(start + batch, len(data)))]).to(device)
@@ -43,7 +43,7 @@ def loader_path(split, preprocess: Preprocess, batch: int, device: torch.device)
 
 
 def device_path(split, preprocess: Preprocess, batch: int, device: torch.device) -> float:  # type: ignore[no-untyped-def]
-    data = ImageDataset(split, preprocess, raw=True)
+    data = FaceDataset(split, FaceToTensor(preprocess, raw=True))
     augment = DeviceInputs(preprocess, augment=True).to(device)
     started = time.perf_counter()
     for start in range(0, len(data), batch):

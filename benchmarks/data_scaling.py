@@ -8,10 +8,10 @@ shift and noise), converts them with ``affectlab data convert``, and then, each 
 memory is its own, loads the training split the way ``affectlab train`` does and reads one epoch of batches
 (64 faces, no loader workers, no model):
 
-* ``in RAM``: ``prepare_data`` on the raw folder (hash, split, decode everything into one uint8 array), then a
-  shuffled ``DataLoader`` over ``ImageDataset``;
-* ``streamed``: ``prepare_data`` on the converted folder, then LitData's ``StreamingDataset`` through
-  ``FaceStreamLoader``, decoding each JPEG when it is used.
+* ``in RAM``: ``open_dataset`` on the raw folder (hash, split, decode everything into one uint8 array), then its
+  ``train_loader``, a shuffled ``DataLoader``;
+* ``streamed``: ``open_dataset`` on the converted folder, then its ``train_loader``: LitData's ``StreamingDataset``
+  through ``FaceStreamLoader``, decoding each JPEG when it is used.
 
 Reported: the process's peak RSS (``ru_maxrss``, which counts the shard pages LitData maps, up to 4 chunks of
 16 MB), its peak anonymous memory (its own allocations, sampled every 10 ms), the RSS after imports (the same for
@@ -97,26 +97,20 @@ def make_raw(base: Path, out: Path, n: int, size: int) -> Path:
 def measure(mode: str, data: str, size: int) -> dict[str, Any]:
     """One epoch of training batches from ``data``; runs in its own process (``--measure``)."""
     import torch
-    from torch.utils.data import DataLoader
 
     from affectlab.config import DataConfig
-    from affectlab.data.prepared import prepare_data
+    from affectlab.data.dataset import open_dataset
+    from affectlab.data.face_tensors import FaceToTensor
     from affectlab.data.transforms import Preprocess
-    from affectlab.training.datasets import ImageDataset
-    from affectlab.training.streaming import FaceStream, FaceStreamLoader
 
     torch.set_num_threads(1)
     load = os.getloadavg()[0]
     baseline = current_rss_mb()
     anon = PeakAnon()
     started = time.perf_counter()
-    prepared = prepare_data(DataConfig(path=data), size)
-    preprocess = Preprocess(input_size=size)
-    if mode == "ram":
-        loader: Any = DataLoader(ImageDataset(prepared.splits["train"], preprocess), BATCH, shuffle=True)
-    else:
-        stream = FaceStream(prepared.splits["train"].folders[0], preprocess, seed=0)  # type: ignore[union-attr]
-        loader = FaceStreamLoader(stream, batch_size=BATCH)
+    dataset = open_dataset(DataConfig(path=data), size)  # in RAM for a raw folder, streamed when converted
+    to_tensor = FaceToTensor(Preprocess(input_size=size))
+    loader = dataset.train_loader(to_tensor, BATCH, 0, seed=0, generator=torch.Generator().manual_seed(0))
     first = None
     seen = 0
     epoch_started = time.perf_counter()

@@ -36,11 +36,11 @@ def test_split(run: Path, data: Path):  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
     from affectlab.config import load_recipe
-    from affectlab.data.prepared import prepare_data
+    from affectlab.data.dataset import open_dataset
 
     cfg = load_recipe(run / "config.yaml")
     data_cfg = replace(cfg.data, path=str(data), split_file=str(run / "split.json"))
-    part = prepare_data(data_cfg, cfg.model.input_size, splits=("test",)).splits["test"]
+    part = open_dataset(data_cfg, cfg.model.input_size, splits=("test",)).splits["test"]
     paths = [data / "images" / f"{i}.jpg" for i in part.ids]
     return cfg, part, paths
 

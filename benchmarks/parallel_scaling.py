@@ -7,8 +7,8 @@ Three measurements, each a row of the README's "Training at scale" table; the ma
 before and after each part, because the numbers mean little without it on a shared machine.
 
 * ``loader``: one epoch of the train split of N synthetic 160 px faces (``data_scaling.make_raw``), batches of 64,
-  no model, with 0, 1 and 2 loader workers: in RAM (``prepare_data`` on the raw folder, a shuffled ``DataLoader``
-  over ``ImageDataset``) and streamed (the converted folder through ``FaceStreamLoader``). Images/s counts the
+  no model, with 0, 1 and 2 loader workers, through ``Dataset.train_loader`` (``open_dataset``): in RAM (the raw
+  folder, a shuffled ``DataLoader``) and streamed (the converted folder through ``FaceStreamLoader``). Images/s counts the
   epoch only, from the loader's first request (worker start-up included) to its last batch.
 * ``ddp``: ``affectlab train --accelerator cpu`` on 800 demo faces at 64 px (MobileNetV2 from scratch, batch 32
   per process, 3 epochs), with ``--devices 1`` and with ``--devices 2 --strategy ddp`` (gloo). Images/s is the
@@ -51,14 +51,12 @@ def epoch_rate(loader: Any) -> tuple[int, float]:
 def loader_rows(out: Path, n: int, size: int) -> list[dict[str, Any]]:
     """Loader images/s against the number of workers, in RAM and streamed."""
     import torch
-    from torch.utils.data import DataLoader
 
     from affectlab.config import DataConfig
+    from affectlab.data.dataset import open_dataset
     from affectlab.data.demo import generate_demo_dataset
-    from affectlab.data.prepared import prepare_data
+    from affectlab.data.face_tensors import FaceToTensor
     from affectlab.data.transforms import Preprocess
-    from affectlab.training.datasets import ImageDataset
-    from affectlab.training.streaming import FaceStream, FaceStreamLoader
 
     base = out / "base"
     if not base.is_dir():
@@ -69,18 +67,16 @@ def loader_rows(out: Path, n: int, size: int) -> list[dict[str, Any]]:
         command = ["data", "convert", str(raw), "--out", str(converted), "--input-size", str(size), "--workers", "2"]
         subprocess.run([sys.executable, "-m", "affectlab.cli", *command], check=True)
     torch.set_num_threads(1)
-    preprocess = Preprocess(input_size=size)
-    in_ram = prepare_data(DataConfig(path=str(raw)), size).splits["train"]
-    streamed = prepare_data(DataConfig(path=str(converted)), size).splits["train"].folders[0]  # type: ignore[union-attr]
+    to_tensor = FaceToTensor(Preprocess(input_size=size))
+    datasets = {
+        mode: open_dataset(DataConfig(path=str(path)), size) for mode, path in (("ram", raw), ("stream", converted))
+    }
     rows = []
     for workers in WORKERS:
         for mode in ("ram", "stream"):
             before = load()
-            if mode == "ram":
-                loader: Any = DataLoader(ImageDataset(in_ram, preprocess), BATCH, shuffle=True, num_workers=workers)
-            else:
-                stream = FaceStream(streamed, preprocess, seed=0)
-                loader = FaceStreamLoader(stream, batch_size=BATCH, num_workers=workers)
+            generator = torch.Generator().manual_seed(0)
+            loader = datasets[mode].train_loader(to_tensor, BATCH, workers, seed=0, generator=generator)
             seen, rate = epoch_rate(loader)
             row = {"part": "loader", "mode": mode, "workers": workers, "images": seen, "per_s": round(rate)}
             rows.append(row | {"load_before": before, "load_after": load()})

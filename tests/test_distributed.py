@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from affectlab.config import DataConfig
-from affectlab.data.prepared import prepare_data
+from affectlab.data.dataset import open_dataset
 from affectlab.data.split import load_split
 from affectlab.data.transforms import Preprocess
 from affectlab.models.checkpoint import load_checkpoint
@@ -89,8 +89,8 @@ def test_ddp_training_writes_one_run_and_validates_on_the_whole_split(demo_data:
     # Validation metrics of the best epoch equal a single-process evaluation of the saved model on the val split:
     # gathered from both ranks, each sample once.
     model, meta = load_checkpoint(out)
-    data = prepare_data(DataConfig(path=str(demo_data), split_file=str(out / "split.json")), 32)
-    assert data.split == load_split(out / "split.json")
+    data = open_dataset(DataConfig(path=str(demo_data), split_file=str(out / "split.json")), 32)
+    assert data.assignment == load_split(out / "split.json")
     val = data.splits["val"]
     outputs = predict_images(model, val.images, Preprocess.from_dict(meta["preprocess"]))
     best = rows[meta["meta"]["best_epoch"] - 1]
@@ -103,7 +103,7 @@ def test_ddp_ranks_train_on_disjoint_samples(demo_data: Path, tmp_path: Path) ->
     _run([sys.executable, str(SUPPORT / "ddp_probe.py"), str(demo_data), str(tmp_path)], tmp_path)
     ranks = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
-    n = len(prepare_data(DataConfig(path=str(demo_data)), 32).splits["train"].ids)
+    n = len(open_dataset(DataConfig(path=str(demo_data)), 32).splits["train"].ids)
     for epoch in range(2):
         a, b = (set(r["epochs"][epoch]) for r in ranks)
         assert len(a | b) == n, f"epoch {epoch + 1}: not every training sample was seen"

@@ -16,13 +16,15 @@ from support.data import write_affectnet, write_class_folders
 
 from affectlab.cli.main import main
 from affectlab.config import DataConfig, SourceConfig, TrainConfig, load_recipe, resolve_config
+from affectlab.data.dataset import open_dataset
+from affectlab.data.face_tensors import shuffled_loader
+from affectlab.data.multi_source import SourceInfo, SourcesData
 from affectlab.data.prepared import prepare_data
-from affectlab.data.sources import SourceInfo, SourcesData, prepare_run_data
 from affectlab.data.split import load_split
 from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS
 from affectlab.training.losses import AffectLoss, masked_cross_entropy
-from affectlab.training.source_mix import class_mask_table, source_draw_weights, source_sampler
+from affectlab.training.source_mix import class_mask_table, source_draw_weights
 
 CONTEMPT = EMOTIONS.index("Contempt")
 FER_CLASSES = {"angry": 4, "disgust": 4, "fear": 4, "happy": 4, "neutral": 4, "sad": 4, "surprise": 4}
@@ -100,17 +102,15 @@ def test_the_sampler_draws_sources_in_the_stated_proportions(weights: tuple[floa
     infos = [SourceInfo("small", "a", weight=weights[0]), SourceInfo("large", "b", weight=weights[1])]
     source = np.array([0] * 40 + [1] * 400)
     expression = np.array([0] * 30 + [1] * 10 + [0] * 100 + [1] * 300)
-    drawn = np.array(list(source_sampler(infos, source, expression, False, torch.Generator().manual_seed(0))))
-    assert len(drawn) == len(source)
+    p = source_draw_weights(infos, source, expression, class_balanced=False)
+    index = torch.utils.data.TensorDataset(torch.arange(len(source)))
     draws = np.concatenate(
         [
-            drawn,
-            *(
-                list(source_sampler(infos, source, expression, False, torch.Generator().manual_seed(s)))
-                for s in range(1, 20)
-            ),
+            torch.cat([batch for (batch,) in shuffled_loader(index, 64, 0, torch.Generator().manual_seed(s), p)])
+            for s in range(20)
         ]
     )
+    assert len(draws) == 20 * len(source), "an epoch makes as many draws as there are training samples"
     share = np.mean(source[draws] == 0)
     assert share == pytest.approx(expected, abs=0.02), "a source's share of the draws is its weight's share"
     # Exact probabilities: class-balanced inside each source too, when asked.
@@ -124,12 +124,12 @@ def test_the_sampler_draws_sources_in_the_stated_proportions(weights: tuple[floa
 def test_splits_are_drawn_per_source_duplicate_aware_and_saved(two_sources: tuple[Path, Path], tmp_path: Path) -> None:
     affectnet, fer = two_sources
     cfg = DataConfig(sources=[SourceConfig(str(affectnet)), SourceConfig(str(fer))], split_seed=3)
-    data = prepare_run_data(cfg, 32)
+    data = open_dataset(cfg, 32)
     assert isinstance(data, SourcesData)
-    split = data.split
+    split = data.assignment
     assert set(split["sources"]) == {"an", "fer"} and split["sources"]["fer"]["path"] == str(fer)
     for name, path in (("an", affectnet), ("fer", fer)):
-        alone = prepare_data(DataConfig(path=str(path), split_seed=3), 32).split
+        alone = prepare_data(DataConfig(path=str(path), split_seed=3), 32).assignment
         assert all(split["sources"][name][s] == alone[s] for s in ("train", "val", "test")), (
             "not the source's own split"
         )
@@ -148,7 +148,7 @@ def test_splits_are_drawn_per_source_duplicate_aware_and_saved(two_sources: tupl
     assert np.isnan(data.splits["train"].va[data.splits["train"].source == 1]).all()
     # split.json round trip: the saved split is reused as it is.
     (tmp_path / "split.json").write_text(json.dumps(split), encoding="utf-8")
-    again = prepare_run_data(DataConfig(sources=cfg.sources, split_file=str(tmp_path / "split.json")), 32)
+    again = open_dataset(DataConfig(sources=cfg.sources, split_file=str(tmp_path / "split.json")), 32)
     assert again.splits["test"].ids == test.ids
     assert load_split(tmp_path / "split.json")["sources"]["an"]["counts"] == split["sources"]["an"]["counts"]
 
@@ -158,7 +158,7 @@ def test_sources_of_different_size_and_channels_are_named_in_one_line(
 ) -> None:
     affectnet, fer = two_sources
     with caplog.at_level(logging.WARNING, logger="affectlab.data.sources"):
-        data = prepare_run_data(DataConfig(sources=[SourceConfig(str(affectnet)), SourceConfig(str(fer))]), 40)
+        data = open_dataset(DataConfig(sources=[SourceConfig(str(affectnet)), SourceConfig(str(fer))]), 40)
     lines = [r.getMessage() for r in caplog.records if "differ" in r.getMessage()]
     assert lines == [
         (
@@ -192,7 +192,7 @@ def test_a_source_labelling_no_task_of_the_model_is_one_line(two_sources: tuple[
     with pytest.raises(
         AffectlabError, match=r"^data.sources \(fer\): tasks lists va, but .*fer has no valence/arousal$"
     ):
-        prepare_run_data(DataConfig(sources=[SourceConfig(str(affectnet)), SourceConfig(str(fer), tasks=["va"])]), 32)
+        open_dataset(DataConfig(sources=[SourceConfig(str(affectnet)), SourceConfig(str(fer), tasks=["va"])]), 32)
     from affectlab.training.source_mix import check_sources_label
 
     infos = [SourceInfo("an", "an"), SourceInfo("fer", "fer", classes=tuple(range(7)), has_va=False)]

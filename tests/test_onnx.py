@@ -59,7 +59,7 @@ def trained(demo_data: Path, work: Path) -> Path:
     on it measures noise. A trained model is what users quantise.
     """
     from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from affectlab.data.prepared import prepare_data
+    from affectlab.data.dataset import open_dataset
     from affectlab.training.fit import train_model
 
     cfg = RunConfig(
@@ -68,7 +68,7 @@ def trained(demo_data: Path, work: Path) -> Path:
         TrainConfig(epochs=8, batch_size=16, lr=1e-3, patience=8, monitor="val_score", seed=0),
     )
     out = work / "trained"
-    train_model(cfg, prepare_data(cfg.data, TRAINED_SIZE), out, progress=False)
+    train_model(cfg, open_dataset(cfg.data, TRAINED_SIZE), out, progress=False)
     return out
 
 

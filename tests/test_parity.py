@@ -19,7 +19,7 @@ from support.models import INPUT_SIZE, make_run, one_torch_thread
 import affectlab
 from affectlab.cli import main
 from affectlab.config import config_from_dict
-from affectlab.data.prepared import prepare_data
+from affectlab.data.dataset import open_dataset
 from affectlab.evaluation.evaluate import score
 from affectlab.models.checkpoint import load_checkpoint, save_checkpoint
 
@@ -87,7 +87,7 @@ def test_predict_on_the_test_crops_reproduces_the_test_metrics(tta_run: Path, de
     reported = json.loads((tta_run / "metrics.json").read_text())
     assert reported["tta_flip"] is True and reported["split"] == "test"
     cfg = config_from_dict(yaml.safe_load((tta_run / "config.yaml").read_text()))
-    part = prepare_data(
+    part = open_dataset(
         cfg.data.__class__(**{**cfg.data.__dict__, "split_file": str(tta_run / "split.json")}),
         cfg.model.input_size,
         splits=("test",),

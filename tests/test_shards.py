@@ -13,15 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from litdata.utilities.env import _DistributedEnv
 
 from affectlab.cli import main
-from affectlab.config import DataConfig
-from affectlab.data.prepared import prepare_data, sample_hash
+from affectlab.config import DataConfig, ModelConfig
+from affectlab.data.converted import open_converted
+from affectlab.data.dataset import open_dataset
+from affectlab.data.face_tensors import FaceToTensor
 from affectlab.data.readers import read_dataset
-from affectlab.data.streaming import open_converted
+from affectlab.data.shard_stream import FaceStream, FaceStreamLoader
+from affectlab.data.source import sample_hash
 from affectlab.data.transforms import Preprocess
-from affectlab.training.streaming import FaceStream, FaceStreamLoader
+from affectlab.errors import AffectlabError
+from affectlab.models.affect_model import create_model
+from affectlab.training import features
+from affectlab.training.features import FeatureCache
 
 SIZE = 32
 
@@ -49,12 +56,12 @@ def converted(raw: Path, work: Path) -> tuple[Path, str]:
 def test_conversion_keeps_ids_labels_split_and_duplicate_groups(raw: Path, converted: tuple[Path, str]) -> None:
     out, corrupt = converted
     manifest = json.loads((out / "manifest.json").read_text())
-    reference = prepare_data(DataConfig(path=str(raw)), SIZE)  # the in-RAM path on the same folder
-    assert manifest["split"] == reference.split  # the same split, drawn once with the same seed and ratios
+    reference = open_dataset(DataConfig(path=str(raw)), SIZE)  # the in-RAM path on the same folder
+    assert manifest["split"] == reference.assignment  # the same split, drawn once with the same seed and ratios
     assert manifest["format_version"] == 1 and manifest["settings"]["input_size"] == SIZE
     assert manifest["skipped"] == [f"{corrupt}: not a readable image (corrupt or unsupported format)"]
     labels = {s.id: s for s in read_dataset(raw).samples}
-    streamed = open_converted(DataConfig(path=str(out)), SIZE)
+    streamed = open_dataset(DataConfig(path=str(out)), SIZE)
     for name, part in streamed.splits.items():
         mine = reference.splits[name]
         assert part.ids == mine.ids  # the same faces in the same order, the corrupt one left out
@@ -103,7 +110,7 @@ def _epoch(folder: Path, epoch: int, drop_last: bool) -> list[list[int]]:
     """The sample indices each of 2 simulated ranks (LitData's own distributed env) gets, 2 loader workers each."""
     per_rank = []
     for rank in (0, 1):
-        stream = FaceStream(str(folder), Preprocess(input_size=SIZE), seed=0, with_index=True)
+        stream = FaceStream(str(folder), FaceToTensor(Preprocess(input_size=SIZE)), seed=0, with_index=True)
         stream.distributed_env = _DistributedEnv(world_size=2, global_rank=rank, num_nodes=1)
         stream.set_drop_last(drop_last)
         loader = FaceStreamLoader(stream, batch_size=4, num_workers=2)
@@ -162,9 +169,9 @@ def test_training_on_converted_data_runs_end_to_end_with_the_same_split(
         == 0
     )
     record = json.loads((run / "run.json").read_text())
-    reference = prepare_data(DataConfig(path=str(raw)), SIZE)
+    reference = open_dataset(DataConfig(path=str(raw)), SIZE)
     assert record["data"]["counts"] == {name: len(part) for name, part in reference.splits.items()}
-    assert json.loads((run / "split.json").read_text()) == reference.split
+    assert json.loads((run / "split.json").read_text()) == reference.assignment
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n"] == len(reference.splits["test"]) and "classification" in metrics
     assert main(["evaluate", str(run), "--split", "val", "--out", str(tmp_path / "val")]) == 0
@@ -193,3 +200,84 @@ def test_ddp_ranks_stream_equal_halves_of_the_training_split(converted: tuple[Pa
     batches = [[e["batches"] for e in epochs] for epochs in ranks]
     assert batches[0] == batches[1] and 0 < batches[0][0] <= math.ceil(n / 2 / 8)
     assert (tmp_path / "run" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("setting", [{"split_seed": 1}, {"val_fraction": 0.2}, {"test_fraction": 0.1}])
+def test_a_converted_dataset_refuses_another_split_seed_or_fractions(
+    converted: tuple[Path, str], setting: dict[str, float]
+) -> None:
+    """The split is fixed at conversion: a run asking for another one must not silently train on the stored one."""
+    out, _ = converted
+    (key, value), *_ = setting.items()
+    with pytest.raises(
+        AffectlabError, match=rf"data\.{key}={value} differs from the data\.{key}=.* converted with"
+    ) as caught:
+        open_converted(DataConfig(path=str(out), **setting), SIZE)  # type: ignore[arg-type]
+    assert "\n" not in str(caught.value)
+    assert len(open_converted(DataConfig(path=str(out)), SIZE).splits["train"]) > 0  # its own settings still open
+
+
+@pytest.mark.slow
+def test_a_multi_seed_study_on_converted_data_refuses_before_training(
+    converted: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``study --seeds 0,1`` draws one split per seed; a converted dataset has one, so the study stops up front
+    instead of reporting mean +- std over "split seeds" that were all the same split."""
+    out, _ = converted
+    args = ["study", "--data", str(out), "--backbones", "resnet18", "--tasks", "classification", "--weights", "none"]
+    args += ["--no-freeze", "--input-size", str(SIZE), "--epochs", "1", "--quiet", "--accelerator", "cpu"]
+    code = main([*args, "--seeds", "0,1", "--out", str(tmp_path / "study")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "study.seeds" in err[0] and "split seed 0" in err[0], err
+    assert not (tmp_path / "study").exists()  # refused before any model trained
+
+
+def test_convert_resolves_its_settings_like_train(
+    raw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``data convert`` takes its input size and split settings through the config resolver (recipe, flags,
+    --set), so a run with the same settings opens the conversion, and a bad value gets the resolver's message."""
+    out = tmp_path / "seed3"
+    args = ["data", "convert", str(raw), "--out", str(out), "--workers", "1", "--seed", "3"]
+    assert main([*args, "--set", "model.input_size=32", "--set", "data.val_fraction=0.2"]) == 0
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    assert (settings["input_size"], settings["split_seed"], settings["val_fraction"]) == (32, 3, 0.2)
+    opened = open_dataset(DataConfig(path=str(out), split_seed=3, val_fraction=0.2), 32)
+    assert opened.assignment == open_dataset(DataConfig(path=str(raw), split_seed=3, val_fraction=0.2), 32).assignment
+    with pytest.raises(AffectlabError, match="data.split_seed=0 differs from the data.split_seed=3"):
+        open_dataset(DataConfig(path=str(out), val_fraction=0.2), 32)
+    capsys.readouterr()
+    assert main(["data", "convert", str(raw), "--out", str(tmp_path / "tiny"), "--input-size", "16"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "affectlab: error: command line: model.input_size=16 is too small (minimum 32)"
+    )
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_feature_cache_reads_a_streamed_split_in_chunks(
+    converted: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen trunk's features of a converted split come a chunk of faces at a time (never the split decoded
+    whole), and equal those of one pass over the decoded faces."""
+    out, _ = converted
+    train = open_dataset(DataConfig(path=str(out)), SIZE).splits["train"]
+    model = create_model(ModelConfig(backbone="resnet18", weights="none", input_size=SIZE))
+    preprocess = Preprocess(input_size=SIZE)
+    asked: list[int] = []
+
+    class CountingFaces:  # the split's faces, recording how many each read decodes
+        shape = train.images.shape
+
+        def __len__(self) -> int:
+            return len(train.images)
+
+        def __getitem__(self, key: object) -> np.ndarray:
+            faces = train.images[key]
+            asked.append(len(faces))
+            return faces
+
+    monkeypatch.setattr(features, "CHUNK", 64)
+    cached = FeatureCache(tmp_path).get_or_compute("k", train.hashes, model, CountingFaces(), preprocess)
+    assert asked == [64, len(train) - 64], asked
+    whole = features.extract_features(model, train.images[:], preprocess)
+    torch.testing.assert_close(cached, whole, rtol=0, atol=0)

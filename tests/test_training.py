@@ -12,17 +12,19 @@ import torch
 from support.data import write_affectnet
 
 from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from affectlab.data.prepared import prepare_data
+from affectlab.data import prepared
+from affectlab.data.dataset import open_dataset
+from affectlab.data.face_tensors import FaceDataset, FaceToTensor
 from affectlab.data.transforms import Preprocess
 from affectlab.experiment import run_experiment
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import load_checkpoint
 from affectlab.models.outputs import predict_images
 from affectlab.training import fit
-from affectlab.training.datasets import ImageDataset
+from affectlab.training.datamodule import uses_feature_cache
 from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.features import FeatureCache
-from affectlab.training.fit import TrainResult, train_model, uses_feature_cache
+from affectlab.training.fit import TrainResult, train_model
 from affectlab.training.module import AffectLitModule
 
 
@@ -39,7 +41,7 @@ def test_cached_and_uncached_training_give_the_same_model(demo_data: Path, tmp_p
     cached_cfg = _config(demo_data, cache_features=True)
     uncached_cfg = replace(cached_cfg, train=replace(cached_cfg.train, cache_features=False))
     assert uses_feature_cache(cached_cfg) and not uses_feature_cache(uncached_cfg)
-    data = prepare_data(cached_cfg.data, 48)
+    data = open_dataset(cached_cfg.data, 48)
     cache = FeatureCache(tmp_path / "cache")
     a = train_model(cached_cfg, data, tmp_path / "a", cache, progress=False)
     b = train_model(uncached_cfg, data, tmp_path / "b", progress=False)
@@ -62,7 +64,7 @@ def plain_and_ema(
     for name, ema_decay in (("plain", None), ("ema", 0.95)):
         cfg = _config(demo_data, epochs=4, lr=3e-3, ema_decay=ema_decay)
         run_dir = tmp_path_factory.mktemp(name) / "run"
-        runs[name] = cfg, train_model(cfg, prepare_data(cfg.data, 48), run_dir, progress=False), run_dir
+        runs[name] = cfg, train_model(cfg, open_dataset(cfg.data, 48), run_dir, progress=False), run_dir
     return runs
 
 
@@ -78,9 +80,9 @@ def test_best_weights_are_restored_and_saved(
     assert {"config.yaml", "history.csv", "model.pt"} <= {p.name for p in run_dir.iterdir()}
     assert not (run_dir / "checkpoints").exists()
     # Recompute the validation loss of the returned model: it must be the best epoch's, not the last one's.
-    data = prepare_data(cfg.data, 48)
+    data = open_dataset(cfg.data, 48)
     lit = AffectLitModule(result.model, cfg.train)
-    val = ImageDataset(data.splits["val"], result.preprocess)
+    val = FaceDataset(data.splits["val"], FaceToTensor(result.preprocess))
     inputs, expression, va = (torch.stack([val[i][k] for i in range(len(val))]) for k in range(3))
     with torch.no_grad():
         loss = lit.loss(result.model.eval()(inputs), expression, va).item()
@@ -110,15 +112,14 @@ def _imbalanced(root: Path) -> Path:
 def test_all_levers_train_together_and_each_takes_effect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fetched: list[tuple[int, bool]] = []  # (train index, augmented) for every training image the loader served
 
-    class RecordingDataset(ImageDataset):
+    class RecordingDataset(FaceDataset):  # the in-RAM training split's faces
         def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             item = super().__getitem__(index)
-            if self.augment is not None:
-                plain = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)[None]
-                fetched.append((index, not torch.equal(item[0], self.preprocess.normalise(plain)[0])))
+            plain = torch.from_numpy(np.ascontiguousarray(self.images[index])).permute(2, 0, 1)[None]
+            fetched.append((index, not torch.equal(item[0], self.to_tensor.preprocess.normalise(plain)[0])))
             return item
 
-    monkeypatch.setattr(fit, "ImageDataset", RecordingDataset)
+    monkeypatch.setattr(prepared, "FaceDataset", RecordingDataset)
     cfg = _config(
         _imbalanced(tmp_path / "data"),
         epochs=3,
@@ -135,7 +136,7 @@ def test_all_levers_train_together_and_each_takes_effect(tmp_path: Path, monkeyp
         tta_flip=True,
     )
     cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18", freeze=False, input_size=32))
-    data = prepare_data(cfg.data, 32)
+    data = open_dataset(cfg.data, 32)
     run = run_experiment(cfg, data, tmp_path / "run", progress=False, eval_split="val")
     assert run is not None and not run.used_feature_cache and run.epochs_run == 3
     with (tmp_path / "run" / "history.csv").open() as handle:
@@ -181,7 +182,7 @@ def test_gradual_unfreezing_changes_the_trunk_only_after_the_given_epoch(
     monkeypatch.setattr(fit, "UnfreezeTrunk", RecordingUnfreeze)
     cfg = _config(demo_data, epochs=2, unfreeze_at_epoch=1, backbone_lr=1e-4, patience=10)
     cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18"))
-    result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
+    result = train_model(cfg, open_dataset(cfg.data, 48), tmp_path / "run", progress=False)
     assert not result.used_feature_cache and result.epochs_run == 2 and len(trunk_at_epoch_start) == 2
     before, after_first = trunk_at_epoch_start
     assert before.keys() == after_first.keys()
@@ -198,7 +199,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(demo_dat
     # A learning rate far too high for the head: validation loss gets worse after the first epochs.
     cfg = _config(demo_data, epochs=30, lr=0.05, patience=2)
     cfg = replace(cfg, model=replace(cfg.model, backbone="resnet18"))
-    result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
+    result = train_model(cfg, open_dataset(cfg.data, 48), tmp_path / "run", progress=False)
     losses = [row["val_loss"] for row in result.history]
     assert result.epochs_run < 30, losses
     assert result.best_epoch == int(np.argmin(losses)) + 1
@@ -209,7 +210,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(demo_dat
 @pytest.mark.slow
 def test_selection_follows_the_monitored_validation_metric(demo_data: Path, tmp_path: Path) -> None:
     cfg = _config(demo_data, epochs=4, lr=3e-3, monitor="val_score", patience=10)
-    result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
+    result = train_model(cfg, open_dataset(cfg.data, 48), tmp_path / "run", progress=False)
     scores = [row["val_score"] for row in result.history]
     assert all(s is not None for s in scores)
     assert result.best_epoch == int(np.argmax(scores)) + 1
@@ -222,7 +223,7 @@ def test_mixed_precision_training_computes_losses_and_metrics_in_fp32(demo_data:
     # bf16 autocast runs on CPU too, so the GPU path (precision: auto) is exercised here: under autocast the heads
     # return bf16, and the epoch-end loss with fp32 class weights once failed with a dtype error.
     cfg = _config(demo_data, epochs=2, precision="bf16-mixed", va_loss="mse+ccc", monitor="val_score")
-    result = train_model(cfg, prepare_data(cfg.data, 48), tmp_path / "run", progress=False)
+    result = train_model(cfg, open_dataset(cfg.data, 48), tmp_path / "run", progress=False)
     assert result.epochs_run == 2
     for row in result.history:
         assert all(np.isfinite(row[k]) for k in ("train_loss", "val_loss", "val_score", "val_ccc"))
@@ -255,7 +256,7 @@ def test_augmentation_on_the_device_trains_on_uint8_batches(demo_data: Path, tmp
         def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: Any, i: int) -> None:
             seen.append(batch[0])
 
-    data = prepare_data(cfg.data, 32)
+    data = open_dataset(cfg.data, 32)
     result = train_model(cfg, data, tmp_path / "run", progress=False, callbacks=[Inputs()])
     assert seen and all(b.dtype == torch.float32 and b.shape[1:] == (3, 32, 32) for b in seen)  # after the transfer
     assert np.isfinite(result.history[0]["train_loss"]) and np.isfinite(result.history[0]["val_loss"])

@@ -19,7 +19,7 @@ from typing import Any
 
 from affectlab.atomic import run_folder, write_json
 from affectlab.config import RunConfig, resolve_config
-from affectlab.data.sources import prepare_run_data
+from affectlab.data.dataset import open_dataset
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.evaluate import Metrics
 from affectlab.experiment import Run, check_resumable, evaluate_run, run_experiment
@@ -61,12 +61,12 @@ def train(
     get_backbone_spec(cfg.model.backbone)
     out = Path(out)
     if not is_main_process():  # another rank of a DDP run: train alongside rank zero, which owns the run folder
-        prepared = prepare_run_data(cfg.data, cfg.model.input_size)
+        prepared = open_dataset(cfg.data, cfg.model.input_size)
         return run_experiment(cfg, prepared, out, progress=False, resume=resume, eval_split=eval_split)
     if resume:
         check_resumable(out, cfg, overwrite)
     with run_folder(out, overwrite, keep_if=RESUMABLE, kind="train", resume=resume, command=command) as folder:
-        prepared = prepare_run_data(cfg.data, cfg.model.input_size)
+        prepared = open_dataset(cfg.data, cfg.model.input_size)
         run = run_experiment(
             cfg, prepared, folder, progress=progress, resume=resume, name=out.resolve().name, eval_split=eval_split
         )

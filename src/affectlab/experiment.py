@@ -17,21 +17,22 @@ from typing import Any
 
 from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_text
 from affectlab.config import RunConfig, load_recipe
-from affectlab.data.prepared import PreparedData, SplitData
-from affectlab.data.sources import SourcesData, prepare_run_data, source_part
+from affectlab.data.dataset import Dataset, FaceSplit, open_dataset
+from affectlab.data.multi_source import SourcesData, source_part
 from affectlab.data.split import load_split, save_split
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
-from affectlab.evaluation.efficiency import measure_model
+from affectlab.evaluation.efficiency import SpeedPlan, measure_model
 from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import checkpoint_meta, load_checkpoint
 from affectlab.models.outputs import Outputs, predict_features, predict_images
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
+from affectlab.training.datamodule import split_features
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
-from affectlab.training.fit import last_checkpoint, split_features, train_model
+from affectlab.training.fit import last_checkpoint, train_model
 
 __all__ = ["Run", "check_resumable", "evaluate_run", "run_experiment", "write_predictions"]
 
@@ -96,7 +97,7 @@ class Run:
 
 def run_experiment(
     cfg: RunConfig,
-    data: PreparedData,
+    data: Dataset,
     run_dir: str | Path,
     cache: FeatureCache | None = None,
     progress: bool = True,
@@ -121,7 +122,7 @@ def run_experiment(
         run_dir.mkdir(parents=True, exist_ok=True)
         if not is_run_folder(run_dir):
             write_run_marker(run_dir, "experiment")
-        save_split(data.split, run_dir / "split.json")
+        save_split(data.assignment, run_dir / "split.json")
     result = train_model(cfg, data, run_dir, cache, progress, resume=resume)
     if not is_main_process():
         return None
@@ -153,13 +154,15 @@ def run_experiment(
     if efficiency:
         meta = checkpoint_meta(cfg.model, result.preprocess)
         # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
-        run.efficiency = measure_model(result.model.cpu(), meta, run_dir, scored.images)
+        # Only the faces timed, decoded now: a streamed split decodes on access, which is no part of the model's speed.
+        faces = scored.images[: SpeedPlan().batch]
+        run.efficiency = measure_model(result.model.cpu(), meta, run_dir, faces)
     return run
 
 
 def _score(
-    cfg: RunConfig, data: PreparedData, scored: SplitData, outputs: Outputs, split: str, tta_flip: bool
-) -> tuple[dict[str, Any], SplitData, Outputs]:
+    cfg: RunConfig, data: Dataset, scored: FaceSplit, outputs: Outputs, split: str, tta_flip: bool
+) -> tuple[dict[str, Any], FaceSplit, Outputs]:
     """The metrics document, and the samples and outputs its figures show: one dataset's, or with several sources
     every source scored on its own and the figures of the source the top level reports."""
     if not isinstance(data, SourcesData):
@@ -168,10 +171,10 @@ def _score(
     metrics = score_sources(outputs, scored, data.infos, cfg.model, split, tta_flip, cfg.data.train_on, select)
     index = [info.name for info in data.infos].index(metrics["source"])
     rows = scored.source == index
-    return metrics, source_part(scored, index), {key: value[rows] for key, value in outputs.items()}
+    return metrics, source_part(data.splits[split], index), {key: value[rows] for key, value in outputs.items()}
 
 
-def write_predictions(path: Path, split: SplitData, outputs: Outputs) -> Path:
+def write_predictions(path: Path, split: FaceSplit, outputs: Outputs) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     header = ["id"]
@@ -247,7 +250,7 @@ def evaluate_run(
         which = split
     if data and data_cfg.sources:  # other data: that one dataset, not the run's sources
         data_cfg = dataclasses.replace(data_cfg, sources=[], train_on=None)
-    prepared = prepare_run_data(data_cfg, preprocess.input_size, splits=(which,))
+    prepared = open_dataset(data_cfg, preprocess.input_size, splits=(which,))
     part = prepared.splits[which]
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
     outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)

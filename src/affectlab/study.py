@@ -20,7 +20,7 @@ import torch
 
 from affectlab.atomic import run_folder, write_json, write_text
 from affectlab.config import RunConfig
-from affectlab.data.sources import prepare_run_data
+from affectlab.data.dataset import check_split_seeds, open_dataset
 from affectlab.experiment import Run, run_experiment
 from affectlab.models.backbones import get_backbone_spec
 from affectlab.reports.study_report import write_study_report
@@ -66,6 +66,7 @@ def run_study(
     process's). The resolved config, grid included, is saved as ``study.yaml``, a recipe that repeats the study."""
     for backbone in cfg.study.backbones:
         get_backbone_spec(backbone)
+    check_split_seeds(cfg.data, cfg.seeds())
     with run_folder(
         out_dir, overwrite, keep_if="summary.json", kind="study", command=command
     ) as folder:  # summary.json: a model has finished
@@ -93,9 +94,9 @@ def _run_cells(
     for seed in seeds:
         t0 = time.perf_counter()
         data_cfg = base.cell(base.model.backbone, base.model.task, seed).data
-        prepared = prepare_run_data(data_cfg, base.model.input_size)
+        prepared = open_dataset(data_cfg, base.model.input_size)
         stage_seconds[f"data_seed{seed}"] = round(time.perf_counter() - t0, 2)
-        splits[str(seed)] = _without_ids(prepared.split)
+        splits[str(seed)] = _without_ids(prepared.assignment)
         data_summary = prepared.summary()
         log.info("data: %s", data_summary)
         for backbone in base.study.backbones:

@@ -13,7 +13,7 @@ from pathlib import Path
 import lightning as L
 
 from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from affectlab.data.prepared import prepare_data
+from affectlab.data.dataset import open_dataset
 from affectlab.training.fit import train_model
 
 
@@ -39,7 +39,7 @@ def fit_on_two_ranks(data: Path, out: Path, callback: L.Callback) -> None:
         ModelConfig(backbone="resnet18", weights="none", task="multitask", freeze=False, input_size=32),
         TrainConfig(epochs=2, batch_size=8, patience=5, seed=0, accelerator="cpu", devices=2, strategy="ddp"),
     )
-    train_model(cfg, prepare_data(cfg.data, 32), out / "run", progress=False, callbacks=[callback])
+    train_model(cfg, open_dataset(cfg.data, 32), out / "run", progress=False, callbacks=[callback])
 
 
 def main() -> None:

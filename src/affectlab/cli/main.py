@@ -31,6 +31,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         help="dataset folder, AffectNet CSV file, or 'demo' (built-in synthetic faces); repeat it to train on "
         "several datasets at once (each split per source; see data.sources)",
     )
+    _add_source_args(p)
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    """How to read a dataset and which split to use (train, study and data convert)."""
     p.add_argument("--layout", choices=choices("data", "layout"), help="dataset layout (default: auto)")
     p.add_argument("--image-root", help="image folder for the CSV layout (default: the CSV's folder)")
     p.add_argument("--class-map", help="class folders: NAME=Emotion,... to map folder names to emotions")
@@ -80,12 +85,7 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     per_backbone = weights is not None and "=" in weights
     seeds = getattr(args, "seeds", None)
     flags = {
-        **_data_flags(args),
-        "data.layout": args.layout,
-        "data.image_root": args.image_root,
-        "data.class_map": _pairs(args.class_map) if args.class_map else None,
-        "data.on_bad_sample": args.on_bad_sample,
-        "data.split_file": args.split_file,
+        **_data_overrides(args),
         "seed": args.seed,
         "model.weights": None if per_backbone else weights,
         "study.backbone_weights": _pairs(weights) if weights is not None and per_backbone else None,
@@ -108,9 +108,20 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in flags.items() if value is not None}
 
 
-def _data_flags(args: argparse.Namespace) -> dict[str, Any]:
+def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        **_data_paths(args),
+        "data.layout": args.layout,
+        "data.image_root": args.image_root,
+        "data.class_map": _pairs(args.class_map) if args.class_map else None,
+        "data.on_bad_sample": args.on_bad_sample,
+        "data.split_file": args.split_file,
+    }
+
+
+def _data_paths(args: argparse.Namespace) -> dict[str, Any]:
     """One ``--data`` is ``data.path`` as always; several are ``data.sources`` (``data.path`` names the first)."""
-    paths: list[str] = args.data or []
+    paths: list[str] = [args.data] if isinstance(args.data, str) else args.data or []
     if len(paths) <= 1:
         return {"data.path": paths[0], "data.sources": []} if paths else {}
     per_source = [flag for flag in ("layout", "image_root", "class_map") if getattr(args, flag) is not None]
@@ -196,23 +207,17 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_data_convert(args: argparse.Namespace) -> int:
-    from affectlab.config import DataConfig
+    from affectlab.config import resolve_config
     from affectlab.data.shards import convert_dataset
 
-    class_map = _pairs(args.class_map) if args.class_map else {}
-    cfg = DataConfig(
-        path=args.data,
-        layout=args.layout,
-        image_root=args.image_root,
-        class_map=class_map,
-        on_bad_sample=args.on_bad_sample,
-        split_seed=args.seed,
-        split_file=args.split_file,
-    )
-    manifest = convert_dataset(cfg, args.out, args.input_size, args.workers, args.overwrite, args.command_line)
+    flags = {**_data_overrides(args), "data.split_seed": args.seed, "model.input_size": args.input_size}
+    given = {name: value for name, value in flags.items() if value is not None}
+    cfg = resolve_config(args.recipe, given, args.overrides)
+    size = cfg.model.input_size
+    manifest = convert_dataset(cfg.data, args.out, size, args.workers, args.overwrite, args.command_line)
     counts = ", ".join(f"{name} {n}" for name, n in manifest["counts"].items())
     print(
-        f"wrote {sum(manifest['counts'].values())} faces at {args.input_size} px to {args.out} ({counts}; "
+        f"wrote {sum(manifest['counts'].values())} faces at {size} px to {args.out} ({counts}; "
         f"{len(manifest['skipped'])} skipped)"
     )
     return 0
@@ -316,15 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert = data_sub.add_parser("convert", help="write a dataset as LitData shards (split once), to stream it")
     convert.add_argument("data", metavar="DATA", help="dataset folder, AffectNet CSV file, or 'demo'")
     convert.add_argument("--out", required=True, help="new or empty folder for the shards and manifest.json")
-    convert.add_argument("--input-size", type=int, default=128, help="side of the stored face crops (default 128)")
+    convert.add_argument(
+        "--recipe", help="recipe whose model.input_size and data settings (split seed, fractions) to convert with"
+    )
+    convert.add_argument("--input-size", type=int, help="side of the stored face crops (default: as train takes)")
     convert.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="hashing/encoding processes")
-    convert.add_argument("--layout", choices=choices("data", "layout"), default="auto")
-    convert.add_argument("--image-root", help="image folder for the CSV layout (default: the CSV's folder)")
-    convert.add_argument("--class-map", help="class folders: NAME=Emotion,... to map folder names to emotions")
-    convert.add_argument("--on-bad-sample", choices=["skip", "error"], default="skip")
-    convert.add_argument("--seed", type=int, default=0, help="split seed (default 0, as train and study)")
-    convert.add_argument("--split-file", help="use a saved split.json instead of drawing the split")
+    _add_source_args(convert)
+    convert.add_argument("--seed", type=int, help="split seed (default 0, as train and study)")
     convert.add_argument("--overwrite", action="store_true", help="replace an earlier conversion in --out")
+    convert.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        dest="overrides",
+        help="any data or model option, e.g. --set data.val_fraction=0.1 (repeatable)",
+    )
     convert.set_defaults(handler=cmd_data_convert)
 
     _add_deploy_commands(sub)

@@ -30,6 +30,7 @@ __all__ = [
     "MAX_PIXELS_ENV",
     "check_pixels",
     "decode_face",
+    "decode_jpeg",
     "decode_rgb",
     "decode_samples",
     "file_md5",
@@ -96,6 +97,14 @@ def decode_rgb(data: bytes, name: str) -> np.ndarray:
         image = None
     if image is None:
         raise AffectlabError(f"{name}: not a readable image (corrupt or unsupported format)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_jpeg(data: bytes | memoryview) -> np.ndarray:
+    """A face stored by ``affectlab data convert`` (JPEG bytes of a checked crop) as RGB uint8 HWC."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise AffectlabError("a stored face is not a readable JPEG: the shards are damaged; convert again")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

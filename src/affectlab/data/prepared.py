@@ -1,34 +1,28 @@
-"""Turn a data config into decoded, split arrays ready for training and evaluation.
+"""A raw dataset (folder or CSV) decoded into RAM for a run: the fastest path for a few thousand images.
 
-This is the one place where labels are read, files hashed, the split made or reused, and images decoded, so
-the study, ``train`` and ``evaluate`` all see the same samples in the same order.
+Labels are read, files hashed and the split made or reused by ``data.source`` (as for a conversion); here every
+face of the chosen splits is decoded, cropped and resized into one uint8 array per split.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
 from affectlab.config import DataConfig
-from affectlab.data.images import decode_samples, file_md5
-from affectlab.data.readers import read_dataset
+from affectlab.data.face_tensors import FaceDataset, FaceToTensor, shuffled_loader
+from affectlab.data.images import decode_samples
 from affectlab.data.samples import Problem, Sample, SampleSet
-from affectlab.data.split import SPLITS, apply_split, load_split, make_split
+from affectlab.data.source import read_source
+from affectlab.data.split import SPLITS
 from affectlab.errors import AffectlabError
 
-__all__ = [
-    "PreparedData",
-    "SplitData",
-    "check_bad_share",
-    "prepare_data",
-    "resolve_data_path",
-    "sample_hash",
-    "split_data_from_samples",
-]
+__all__ = ["PreparedData", "SplitData", "prepare_data", "split_data_from_samples"]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +49,10 @@ class SplitData:
 
 @dataclass
 class PreparedData:
+    """A raw dataset decoded into RAM: a ``Dataset`` (see ``data.dataset``)."""
+
     sample_set: SampleSet
-    split: dict[str, Any]
+    assignment: dict[str, Any]
     splits: dict[str, SplitData]
     decode_problems: list[Problem]
 
@@ -79,14 +75,18 @@ class PreparedData:
             "class_counts": self.sample_set.class_counts(),
         }
 
-
-def resolve_data_path(path: str) -> Path:
-    """``demo`` means the built-in synthetic set, generated into the cache on first use."""
-    if path == "demo":
-        from affectlab.data.demo import demo_dataset_path
-
-        return demo_dataset_path()
-    return Path(path).expanduser()
+    def train_loader(
+        self,
+        to_tensor: FaceToTensor,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        generator: torch.Generator,
+        sample_weights: np.ndarray | None = None,
+    ) -> DataLoader:
+        """The train split in RAM, reshuffled each epoch by ``generator`` (or drawn by ``sample_weights``)."""
+        train = FaceDataset(self.splits["train"], to_tensor)
+        return shuffled_loader(train, batch_size, num_workers, generator, sample_weights)
 
 
 def split_data_from_samples(
@@ -102,69 +102,28 @@ def split_data_from_samples(
     return SplitData([s.id for s in kept], images, expression, va, [hashes[s.id] for s in kept]), problems
 
 
-def sample_hash(sample: Sample) -> str:
-    """Content identity of a decoded face: the file's bytes, plus the face box when the layout gives one."""
-    return file_md5(sample.path) + (f":{sample.box}" if sample.box else "")
-
-
 def prepare_data(
-    cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS, split: dict[str, Any] | None = None
+    cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS, assignment: dict[str, Any] | None = None
 ) -> PreparedData:
-    """Read, split and decode; ``splits=("all",)`` skips splitting and decodes every sample; ``split`` is a split
-    already loaded (one source's part of a multi-dataset ``split.json``), used instead of ``cfg.split_file``.
-
-    The rule for memory: a raw dataset (folder or CSV) is decoded into RAM, which is fastest for a few thousand
-    images; a dataset converted by ``affectlab data convert`` (local folder or object-storage URL) is streamed
-    from its shards instead, so memory stays flat however large it is.
-    """
-    from affectlab.data.streaming import is_converted, open_converted
-
-    if is_converted(cfg.path):
-        return open_converted(cfg, input_size, splits)  # type: ignore[return-value]  # same interface, streamed
-    sample_set = read_dataset(resolve_data_path(cfg.path), cfg.layout, cfg.image_root, cfg.class_map, cfg.on_bad_sample)
-    for problem in sample_set.problems:
-        log.warning("skipped %s", problem)
-    unreadable = [p for p in sample_set.problems if p.fatal]
-    total = len(sample_set.samples) + len(unreadable)
-    check_bad_share(sample_set.root, unreadable, total, cfg.max_bad_fraction)
-    hashes = {s.id: sample_hash(s) for s in sample_set.samples}
-    if splits == ("all",):
-        split = {"all": [s.id for s in sample_set.samples]}
-        by_split = {"all": sample_set.samples}
-    elif split is not None:
-        pass
-    elif cfg.split_file:
-        split = load_split(cfg.split_file)
-        if "sources" in split:
-            raise AffectlabError(
-                f"{cfg.split_file}: the split of several sources ({', '.join(split['sources'])}); "
-                "train on the same sources (data.sources) to reuse it"
-            )
-    else:
-        split = make_split(sample_set.samples, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, hashes)
-    if splits != ("all",):
-        by_split = apply_split(sample_set.samples, split, cfg.split_file or "split")
+    """Read, split and decode a raw dataset into RAM; ``splits=("all",)`` skips splitting and decodes every
+    sample; ``assignment`` is a split already loaded (one source's part of a multi-dataset ``split.json``), used
+    instead of ``data.split_file``. Use ``data.dataset.open_dataset``, which also opens converted datasets."""
+    source = read_source(cfg, splits, assignment=assignment)
     decoded: dict[str, SplitData] = {}
     decode_problems: list[Problem] = []
     for name in splits:
-        decoded[name], problems = split_data_from_samples(by_split[name], input_size, cfg.on_bad_sample, hashes)
+        decoded[name], problems = split_data_from_samples(
+            source.by_split[name], input_size, cfg.on_bad_sample, source.hashes
+        )
         decode_problems.extend(problems)
     for problem in decode_problems:
         log.warning("skipped %s", problem)
-    check_bad_share(sample_set.root, unreadable + decode_problems, total, cfg.max_bad_fraction)
+    source.check_bad_share(decode_problems, cfg.max_bad_fraction)
     for name, part in decoded.items():
+        assigned = len(source.by_split[name])
         if not len(part):
             raise AffectlabError(
-                f"{sample_set.root}: the {name} split is empty ({len(by_split[name])} sample(s) assigned, "
-                f"{len(by_split[name]) - len(part)} unreadable); a run needs samples in every split"
+                f"{source.root}: the {name} split is empty ({assigned} sample(s) assigned, "
+                f"{assigned - len(part)} unreadable); a run needs samples in every split"
             )
-    return PreparedData(sample_set, split, decoded, decode_problems)
-
-
-def check_bad_share(root: Path, bad: list[Problem], total: int, max_fraction: float) -> None:
-    """Stop before any training when most samples are unreadable: a model trained on the rest would mislead."""
-    if total and len(bad) / total > max_fraction:
-        raise AffectlabError(
-            f"{root}: {len(bad)} of {total} samples are unreadable, more than data.max_bad_fraction={max_fraction:g} "
-            f"allows (first: {bad[0]})"
-        )
+    return PreparedData(source.sample_set, source.assignment, decoded, decode_problems)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
-__all__ = ["IMAGE_SUFFIXES", "Problem", "Sample", "SampleSet", "natural_key"]
+import numpy as np
+
+__all__ = ["IMAGE_SUFFIXES", "FaceArray", "FaceSplit", "Problem", "Sample", "SampleSet", "natural_key"]
 
 #: The image files affectlab reads, in datasets and in ``predict`` alike (lower case).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -72,3 +75,40 @@ class SampleSet:
         if not self.excluded:
             return "nothing excluded"
         return ", ".join(f"{n} {reason}" for reason, n in sorted(self.excluded.items()))
+
+
+class FaceArray(Protocol):
+    """uint8 NHWC RGB faces by index, slice or index list: a decoded array, or faces a converted dataset decodes
+    only when asked for (``data.converted.FaceImages``)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: Any) -> np.ndarray: ...
+
+
+class FaceSplit(Protocol):
+    """One split of a dataset: its faces, and per face its id, content hash, expression code (-1 if absent),
+    valence/arousal (NaN if absent) and source index (which of several datasets it comes from; 0 for one)."""
+
+    @property
+    def ids(self) -> list[str]: ...
+
+    @property
+    def hashes(self) -> list[str]: ...
+
+    @property
+    def expression(self) -> np.ndarray: ...
+
+    @property
+    def va(self) -> np.ndarray: ...
+
+    @property
+    def source(self) -> np.ndarray: ...
+
+    @property
+    def images(self) -> FaceArray: ...
+
+    def __len__(self) -> int: ...

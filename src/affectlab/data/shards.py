@@ -28,10 +28,9 @@ import numpy as np
 from affectlab.atomic import run_folder, write_json
 from affectlab.config import DataConfig
 from affectlab.data.images import decode_face
-from affectlab.data.prepared import check_bad_share, resolve_data_path, sample_hash
-from affectlab.data.readers import read_dataset
 from affectlab.data.samples import Problem, Sample
-from affectlab.data.split import SPLITS, apply_split, load_split, make_split
+from affectlab.data.source import read_source
+from affectlab.data.split import SPLITS
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
 from affectlab.labels import EMOTIONS
@@ -69,31 +68,18 @@ def convert_dataset(
     overwrite: bool = False,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Write ``cfg``'s dataset as shards under ``out``; returns the manifest.
+    """Write ``cfg``'s dataset as shards of ``input_size`` px faces under ``out``; returns the manifest.
 
     ``out`` must be new or empty; ``overwrite`` replaces an earlier conversion (only one affectlab made), and the
-    old one stays untouched until the new one is complete.
+    old one stays untouched until the new one is complete. ``input_size`` is a validated ``model.input_size``
+    (``config.resolve_config``).
     """
-    if input_size < 32:
-        raise AffectlabError(f"--input-size {input_size} is too small (minimum 32)")
     if workers < 1:
         raise AffectlabError(f"--workers must be at least 1, got {workers}")
     require("litdata", "affectlab data convert")
-    sample_set = read_dataset(resolve_data_path(cfg.path), cfg.layout, cfg.image_root, cfg.class_map, cfg.on_bad_sample)
-    unreadable = [p for p in sample_set.problems if p.fatal]
-    for problem in sample_set.problems:
-        log.warning("skipped %s", problem)
-    total = len(sample_set.samples) + len(unreadable)
-    check_bad_share(sample_set.root, unreadable, total, cfg.max_bad_fraction)
     with run_folder(out, overwrite, keep_if=MANIFEST, kind="shards", command=command) as build:
-        hashes = dict(
-            zip((s.id for s in sample_set.samples), _parallel(sample_hash, sample_set.samples, workers), strict=True)
-        )
-        if cfg.split_file:
-            split = load_split(cfg.split_file)
-        else:
-            split = make_split(sample_set.samples, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, hashes)
-        by_split = apply_split(sample_set.samples, split, cfg.split_file or "split")
+        source = read_source(cfg, SPLITS, hash_map=lambda fn, items: _parallel(fn, items, workers))
+        sample_set, hashes, by_split = source.sample_set, source.hashes, source.by_split
         written: dict[str, int] = {}
         class_counts: dict[str, dict[str, int]] = {}
         bad: list[Problem] = []
@@ -107,7 +93,7 @@ def convert_dataset(
                     f"{sample_set.root}: the {name} split is empty after conversion "
                     f"({len(by_split[name])} sample(s) assigned, all unreadable)"
                 )
-        check_bad_share(sample_set.root, unreadable + bad, total, cfg.max_bad_fraction)
+        source.check_bad_share(bad, cfg.max_bad_fraction)
         manifest = {
             "format": SHARDS_FORMAT,
             "format_version": SHARDS_FORMAT_VERSION,
@@ -129,8 +115,8 @@ def convert_dataset(
             "counts": written,
             "class_counts": class_counts,
             "excluded": dict(sample_set.excluded),
-            "skipped": [str(p) for p in unreadable + bad],
-            "split": split,
+            "skipped": [str(p) for p in source.unreadable + bad],
+            "split": source.assignment,
         }
         write_json(build / MANIFEST, manifest)  # last: its presence marks a complete conversion
     return manifest

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from affectlab.data.samples import FaceArray
+
 if TYPE_CHECKING:  # torch is imported where it is used, so ONNX-only inference never loads it
     import torch
     from torchvision.transforms import v2
@@ -57,7 +59,7 @@ class Preprocess:
 
 
 def batched_inputs(
-    images: np.ndarray,
+    images: FaceArray,
     preprocess: Preprocess,
     batch_size: int,
     channels_last: bool = True,
@@ -76,8 +78,9 @@ def batched_inputs(
         yield batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
 
 
-def train_augmentation(input_size: int) -> v2.Compose:
-    """Flip, small affine, colour jitter and random erasing on a uint8 CHW tensor.
+def train_augmentation() -> v2.Compose:
+    """Flip, small affine, colour jitter and random erasing on a uint8 CHW tensor of any size (the affine and the
+    erasing are relative to the image's side).
 
     Kept mild: faces are already aligned crops, and strong geometric changes destroy expression cues.
     """

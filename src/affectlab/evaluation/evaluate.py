@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from affectlab.config import ModelConfig
-from affectlab.data.prepared import SplitData
-from affectlab.data.sources import SourceInfo, source_part
+from affectlab.data.multi_source import SourceInfo, source_part
+from affectlab.data.samples import FaceSplit
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.analysis import analyse
 from affectlab.evaluation.metrics import classification_metrics, va_metrics
@@ -76,7 +76,7 @@ class Metrics:
         return self.document
 
 
-def score(outputs: Outputs, data: SplitData, model: ModelConfig, split: str, tta_flip: bool) -> dict[str, Any]:
+def score(outputs: Outputs, data: FaceSplit, model: ModelConfig, split: str, tta_flip: bool) -> dict[str, Any]:
     """The metrics.json document: only the sections the task has, and only for labels the data has.
 
     It names the split and the flip TTA, so that a validation score is never mistaken for a test score, and ends
@@ -105,7 +105,7 @@ def score(outputs: Outputs, data: SplitData, model: ModelConfig, split: str, tta
 
 def score_sources(
     outputs: Outputs,
-    data: SplitData,
+    data: FaceSplit,
     infos: list[SourceInfo],
     model: ModelConfig,
     split: str,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from affectlab.data.samples import FaceArray
 from affectlab.data.transforms import Preprocess, batched_inputs
 from affectlab.models.affect_model import AffectModel
 
@@ -39,7 +40,7 @@ def _merge(chunks: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 @torch.inference_mode()
 def predict_images(
     model: AffectModel,
-    images: np.ndarray,
+    images: FaceArray,
     preprocess: Preprocess,
     batch_size: int = 64,
     tta_flip: bool = False,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from affectlab.data.prepared import SplitData
+from affectlab.data.samples import FaceSplit
 from affectlab.labels import EMOTIONS
 from affectlab.models.outputs import Outputs
 from affectlab.reports.plots import plot_circumplex, plot_confusion_matrix, plot_qualitative_grid, select_qualitative
@@ -22,7 +22,7 @@ FIGURE_NAMES = {
 }
 
 
-def _caption(i: int, outputs: Outputs, split: SplitData) -> str:
+def _caption(i: int, outputs: Outputs, split: FaceSplit) -> str:
     lines = []
     if "probs" in outputs:
         lines.append(f"T: {EMOTIONS[split.expression[i]]}  P: {EMOTIONS[int(outputs['probs'][i].argmax())]}")
@@ -35,7 +35,7 @@ def _caption(i: int, outputs: Outputs, split: SplitData) -> str:
 
 
 def write_evaluation_figures(
-    out_dir: str | Path, metrics: dict[str, Any], outputs: Outputs, split: SplitData, title: str = "", n_grid: int = 40
+    out_dir: str | Path, metrics: dict[str, Any], outputs: Outputs, split: FaceSplit, title: str = "", n_grid: int = 40
 ) -> dict[str, Path]:
     out_dir = Path(out_dir)
     written: dict[str, Path] = {}

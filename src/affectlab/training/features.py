@@ -13,11 +13,11 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from affectlab.atomic import atomic_write
 from affectlab.config import cache_root
+from affectlab.data.samples import FaceArray
 from affectlab.data.transforms import Preprocess, batched_inputs
 from affectlab.models.affect_model import AffectModel
 
@@ -25,11 +25,13 @@ __all__ = ["FeatureCache", "extract_features"]
 
 log = logging.getLogger(__name__)
 FEATURE_CACHE_VERSION = 1
+#: Faces decoded at once when features are computed: 32 batches of 64.
+CHUNK = 64 * 32
 
 
 @torch.inference_mode()
 def extract_features(
-    model: AffectModel, images: np.ndarray, preprocess: Preprocess, batch_size: int = 64, channels_last: bool = True
+    model: AffectModel, images: FaceArray, preprocess: Preprocess, batch_size: int = 64, channels_last: bool = True
 ) -> torch.Tensor:
     was_training = model.training
     model.eval()
@@ -73,7 +75,7 @@ class FeatureCache:
         key: str,
         hashes: list[str],
         model: AffectModel,
-        images: np.ndarray,
+        images: FaceArray,
         preprocess: Preprocess,
         channels_last: bool = True,
     ) -> torch.Tensor:
@@ -82,7 +84,16 @@ class FeatureCache:
         row = {h: i for i, h in enumerate(known)}
         missing = [i for i, h in enumerate(hashes) if h not in row]
         if missing:
-            new = extract_features(model, images[missing], preprocess, channels_last=channels_last)
+            # A chunk of faces at a time (a multiple of the batch, so the batches are those of one pass): a split
+            # streamed from shards is never decoded whole into RAM.
+            new = torch.cat(
+                [
+                    extract_features(
+                        model, images[missing[start : start + CHUNK]], preprocess, channels_last=channels_last
+                    )
+                    for start in range(0, len(missing), CHUNK)
+                ]
+            )
             stored = new if stored is None else torch.cat([stored, new])
             for i in missing:
                 row.setdefault(hashes[i], len(known))

@@ -22,23 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from affectlab.atomic import write_text
 from affectlab.config import RunConfig
-from affectlab.data.prepared import PreparedData, SplitData
-from affectlab.data.sources import SourceInfo, SourcesData, source_infos
-from affectlab.data.streaming import StreamedData
+from affectlab.data.dataset import Dataset
+from affectlab.data.multi_source import SourceInfo, SourcesData, source_infos
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
-from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.affect_model import AffectModel, create_model, task_outputs
 from affectlab.models.checkpoint import save_checkpoint
 from affectlab.models.weights import Backbone, resolve_backbone
-from affectlab.training.datasets import ImageDataset, feature_dataset, validation_loader
+from affectlab.training.datamodule import FaceDataModule
 from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
@@ -50,7 +46,6 @@ from affectlab.training.source_mix import (
     check_sources_label,
     class_mask_table,
     per_source_class_weights,
-    source_sampler,
 )
 
 __all__ = [
@@ -58,9 +53,7 @@ __all__ = [
     "last_checkpoint",
     "preprocess_for",
     "quiet_lightning",
-    "split_features",
     "train_model",
-    "uses_feature_cache",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,34 +72,9 @@ class TrainResult:
     backbone: Backbone
 
 
-def uses_feature_cache(cfg: RunConfig) -> bool:
-    t = cfg.train
-    return t.cache_features and cfg.model.freeze and not t.augment and t.unfreeze_at_epoch is None
-
-
 def preprocess_for(backbone: Backbone, input_size: int) -> Preprocess:
     """What the model is fed: the input size, and the mean/std its trunk's weights were trained with."""
     return Preprocess(input_size=input_size, mean=backbone.mean, std=backbone.std)
-
-
-def split_features(
-    cfg: RunConfig,
-    split: SplitData,
-    model: AffectModel,
-    preprocess: Preprocess,
-    cache: FeatureCache,
-    backbone: Backbone | None = None,
-) -> torch.Tensor:
-    """Pooled trunk features of one split, from the cache when the same data, trunk and preprocessing were seen."""
-    backbone = backbone or resolve_backbone(cfg.model.backbone, cfg.model.weights)
-    seed = cfg.train.seed if cfg.model.weights == "none" else None  # random trunks differ per seed
-    key = cache.key(backbone=backbone.name, weights=backbone.label, seed=seed, preprocess=_cache_preprocess(preprocess))
-    return cache.get_or_compute(key, split.hashes, model, split.images, preprocess, cfg.train.channels_last)
-
-
-def _cache_preprocess(preprocess: Preprocess) -> dict[str, Any]:
-    # The key of features cached before Preprocess lost its unused ``extra`` field, so those caches stay valid.
-    return {**preprocess.to_dict(), "extra": {}}
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
@@ -143,58 +111,9 @@ class SaveLast(L.Callback):
         trainer.save_checkpoint(self.path)
 
 
-def _loaders(
-    cfg: RunConfig,
-    data: PreparedData,
-    model: AffectModel,
-    preprocess: Preprocess,
-    cache: FeatureCache | None,
-    backbone: Backbone,
-) -> tuple[DataLoader, DataLoader, dict[str, torch.Tensor], torch.Generator]:
-    t = cfg.train
-    if isinstance(data, StreamedData):  # a converted dataset (affectlab data convert): streamed, not in RAM
-        from affectlab.training.streaming import streamed_loaders
-
-        return streamed_loaders(cfg, data, preprocess)
-    features: dict[str, torch.Tensor] = {}
-    train_set: Dataset
-    val_set: Dataset
-    if uses_feature_cache(cfg):
-        cache = cache or FeatureCache()
-        for name in ("train", "val"):
-            features[name] = split_features(cfg, data.splits[name], model, preprocess, cache, backbone)
-        train_set, val_set = (feature_dataset(features[n], data.splits[n]) for n in ("train", "val"))
-    else:
-        raw = t.augment_on == "device"  # uint8 batches: augmented and normalised on the device (DeviceInputs)
-        train_set = ImageDataset(data.splits["train"], preprocess, augment=t.augment, raw=raw)
-        val_set = ImageDataset(data.splits["val"], preprocess, raw=raw)
-    generator = torch.Generator().manual_seed(t.seed)
-    sampler: WeightedRandomSampler | None = None
-    infos = source_infos(data)
-    if len(infos) > 1:  # several sources: each drawn by its weight (and class-balanced inside it if asked)
-        train = data.splits["train"]
-        sampler = source_sampler(infos, train.source, train.expression, t.sampler == "balanced", generator)
-    elif t.sampler == "balanced":
-        expression = data.splits["train"].expression
-        per_class = np.bincount(expression, minlength=NUM_EMOTIONS).astype(np.float64)
-        sample_weights = 1.0 / per_class[expression]
-        sampler = WeightedRandomSampler(sample_weights.tolist(), len(expression), generator=generator)
-    workers, persistent = t.num_workers, t.num_workers > 0
-    train_loader = DataLoader(
-        train_set,
-        t.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        generator=generator,
-        num_workers=workers,
-        persistent_workers=persistent,
-    )
-    return train_loader, validation_loader(val_set, t), features, generator
-
-
 def train_model(
     cfg: RunConfig,
-    data: PreparedData,
+    data: Dataset,
     run_dir: str | Path,
     cache: FeatureCache | None = None,
     progress: bool = True,
@@ -226,7 +145,7 @@ def train_model(
         model = model.to(memory_format=torch.channels_last)
     preprocess = preprocess_for(backbone, cfg.model.input_size)
     started = time.perf_counter()
-    train_loader, val_loader, features, generator = _loaders(cfg, data, model, preprocess, cache, backbone)
+    datamodule = FaceDataModule.build(cfg, data, model, preprocess, cache, backbone)
     feature_seconds = time.perf_counter() - started
     has_expression, has_va = task_outputs(cfg.model.task)
     infos = source_infos(data)
@@ -242,14 +161,12 @@ def train_model(
     names = None
     if len(infos) > 1:
         class_mask, names = class_mask_table(infos), [info.name for info in infos]
-    device_inputs = None
-    if not features and t.augment_on == "device":
-        device_inputs = DeviceInputs(preprocess, augment=t.augment)
+    device_inputs = DeviceInputs(preprocess, augment=t.augment) if datamodule.raw else None
     lit = AffectLitModule(
         model,
         t,
         weights,
-        from_features=bool(features),
+        from_features=datamodule.from_features,
         device_inputs=device_inputs,
         class_mask=class_mask,
         sources=names,
@@ -266,7 +183,7 @@ def train_model(
         EarlyStopping(t.monitor, patience=t.patience, mode=mode),
         checkpoint,
         history,
-        RandomState(generator),
+        RandomState(datamodule.generator),
         SaveLast(last_checkpoint(run_dir)),  # after the history row of the epoch is written
     ]
     if progress:
@@ -297,7 +214,9 @@ def train_model(
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
         warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
         warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # validation metrics are gathered before logging
-        _fit_keeping_ctrl_c(trainer, lit, train_loader, val_loader, resume_from)
+        # DeviceInputs runs in the LightningModule's on_after_batch_transfer, as meant; the data module has none.
+        warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*LightningDataModule.*")
+        _fit_keeping_ctrl_c(trainer, lit, datamodule, resume_from)
     train_seconds = time.perf_counter() - started
     trainer.strategy.barrier("affectlab-best-written")  # rank zero has written the best checkpoint
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
@@ -324,7 +243,7 @@ def train_model(
         len(history.rows),
         train_seconds,
         feature_seconds,
-        bool(features),
+        datamodule.from_features,
         backbone,
     )
 
@@ -344,7 +263,7 @@ def _check_selection(cfg: RunConfig, infos: list[SourceInfo]) -> None:
 
 
 def _fit_keeping_ctrl_c(
-    trainer: L.Trainer, lit: AffectLitModule, train: DataLoader, val: DataLoader, ckpt_path: Path | None
+    trainer: L.Trainer, lit: AffectLitModule, datamodule: FaceDataModule, ckpt_path: Path | None
 ) -> None:
     """``trainer.fit``, with Ctrl-C raised as KeyboardInterrupt (exit code 130 in the CLI, folders cleaned up).
 
@@ -354,7 +273,7 @@ def _fit_keeping_ctrl_c(
     in_main_thread = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if in_main_thread else None
     try:
-        trainer.fit(lit, train, val, ckpt_path=ckpt_path, weights_only=True)
+        trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None

@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.utils.class_weight import compute_class_weight
-from torch.utils.data import WeightedRandomSampler
 
-from affectlab.data.sources import SourceInfo
+from affectlab.data.multi_source import SourceInfo
 from affectlab.errors import AffectlabError
 from affectlab.labels import NUM_EMOTIONS
 
@@ -24,7 +23,6 @@ __all__ = [
     "class_mask_table",
     "per_source_class_weights",
     "source_draw_weights",
-    "source_sampler",
 ]
 
 
@@ -67,18 +65,6 @@ def source_draw_weights(
             share = info.weight / total / (len(classes) * counts[inverse])
         probability[rows] = share
     return probability
-
-
-def source_sampler(
-    infos: list[SourceInfo],
-    source: np.ndarray,
-    expression: np.ndarray,
-    class_balanced: bool,
-    generator: torch.Generator,
-) -> WeightedRandomSampler:
-    """An epoch of ``len(source)`` draws, each source in its stated proportion."""
-    weights = source_draw_weights(infos, source, expression, class_balanced)
-    return WeightedRandomSampler(weights.tolist(), len(source), replacement=True, generator=generator)
 
 
 def check_sources_label(infos: list[SourceInfo], has_expression: bool, has_va: bool, task: str) -> None:

@@ -8,7 +8,9 @@ images and is what the reference study uses; a converted dataset, a local folder
   between ranks and loader workers (each sample once per epoch), decoding each JPEG when it is used.
 * Validation, test and ``evaluate`` read their split by index in order (``FaceImages``), a batch at a time.
   Only the labels, ids and hashes of a split are held in memory (about 100 bytes a sample).
-* The frozen-trunk feature cache needs every image in RAM and stays with raw datasets.
+* The frozen-trunk feature cache decodes each face once, a batch at a time, as for raw datasets.
+* The split is fixed at conversion: a run that asks for another split seed, other fractions or another split
+  file is refused, rather than trained on the stored split under the name of the one it asked for.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
 from affectlab.config import DataConfig
+from affectlab.data.face_tensors import FaceToTensor
+from affectlab.data.images import decode_jpeg
 from affectlab.data.samples import Problem
 from affectlab.data.shards import MANIFEST, SHARDS_FORMAT, SHARDS_FORMAT_VERSION
-from affectlab.data.split import SPLITS
+from affectlab.data.source import ALL
+from affectlab.data.split import SPLITS, load_split
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
 
@@ -36,7 +42,7 @@ __all__ = [
     "FaceImages",
     "StreamedData",
     "StreamedSplit",
-    "decode_jpeg",
+    "check_split_settings",
     "is_converted",
     "is_remote",
     "open_converted",
@@ -86,14 +92,6 @@ def read_manifest(root: str) -> dict[str, Any]:
             f"{SHARDS_FORMAT_VERSION}; convert the dataset again with this affectlab"
         )
     return manifest
-
-
-def decode_jpeg(data: bytes | memoryview) -> np.ndarray:
-    """A stored face (JPEG bytes) as RGB uint8 HWC."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise AffectlabError("a stored face is not a readable JPEG: the shards are damaged; convert again")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class _Shards:
@@ -198,14 +196,14 @@ class StreamedSplit:
 
 @dataclass
 class StreamedData:
-    """A converted dataset opened for a run: the interface of ``PreparedData``, with streamed splits."""
+    """A converted dataset opened for a run: a ``Dataset`` (see ``data.dataset``) whose splits stay in the shards."""
 
     root: str
     manifest: dict[str, Any]
     splits: dict[str, StreamedSplit]
 
     @property
-    def split(self) -> dict[str, Any]:
+    def assignment(self) -> dict[str, Any]:
         return self.manifest["split"]
 
     @property
@@ -228,9 +226,56 @@ class StreamedData:
             "class_counts": self.manifest["class_counts"],
         }
 
+    def train_loader(
+        self,
+        to_tensor: FaceToTensor,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        generator: torch.Generator,
+        sample_weights: np.ndarray | None = None,
+    ) -> DataLoader:
+        """The train split streamed from its shards, shuffled by LitData from ``seed`` and the epoch.
+
+        Drawing by ``sample_weights`` needs random access to the whole split, which streaming gives up.
+        """
+        if sample_weights is not None:
+            raise AffectlabError(
+                f"{self.root}: train.sampler=balanced needs the dataset in RAM; a converted dataset is streamed "
+                "(use train.class_weights=balanced instead)"
+            )
+        from affectlab.data.shard_stream import FaceStream, FaceStreamLoader  # LitData's loader, for training only
+
+        stream = FaceStream(self.splits["train"].folders[0], to_tensor, seed=seed)
+        return FaceStreamLoader(
+            stream, batch_size=batch_size, num_workers=num_workers, persistent_workers=num_workers > 0
+        )
+
+
+def check_split_settings(cfg: DataConfig, manifest: dict[str, Any], root: str) -> None:
+    """Refuse a split other than the one ``root`` was converted with (seed, fractions, or a split file's lists)."""
+    if cfg.split_file:
+        given = load_split(cfg.split_file)
+        differ = [name for name in SPLITS if given[name] != manifest["split"][name]]
+        if differ:
+            raise AffectlabError(
+                f"{cfg.split_file}: the {', '.join(differ)} split(s) differ from the split {root} "
+                "was converted with; a converted dataset keeps its split (convert again with "
+                "--split-file to change it)"
+            )
+        return
+    settings = manifest["settings"]
+    for key in ("split_seed", "val_fraction", "test_fraction"):
+        asked, stored = getattr(cfg, key), settings[key]
+        if asked != stored:
+            raise AffectlabError(
+                f"{root}: data.{key}={asked} differs from the data.{key}={stored} this dataset was converted with; "
+                f"a converted dataset keeps its split (convert again with data.{key}={asked}, or use the raw folder)"
+            )
+
 
 def open_converted(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS) -> StreamedData:
-    """Open a converted dataset for a run; ``splits=("all",)`` reads its three splits as one."""
+    """Open a converted dataset for a run; ``splits=("all",)`` reads its three splits as one (any split settings)."""
     require("litdata", "a converted dataset")
     root = cfg.path if is_remote(cfg.path) else str(Path(cfg.path).expanduser())
     manifest = read_manifest(root)
@@ -240,21 +285,12 @@ def open_converted(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = S
             f"{root}: converted at {size} px, but the model takes {input_size} px; "
             f"use --input-size {size}, or convert again with --input-size {input_size}"
         )
-    if cfg.split_file:
-        from affectlab.data.split import load_split
-
-        given = load_split(cfg.split_file)
-        differ = [name for name in SPLITS if given[name] != manifest["split"][name]]
-        if differ:
-            raise AffectlabError(
-                f"{cfg.split_file}: the {', '.join(differ)} split(s) differ from the split {root} "
-                "was converted with; a converted dataset keeps its split (convert again with "
-                "--split-file to change it)"
-            )
+    if splits != (ALL,):
+        check_split_settings(cfg, manifest, root)
     parts = {name: (_join(root, name), int(manifest["counts"][name])) for name in SPLITS}
-    chosen = {name: [name] for name in splits if name != "all"}
-    if "all" in splits:
-        chosen["all"] = list(SPLITS)
+    chosen = {name: [name] for name in splits if name != ALL}
+    if ALL in splits:
+        chosen[ALL] = list(SPLITS)
     opened = {
         name: StreamedSplit([parts[p][0] for p in members], [parts[p][1] for p in members], size)
         for name, members in chosen.items()

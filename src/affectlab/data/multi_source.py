@@ -25,16 +25,17 @@ from typing import Any
 import numpy as np
 
 from affectlab.config import DataConfig, SourceConfig
+from affectlab.data.converted import is_converted
 from affectlab.data.prepared import PreparedData, SplitData, prepare_data
+from affectlab.data.samples import FaceSplit
 from affectlab.data.split import SPLITS, load_split
-from affectlab.data.streaming import is_converted
 from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS, NUM_EMOTIONS
 
 __all__ = [
     "SourceInfo",
     "SourcesData",
-    "prepare_run_data",
+    "prepare_sources",
     "source_infos",
     "source_part",
 ]
@@ -127,7 +128,7 @@ def source_infos(data: Any) -> list[SourceInfo]:
     return [SourceInfo(name="data", path=str(data.source))]
 
 
-def source_part(split: SplitData, index: int) -> SplitData:
+def source_part(split: FaceSplit, index: int) -> SplitData:
     """One source's samples of a joined split, ids as the source names them."""
     rows = np.flatnonzero(split.source == index)
     prefix = len(split.ids[rows[0]].split("/", 1)[0]) + 1 if len(rows) else 0
@@ -140,10 +141,8 @@ def source_part(split: SplitData, index: int) -> SplitData:
     )
 
 
-def prepare_run_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS) -> PreparedData:
-    """The data of a run: one dataset as ``prepare_data`` reads it, or several (``data.sources``) joined."""
-    if not cfg.sources:
-        return prepare_data(cfg, input_size, splits)
+def prepare_sources(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS) -> SourcesData:
+    """The sources of ``data.sources``, each read, split and decoded into RAM, then joined (``open_dataset``)."""
     if splits == ("all",):
         raise AffectlabError("a run on several sources is scored on its sources' splits; use --split test or val")
     saved = load_split(cfg.split_file) if cfg.split_file else None
@@ -165,7 +164,7 @@ def prepare_run_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] =
             sources=[],
             split_file=None,
         )
-        part = prepare_data(one, input_size, splits, split=_source_split(saved, source, cfg.split_file))
+        part = prepare_data(one, input_size, splits, assignment=_source_split(saved, source, cfg.split_file))
         info = _labelled(source, part, where)
         parts[source.label], infos = part, [*infos, info]
     _note_image_formats(cfg.sources, parts, input_size)
@@ -251,7 +250,7 @@ def _join(parts: list[SplitData], names: list[str]) -> SplitData:
 
 def _joined_split(parts: dict[str, PreparedData], infos: list[SourceInfo]) -> dict[str, Any]:
     """``split.json`` of a multi-dataset run: every source's own split, by name, with its path."""
-    per_source = {info.name: {"path": info.path, **parts[info.name].split} for info in infos}
+    per_source = {info.name: {"path": info.path, **parts[info.name].assignment} for info in infos}
     first = next(iter(per_source.values()))
     return {
         "seed": first.get("seed"),

@@ -1,0 +1,72 @@
+"""One face to the tensors a loader yields, the same for faces decoded in RAM and faces streamed from shards."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from affectlab.data.samples import FaceSplit
+from affectlab.data.transforms import Preprocess, train_augmentation
+
+__all__ = ["FaceDataset", "FaceToTensor", "shuffled_loader"]
+
+
+class FaceToTensor:
+    """A uint8 HWC RGB face -> the image tensor a model is trained on.
+
+    Augmented (``augment``, uint8 CHW, before normalisation) and normalised per face; or, with ``raw``, the uint8 CHW
+    face as it is, for augmentation and normalisation of whole batches on the device (``DeviceInputs``).
+    """
+
+    def __init__(self, preprocess: Preprocess, augment: bool = False, raw: bool = False) -> None:
+        self.preprocess = preprocess
+        self.augment = train_augmentation() if augment and not raw else None
+        self.raw = raw
+
+    def __call__(self, face: np.ndarray) -> torch.Tensor:
+        image = torch.from_numpy(np.ascontiguousarray(face)).permute(2, 0, 1)
+        if self.raw:
+            return image
+        if self.augment is not None:
+            image = self.augment(image)
+        return self.preprocess.normalise(image.unsqueeze(0))[0]
+
+
+class FaceDataset(Dataset):
+    """A split's faces by index: ``(image tensor, expression, [valence, arousal], source index)``."""
+
+    def __init__(self, split: FaceSplit, to_tensor: FaceToTensor) -> None:
+        self.images = split.images
+        self.expression, self.va = torch.from_numpy(split.expression), torch.from_numpy(split.va)
+        self.source = torch.from_numpy(split.source)
+        self.to_tensor = to_tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.to_tensor(self.images[index]), self.expression[index], self.va[index], self.source[index]
+
+
+def shuffled_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    generator: torch.Generator,
+    sample_weights: np.ndarray | None = None,
+) -> DataLoader:
+    """Training batches of a map-style dataset: reshuffled each epoch, or drawn with replacement in proportion
+    to ``sample_weights``; ``generator`` drives both, so a resumed run draws the batches the uninterrupted one would."""
+    sampler = None
+    if sample_weights is not None:
+        sampler = WeightedRandomSampler(sample_weights.tolist(), len(sample_weights), generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=generator,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )

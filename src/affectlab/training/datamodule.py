@@ -1,0 +1,137 @@
+"""What ``fit`` trains and validates on: a ``Dataset``'s train and val splits as Lightning loaders.
+
+Two forms, chosen by the config alone, never by where the data lives: pooled trunk features (a frozen trunk and
+no augmentation: computed once through the feature cache, then only the head trains), or images, decoded and
+augmented per face on the loader side or (``train.augment_on: device``) shipped as uint8 and augmented per batch
+on the device.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from affectlab.config import RunConfig
+from affectlab.data.dataset import Dataset as FaceData
+from affectlab.data.dataset import FaceSplit
+from affectlab.data.face_tensors import FaceDataset, FaceToTensor, shuffled_loader
+from affectlab.data.multi_source import source_infos
+from affectlab.data.transforms import Preprocess
+from affectlab.labels import NUM_EMOTIONS
+from affectlab.models.affect_model import AffectModel
+from affectlab.models.weights import Backbone, resolve_backbone
+from affectlab.training.datasets import feature_dataset, validation_loader
+from affectlab.training.features import FeatureCache
+from affectlab.training.source_mix import source_draw_weights
+
+__all__ = ["FaceDataModule", "split_features", "uses_feature_cache"]
+
+
+def uses_feature_cache(cfg: RunConfig) -> bool:
+    t = cfg.train
+    return t.cache_features and cfg.model.freeze and not t.augment and t.unfreeze_at_epoch is None
+
+
+def split_features(
+    cfg: RunConfig,
+    split: FaceSplit,
+    model: AffectModel,
+    preprocess: Preprocess,
+    cache: FeatureCache,
+    backbone: Backbone | None = None,
+) -> torch.Tensor:
+    """Pooled trunk features of one split, from the cache when the same data, trunk and preprocessing were seen."""
+    backbone = backbone or resolve_backbone(cfg.model.backbone, cfg.model.weights)
+    seed = cfg.train.seed if cfg.model.weights == "none" else None  # random trunks differ per seed
+    key = cache.key(backbone=backbone.name, weights=backbone.label, seed=seed, preprocess=_cache_preprocess(preprocess))
+    return cache.get_or_compute(key, split.hashes, model, split.images, preprocess, cfg.train.channels_last)
+
+
+def _cache_preprocess(preprocess: Preprocess) -> dict[str, object]:
+    # The key of features cached before Preprocess lost its unused ``extra`` field, so those caches stay valid.
+    return {**preprocess.to_dict(), "extra": {}}
+
+
+def class_balanced_weights(expression: np.ndarray) -> np.ndarray:
+    """One weight per training sample, inversely proportional to its class's count: each class drawn equally."""
+    per_class = np.bincount(expression, minlength=NUM_EMOTIONS).astype(np.float64)
+    return 1.0 / per_class[expression]
+
+
+class FaceDataModule(L.LightningDataModule):
+    """The train and val loaders of one fit, made when the module is built, so that data the run cannot use
+    (a streamed split with a class-balanced sampler) is refused before training starts.
+
+    ``generator`` drives the shuffling and sampling of a train split held in RAM; ``RandomState`` saves and
+    restores it, so that a resumed run draws the batches the uninterrupted one would.
+    """
+
+    def __init__(
+        self, cfg: RunConfig, data: FaceData, preprocess: Preprocess, features: dict[str, torch.Tensor]
+    ) -> None:
+        super().__init__()
+        self.cfg, self.data, self.preprocess, self.features = cfg, data, preprocess, features
+        self.generator = torch.Generator().manual_seed(cfg.train.seed)
+        self._train, self._val = self._train_loader(), self._val_loader()
+
+    @classmethod
+    def build(
+        cls,
+        cfg: RunConfig,
+        data: FaceData,
+        model: AffectModel,
+        preprocess: Preprocess,
+        cache: FeatureCache | None,
+        backbone: Backbone,
+    ) -> FaceDataModule:
+        """The data module of ``cfg``, with the train and val features computed now when it trains on features."""
+        features: dict[str, torch.Tensor] = {}
+        if uses_feature_cache(cfg):
+            cache = cache or FeatureCache()
+            for name in ("train", "val"):
+                features[name] = split_features(cfg, data.splits[name], model, preprocess, cache, backbone)
+        return cls(cfg, data, preprocess, features)
+
+    @property
+    def from_features(self) -> bool:
+        return bool(self.features)
+
+    @property
+    def raw(self) -> bool:
+        """uint8 images out of the loaders, augmented and normalised on the device (``DeviceInputs``)."""
+        return not self.features and self.cfg.train.augment_on == "device"
+
+    def _sample_weights(self) -> np.ndarray | None:
+        infos = source_infos(self.data)
+        train = self.data.splits["train"]
+        if len(infos) > 1:  # several sources: each drawn by its weight (and class-balanced inside it if asked)
+            return source_draw_weights(infos, train.source, train.expression, self.cfg.train.sampler == "balanced")
+        if self.cfg.train.sampler != "balanced":
+            return None
+        return class_balanced_weights(train.expression)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._train
+
+    def val_dataloader(self) -> DataLoader:
+        return self._val
+
+    def _train_loader(self) -> DataLoader:
+        t = self.cfg.train
+        if self.features:
+            train = feature_dataset(self.features["train"], self.data.splits["train"])
+            return shuffled_loader(train, t.batch_size, t.num_workers, self.generator, self._sample_weights())
+        to_tensor = FaceToTensor(self.preprocess, augment=t.augment, raw=self.raw)
+        return self.data.train_loader(
+            to_tensor, t.batch_size, t.num_workers, t.seed, self.generator, self._sample_weights()
+        )
+
+    def _val_loader(self) -> DataLoader:
+        val: Dataset
+        if self.features:
+            val = feature_dataset(self.features["val"], self.data.splits["val"])
+        else:
+            val = FaceDataset(self.data.splits["val"], FaceToTensor(self.preprocess, raw=self.raw))
+        return validation_loader(val, self.cfg.train)
