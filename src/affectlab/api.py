@@ -72,6 +72,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'affectlab.api' has no attribute {name!r}")
 
 
+#: ``data=``: one dataset (a path, as ``--data``), or several (a list of paths or ``data.sources`` mappings).
+DataArg = str | Path | Sequence[str | Path | dict[str, Any]] | None
+
 #: What a killed training leaves in its folder that ``resume=True`` continues from; the folder is kept for it.
 RESUMABLE = ("model.pt", "checkpoints/last.ckpt")
 
@@ -79,7 +82,7 @@ RESUMABLE = ("model.pt", "checkpoints/last.ckpt")
 def train(
     recipe: str | Path | RunConfig | None = None,
     *,
-    data: str | None = None,
+    data: DataArg = None,
     out: str | Path,
     overwrite: bool = False,
     resume: bool = False,
@@ -149,7 +152,7 @@ def evaluate(
 def study(
     recipe: str | Path | RunConfig | None = None,
     *,
-    data: str | None = None,
+    data: DataArg = None,
     out: str | Path,
     overwrite: bool = False,
     progress: bool = True,
@@ -253,6 +256,15 @@ def _predict_config(config: PredictConfig | None, options: dict[str, Any]) -> Pr
     return replace(config, **known) if config is not None else PredictConfig(**known)
 
 
-def _with_data(data: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """``data`` as the ``data.path`` option; without it, the recipe's (or the demo's) data."""
-    return overrides if data is None else {"data.path": data, **overrides}
+def _with_data(data: DataArg, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as the ``data.path`` option, or a list of several as ``data.sources`` (paths, or mappings with a
+    ``path`` and the other ``SourceConfig`` keys); without it, the recipe's (or the demo's) data."""
+    if data is None:
+        return overrides
+    if isinstance(data, (str, Path)):
+        return {"data.path": str(data), "data.sources": [], **overrides}
+    sources = [str(item) if isinstance(item, (str, Path)) else item for item in data]
+    if not sources:
+        raise AffectlabError("data=[]: name at least one dataset")
+    first = sources[0]
+    return {"data.path": first if isinstance(first, str) else first.get("path"), "data.sources": sources, **overrides}

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from affectlab.errors import AffectlabError
+from affectlab.labels import EMOTIONS
 
 __all__ = [
     "DEMO_DATA",
@@ -30,6 +31,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "RunConfig",
+    "SourceConfig",
     "StudyConfig",
     "Task",
     "TrainConfig",
@@ -46,13 +48,58 @@ __all__ = [
 Task = Literal["classification", "regression", "multitask"]
 TASKS: tuple[str, ...] = typing.get_args(Task)
 Layout = Literal["auto", "affectnet", "csv", "folders"]
+#: What a dataset can label: the emotion class, and valence/arousal.
+LabelKind = Literal["expression", "va"]
 #: ``--data demo``: the built-in synthetic faces, trained with the packaged ``demo`` recipe unless one is given.
 DEMO_DATA = "demo"
 
 
 @dataclass
+class SourceConfig:
+    """One dataset of a multi-dataset run (``data.sources``): where it is, how to read it, how much to draw from it.
+
+    ``class_map`` maps the dataset's class names or ids to affectlab's emotion names (class folders: folder names;
+    AffectNet layouts: expression codes). ``weight`` is the source's share of each epoch's draws relative to the
+    others (equal by default, whatever the sizes). ``tasks`` says which labels the source gives (None: all its
+    layout has); a label it does not give is treated as missing, never as a value.
+    """
+
+    path: str
+    name: str | None = None  # default: the folder's (or CSV file's) name
+    layout: Layout = "auto"
+    image_root: str | None = None
+    class_map: dict[str, str] = field(default_factory=dict)
+    weight: float = 1.0
+    tasks: list[LabelKind] | None = None
+
+    @property
+    def label(self) -> str:
+        """The source's name in metrics, reports and ``split.json``."""
+        return self.name or Path(self.path.rstrip("/")).stem or self.path
+
+
+def _source_from(value: Any, where: str) -> SourceConfig:
+    if isinstance(value, SourceConfig):
+        return value
+    if isinstance(value, str):
+        return SourceConfig(path=value)
+    if not isinstance(value, dict) or "path" not in value:
+        raise AffectlabError(f"{where}: expected a path or a mapping with a path, found {value!r}")
+    known = tuple(f.name for f in dataclasses.fields(SourceConfig))
+    unknown = sorted(str(key) for key in set(value) - set(known))
+    if unknown:
+        raise AffectlabError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return SourceConfig(**value)
+
+
+@dataclass
 class DataConfig:
-    """Where the data is and how it is split."""
+    """Where the data is and how it is split.
+
+    One dataset is named by ``path`` (``layout``, ``image_root``, ``class_map``). Several are listed in
+    ``sources``; then ``path`` names the first one (set for you) and each split is drawn per source, with the
+    shared ``split_seed`` and fractions.
+    """
 
     path: str = DEMO_DATA
     layout: Layout = "auto"
@@ -64,6 +111,23 @@ class DataConfig:
     test_fraction: float = 0.15
     split_file: str | None = None
     max_bad_fraction: float = 0.5  # stop before training when a larger share of the samples cannot be read
+    sources: list[SourceConfig] = field(default_factory=list)  # several datasets in one run (empty: just path)
+    # Several sources: the ones the model trains on (names; None: all). The others are only scored (test split),
+    # for a cross-dataset comparison.
+    train_on: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        # Recipes, --set and config.yaml give sources as mappings (or bare paths); the run works with SourceConfig.
+        if isinstance(self.sources, list):
+            self.sources = [_source_from(v, f"data.sources[{i}]") for i, v in enumerate(self.sources)]
+            if self.sources and self.path == DEMO_DATA:
+                self.path = self.sources[0].path
+
+    def source_configs(self) -> list[SourceConfig]:
+        """Every source of the run: ``sources``, or the one dataset ``path`` names."""
+        if self.sources:
+            return list(self.sources)
+        return [SourceConfig(self.path, layout=self.layout, image_root=self.image_root, class_map=self.class_map)]
 
 
 @dataclass
@@ -94,6 +158,9 @@ class TrainConfig:
     patience: int = 4  # early stopping on the monitored validation metric; best weights are restored
     # val_score: accuracy + mean V/A CCC, for recipes whose loss stops tracking what is reported
     monitor: Literal["val_loss", "val_accuracy", "val_ccc", "val_score"] = "val_loss"
+    # Several sources: the source whose validation metric selects the model (None: the first; "combined": the mean
+    # over sources), and so early stopping.
+    select_source: str | None = None
     class_weights: Literal["balanced", "none"] = "balanced"
     sampler: Literal["none", "balanced"] = "none"  # balanced: class-balanced sampling instead of class weights
     label_smoothing: float = 0.0
@@ -192,6 +259,9 @@ class StudyConfig:
     tasks: list[Task] = field(default_factory=lambda: ["classification", "regression"])
     seeds: list[int] | None = None  # None: data.split_seed only; each seed draws its own split and training seed
     backbone_weights: dict[str, str] = field(default_factory=dict)  # per backbone, e.g. {vgg16: none}
+    # Several sources: which of them each model trains on (names), e.g. [[a], [b], [a, b]] for a cross-dataset
+    # table; None: one model on all of them. Every model is scored on every source's test split.
+    source_sets: list[list[str]] | None = None
 
 
 SECTIONS: dict[str, type] = {
@@ -280,6 +350,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if origin is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
     if origin is dict:  # folder names in a class map may read as numbers in YAML; they are made strings where used
         return isinstance(value, dict)
     return isinstance(value, origin or hint)
@@ -319,6 +391,7 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
     if not cfg.study.backbones or not cfg.study.tasks or cfg.study.seeds == []:
         raise AffectlabError(f"{where}: study.backbones, study.tasks and study.seeds must not be empty")
     _validate_augment(cfg, where)
+    _validate_sources(cfg, where)
 
 
 #: The augment options that are a [low, high] range, and the values each end may take.
@@ -354,6 +427,63 @@ def _validate_augment(cfg: RunConfig, where: str) -> None:
     if a.camera_damage() and not cfg.train.augment:
         switched = ", ".join(f"augment.{n}" for n in CAMERA_DAMAGE if getattr(a, n) > 0)
         raise AffectlabError(f"{where}: {switched} needs train.augment: true (augmentation is off)")
+
+
+def _validate_sources(cfg: RunConfig, where: str) -> None:
+    """Several sources: unique names, positive weights, at least one label each, a known selecting source."""
+    data = cfg.data
+    sources = data.source_configs()
+    if data.sources:
+        single: dict[str, Any] = {"layout": "auto", "image_root": None, "class_map": {}}
+        given = [f"data.{key}" for key, default in single.items() if getattr(data, key) != default]
+        if data.path != data.sources[0].path:
+            given.insert(0, "data.path")
+        if given:
+            raise AffectlabError(
+                f"{where}: {', '.join(given)} and data.sources both given; with several sources, set each "
+                "source's path, layout, image_root and class_map in data.sources"
+            )
+    names = [s.label for s in sources]
+    for i, source in enumerate(sources):
+        at = f"{where}: data.sources[{i}] ({source.label})"
+        if "/" in source.label or not source.label:
+            raise AffectlabError(f"{at}: name must be non-empty and without '/' (it prefixes the source's ids)")
+        if names.count(source.label) > 1:
+            raise AffectlabError(f"{at}: two sources are named {source.label!r}; give each a distinct name")
+        if not source.weight > 0:
+            raise AffectlabError(f"{at}: weight={source.weight} must be above 0")
+        hints = typing.get_type_hints(SourceConfig)
+        for f in dataclasses.fields(SourceConfig):
+            if not _type_ok(getattr(source, f.name), hints[f.name]):
+                raise AffectlabError(f"{at}: {f.name}={getattr(source, f.name)!r} {_describe(hints[f.name])}")
+        if source.tasks is not None and not source.tasks:
+            raise AffectlabError(f"{at}: labels no task (tasks is empty); list expression, va or both")
+        unknown = sorted({str(v) for v in source.class_map.values()} - set(EMOTIONS))
+        if unknown:
+            raise AffectlabError(
+                f"{at}: class_map names unknown class(es) {', '.join(unknown)}; affectlab's classes are "
+                f"{', '.join(EMOTIONS)}"
+            )
+    trained = data.train_on if data.train_on is not None else names
+    unknown = [name for name in trained if name not in names]
+    if unknown or not trained:
+        raise AffectlabError(
+            f"{where}: data.train_on={data.train_on} names no source or unknown source(s) {', '.join(unknown)}; "
+            f"sources: {', '.join(names)}"
+        )
+    select = cfg.train.select_source
+    if select is not None and select != "combined" and select not in trained:
+        raise AffectlabError(
+            f"{where}: train.select_source={select!r} is not a source the model trains on; use one of "
+            f"{', '.join(trained)} or combined"
+        )
+    for members in cfg.study.source_sets or []:
+        unknown = [m for m in members if m not in names]
+        if unknown or not members:
+            raise AffectlabError(
+                f"{where}: study.source_sets entry {members} names no source or unknown source(s) "
+                f"{', '.join(unknown)}; sources: {', '.join(names)}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -399,7 +529,10 @@ def _fill(section: str, values: Any, where: str) -> Any:
     unknown = sorted(str(key) for key in set(values) - set(known))
     if unknown:
         raise AffectlabError(f"{where}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return SECTIONS[section](**values)
+    try:
+        return SECTIONS[section](**values)
+    except AffectlabError as exc:  # a malformed data.sources entry
+        raise AffectlabError(f"{where}: {exc}") from None
 
 
 def _with_grid_from_model(values: dict[str, Any]) -> dict[str, Any]:
@@ -491,7 +624,10 @@ def with_overrides(cfg: RunConfig, overrides: Mapping[str, Any], where: str = "-
         section, key = name.split(".", 1)
         if key not in OPTIONS.get(section, ()):
             raise AffectlabError(f"{where}: unknown option {name!r}")
-        parts[section] = dataclasses.replace(parts[section], **{key: value})
+        try:
+            parts[section] = dataclasses.replace(parts[section], **{key: value})
+        except AffectlabError as exc:  # a malformed data.sources entry
+            raise AffectlabError(f"{where}: {exc}") from None
     result = RunConfig(**parts)
     validate(result, where)
     return result

@@ -18,11 +18,12 @@ from typing import Any
 from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_text
 from affectlab.config import RunConfig, load_recipe
 from affectlab.data.dataset import Dataset, FaceSplit, open_dataset
+from affectlab.data.multi_source import SourcesData, source_part
 from affectlab.data.split import load_split, save_split
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.efficiency import SpeedPlan, measure_model
-from affectlab.evaluation.evaluate import Metrics, score
+from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.evaluation.robustness import robustness_section
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import checkpoint_meta, load_checkpoint
@@ -83,6 +84,9 @@ class Run:
             "epochs_run": self.epochs_run,
             "best_epoch": self.best_epoch,
         }
+        sources = [source.label for source in self.config.data.sources]
+        if sources:  # several sources: which the model trained on (the others were only scored)
+            record["trained_on"] = self.config.data.train_on or sources
         if self.efficiency is not None:
             record["efficiency"] = self.efficiency
         if self.wall_seconds is not None:
@@ -131,13 +135,13 @@ def run_experiment(
         outputs = predict_features(result.model, features)
     else:
         outputs = predict_images(result.model, scored.images, result.preprocess, tta_flip=cfg.train.tta_flip)
-    metrics = score(outputs, scored, cfg.model, eval_split, cfg.train.tta_flip)
-    if cfg.train.robustness:
-        metrics["robustness"] = robustness_section(result.model, result.preprocess, scored, metrics, cfg.train.tta_flip)
+    metrics, shown, shown_outputs = _score(cfg, data, scored, outputs, eval_split, cfg.train.tta_flip)
+    if cfg.train.robustness:  # on the faces the top level reports (with several sources, the selecting one's)
+        metrics["robustness"] = robustness_section(result.model, result.preprocess, shown, metrics, cfg.train.tta_flip)
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
-    write_evaluation_figures(run_dir, metrics, outputs, scored, title=f"{cfg.model.backbone} {cfg.model.task}")
+    write_evaluation_figures(run_dir, metrics, shown_outputs, shown, title=f"{cfg.model.backbone} {cfg.model.task}")
     run = Run(
         name=name or run_dir.name,
         path=run_dir,
@@ -157,6 +161,20 @@ def run_experiment(
         faces = scored.images[: SpeedPlan().batch]
         run.efficiency = measure_model(result.model.cpu(), meta, run_dir, faces)
     return run
+
+
+def _score(
+    cfg: RunConfig, data: Dataset, scored: FaceSplit, outputs: Outputs, split: str, tta_flip: bool
+) -> tuple[dict[str, Any], FaceSplit, Outputs]:
+    """The metrics document, and the samples and outputs its figures show: one dataset's, or with several sources
+    every source scored on its own and the figures of the source the top level reports."""
+    if not isinstance(data, SourcesData):
+        return score(outputs, scored, cfg.model, split, tta_flip), scored, outputs
+    select = cfg.train.select_source
+    metrics = score_sources(outputs, scored, data.infos, cfg.model, split, tta_flip, cfg.data.train_on, select)
+    index = [info.name for info in data.infos].index(metrics["source"])
+    rows = scored.source == index
+    return metrics, source_part(data.splits[split], index), {key: value[rows] for key, value in outputs.items()}
 
 
 def write_predictions(path: Path, split: FaceSplit, outputs: Outputs) -> Path:
@@ -235,11 +253,13 @@ def evaluate_run(
         load_split(split_file)
         data_cfg = dataclasses.replace(data_cfg, split_file=str(split_file))
         which = split
+    if data and data_cfg.sources:  # other data: that one dataset, not the run's sources
+        data_cfg = dataclasses.replace(data_cfg, sources=[], train_on=None)
     prepared = open_dataset(data_cfg, preprocess.input_size, splits=(which,))
     part = prepared.splits[which]
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
     outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
-    metrics = score(outputs, part, cfg.model, split, tta)
+    metrics, part, outputs = _score(cfg, prepared, part, outputs, split, tta)
     if cfg.train.robustness if robustness is None else robustness:
         metrics["robustness"] = robustness_section(model, preprocess, part, metrics, tta, batch_size)
     metrics["data"] = prepared.source

@@ -8,6 +8,7 @@ several seeds on it is refused before the first model trains.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import time
@@ -97,24 +98,39 @@ def _run_cells(
         data_cfg = base.cell(base.model.backbone, base.model.task, seed).data
         prepared = open_dataset(data_cfg, base.model.input_size)
         stage_seconds[f"data_seed{seed}"] = round(time.perf_counter() - t0, 2)
-        splits[str(seed)] = {k: v for k, v in prepared.assignment.items() if k not in ("train", "val", "test")}
+        splits[str(seed)] = _without_ids(prepared.assignment)
         data_summary = prepared.summary()
         log.info("data: %s", data_summary)
         for backbone in base.study.backbones:
             for task in base.study.tasks:
-                cfg = base.cell(backbone, task, seed)
-                name = f"{backbone}_{task}" + (f"_seed{seed}" if len(seeds) > 1 else "")
-                log.info("run %s", name)
-                t0 = time.perf_counter()
-                run = run_experiment(cfg, prepared, out_dir / name, cache, progress, efficiency=True)
-                assert run is not None  # a study trains on one device, so this process is rank zero
-                run.wall_seconds = round(time.perf_counter() - t0, 2)
-                # The run's own record, with the data it was trained on (its model card names them), as train writes.
-                write_json(out_dir / name / "run.json", {**run.to_dict(), "data": data_summary})
-                log.info("done %s in %.1f s", name, run.wall_seconds)
-                runs.append(run)
-                _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
+                source_sets: list[list[str] | None] = [base.data.train_on]
+                if base.study.source_sets:
+                    source_sets = list(base.study.source_sets)
+                for trained_on in source_sets:
+                    cell = base.cell(backbone, task, seed)
+                    cfg = dataclasses.replace(cell, data=dataclasses.replace(cell.data, train_on=trained_on))
+                    name = f"{backbone}_{task}" + (f"_on-{'+'.join(trained_on)}" if trained_on else "")
+                    name += f"_seed{seed}" if len(seeds) > 1 else ""
+                    log.info("run %s", name)
+                    t0 = time.perf_counter()
+                    run = run_experiment(cfg, prepared, out_dir / name, cache, progress, efficiency=True)
+                    assert run is not None  # a study trains on one device, so this process is rank zero
+                    run.wall_seconds = round(time.perf_counter() - t0, 2)
+                    # The run's own record, with the data it was trained on (its model card names them), as train
+                    # writes.
+                    write_json(out_dir / name / "run.json", {**run.to_dict(), "data": data_summary})
+                    log.info("done %s in %.1f s", name, run.wall_seconds)
+                    runs.append(run)
+                    _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
     return runs, _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)
+
+
+def _without_ids(split: dict[str, Any]) -> dict[str, Any]:
+    """A split's seed, fractions and counts (per source too), without its id lists (those are in split.json)."""
+    kept = {k: v for k, v in split.items() if k not in ("train", "val", "test", "sources")}
+    if "sources" in split:
+        kept["sources"] = {name: _without_ids(part) for name, part in split["sources"].items()}
+    return kept
 
 
 def _write_summary(
@@ -150,17 +166,20 @@ def _write_summary(
 
 def aggregate_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean and std of every headline metric per (backbone, task, weights) over seeds."""
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((run["backbone"], run["task"], run["weights"]), []).append(run)
+        group = (run["backbone"], run["task"], run["weights"], tuple(run.get("trained_on", ())))
+        groups.setdefault(group, []).append(run)
     out = []
-    for (backbone, task, weights), members in groups.items():
+    for (backbone, task, weights, trained_on), members in groups.items():
         entry: dict[str, Any] = {
             "backbone": backbone,
             "task": task,
             "weights": weights,
             "seeds": [m["seed"] for m in members],
         }
+        if trained_on:  # several sources: models trained on different sources are different rows
+            entry["trained_on"] = list(trained_on)
         for section, keys in SUMMARY_METRICS.items():
             for key in keys:
                 values = [m["metrics"][section].get(key) for m in members if section in m["metrics"]]

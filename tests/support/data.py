@@ -23,3 +23,16 @@ def write_affectnet(root: Path, rows: list[tuple[str, object, object, object]], 
             if value is not None:
                 np.save(root / "annotations" / f"{sample_id}_{key}.npy", np.array(str(value)))
     return root
+
+
+def write_class_folders(root: Path, classes: dict[str, int], size: int = 24, grey: bool = True, seed: int = 0) -> Path:
+    """Write a class-folder dataset (``root/<class>/<i>.png``), like FER-2013's release: {folder name: count}."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            shape = (size, size) if grey else (size, size, 3)
+            cv2.imwrite(str(root / name / f"{i}.png"), rng.integers(0, 255, shape, dtype=np.uint8))
+    return root

@@ -27,7 +27,12 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", help="dataset folder, AffectNet CSV file, or 'demo' (built-in synthetic faces)")
+    p.add_argument(
+        "--data",
+        action="append",
+        help="dataset folder, AffectNet CSV file, or 'demo' (built-in synthetic faces); repeat it to train on "
+        "several datasets at once (each split per source; see data.sources)",
+    )
     _add_source_args(p)
 
 
@@ -103,19 +108,39 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "study.backbones": _csv(args.backbones) if getattr(args, "backbones", None) else None,
         "study.tasks": _csv(args.tasks) if getattr(args, "tasks", None) else None,
         "study.seeds": [int(s) for s in _csv(seeds)] if seeds else None,
+        "study.source_sets": _source_sets(args.source_sets) if getattr(args, "source_sets", None) else None,
     }
     return {name: value for name, value in flags.items() if value is not None}
 
 
 def _data_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "data.path": args.data,
+        **_data_paths(args),
         "data.layout": args.layout,
         "data.image_root": args.image_root,
         "data.class_map": _pairs(args.class_map) if args.class_map else None,
         "data.on_bad_sample": args.on_bad_sample,
         "data.split_file": args.split_file,
     }
+
+
+def _data_paths(args: argparse.Namespace) -> dict[str, Any]:
+    """One ``--data`` is ``data.path`` as always; several are ``data.sources`` (``data.path`` names the first)."""
+    paths: list[str] = [args.data] if isinstance(args.data, str) else args.data or []
+    if len(paths) <= 1:
+        return {"data.path": paths[0], "data.sources": []} if paths else {}
+    per_source = [flag for flag in ("layout", "image_root", "class_map") if getattr(args, flag) is not None]
+    if per_source:
+        flags = ", ".join("--" + flag.replace("_", "-") for flag in per_source)
+        raise AffectlabError(
+            f"{flags} with several --data: each source has its own; list them under data.sources in a recipe"
+        )
+    return {"data.path": paths[0], "data.sources": [{"path": path} for path in paths]}
+
+
+def _source_sets(text: str) -> list[list[str]]:
+    """``a;b;a,b`` -> ``[[a], [b], [a, b]]``: the sources each model of a study trains on."""
+    return [_csv(part) for part in text.split(";") if part.strip()]
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -214,19 +239,26 @@ def _num(value: float | None) -> str:
 
 def _print_table(runs: list[dict[str, Any]]) -> None:
     for run in runs:
-        m = run["metrics"]
-        parts = [run["name"]]
-        if "classification" in m:
-            c = m["classification"]
-            parts.append(
-                f"acc {_num(c['accuracy'])} f1w {_num(c['f1_weighted'])} kappa {_num(c['cohen_kappa'])} "
-                f"auc {_num(c['auc_ovr'])}"
-            )
-        for dim in ("valence", "arousal"):
-            if dim in m:
-                d = m[dim]
-                parts.append(f"{dim[0].upper()}: rmse {_num(d['rmse'])} ccc {_num(d['ccc'])}")
-        print("  ".join(parts))
+        _print_row(run["name"], run["metrics"])
+        for name, document in run["metrics"].get("sources", {}).items():  # several sources: each one's test split
+            shared = document.get("classification_shared")
+            extra = f"  ({len(shared['classes'])} shared classes: acc {_num(shared['accuracy'])})" if shared else ""
+            _print_row(f"  {name}{'' if document['in_domain'] else ' (not trained on)'}", document, extra)
+
+
+def _print_row(label: str, m: dict[str, Any], extra: str = "") -> None:
+    parts = [label]
+    if "classification" in m:
+        c = m["classification"]
+        parts.append(
+            f"acc {_num(c['accuracy'])} f1w {_num(c['f1_weighted'])} kappa {_num(c['cohen_kappa'])} "
+            f"auc {_num(c['auc_ovr'])}"
+        )
+    for dim in ("valence", "arousal"):
+        if dim in m:
+            d = m[dim]
+            parts.append(f"{dim[0].upper()}: rmse {_num(d['rmse'])} ccc {_num(d['ccc'])}")
+    print("  ".join(parts) + extra)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tasks", help="comma-separated tasks (default: the recipe's grid, else classification,regression)"
     )
     study.add_argument("--seeds", help="comma-separated split/training seeds, e.g. 0,1,2 (mean ± std)")
+    study.add_argument(
+        "--source-sets",
+        help="with several --data: the sources each model trains on, sets separated by ';' and names by ',', e.g. "
+        "'affectnet-3999;fer2013-train;affectnet-3999,fer2013-train' (every model is scored on every source)",
+    )
     study.set_defaults(handler=cmd_study)
 
     train = sub.add_parser("train", help="train one model from a recipe, evaluate it on the test split")

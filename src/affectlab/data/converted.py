@@ -189,6 +189,10 @@ class StreamedSplit:
     def va(self) -> np.ndarray:
         return self._labels["va"]
 
+    @property
+    def source(self) -> np.ndarray:
+        return np.zeros(len(self), dtype=np.int64)  # a converted dataset is one source
+
 
 @dataclass
 class StreamedData:

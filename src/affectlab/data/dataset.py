@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from affectlab.config import DataConfig
 from affectlab.data.converted import check_split_settings, is_converted, open_converted, read_manifest
 from affectlab.data.face_tensors import FaceToTensor
+from affectlab.data.multi_source import prepare_sources
 from affectlab.data.prepared import prepare_data
 from affectlab.data.samples import FaceSplit, Problem
 from affectlab.data.source import ALL
@@ -75,8 +76,11 @@ def open_dataset(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPL
     """The data of ``cfg`` at ``input_size`` px: decoded into RAM when raw, streamed when converted.
 
     ``splits=("all",)`` gives every sample as one split (scoring a model on other data). A converted dataset
-    refuses split settings other than those it was converted with.
+    refuses split settings other than those it was converted with. Several datasets (``data.sources``) are
+    joined, each split on its own (``data.multi_source``).
     """
+    if cfg.sources:  # several datasets: each read, split and decoded on its own, then joined
+        return prepare_sources(cfg, input_size, splits)
     if is_converted(cfg.path):
         return open_converted(cfg, input_size, splits)
     return prepare_data(cfg, input_size, splits)

@@ -36,18 +36,19 @@ class FaceToTensor:
 
 
 class FaceDataset(Dataset):
-    """A split's faces by index: ``(image tensor, expression, [valence, arousal])``."""
+    """A split's faces by index: ``(image tensor, expression, [valence, arousal], source index)``."""
 
     def __init__(self, split: FaceSplit, to_tensor: FaceToTensor) -> None:
         self.images = split.images
         self.expression, self.va = torch.from_numpy(split.expression), torch.from_numpy(split.va)
+        self.source = torch.from_numpy(split.source)
         self.to_tensor = to_tensor
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.to_tensor(self.images[index]), self.expression[index], self.va[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.to_tensor(self.images[index]), self.expression[index], self.va[index], self.source[index]
 
 
 def shuffled_loader(

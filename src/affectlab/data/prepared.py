@@ -36,6 +36,12 @@ class SplitData:
     expression: np.ndarray
     va: np.ndarray
     hashes: list[str] = field(default_factory=list)
+    #: Which source of a multi-dataset run each sample comes from (index into its sources; all 0 for one dataset).
+    source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def __post_init__(self) -> None:
+        if len(self.source) != len(self.ids):
+            self.source = np.zeros(len(self.ids), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -96,10 +102,13 @@ def split_data_from_samples(
     return SplitData([s.id for s in kept], images, expression, va, [hashes[s.id] for s in kept]), problems
 
 
-def prepare_data(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS) -> PreparedData:
+def prepare_data(
+    cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS, assignment: dict[str, Any] | None = None
+) -> PreparedData:
     """Read, split and decode a raw dataset into RAM; ``splits=("all",)`` skips splitting and decodes every
-    sample. Use ``data.dataset.open_dataset``, which also opens converted datasets."""
-    source = read_source(cfg, splits)
+    sample; ``assignment`` is a split already loaded (one source's part of a multi-dataset ``split.json``), used
+    instead of ``data.split_file``. Use ``data.dataset.open_dataset``, which also opens converted datasets."""
+    source = read_source(cfg, splits, assignment=assignment)
     decoded: dict[str, SplitData] = {}
     decode_problems: list[Problem] = []
     for name in splits:

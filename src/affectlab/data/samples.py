@@ -90,8 +90,8 @@ class FaceArray(Protocol):
 
 
 class FaceSplit(Protocol):
-    """One split of a dataset: its faces, and per face its id, content hash, expression code (-1 if absent) and
-    valence/arousal (NaN if absent)."""
+    """One split of a dataset: its faces, and per face its id, content hash, expression code (-1 if absent),
+    valence/arousal (NaN if absent) and source index (which of several datasets it comes from; 0 for one)."""
 
     @property
     def ids(self) -> list[str]: ...
@@ -104,6 +104,9 @@ class FaceSplit(Protocol):
 
     @property
     def va(self) -> np.ndarray: ...
+
+    @property
+    def source(self) -> np.ndarray: ...
 
     @property
     def images(self) -> FaceArray: ...

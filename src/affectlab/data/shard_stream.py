@@ -26,8 +26,8 @@ warnings.filterwarnings("ignore", ".*IterableDataset.*has `__len__` defined.*")
 
 
 class FaceStream(StreamingDataset):
-    """A split's faces streamed from its shards: ``(image tensor, expression, [valence, arousal])``, and with
-    ``with_index`` the sample's index in the split last (to check which samples a rank and worker saw)."""
+    """A split's faces streamed from its shards: ``(image tensor, expression, [valence, arousal], source)``, and
+    with ``with_index`` the sample's index in the split last (to check which samples a rank and worker saw)."""
 
     def __init__(
         self, folder: str, to_tensor: FaceToTensor, shuffle: bool = True, seed: int = 0, with_index: bool = False
@@ -51,7 +51,8 @@ class FaceStream(StreamingDataset):
     def __getitem__(self, index: Any) -> tuple[torch.Tensor, ...]:
         item = super().__getitem__(index)
         va = torch.tensor([item["valence"], item["arousal"]], dtype=torch.float32)
-        face = (self.to_tensor(decode_jpeg(item["image"])), torch.tensor(int(item["expression"])), va)
+        expression = torch.tensor(int(item["expression"]))
+        face = (self.to_tensor(decode_jpeg(item["image"])), expression, va, torch.tensor(0))  # source 0: one dataset
         return (*face, torch.tensor(getattr(index, "index", index))) if self.with_index else face
 
 

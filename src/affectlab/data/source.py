@@ -76,10 +76,15 @@ class SourceSamples:
         check_bad_share(self.root, self.unreadable + more, self.total, max_fraction)
 
 
-def read_source(cfg: DataConfig, splits: tuple[str, ...] = SPLITS, hash_map: HashMap = map) -> SourceSamples:
+def read_source(
+    cfg: DataConfig,
+    splits: tuple[str, ...] = SPLITS,
+    hash_map: HashMap = map,
+    assignment: dict[str, Any] | None = None,
+) -> SourceSamples:
     """Read ``cfg``'s dataset, refuse it when too much is unreadable, hash every file and split (or reuse
-    ``data.split_file``); ``splits=(ALL,)`` keeps every sample in one part. ``hash_map`` may hash in parallel; it
-    must return the hashes in the samples' order."""
+    ``assignment``, else ``data.split_file``); ``splits=(ALL,)`` keeps every sample in one part. ``hash_map`` may
+    hash in parallel; it must return the hashes in the samples' order."""
     sample_set = read_dataset(resolve_data_path(cfg.path), cfg.layout, cfg.image_root, cfg.class_map, cfg.on_bad_sample)
     for problem in sample_set.problems:
         log.warning("skipped %s", problem)
@@ -89,11 +94,18 @@ def read_source(cfg: DataConfig, splits: tuple[str, ...] = SPLITS, hash_map: Has
     samples = sample_set.samples
     hashes = dict(zip((s.id for s in samples), hash_map(sample_hash, samples), strict=True))
     if splits == (ALL,):
-        assignment: dict[str, Any] = {ALL: [s.id for s in samples]}
+        assignment = {ALL: [s.id for s in samples]}
         by_split = {ALL: list(samples)}
     else:
-        if cfg.split_file:
+        if assignment is not None:
+            pass
+        elif cfg.split_file:
             assignment = load_split(cfg.split_file)
+            if "sources" in assignment:
+                raise AffectlabError(
+                    f"{cfg.split_file}: the split of several sources ({', '.join(assignment['sources'])}); "
+                    "train on the same sources (data.sources) to reuse it"
+                )
         else:
             assignment = make_split(samples, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, hashes)
         by_split = apply_split(samples, assignment, cfg.split_file or "split")

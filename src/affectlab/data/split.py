@@ -96,9 +96,16 @@ def load_split(path: str | Path) -> dict[str, Any]:
         raise AffectlabError(f"{path}: split file not found") from None
     except json.JSONDecodeError as exc:
         raise AffectlabError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    missing = [name for name in SPLITS if not isinstance(split.get(name), list)]
-    if missing:
-        raise AffectlabError(f"{path}: split file lacks the list(s) {', '.join(missing)}")
+    if not isinstance(split, dict):
+        raise AffectlabError(f"{path}: not a split file (expected a JSON object)")
+    # A multi-dataset run's split holds one split per source under "sources" (see affectlab.data.sources).
+    sources = split.get("sources")
+    parts: dict[str, Any] = sources if isinstance(sources, dict) else {"": split}
+    for name, part in parts.items():
+        missing = [s for s in SPLITS if not isinstance(part, dict) or not isinstance(part.get(s), list)]
+        if missing:
+            of = f" (source {name})" if name else ""
+            raise AffectlabError(f"{path}: split file{of} lacks the list(s) {', '.join(missing)}")
     return split
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from affectlab.config import ModelConfig
+from affectlab.data.multi_source import SourceInfo, source_part
 from affectlab.data.samples import FaceSplit
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.analysis import analyse
@@ -17,7 +18,7 @@ from affectlab.labels import EMOTIONS
 from affectlab.models.outputs import Outputs
 from affectlab.training.losses import selection_score
 
-__all__ = ["Metrics", "score"]
+__all__ = ["Metrics", "score", "score_sources"]
 
 
 @dataclass
@@ -105,3 +106,60 @@ def score(outputs: Outputs, data: FaceSplit, model: ModelConfig, split: str, tta
         result.get("classification"), data.va if scored_va else None, outputs["va"] if scored_va else None, EMOTIONS
     )
     return result
+
+
+def score_sources(
+    outputs: Outputs,
+    data: FaceSplit,
+    infos: list[SourceInfo],
+    model: ModelConfig,
+    split: str,
+    tta_flip: bool,
+    trained_on: list[str] | None = None,
+    select: str | None = None,
+) -> dict[str, Any]:
+    """The metrics.json document of a run on several sources: each source's split scored on its own.
+
+    ``sources`` holds one ``score`` document per source, marked ``in_domain`` when the model trained on that
+    source (``trained_on``, default all). Where a source lacks classes (FER-2013 has no Contempt), each source
+    also gets ``classification_shared``: the scores over the classes every source labels, the arg-max taken
+    among those classes only, so that models trained with and without the missing class compare fairly. The
+    top level is the selecting source's document (``select``, default the first trained source), so tables that
+    read one score per run read that one; ``source`` names it.
+    """
+    trained = set(trained_on or [info.name for info in infos])
+    labelled = [info for info in infos if info.classes]
+    shared = sorted(set.intersection(*(set(info.classes) for info in labelled))) if labelled else []
+    per_source: dict[str, Any] = {}
+    for index, info in enumerate(infos):
+        part = source_part(data, index)
+        if not len(part):
+            continue
+        rows = data.source == index
+        part_outputs = {key: value[rows] for key, value in outputs.items()}
+        try:
+            document = score(part_outputs, part, model, split, tta_flip)
+        except AffectlabError:  # this source has none of the labels the model predicts: nothing to score on it
+            continue
+        document.update({"source": info.name, "path": info.path, "in_domain": info.name in trained})
+        if "classification" in document and 0 < len(shared) < len(EMOTIONS):
+            document["classification_shared"] = shared_class_metrics(part.expression, part_outputs["probs"], shared)
+        per_source[info.name] = document
+    first_trained = next((info.name for info in infos if info.name in trained), infos[0].name)
+    chosen = select if select in per_source else first_trained
+    top = dict(per_source[chosen])
+    top["sources"] = per_source
+    top["shared_classes"] = [EMOTIONS[c] for c in shared]
+    return top
+
+
+def shared_class_metrics(expression: np.ndarray, probs: np.ndarray, classes: list[int]) -> dict[str, Any]:
+    """Scores over ``classes`` only: samples of other classes left out, the prediction the most probable of
+    ``classes`` (the 7-class score of a FER-2013 comparison)."""
+    keep = np.isin(expression, classes)
+    remap = {c: i for i, c in enumerate(classes)}
+    y_true = np.array([remap[int(c)] for c in expression[keep]], dtype=np.int64)
+    restricted = probs[keep][:, classes]
+    restricted = restricted / restricted.sum(axis=1, keepdims=True)
+    result = classification_metrics(y_true, restricted, [EMOTIONS[c] for c in classes])
+    return {"classes": [EMOTIONS[c] for c in classes], "n": int(keep.sum()), **result}

@@ -41,6 +41,10 @@ def model_card(info: ModelInfo) -> dict[str, Any]:
         if data is not None:
             card["data"] = {k: Path(v).name if k == "path" and isinstance(v, str) else v
                             for k, v in data.items() if not isinstance(v, (dict, list))}  # fmt: skip
+            if isinstance(data.get("sources"), dict):  # several sources: name each, not the last path's folder
+                card["data"]["path"] = ", ".join(
+                    Path(str(s.get("path", name))).name for name, s in data["sources"].items()
+                )
             if isinstance(data.get("counts"), dict):
                 card["data"]["split"] = " / ".join(f"{k} {v}" for k, v in data["counts"].items())
         metrics = _read_json(folder / "metrics.json")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from affectlab.atomic import write_text
+from affectlab.reports.cross_dataset import IN_DOMAIN_MARK, cross_dataset_table
 from affectlab.reports.run_figures import FIGURE_NAMES
 from affectlab.reports.tradeoff import TradeoffPanel, plot_tradeoff, tradeoff_panels
 
@@ -53,6 +54,12 @@ def _f(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _model(agg: dict[str, Any]) -> str:
+    """The backbone, and with several sources the ones the model trained on (scored on the first of them)."""
+    trained_on = agg.get("trained_on")
+    return agg["backbone"] + (f" (trained on {' + '.join(trained_on)})" if trained_on else "")
+
+
 def _classification_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = []
     for agg in summary["aggregate"]:
@@ -60,7 +67,7 @@ def _classification_rows(summary: dict[str, Any]) -> list[list[str]]:
             continue
         rows.append(
             [
-                agg["backbone"],
+                _model(agg),
                 agg["task"],
                 agg["weights"],
                 *(
@@ -77,7 +84,7 @@ def _regression_rows(summary: dict[str, Any]) -> list[list[str]]:
     for agg in summary["aggregate"]:
         if "valence.rmse" not in agg:
             continue
-        cells = [agg["backbone"], agg["task"], agg["weights"]]
+        cells = [_model(agg), agg["task"], agg["weights"]]
         for key in ("rmse", "corr", "sagr", "ccc"):
             cells += [_f(agg.get(f"valence.{key}")), _f(agg.get(f"arousal.{key}"))]
         rows.append(cells)
@@ -132,6 +139,7 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
                 _regression_rows(summary),
             ),
         ),
+        *_cross_dataset_blocks(summary),
         ("h2", "Reference study (published, 600 AffectNet test images)"),
         (
             "table",
@@ -185,6 +193,25 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
             path = Path(run["name"]) / FIGURE_NAMES[key]
             blocks.append(("img", (path, f"{run['name']} {key}")))
     return blocks
+
+
+def _cross_dataset_blocks(summary: dict[str, Any]) -> list[Block]:
+    table = cross_dataset_table(summary["runs"])
+    if table is None:
+        return []
+    header, rows, shared = table
+    note = (
+        f"Test accuracy of each model on every source's test split (mean ± std over seeds). {IN_DOMAIN_MARK} marks "
+        "in-domain cells: the model trained on that source's training split; the other cells are data the model "
+        "never saw."
+    )
+    if shared:
+        note += (
+            f" After the slash: accuracy over the {len(shared)} classes every source labels ({', '.join(shared)}), "
+            "the prediction the most probable of those; the first number is the 8-class accuracy."
+        )
+    note += " The classification and regression tables above score each model on the source that selected it."
+    return [("h2", "Cross-dataset (test splits)"), ("table", (header, rows)), ("p", note)]
 
 
 def _ms(speed: dict[str, Any] | None) -> str:

@@ -17,12 +17,14 @@ from affectlab.config import RunConfig
 from affectlab.data.dataset import Dataset as FaceData
 from affectlab.data.dataset import FaceSplit
 from affectlab.data.face_tensors import FaceDataset, FaceToTensor, shuffled_loader
+from affectlab.data.multi_source import source_infos
 from affectlab.data.transforms import Preprocess
 from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.affect_model import AffectModel
 from affectlab.models.weights import Backbone, resolve_backbone
 from affectlab.training.datasets import feature_dataset, validation_loader
 from affectlab.training.features import FeatureCache
+from affectlab.training.source_mix import source_draw_weights
 
 __all__ = ["FaceDataModule", "split_features", "uses_feature_cache"]
 
@@ -102,9 +104,13 @@ class FaceDataModule(L.LightningDataModule):
         return not self.features and self.cfg.train.augment_on == "device"
 
     def _sample_weights(self) -> np.ndarray | None:
+        infos = source_infos(self.data)
+        train = self.data.splits["train"]
+        if len(infos) > 1:  # several sources: each drawn by its weight (and class-balanced inside it if asked)
+            return source_draw_weights(infos, train.source, train.expression, self.cfg.train.sampler == "balanced")
         if self.cfg.train.sampler != "balanced":
             return None
-        return class_balanced_weights(self.data.splits["train"].expression)
+        return class_balanced_weights(train.expression)
 
     def train_dataloader(self) -> DataLoader:
         return self._train

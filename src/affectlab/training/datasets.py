@@ -13,8 +13,9 @@ from affectlab.data.dataset import FaceSplit
 __all__ = ["IndexedDataset", "feature_dataset", "targets", "validation_loader"]
 
 
-def targets(split: FaceSplit) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(split.expression), torch.from_numpy(split.va)
+def targets(split: FaceSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Expression codes (-1: none), valence/arousal (NaN: none) and each sample's source index."""
+    return torch.from_numpy(split.expression), torch.from_numpy(split.va), torch.from_numpy(split.source)
 
 
 def feature_dataset(features: torch.Tensor, split: FaceSplit) -> TensorDataset:

@@ -23,18 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
-from sklearn.utils.class_weight import compute_class_weight
 
 from affectlab.atomic import write_text
 from affectlab.config import DEMO_DATA, RunConfig
 from affectlab.data.dataset import Dataset
 from affectlab.data.demo import is_demo_dataset
+from affectlab.data.multi_source import SourceInfo, SourcesData, source_infos
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
-from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.affect_model import AffectModel, create_model, task_outputs
 from affectlab.models.checkpoint import save_checkpoint
 from affectlab.models.weights import Backbone, resolve_backbone
@@ -45,6 +43,12 @@ from affectlab.training.features import FeatureCache
 from affectlab.training.finetuning import UnfreezeTrunk
 from affectlab.training.history import EpochLines, HistoryCallback
 from affectlab.training.module import AffectLitModule
+from affectlab.training.source_mix import (
+    balanced_class_weights,
+    check_sources_label,
+    class_mask_table,
+    per_source_class_weights,
+)
 
 __all__ = [
     "TrainResult",
@@ -74,14 +78,6 @@ class TrainResult:
 def preprocess_for(backbone: Backbone, input_size: int) -> Preprocess:
     """What the model is fed: the input size, and the mean/std its trunk's weights were trained with."""
     return Preprocess(input_size=input_size, mean=backbone.mean, std=backbone.std)
-
-
-def balanced_class_weights(expression: np.ndarray) -> torch.Tensor:
-    """sklearn's 'balanced' weights; classes absent from training get weight 1 so indices stay aligned."""
-    present = np.unique(expression)
-    weights = np.ones(NUM_EMOTIONS, dtype=np.float32)
-    weights[present] = compute_class_weight("balanced", classes=present, y=expression)
-    return torch.from_numpy(weights)
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
@@ -135,6 +131,8 @@ def train_model(
     """
     run_dir = Path(run_dir)
     t = cfg.train
+    if isinstance(data, SourcesData):  # several sources: train on data.train_on (all by default)
+        data = data.subset(cfg.data.train_on)
     resume_from = last_checkpoint(run_dir) if resume else None
     if resume_from is not None and not resume_from.is_file():
         raise AffectlabError(
@@ -192,12 +190,29 @@ def _lit_module(
 ) -> AffectLitModule:
     """The network with its losses and optimiser; class weights unless a sampler balances the classes instead."""
     t = cfg.train
-    has_expression, _ = task_outputs(cfg.model.task)
-    weights = None
+    has_expression, has_va = task_outputs(cfg.model.task)
+    infos = source_infos(data)
+    check_sources_label(infos, has_expression, has_va, cfg.model.task)
+    _check_selection(cfg, infos)
+    weights = class_mask = names = None
     if has_expression and t.class_weights == "balanced" and t.sampler == "none":
-        weights = balanced_class_weights(data.splits["train"].expression)
+        train = data.splits["train"]
+        if len(infos) > 1:  # per source: a small source's classes are not outweighed by a large one's
+            weights = per_source_class_weights(train.expression, train.source, len(infos))
+        else:
+            weights = balanced_class_weights(train.expression)
+    if len(infos) > 1:
+        class_mask, names = class_mask_table(infos), [info.name for info in infos]
     device_inputs = DeviceInputs(preprocess, cfg.augment if t.augment else None) if datamodule.raw else None
-    return AffectLitModule(model, t, weights, from_features=datamodule.from_features, device_inputs=device_inputs)
+    return AffectLitModule(
+        model,
+        t,
+        weights,
+        from_features=datamodule.from_features,
+        device_inputs=device_inputs,
+        class_mask=class_mask,
+        sources=names,
+    )
 
 
 def _trainer(
@@ -253,6 +268,20 @@ def _trainer(
 def on_demo_data(cfg: RunConfig, data: Dataset) -> bool:
     """Whether the model learnt the synthetic drawn faces (recorded in ``model.pt``, so that it says so in use)."""
     return cfg.data.path == DEMO_DATA or is_demo_dataset(data.source)
+
+
+def _check_selection(cfg: RunConfig, infos: list[SourceInfo]) -> None:
+    """The monitored metric must exist on the selecting source (no val_ccc on a source without V/A)."""
+    if len(infos) < 2:
+        return
+    select = cfg.train.select_source or infos[0].name
+    chosen = [i for i in infos if i.name == select] or infos
+    needs = {"val_accuracy": lambda i: bool(i.classes), "val_ccc": lambda i: i.has_va}.get(cfg.train.monitor)
+    if needs is not None and not any(needs(i) for i in chosen):
+        raise AffectlabError(
+            f"train.monitor={cfg.train.monitor} cannot be measured on source {select} (it lacks those labels); "
+            "choose train.select_source or another monitor"
+        )
 
 
 def _fit_keeping_ctrl_c(

@@ -46,11 +46,13 @@ class HistoryCallback(L.Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         row = {"epoch": trainer.current_epoch + 1, "lr": lr, "seconds": round(time.perf_counter() - self._start, 2)}
         row.update({k: metrics.get(k) for k in HISTORY_COLUMNS if k not in row})
+        row.update({k: metrics[k] for k in sorted(metrics) if "/" in k})  # several sources: val_score/<source>
         self.rows.append(row)
         if not trainer.is_global_zero:
             return
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS)
+        per_source = sorted({k for r in self.rows for k in r if "/" in k})
+        writer = csv.DictWriter(buffer, fieldnames=[*HISTORY_COLUMNS, *per_source])
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.path, buffer.getvalue())

@@ -19,8 +19,9 @@ from affectlab.training.losses import AffectLoss, ccc_loss, selection_score
 
 __all__ = ["AffectLitModule", "Batch"]
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs, expression (-1 = none), va (NaN = none)
-IndexedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # the same, plus the sample indices
+#: inputs, expression (-1 = none), va (NaN = none), source index (0 for one dataset)
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+IndexedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # plus sample indices
 
 
 class AffectLitModule(L.LightningModule):
@@ -31,13 +32,18 @@ class AffectLitModule(L.LightningModule):
         class_weights: torch.Tensor | None = None,
         from_features: bool = False,
         device_inputs: DeviceInputs | None = None,
+        class_mask: torch.Tensor | None = None,
+        sources: list[str] | None = None,
     ) -> None:
+        """``class_weights`` is one row, or one per source; ``class_mask`` (sources x classes) what each source
+        labels; ``sources`` the names of several sources, whose validation metrics are logged one by one."""
         super().__init__()
         self.model = model
         self.cfg = train_config
         self.from_features = from_features
         self.device_inputs = device_inputs  # uint8 batches augmented and normalised here, on the device
-        self.loss = AffectLoss(train_config, class_weights)
+        self.loss = AffectLoss(train_config, class_weights, class_mask)
+        self.sources = sources or []
         self._val_outputs: list[dict[str, torch.Tensor]] = []
 
     def forward(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -49,13 +55,13 @@ class AffectLitModule(L.LightningModule):
         return (self.device_inputs(batch[0], training=self.trainer.training), *batch[1:])
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        inputs, expression, va = batch
-        loss = self.loss(self(inputs), expression, va)
+        inputs, expression, va, source = batch
+        loss = self.loss(self(inputs), expression, va, source)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(inputs))
         return loss
 
     def validation_step(self, batch: IndexedBatch, batch_idx: int) -> None:
-        inputs, expression, va, index = batch
+        inputs, expression, va, source, index = batch
         out = self(inputs)
         # fp32 whatever the training precision: the epoch-end loss and metrics are computed from these.
         self._val_outputs.append(
@@ -63,6 +69,7 @@ class AffectLitModule(L.LightningModule):
                 **{k: v.detach().float() for k, v in out.items()},
                 "expression_true": expression,
                 "va_true": va,
+                "source": source,
                 "index": index,
             }
         )
@@ -72,20 +79,51 @@ class AffectLitModule(L.LightningModule):
             return
         cat = self._gather_validation({k: torch.cat([o[k] for o in self._val_outputs]) for k in self._val_outputs[0]})
         self._val_outputs.clear()
+        if len(self.sources) <= 1:
+            metrics = self._metrics(cat)
+        else:
+            metrics = self._per_source_metrics(cat)
+        for name, value in metrics.items():
+            self.log(name, value, prog_bar=name in ("val_loss", "val_accuracy"))
+
+    def _metrics(self, cat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The validation loss and metrics of the samples in ``cat``, for the labels they have."""
         outputs = {k: v for k, v in cat.items() if k in ("expression", "va")}
         # Validation loss on the whole split at once, so the CCC term is not a mean of per-batch CCCs.
-        self.log("val_loss", self.loss(outputs, cat["expression_true"], cat["va_true"]), prog_bar=True)
+        metrics = {"val_loss": self.loss(outputs, cat["expression_true"], cat["va_true"], cat["source"])}
         accuracy = ccc = None
-        if "expression" in outputs:
-            accuracy = (outputs["expression"].argmax(1) == cat["expression_true"]).float().mean()
-            self.log("val_accuracy", accuracy, prog_bar=True)
-        if "va" in outputs:
-            rmse = ((outputs["va"] - cat["va_true"]) ** 2).mean(0).sqrt()
-            self.log("val_rmse_valence", rmse[0])
-            self.log("val_rmse_arousal", rmse[1])
-            ccc = 1.0 - ccc_loss(outputs["va"], cat["va_true"])
-            self.log("val_ccc", ccc)
-        self.log("val_score", selection_score(accuracy, ccc))
+        labelled = cat["expression_true"] >= 0
+        if "expression" in outputs and bool(labelled.any()):
+            hits = outputs["expression"].argmax(1) == cat["expression_true"]
+            accuracy = metrics["val_accuracy"] = hits[labelled].float().mean()
+        with_va = ~torch.isnan(cat["va_true"]).any(1)
+        if "va" in outputs and bool(with_va.any()):
+            pred, true = outputs["va"][with_va], cat["va_true"][with_va]
+            rmse = ((pred - true) ** 2).mean(0).sqrt()
+            metrics["val_rmse_valence"], metrics["val_rmse_arousal"] = rmse[0], rmse[1]
+            ccc = metrics["val_ccc"] = 1.0 - ccc_loss(pred, true)
+        metrics["val_score"] = torch.as_tensor(selection_score(accuracy, ccc))
+        return metrics
+
+    def _per_source_metrics(self, cat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every source's metrics (``val_accuracy/<source>``), their mean over sources (``.../combined``), and the
+        selecting source's (``train.select_source``; default the first) under the plain names that early stopping
+        and checkpointing monitor."""
+        per: dict[str, dict[str, torch.Tensor]] = {}
+        for index, name in enumerate(self.sources):
+            rows = cat["source"] == index
+            if bool(rows.any()):
+                per[name] = self._metrics({k: v[rows] for k, v in cat.items()})
+        combined = {
+            key: torch.stack([m[key] for m in per.values() if key in m]).mean()
+            for key in dict.fromkeys(k for m in per.values() for k in m)
+        }
+        select = self.cfg.select_source or self.sources[0]
+        chosen = combined if select == "combined" else per.get(select, {})
+        logged = dict(chosen)
+        for name, metrics in [*per.items(), ("combined", combined)]:
+            logged.update({f"{key}/{name}": value for key, value in metrics.items()})
+        return logged
 
     def _gather_validation(self, local: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every rank's validation outputs, each sample once, in dataset order.

@@ -1,0 +1,57 @@
+"""The cross-dataset table of a study on several sources: how each model scores on every source's test split.
+
+Rows are the models (backbone, task, and the sources each trained on: A, B, A+B); columns are the sources' test
+splits. A model is scored on every source whatever it trained on, so the off-diagonal cells show how a model holds
+up on data it never saw; in-domain cells (the model trained on that source) are marked. Where a source lacks
+classes, each cell gives the 8-class accuracy and the accuracy over the classes every source labels (arg-max
+among those only), so a model that never saw Contempt is not scored on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["IN_DOMAIN_MARK", "cross_dataset_table"]
+
+#: Marks an in-domain cell: the model trained on that source's training split.
+IN_DOMAIN_MARK = "*"
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+
+
+def cross_dataset_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]] | None:
+    """(header, rows, shared classes) of the table, or None when the runs were not scored on several sources.
+
+    Each cell is mean ± std over seeds of the test accuracy, then (where a source lacks classes) the shared-class
+    accuracy after a slash; ``IN_DOMAIN_MARK`` follows in-domain cells.
+    """
+    scored = [run for run in runs if len(run["metrics"].get("sources", {})) > 1]
+    if not scored:
+        return None
+    sources = list(dict.fromkeys(name for run in scored for name in run["metrics"]["sources"]))
+    shared: list[str] = scored[0]["metrics"].get("shared_classes", [])
+    groups: dict[tuple[str, str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
+    for run in scored:
+        key = (run["backbone"], run["task"], run["weights"], tuple(run.get("trained_on", sources)))
+        groups.setdefault(key, []).append(run)
+    rows = []
+    for (backbone, task, weights, trained_on), members in groups.items():
+        cells = [backbone, task, weights, " + ".join(trained_on), str(len(members))]
+        for source in sources:
+            documents = [m["metrics"]["sources"][source] for m in members if source in m["metrics"]["sources"]]
+            full = [d["classification"]["accuracy"] for d in documents if "classification" in d]
+            part = [d["classification_shared"]["accuracy"] for d in documents if "classification_shared" in d]
+            cell = _mean_std(full) + (f" / {_mean_std(part)}" if part else "")
+            in_domain = any(d.get("in_domain") for d in documents)
+            cells.append(cell + (f" {IN_DOMAIN_MARK}" if in_domain else ""))
+        rows.append(cells)
+    header = ["backbone", "task", "weights", "trained on", "seeds", *(f"{s} test" for s in sources)]
+    return header, rows, shared
