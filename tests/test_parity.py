@@ -56,10 +56,18 @@ def tta_run(demo_data: Path, work: Path) -> Path:
     )
     varied, _ = load_checkpoint(make_run(work))
     _, meta = load_checkpoint(run)
-    cfg = config_from_dict(meta["meta"]["config"])
-    from affectlab.data.transforms import Preprocess
-
-    save_checkpoint(run / "model.pt", varied, cfg.model, Preprocess.from_dict(meta["preprocess"]), **meta["meta"])
+    assert meta.config is not None
+    cfg = config_from_dict(meta.config)
+    save_checkpoint(
+        run / "model.pt",
+        varied,
+        cfg.model,
+        meta.preprocess,
+        config=meta.config,
+        best_epoch=meta.best_epoch,
+        history=meta.history,
+        calibration=meta.calibration,
+    )
     assert main(["evaluate", str(run), "--overwrite"]) == 0
     return run
 

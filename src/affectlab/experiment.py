@@ -19,13 +19,13 @@ from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_
 from affectlab.config import RunConfig, load_recipe
 from affectlab.data.prepared import PreparedData, SplitData, prepare_data
 from affectlab.data.split import load_split, save_split
-from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
+from affectlab.evaluation.calibration import fit_calibration
 from affectlab.evaluation.efficiency import measure_model
 from affectlab.evaluation.evaluate import Metrics, score
 from affectlab.labels import EMOTIONS
-from affectlab.models.checkpoint import checkpoint_meta, load_checkpoint
-from affectlab.models.outputs import Outputs, predict_features, predict_images
+from affectlab.models.checkpoint import load_checkpoint, save_calibration
+from affectlab.models.outputs import Outputs, RawOutputs, raw_features, raw_images, to_outputs
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
 from affectlab.training.distributed import is_main_process
@@ -122,14 +122,23 @@ def run_experiment(
     if not is_main_process():
         return None
     scored = data.splits[eval_split]
-    if result.used_feature_cache and not cfg.train.tta_flip:
-        features = split_features(
-            cfg, scored, result.model, result.preprocess, cache or FeatureCache(), result.backbone
-        )
-        outputs = predict_features(result.model, features)
-    else:
-        outputs = predict_images(result.model, scored.images, result.preprocess, tta_flip=cfg.train.tta_flip)
-    metrics = score(outputs, scored, cfg.model, eval_split, cfg.train.tta_flip)
+
+    def raw(split: SplitData) -> RawOutputs:
+        if result.used_feature_cache and not cfg.train.tta_flip:
+            features = split_features(
+                cfg, split, result.model, result.preprocess, cache or FeatureCache(), result.backbone
+            )
+            return raw_features(result.model, features)
+        return raw_images(result.model, split.images, result.preprocess, tta_flip=cfg.train.tta_flip)
+
+    calibration = None
+    if cfg.train.calibrate:  # after model selection, on the validation split only
+        val = data.splits["val"]
+        calibration = fit_calibration(raw(val), val.expression, val.va, cfg.train.coverage)
+        save_calibration(run_dir / "model.pt", calibration)
+    raw_scored = raw(scored)
+    outputs = to_outputs(raw_scored, calibration)
+    metrics = score(outputs, scored, cfg.model, eval_split, cfg.train.tta_flip, calibration, to_outputs(raw_scored))
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
@@ -147,7 +156,7 @@ def run_experiment(
         best_epoch=result.best_epoch,
     )
     if efficiency:
-        meta = checkpoint_meta(cfg.model, result.preprocess)
+        _, meta = load_checkpoint(run_dir)  # what was saved: flip TTA and calibration included
         # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
         run.efficiency = measure_model(result.model.cpu(), meta, run_dir, scored.images)
     return run
@@ -214,7 +223,7 @@ def evaluate_run(
         raise AffectlabError(f"unknown split {split!r}; use test, val or all")
     cfg = load_recipe(run_dir / "config.yaml")
     model, meta = load_checkpoint(run_dir)
-    preprocess = Preprocess.from_dict(meta["preprocess"])
+    preprocess = meta.preprocess
     data_cfg = dataclasses.replace(cfg.data, path=data) if data else cfg.data
     if split == "all":
         which = "all"
@@ -230,8 +239,9 @@ def evaluate_run(
     prepared = prepare_data(data_cfg, preprocess.input_size, splits=(which,))
     part = prepared.splits[which]
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
-    outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
-    metrics = score(outputs, part, cfg.model, split, tta)
+    raw = raw_images(model, part.images, preprocess, batch_size, tta_flip=tta)
+    outputs = to_outputs(raw, meta.calibration)
+    metrics = score(outputs, part, cfg.model, split, tta, meta.calibration, to_outputs(raw))
     metrics["data"] = prepared.source
     default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
     target = Path(out_dir) if out_dir else default_target

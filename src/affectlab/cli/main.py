@@ -329,5 +329,3 @@ def _terminate_as_interrupt() -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _raise_interrupt)
-
-
