@@ -21,7 +21,7 @@ import numpy as np
 
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
-from affectlab.runtime.results import CSV_COLUMNS, Detection, FaceResult, ImageResult, flat_record
+from affectlab.runtime.results import CSV_COLUMNS, UNCERTAIN, Detection, ImageResult, face_result, flat_record
 from affectlab.runtime.sources import Source
 
 __all__ = ["RaySettings", "parquet_schema", "predict_with_ray"]
@@ -39,6 +39,7 @@ class RaySettings:
     detect_actors: int | None = None  # None: half the cluster's CPUs, at least one
     model_actors: int = 1
     input_size: int = 0  # the model's, filled in by predict_with_ray
+    min_confidence: float | None = None  # label faces below this calibrated top probability "uncertain"
 
 
 def parquet_schema() -> Any:
@@ -58,6 +59,7 @@ def parquet_schema() -> Any:
         "label": pa.string(),
         "no_face": pa.bool_(),
         "error": pa.string(),
+        "prediction_set": pa.string(),
     }
     return pa.schema([(name, types.get(name, pa.float64())) for name in CSV_COLUMNS])
 
@@ -125,6 +127,7 @@ class RunModel:
 
         self.backend = load(settings.model, detector="none", threads=settings.threads).backend
         self.class_names = self.backend.info.class_names
+        self.min_confidence = settings.min_confidence
 
     def __call__(self, batch: dict[str, Any]) -> Any:
         import pyarrow as pa
@@ -137,14 +140,8 @@ class RunModel:
             if not faces[i]:
                 record = ImageResult(str(source), [], error=str(batch["error"][i]) or None).records()[0]
             else:
-                va, row = outputs.get("va"), int(row_of[i])
-                face = FaceResult(
-                    box=tuple(int(v) for v in batch["box"][i]),  # type: ignore[arg-type]
-                    probs=outputs["probs"][row] if "probs" in outputs else None,
-                    valence=None if va is None else float(va[row, 0]),
-                    arousal=None if va is None else float(va[row, 1]),
-                    class_names=self.class_names,
-                )
+                box = tuple(int(v) for v in batch["box"][i])
+                face = face_result(box, outputs, int(row_of[i]), self.class_names, None, self.min_confidence)  # type: ignore[arg-type]
                 record = ImageResult(str(source), [face]).records()[0] | {"face": int(batch["face"][i])}
             records.append(flat_record(record))
         table = pa.Table.from_pylist(records, schema=parquet_schema())
@@ -194,7 +191,7 @@ def predict_with_ray(settings: RaySettings, sources: list[Source], out: Path) ->
             num_cpus=1,
         )
     )
-    counts = {"items": 0, "faces": 0, "no_face": 0, "errors": 0}
+    counts = {"items": 0, "faces": 0, "no_face": 0, "errors": 0, "uncertain": 0}
 
     def write(tmp: Path) -> None:
         with pq.ParquetWriter(tmp, parquet_schema()) as writer:
@@ -204,6 +201,7 @@ def predict_with_ray(settings: RaySettings, sources: list[Source], out: Path) ->
                 counts["faces"] += sum(1 for f in rows["face"] if f is not None)
                 counts["no_face"] += sum(bool(v) for v in rows["no_face"])
                 counts["errors"] += sum(e is not None for e in rows["error"])
+                counts["uncertain"] += sum(label == UNCERTAIN for label in rows["label"])
                 counts["items"] += sum(1 for f in rows["face"] if f in (None, 0))
                 writer.write_table(table)
 
@@ -216,13 +214,21 @@ def cmd_predict_ray(args: Any, sources: list[Source]) -> int:
     import sys
 
     settings = RaySettings(
-        args.model, args.detector, args.margin, args.align, args.batch_size or 32, args.threads, args.address
+        args.model,
+        args.detector,
+        args.margin,
+        args.align,
+        args.batch_size or 32,
+        args.threads,
+        args.address,
+        min_confidence=args.min_confidence,
     )
     counts = predict_with_ray(settings, sources, Path(args.out))
     if not args.quiet:
         print(
             f"{counts['items']} item(s); {counts['faces']} face(s); {counts['no_face']} without a face; "
-            f"{counts['errors']} error(s)\nresults: {args.out}",
+            + (f"{counts['uncertain']} uncertain; " if args.min_confidence is not None else "")
+            + f"{counts['errors']} error(s)\nresults: {args.out}",
             file=sys.stderr,
         )
     return 1 if counts["errors"] else 0

@@ -39,6 +39,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     predict.add_argument("--every", type=int, default=1, metavar="N", help="video: process every Nth frame")
     predict.add_argument("--smooth", type=int, default=1, metavar="N", help="video: average over the last N frames")
     predict.add_argument("--threads", type=int, help="model threads (default: ONNX all usable CPUs, PyTorch its own)")
+    predict.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="label a face 'uncertain' when its calibrated top probability is below P (probabilities are kept)",
+    )
     predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     predict.add_argument("--shard", metavar="I/N", help="only part I (from 0) of N of the inputs, for job arrays")
     predict.add_argument(
@@ -70,6 +76,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     serve.add_argument("--threads", type=int, help="runtime threads")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload (default 20 MB)")
     serve.add_argument("--docs", action="store_true", help="serve the OpenAPI pages (/docs, /openapi.json)")
+    serve.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="label faces 'uncertain' below calibrated top probability P (POST /predict?min_confidence= overrides)",
+    )
     serve.add_argument("--max-batch", type=int, default=32, help="most images per model batch (1: one at a time)")
     serve.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a batch waits to fill (default 5)")
     serve.add_argument("--max-queue", type=int, default=256, help="most waiting requests; more get 503 (default 256)")
@@ -136,7 +148,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cameras = open_cameras(sources)
     batch = args.batch_size or (1 if args.webcam is not None else 32)
     predictor = load(
-        args.model, detector=detector, batch_size=batch, margin=args.margin, threads=args.threads, align=args.align
+        args.model,
+        detector=detector,
+        batch_size=batch,
+        margin=args.margin,
+        threads=args.threads,
+        align=args.align,
+        min_confidence=args.min_confidence,
     )
     options = PredictOptions(args.every, args.smooth, Path(args.save_annotated) if args.save_annotated else None)
 
@@ -182,6 +200,9 @@ def _check_predict_args(args: argparse.Namespace) -> None:
             raise AffectlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     if args.margin is not None and not 0 <= args.margin <= 2:
         raise AffectlabError(f"--margin must be between 0 and 2, got {args.margin}")
+    from affectlab.runtime.predictor import check_min_confidence
+
+    check_min_confidence(args.min_confidence)
 
 
 def _check_writable(out: Path, overwrite: bool) -> None:
@@ -240,6 +261,8 @@ def _progress(quiet: bool, total: int | None) -> Any:
 
 def _report(summary: Any, out: str | None) -> None:
     parts = [f"{summary.items} item(s)", f"{summary.faces} face(s)", f"{summary.no_face} without a face"]
+    if summary.uncertain:
+        parts.append(f"{summary.uncertain} uncertain (below --min-confidence)")
     if summary.errors:
         parts.append(f"{summary.errors} error(s), first: {summary.first_error}")
     print("; ".join(parts), file=sys.stderr)
@@ -275,6 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_video_bytes=int(args.max_video_mb * 1024 * 1024),
         max_video_s=args.max_video_seconds,
         max_video_frames=args.max_video_frames,
+        min_confidence=args.min_confidence,
     )
     options.check()
     check_bind(args.host, options.api_key, args.insecure)

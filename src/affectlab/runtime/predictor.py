@@ -19,9 +19,9 @@ from affectlab.data.images import check_pixels, read_rgb
 from affectlab.errors import AffectlabError
 from affectlab.runtime.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
 from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
-from affectlab.runtime.results import Detection, FaceResult, ImageResult
+from affectlab.runtime.results import Detection, FaceResult, ImageResult, face_result
 
-__all__ = ["AffectPredictor", "Item", "load", "to_rgb"]
+__all__ = ["AffectPredictor", "Item", "check_min_confidence", "load", "to_rgb"]
 
 
 @dataclass
@@ -45,6 +45,7 @@ class AffectPredictor:
         batch_size: face crops per model call.
         margin: border added around detected faces, as a fraction of the box side (default: the model's).
         align: rotate each face so its eyes are level before cropping (detectors with landmarks only).
+        min_confidence: label a face ``uncertain`` when its (calibrated) top probability is below this.
     """
 
     def __init__(
@@ -54,14 +55,17 @@ class AffectPredictor:
         batch_size: int = 32,
         margin: float | None = None,
         align: bool = False,
+        min_confidence: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise AffectlabError(f"batch size must be at least 1, got {batch_size}")
+        check_min_confidence(min_confidence)
         self.backend = backend
         self.detector = make_detector(detector)
         self.batch_size = batch_size
         self.margin = backend.info.preprocess.face_margin if margin is None else margin
         self.align = align
+        self.min_confidence = min_confidence
 
     @property
     def info(self) -> ModelInfo:
@@ -124,15 +128,12 @@ class AffectPredictor:
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _face(self, detection: Detection, outputs: dict[str, np.ndarray], row: int) -> FaceResult:
-        va = outputs.get("va")
-        return FaceResult(
-            box=detection.box,
-            landmarks=detection.landmarks,
-            probs=outputs["probs"][row] if "probs" in outputs else None,
-            valence=None if va is None else float(va[row, 0]),
-            arousal=None if va is None else float(va[row, 1]),
-            class_names=self.info.class_names,
-        )
+        return face_result(detection.box, outputs, row, self.info.class_names, detection.landmarks, self.min_confidence)
+
+
+def check_min_confidence(value: float | None, option: str = "--min-confidence") -> None:
+    if value is not None and not 0 <= value <= 1:
+        raise AffectlabError(f"{option} must be a probability between 0 and 1, got {value}")
 
 
 def to_rgb(image: Any, channels: str = "rgb") -> np.ndarray:
@@ -179,15 +180,19 @@ def load(
     margin: float | None = None,
     threads: int | None = None,
     align: bool = False,
+    min_confidence: float | None = None,
 ) -> AffectPredictor:
     """Load a run folder, ``.pt`` checkpoint or ``.onnx`` file as an ``AffectPredictor``.
 
     ``.onnx`` files run in ONNX Runtime (everything needed is in their metadata); anything else is read as an
     affectlab checkpoint and runs in PyTorch. ``threads`` sets the runtime's intra-op threads (default: the CPUs
-    this process may use for ONNX Runtime, PyTorch's own setting otherwise).
+    this process may use for ONNX Runtime, PyTorch's own setting otherwise). ``min_confidence`` labels faces
+    below that calibrated top probability ``uncertain``.
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise AffectlabError(f"{path}: model not found")
     backend: Backend = OnnxBackend(path, threads) if path.suffix.lower() == ".onnx" else TorchBackend(path, threads)
-    return AffectPredictor(backend, detector=detector, batch_size=batch_size, margin=margin, align=align)
+    return AffectPredictor(
+        backend, detector=detector, batch_size=batch_size, margin=margin, align=align, min_confidence=min_confidence
+    )

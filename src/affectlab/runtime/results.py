@@ -16,13 +16,28 @@ import numpy as np
 from affectlab.labels import EMOTIONS
 from affectlab.runtime.annotate import draw_result
 
-__all__ = ["CSV_COLUMNS", "Box", "Detection", "FaceResult", "ImageResult", "Landmarks", "csv_row", "flat_record"]
+__all__ = [
+    "CSV_COLUMNS",
+    "UNCERTAIN",
+    "Box",
+    "Detection",
+    "FaceResult",
+    "ImageResult",
+    "Landmarks",
+    "csv_row",
+    "face_result",
+    "flat_record",
+]
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the source image
 #: Five (x, y) points: the eye on the image's left, the other eye, nose tip, mouth corner left, mouth corner right.
 Landmarks = tuple[tuple[int, int], ...]
 
-#: Fixed CSV columns, whatever the model's task: missing values are written as empty cells.
+#: The label of a face whose calibrated top probability is below the caller's ``min_confidence``.
+UNCERTAIN = "uncertain"
+
+#: Fixed CSV columns, whatever the model's task: missing values are written as empty cells. Columns added later
+#: come at the end, so a reader that counts columns keeps working.
 CSV_COLUMNS: tuple[str, ...] = (
     "source",
     "frame",
@@ -40,6 +55,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     "arousal",
     "no_face",
     "error",
+    "prediction_set",  # class names joined by "|"
+    "valence_low",
+    "valence_high",
+    "arousal_low",
+    "arousal_high",
 )
 
 
@@ -58,7 +78,10 @@ class FaceResult:
 
     ``probs`` is None for a regression-only model, ``valence``/``arousal`` are None for a classification-only one.
     ``landmarks`` come from detectors that give them; ``track_id`` is set on video frames (the same face keeps
-    its number from frame to frame).
+    its number from frame to frame). A calibrated model adds its conformal ``prediction_set`` (the emotions that
+    hold the true one at the model's target coverage, most probable first) and the ``[low, high]`` intervals of
+    valence and arousal. With ``min_confidence``, a face whose top probability is below it is labelled
+    ``uncertain``; its probabilities are kept.
     """
 
     box: Box
@@ -68,10 +91,21 @@ class FaceResult:
     class_names: tuple[str, ...] = EMOTIONS
     landmarks: Landmarks | None = None
     track_id: int | None = None
+    prediction_set: tuple[str, ...] | None = None
+    valence_interval: tuple[float, float] | None = None
+    arousal_interval: tuple[float, float] | None = None
+    min_confidence: float | None = None
+
+    @property
+    def uncertain(self) -> bool:
+        confidence = self.confidence
+        return confidence is not None and self.min_confidence is not None and confidence < self.min_confidence
 
     @property
     def label(self) -> str | None:
-        return None if self.probs is None else self.class_names[int(np.argmax(self.probs))]
+        if self.probs is None:
+            return None
+        return UNCERTAIN if self.uncertain else self.class_names[int(np.argmax(self.probs))]
 
     @property
     def confidence(self) -> float | None:
@@ -87,6 +121,9 @@ class FaceResult:
             "probs": None if self.probs is None else {n: _round(p) for n, p in zip(self.class_names, self.probs)},
             "valence": _round(self.valence),
             "arousal": _round(self.arousal),
+            "prediction_set": None if self.prediction_set is None else list(self.prediction_set),
+            "valence_interval": _interval(self.valence_interval),
+            "arousal_interval": _interval(self.arousal_interval),
         }
 
 
@@ -132,6 +169,9 @@ class ImageResult(Sequence[FaceResult]):
                 "probs": None,
                 "valence": None,
                 "arousal": None,
+                "prediction_set": None,
+                "valence_interval": None,
+                "arousal_interval": None,
             }
             return [{**base, **empty, "no_face": self.no_face, "error": self.error}]
         return [
@@ -161,6 +201,8 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
     landmarks left out, None where a value is missing (the columns of CSV and Parquet results)."""
     box = record.get("box") or [None] * 4
     probs = record.get("probs") or {}
+    chosen = record.get("prediction_set")
+    valence, arousal = record.get("valence_interval") or [None] * 2, record.get("arousal_interval") or [None] * 2
     values = {
         **record,
         "x": box[0],
@@ -168,6 +210,11 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
         "w": box[2],
         "h": box[3],
         **{f"p_{name}": probs.get(name) for name in EMOTIONS},
+        "prediction_set": None if chosen is None else "|".join(chosen),
+        "valence_low": valence[0],
+        "valence_high": valence[1],
+        "arousal_low": arousal[0],
+        "arousal_high": arousal[1],
     }
     return {c: values.get(c) for c in CSV_COLUMNS}
 
@@ -175,6 +222,37 @@ def flat_record(record: dict[str, Any]) -> dict[str, Any]:
 def csv_row(record: dict[str, Any]) -> list[Any]:
     """A ``records()`` entry as a row in ``CSV_COLUMNS`` order (None becomes an empty cell)."""
     return ["" if value is None else value for value in flat_record(record).values()]
+
+
+def face_result(
+    box: Box,
+    outputs: dict[str, np.ndarray],
+    row: int,
+    class_names: tuple[str, ...] = EMOTIONS,
+    landmarks: Landmarks | None = None,
+    min_confidence: float | None = None,
+) -> FaceResult:
+    """The record of row ``row`` of a backend's outputs (``probs``, ``set``, ``va``, ``va_interval``)."""
+    probs, chosen, va, intervals = (outputs.get(k) for k in ("probs", "set", "va", "va_interval"))
+    members = None
+    if probs is not None and chosen is not None:  # most probable first
+        members = tuple(class_names[int(c)] for c in np.argsort(-probs[row], kind="stable") if chosen[row, c])
+    return FaceResult(
+        box=box,
+        landmarks=landmarks,
+        probs=None if probs is None else probs[row],
+        valence=None if va is None else float(va[row, 0]),
+        arousal=None if va is None else float(va[row, 1]),
+        class_names=class_names,
+        prediction_set=members,
+        valence_interval=None if intervals is None else (float(intervals[row, 0, 0]), float(intervals[row, 0, 1])),
+        arousal_interval=None if intervals is None else (float(intervals[row, 1, 0]), float(intervals[row, 1, 1])),
+        min_confidence=min_confidence,
+    )
+
+
+def _interval(values: tuple[float, float] | None) -> list[float | None] | None:
+    return None if values is None else [_round(values[0]), _round(values[1])]
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:

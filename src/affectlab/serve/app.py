@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -59,6 +59,7 @@ class ServeOptions:
     max_video_s: float = 600.0
     max_video_frames: int = 18_000
     page: bool = True
+    min_confidence: float | None = None  # label faces below it "uncertain"; per request: ?min_confidence=
 
     @property
     def video_limits(self) -> VideoLimits:
@@ -80,6 +81,8 @@ class ServeOptions:
             raise AffectlabError(f"--max-video-frames must be at least 1, got {self.max_video_frames}")
         if not (math.isfinite(self.max_video_s) and self.max_video_s > 0):
             raise AffectlabError(f"--max-video-seconds must be above 0, got {self.max_video_s}")
+        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
+            raise AffectlabError(f"--min-confidence must be a probability between 0 and 1, got {self.min_confidence}")
 
 
 def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None) -> Any:
@@ -131,8 +134,12 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
         return Response(body, media_type=content_type)
 
     @app.post("/predict")
-    async def predict(request: Request) -> Any:
-        """Multipart upload with the image in a field named ``file``."""
+    async def predict(request: Request, min_confidence: float | None = None) -> Any:
+        """Multipart upload with the image in a field named ``file``; ``min_confidence`` labels faces below that
+        calibrated top probability ``uncertain`` (default: the service's ``--min-confidence``)."""
+        threshold = options.min_confidence if min_confidence is None else min_confidence
+        if threshold is not None and not 0 <= threshold <= 1:
+            return JSONResponse({"detail": f"min_confidence must be between 0 and 1, got {threshold}"}, 422)
         try:
             queue.check_room()  # refuse before reading the upload: an overloaded server should not decode more
             with queue.expecting():
@@ -143,7 +150,8 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
             return JSONResponse({"detail": f"server busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
         except RequestTimeout as exc:
             return JSONResponse({"detail": f"prediction timed out: {exc}"}, status_code=504)
-        faces = [{"face": i, **face.to_dict()} for i, face in enumerate(result)]
+        chosen = [replace(face, min_confidence=threshold) for face in result]
+        faces = [{"face": i, **face.to_dict()} for i, face in enumerate(chosen)]
         request.state.faces = len(faces)
         metrics.faces.inc(len(faces))
         return JSONResponse(faces)  # plain JSON values already: no re-encoding by FastAPI
@@ -274,7 +282,13 @@ def serve(
         return
     from affectlab.runtime.predictor import load
 
-    predictor = load(model, detector=detector, batch_size=max(32, options.max_batch), threads=threads)
+    predictor = load(
+        model,
+        detector=detector,
+        batch_size=max(32, options.max_batch),
+        threads=threads,
+        min_confidence=options.min_confidence,
+    )
     app = create_app(predictor, options)
     _log_requests_as_json()
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
@@ -291,6 +305,7 @@ def app_from_environment() -> Any:
         detector=settings["detector"],
         batch_size=max(32, options.max_batch),
         threads=settings["threads"],
+        min_confidence=options.min_confidence,
     )
     _log_requests_as_json()
     return create_app(predictor, options)
