@@ -138,11 +138,13 @@ def run_experiment(
         save_calibration(run_dir / "model.pt", calibration)
     raw_scored = raw(scored)
     outputs = to_outputs(raw_scored, calibration)
-    metrics = score(outputs, scored, cfg.model, eval_split, cfg.train.tta_flip, calibration, to_outputs(raw_scored))
+    uncalibrated = to_outputs(raw_scored)
+    metrics = score(outputs, scored, cfg.model, eval_split, cfg.train.tta_flip, calibration, uncalibrated)
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
-    write_evaluation_figures(run_dir, metrics, outputs, scored, title=f"{cfg.model.backbone} {cfg.model.task}")
+    title = f"{cfg.model.backbone} {cfg.model.task}"
+    write_evaluation_figures(run_dir, metrics, outputs, scored, title=title, uncalibrated=uncalibrated)
     run = Run(
         name=name or run_dir.name,
         path=run_dir,
@@ -240,15 +242,16 @@ def evaluate_run(
     part = prepared.splits[which]
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
     raw = raw_images(model, part.images, preprocess, batch_size, tta_flip=tta)
-    outputs = to_outputs(raw, meta.calibration)
-    metrics = score(outputs, part, cfg.model, split, tta, meta.calibration, to_outputs(raw))
+    outputs, uncalibrated = to_outputs(raw, meta.calibration), to_outputs(raw)
+    metrics = score(outputs, part, cfg.model, split, tta, meta.calibration, uncalibrated)
     metrics["data"] = prepared.source
     default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
     target = Path(out_dir) if out_dir else default_target
     if (target / "metrics.json").exists() and not overwrite:
         raise AffectlabError(f"{target / 'metrics.json'}: exists; pass --overwrite to replace it")
     write_json(target / "metrics.json", metrics)
-    write_evaluation_figures(target, metrics, outputs, part, title=f"{cfg.model.backbone} {cfg.model.task} ({split})")
+    title = f"{cfg.model.backbone} {cfg.model.task} ({split})"
+    write_evaluation_figures(target, metrics, outputs, part, title=title, uncalibrated=uncalibrated)
     return Metrics.from_dict(metrics, path=target / "metrics.json")
 
 

@@ -144,12 +144,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from affectlab.api import evaluate
     from affectlab.evaluation.analysis import format_analysis
+    from affectlab.evaluation.trust import format_confidence
 
     metrics = evaluate(
         args.run_dir, args.data, args.split, out=args.out, overwrite=args.overwrite, tta_flip=args.tta_flip
     )
     _print_table([{"name": Path(args.run_dir).name, "metrics": metrics.to_dict()}])
     print(format_analysis(metrics.analysis))
+    confidence = format_confidence(metrics.to_dict().get("confidence"))
+    if confidence:
+        print(confidence)
     print(f"metrics: {metrics.path}")
     return 0
 

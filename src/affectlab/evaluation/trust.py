@@ -22,7 +22,15 @@ from torchmetrics.functional.classification import binary_calibration_error, mul
 from affectlab.models.meta import Calibration
 from affectlab.models.outputs import Outputs
 
-__all__ = ["ECE_BINS", "confidence_metrics", "confidence_section", "interval_metrics", "set_metrics"]
+__all__ = [
+    "ECE_BINS",
+    "confidence_metrics",
+    "confidence_section",
+    "format_confidence",
+    "interval_metrics",
+    "selective_metrics",
+    "set_metrics",
+]
 
 ECE_BINS = 15
 #: Coverages at which selective accuracy is reported.
@@ -100,3 +108,37 @@ def confidence_section(
     if va_true is not None and "va_interval" in after:
         section["intervals"] = interval_metrics(va_true, after["va_interval"])
     return section
+
+
+def format_confidence(section: dict[str, Any] | None) -> str:
+    """The ``confidence`` section in a few lines for the terminal (empty when there is nothing to say)."""
+    if not section:
+        return ""
+    lines = []
+    before, after = section.get("before"), section.get("after")
+    if before is not None:
+        pairs = [(name, before[key], None if after is None else after[key])
+                 for name, key in (("ECE", "ece"), ("NLL", "nll"), ("Brier", "brier"), ("classwise ECE", "classwise_ece"))]  # fmt: skip
+        arrow = [f"{name} {b:.3f}" + ("" if a is None else f" -> {a:.3f}") for name, b, a in pairs]
+        shown = after or before
+        lead = (
+            f"calibration (T = {section['temperature']:.3f}, fitted on val): " if after is not None else "calibration: "
+        )
+        lines.append(lead + ", ".join(arrow))
+        lines.append(
+            f"selective accuracy: {shown['accuracy_at_50']:.3f} at 50% coverage, {shown['accuracy_at_80']:.3f} at 80%,"
+            f" {shown['accuracy_at_100']:.3f} at 100%; AURC {shown['aurc']:.3f}"
+        )
+    target = section.get("target_coverage")
+    if section.get("sets"):
+        sets = section["sets"]
+        lines.append(
+            f"{sets['method'].upper()} sets (target {target:.2f}): coverage {sets['coverage']:.3f}, "
+            f"mean size {sets['mean_size']:.2f}"
+        )
+    if section.get("intervals"):
+        parts = [
+            f"{k} coverage {v['coverage']:.3f} width {v['mean_width']:.3f}" for k, v in section["intervals"].items()
+        ]
+        lines.append(f"V/A intervals (target {target:.2f}): " + "; ".join(parts))
+    return "\n".join(lines)

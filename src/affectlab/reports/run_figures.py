@@ -1,4 +1,5 @@
-"""The figures of one evaluated run: confusion matrix, circumplex, and a 40-image qualitative grid."""
+"""The figures of one evaluated run: confusion matrix, circumplex, reliability diagram, and a 40-image
+qualitative grid."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import numpy as np
 from affectlab.data.prepared import SplitData
 from affectlab.labels import EMOTIONS
 from affectlab.models.outputs import Outputs
-from affectlab.reports.plots import plot_circumplex, plot_confusion_matrix, plot_qualitative_grid, select_qualitative
+from affectlab.reports.plots import (
+    plot_circumplex,
+    plot_confusion_matrix,
+    plot_qualitative_grid,
+    plot_reliability,
+    select_qualitative,
+)
 
 __all__ = ["FIGURE_NAMES", "write_evaluation_figures"]
 
@@ -19,6 +26,7 @@ FIGURE_NAMES = {
     "confusion": "confusion_matrix.png",
     "circumplex": "valence_arousal.png",
     "grid": "qualitative.png",
+    "reliability": "reliability.png",
 }
 
 
@@ -35,13 +43,27 @@ def _caption(i: int, outputs: Outputs, split: SplitData) -> str:
 
 
 def write_evaluation_figures(
-    out_dir: str | Path, metrics: dict[str, Any], outputs: Outputs, split: SplitData, title: str = "", n_grid: int = 40
+    out_dir: str | Path,
+    metrics: dict[str, Any],
+    outputs: Outputs,
+    split: SplitData,
+    title: str = "",
+    n_grid: int = 40,
+    uncalibrated: Outputs | None = None,
 ) -> dict[str, Path]:
+    """The figures of ``metrics``; the reliability diagram shows ``uncalibrated`` next to ``outputs`` when the
+    two differ (a model with a temperature)."""
     out_dir = Path(out_dir)
     written: dict[str, Path] = {}
     if "classification" in metrics:
         written["confusion"] = plot_confusion_matrix(
             metrics["classification"]["confusion"], EMOTIONS, out_dir / FIGURE_NAMES["confusion"], title=title
+        )
+        curves = {"model": outputs["probs"]}
+        if uncalibrated is not None and not np.array_equal(uncalibrated["probs"], outputs["probs"]):
+            curves = {"before": uncalibrated["probs"], "after temperature": outputs["probs"]}
+        written["reliability"] = plot_reliability(
+            split.expression, curves, out_dir / FIGURE_NAMES["reliability"], title=title
         )
         correct = outputs["probs"].argmax(1) == split.expression
     else:
