@@ -16,7 +16,7 @@ from support.models import INPUT_SIZE, make_run, one_torch_thread
 from affectlab.config import ModelConfig
 from affectlab.data.transforms import Preprocess
 from affectlab.evaluation.calibration import conformal_quantile, fit_calibration, fit_temperature
-from affectlab.evaluation.trust import confidence_metrics, interval_metrics, set_metrics
+from affectlab.evaluation.trust import confidence_metrics, interval_metrics, selective_metrics, set_metrics
 from affectlab.export.onnx import FP32_TOLERANCE, export_loaded, export_onnx
 from affectlab.models.affect_model import AffectModel
 from affectlab.models.checkpoint import checkpoint_meta, load_checkpoint, save_calibration
@@ -240,3 +240,31 @@ def test_a_calibrated_run_exports_its_calibration(calibrated_run: Path, tmp_path
     scores = aps_scores(torch.from_numpy(expected["probs"])).numpy()
     clear = np.abs(scores - CALIBRATION.set_threshold) > 10 * FP32_TOLERANCE
     np.testing.assert_array_equal(got["set"][clear], expected["set"][clear])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Metrics of trust
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_selective_accuracy_and_risk_coverage_area_by_hand() -> None:
+    confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    correct = np.array([1, 1, 1, 1, 0, 1, 0, 0, 1, 0], dtype=bool)
+    result = selective_metrics(confidence[::-1], correct[::-1])  # the order of the input does not matter
+    assert result["accuracy_at_50"] == pytest.approx(4 / 5) and result["accuracy_at_80"] == pytest.approx(5 / 8)
+    assert result["accuracy_at_100"] == pytest.approx(0.6)
+    risks = [0, 0, 0, 0, 1 / 5, 1 / 6, 2 / 7, 3 / 8, 3 / 9, 4 / 10]
+    assert result["aurc"] == pytest.approx(np.mean(risks))
+
+
+def test_calibration_metrics_of_a_perfect_and_a_confidently_wrong_model() -> None:
+    labels = np.arange(8).repeat(10)
+    perfect = np.eye(8)[labels]
+    metrics = confidence_metrics(labels, perfect)
+    assert metrics["nll"] == pytest.approx(0, abs=1e-9) and metrics["brier"] == 0 and metrics["ece"] == 0
+    wrong = np.eye(8)[(labels + 1) % 8] * 0.92 + 0.01  # 0.93 on the next class, 0.01 on each other
+    metrics = confidence_metrics(labels, wrong)
+    assert metrics["ece"] == pytest.approx(0.93) and metrics["accuracy_at_100"] == 0
+    assert metrics["brier"] == pytest.approx(0.93**2 + 0.99**2 + 6 * 0.01**2)
+    assert metrics["nll"] == pytest.approx(-np.log(0.01))
+    assert metrics["classwise_ece"] > 0
