@@ -15,8 +15,15 @@ from support.models import INPUT_SIZE, make_run, one_torch_thread
 
 from affectlab.config import ModelConfig
 from affectlab.data.transforms import Preprocess
+from affectlab.errors import AffectlabError
 from affectlab.evaluation.calibration import conformal_quantile, fit_calibration, fit_temperature
-from affectlab.evaluation.trust import confidence_metrics, interval_metrics, selective_metrics, set_metrics
+from affectlab.evaluation.trust import (
+    confidence_metrics,
+    confidence_section,
+    interval_metrics,
+    selective_metrics,
+    set_metrics,
+)
 from affectlab.export.onnx import FP32_TOLERANCE, export_loaded, export_onnx
 from affectlab.models.affect_model import AffectModel
 from affectlab.models.checkpoint import checkpoint_meta, load_checkpoint, save_calibration
@@ -79,6 +86,10 @@ def test_old_checkpoint_without_version_loads_and_predicts_exactly_as_before(tmp
     model, meta = load_checkpoint(old)
     assert meta.version == 1 and meta.calibration is None and meta.extra == {"note": "old"}
     assert meta.tta_flip is True and meta.best_epoch == 3  # read from the training config, as before
+    newer = {**torch.load(old / "model.pt", weights_only=True), "meta_version": META_VERSION + 1}
+    torch.save(newer, tmp_path / "newer.pt")
+    with pytest.raises(AffectlabError, match=r"newer.pt: model metadata version \d+ is newer than this affectlab"):
+        load_checkpoint(tmp_path / "newer.pt")
     backend = TorchBackend(old)
     got = backend.run(crops)
     assert set(got) == {"probs", "va"}  # no sets or intervals without a calibration
@@ -107,9 +118,12 @@ def test_old_onnx_file_without_version_loads_without_calibration(
     np.testing.assert_allclose(
         backend.run(crops)["probs"], TorchBackend(tmp_path / "run-multitask").run(crops)["probs"], atol=1e-4
     )
-    newer = {**bundle, "meta_version": META_VERSION + 1}
-    with pytest.raises(Exception, match="newer than this affectlab reads"):
-        ModelMeta.from_onnx(newer)
+    for entry in proto.metadata_props:
+        if entry.key == ONNX_METADATA_KEY:
+            entry.value = json.dumps({**bundle, "meta_version": META_VERSION + 1})
+    onnx.save(proto, str(tmp_path / "newer.onnx"))
+    with pytest.raises(AffectlabError, match=r"newer.onnx: model metadata version \d+ is newer than this affectlab"):
+        OnnxBackend(tmp_path / "newer.onnx")
 
 
 def test_model_meta_round_trips_through_checkpoint_and_onnx_bundles(calibrated_run: Path) -> None:
@@ -268,3 +282,11 @@ def test_calibration_metrics_of_a_perfect_and_a_confidently_wrong_model() -> Non
     assert metrics["brier"] == pytest.approx(0.93**2 + 0.99**2 + 6 * 0.01**2)
     assert metrics["nll"] == pytest.approx(-np.log(0.01))
     assert metrics["classwise_ece"] > 0
+
+
+def test_confidence_section_of_an_uncalibrated_model_has_no_after() -> None:
+    logits, labels = _synthetic(400, seed=8, temperature=1.0)
+    outputs = {k: v.numpy() for k, v in head_outputs({"expression": torch.from_numpy(logits).float()}).items()}
+    section = confidence_section(outputs, outputs, labels, None, None)
+    assert section["temperature"] is None and section["after"] is None and section["sets"] is None
+    assert section["before"]["accuracy_at_100"] == pytest.approx(float(np.mean(logits.argmax(1) == labels)))

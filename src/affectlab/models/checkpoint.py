@@ -98,8 +98,8 @@ def _parse(path: Path, bundle: dict[str, Any]) -> tuple[AffectModel, ModelMeta]:
         assert meta.model is not None
         model = create_model(ModelConfig(**{**meta.model.__dict__, "weights": "none"}))
         model.load_state_dict(bundle["state_dict"])
-    except AffectlabError:
-        raise
+    except AffectlabError as exc:  # e.g. metadata newer than this release reads
+        raise AffectlabError(f"{path}: {exc}") from None
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise AffectlabError(f"{path}: damaged affectlab checkpoint ({type(exc).__name__}: {first})") from None

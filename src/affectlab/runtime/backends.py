@@ -197,8 +197,8 @@ def _info_from_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
     try:
         bundle = json.loads(meta[ONNX_METADATA_KEY])
         return ModelInfo.of(ModelMeta.from_onnx(bundle), str(path), "onnxruntime")
-    except AffectlabError:
-        raise
+    except AffectlabError as exc:  # metadata newer than this release reads
+        raise AffectlabError(f"{path}: {exc}") from None
     except Exception as exc:  # malformed JSON, missing or mistyped entries
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         raise AffectlabError(
