@@ -123,10 +123,10 @@ class Sweep:
             raise SystemExit(f"{reuse}: trained with a different config ({', '.join(differ)} differ); not reusable")
         metrics = affectlab.evaluate(reuse, split="val", out=self.out / "baseline", overwrite=True)
         _, meta = load_checkpoint(reuse)
-        seconds = float(meta["meta"]["history"][-1]["seconds"])  # history.csv counts seconds from the start of fit
+        seconds = float(meta.history[-1]["seconds"])  # history.csv counts seconds from the start of fit
         return {
             "metrics": metrics.to_dict(),
-            "best_epoch": meta["meta"]["best_epoch"],
+            "best_epoch": meta.best_epoch,
             "train_seconds": seconds,
             "run_dir": str(reuse),
         }

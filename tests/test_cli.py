@@ -65,8 +65,15 @@ def test_study_writes_summary_runs_and_reports(study_dir: Path) -> None:
             }
             assert "valence" not in metrics
             assert np.array(metrics["classification"]["confusion"]).sum() == metrics["n"]
+            # calibrated on val after selection: the temperature never changes the accuracy
+            confidence = metrics["confidence"]
+            assert confidence["calibrated_on"] == "val" and confidence["temperature"] > 0
+            for when in ("before", "after"):
+                assert confidence[when]["accuracy_at_100"] == pytest.approx(metrics["classification"]["accuracy"])
+            assert 1 <= confidence["sets"]["mean_size"] <= 8 and (study_dir / run["name"] / "reliability.png").is_file()
         else:
             assert set(metrics["valence"]) == {"rmse", "corr", "sagr", "ccc"} and "classification" not in metrics
+            assert set(metrics["confidence"]["intervals"]) == {"valence", "arousal"}
         run_dir = study_dir / run["name"]
         assert json.loads((run_dir / "metrics.json").read_text()) == metrics
         assert {"model.pt", "history.csv", "config.yaml", "split.json", "training_curves.png", "qualitative.png"} <= {
@@ -76,6 +83,7 @@ def test_study_writes_summary_runs_and_reports(study_dir: Path) -> None:
     html = (study_dir / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 12 and "src='resnet18" not in html
     assert "random init" in (study_dir / "report.md").read_text()
+    assert "Confidence (test split)" in (study_dir / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -19,7 +19,6 @@ import yaml
 from affectlab.config import DataConfig
 from affectlab.data.dataset import open_dataset
 from affectlab.data.split import load_split
-from affectlab.data.transforms import Preprocess
 from affectlab.models.checkpoint import load_checkpoint
 from affectlab.models.outputs import predict_images
 
@@ -92,8 +91,8 @@ def test_ddp_training_writes_one_run_and_validates_on_the_whole_split(demo_data:
     data = open_dataset(DataConfig(path=str(demo_data), split_file=str(out / "split.json")), 32)
     assert data.assignment == load_split(out / "split.json")
     val = data.splits["val"]
-    outputs = predict_images(model, val.images, Preprocess.from_dict(meta["preprocess"]))
-    best = rows[meta["meta"]["best_epoch"] - 1]
+    outputs = predict_images(model, val.images, meta.preprocess)
+    best = rows[meta.best_epoch - 1]
     accuracy = float(np.mean(outputs["probs"].argmax(1) == val.expression))
     assert accuracy == pytest.approx(float(best["val_accuracy"]), abs=1e-5)
     assert len(val.ids) % 2 == 1, "an odd split makes the distributed sampler pad: the case that must not count twice"

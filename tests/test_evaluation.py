@@ -8,14 +8,13 @@ import numpy as np
 import torch
 from support.models import INPUT_SIZE, make_run
 
-from affectlab.data.transforms import Preprocess
 from affectlab.models.checkpoint import load_checkpoint
 from affectlab.models.outputs import predict_images
 
 
 def test_flip_tta_averages_the_logits_of_the_image_and_its_mirror(tmp_path: Path) -> None:
     model, meta = load_checkpoint(make_run(tmp_path))  # outputs that vary with the input, and with mirroring
-    preprocess = Preprocess.from_dict(meta["preprocess"])
+    preprocess = meta.preprocess
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     mirrored = np.ascontiguousarray(images[:, :, ::-1])  # NHWC: left-right

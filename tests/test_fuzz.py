@@ -91,7 +91,7 @@ def test_fuzzed_checkpoint(tmp_path: Path, checkpoint: bytes, data: st.DataObjec
     except AffectlabError as exc:
         assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
         return
-    assert isinstance(model, torch.nn.Module) and meta["task"] == "classification"
+    assert isinstance(model, torch.nn.Module) and meta.task == "classification"
 
 
 @fuzz(80)

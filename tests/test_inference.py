@@ -124,6 +124,9 @@ def test_list_input_keeps_order_and_reports_no_face_and_errors(run: Path, photos
             "probs": None,
             "valence": None,
             "arousal": None,
+            "prediction_set": None,
+            "valence_interval": None,
+            "arousal_interval": None,
             "no_face": True,
             "error": None,
         }

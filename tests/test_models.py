@@ -148,8 +148,8 @@ def test_checkpoint_round_trip_rebuilds_identical_model(tmp_path: Path) -> None:
     with torch.no_grad():
         a, b = model(x), loaded(x)
     assert torch.allclose(a["expression"], b["expression"]) and torch.allclose(a["va"], b["va"])
-    assert meta["class_names"][7] == "Contempt" and meta["preprocess"]["input_size"] == 64
-    assert meta["meta"]["note"] == "x" and meta["task"] == "multitask"
+    assert meta.class_names[7] == "Contempt" and meta.preprocess.input_size == 64
+    assert meta.extra["note"] == "x" and meta.task == "multitask" and meta.calibration is None
     (tmp_path / "bad.pt").write_bytes(b"\x00" * 10)
     with pytest.raises(AffectlabError, match="bad.pt: not an affectlab checkpoint"):
         load_checkpoint(tmp_path / "bad.pt")

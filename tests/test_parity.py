@@ -67,10 +67,18 @@ def tta_run(demo_data: Path, work: Path) -> Path:
     )
     varied, _ = load_checkpoint(make_run(work))
     _, meta = load_checkpoint(run)
-    cfg = config_from_dict(meta["meta"]["config"])
-    from affectlab.data.transforms import Preprocess
-
-    save_checkpoint(run / "model.pt", varied, cfg.model, Preprocess.from_dict(meta["preprocess"]), **meta["meta"])
+    assert meta.config is not None
+    cfg = config_from_dict(meta.config)
+    save_checkpoint(
+        run / "model.pt",
+        varied,
+        cfg.model,
+        meta.preprocess,
+        config=meta.config,
+        best_epoch=meta.best_epoch,
+        history=meta.history,
+        calibration=meta.calibration,
+    )
     assert main(["evaluate", str(run), "--overwrite"]) == 0
     return run
 
@@ -78,10 +86,14 @@ def tta_run(demo_data: Path, work: Path) -> Path:
 def _outputs(records: list[dict], order: list[str]) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
     by_id = {Path(r["source"]).stem: r for r in records}
     rows = [by_id[i] for i in order]
-    return {
+    outputs = {
         "probs": np.array([list(r["probs"].values()) for r in rows]),
         "va": np.array([[r["valence"], r["arousal"]] for r in rows]),
     }
+    if rows[0]["prediction_set"] is not None:  # a calibrated run: its sets and intervals are in the records too
+        outputs["set"] = np.array([[name in r["prediction_set"] for name in r["probs"]] for r in rows])
+        outputs["va_interval"] = np.array([[r["valence_interval"], r["arousal_interval"]] for r in rows])
+    return outputs
 
 
 def _flatten(metrics: dict, prefix: str = "") -> dict[str, float]:  # type: ignore[type-arg]
@@ -108,9 +120,18 @@ def test_predict_on_the_test_crops_reproduces_the_test_metrics(tta_run: Path, de
     assert main(["predict", str(tta_run), *images, "--detector", "none", "--out", str(out), "--quiet"]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == len(part.ids)
-    got = _flatten(score(_outputs(records, part.ids), part, cfg.model, "test", True))
+    _, meta = load_checkpoint(tta_run)
+    assert meta.calibration is not None  # fitted on val by train
+    outputs = _outputs(records, part.ids)
+    assert {"set", "va_interval"} <= outputs.keys()
+    # The records hold the calibrated probabilities only: "before the temperature" cannot be rebuilt from them.
+    got = {
+        k: v
+        for k, v in _flatten(score(outputs, part, cfg.model, "test", True, meta.calibration)).items()
+        if not k.startswith("confidence.before.")
+    }
     want = _flatten(reported)
-    assert got.keys() <= want.keys() and len(got) > 20
+    assert got.keys() <= want.keys() and len(got) > 20 and "confidence.sets.coverage" in got
     for key, value in got.items():  # records round to 6 decimals, hence the tolerance
         assert value == pytest.approx(want[key], abs=2e-5), key
     assert got["classification.accuracy"] == want["classification.accuracy"]

@@ -156,9 +156,12 @@ def test_all_levers_train_together_and_each_takes_effect(tmp_path: Path, monkeyp
     # TTA: the scored predictions are the flip-averaged ones of the saved model
     assert run.metrics.tta_flip is True
     model, meta = load_checkpoint(tmp_path / "run")
-    preprocess = Preprocess.from_dict(meta["preprocess"])
+    preprocess = meta.preprocess
     val = data.splits["val"]
-    flipped, single = (predict_images(model, val.images, preprocess, tta_flip=t)["probs"] for t in (True, False))
+    flipped, single = (
+        predict_images(model, val.images, preprocess, tta_flip=t, calibration=meta.calibration)["probs"]
+        for t in (True, False)
+    )
     with (tmp_path / "run" / "predictions.csv").open() as handle:
         written = np.array([[float(row[f"p_{n}"]) for n in EMOTIONS] for row in csv.DictReader(handle)])
     np.testing.assert_allclose(written, flipped, atol=1e-5)

@@ -174,6 +174,10 @@ class TrainConfig:
     # starved by per-image CPU work. Measure both on the machine before choosing "device".
     augment_on: Literal["loader", "device"] = "loader"
     tta_flip: bool = False  # average predictions over the image and its mirror at evaluation
+    # After model selection, fit on the validation split a temperature for the class probabilities and conformal
+    # prediction sets (classes) and intervals (V/A) with this target coverage; stored in model.pt.
+    calibrate: bool = True
+    coverage: float = 0.9
     ema_decay: float | None = None
     channels_last: bool = True
     cache_features: bool = True  # frozen backbone and no augmentation: pool features once, train the head
@@ -385,6 +389,8 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
         raise AffectlabError(f"{where}: data.max_bad_fraction={cfg.data.max_bad_fraction} must be between 0 and 1")
     if cfg.train.devices == 0 or cfg.train.devices < -1 or cfg.train.num_nodes < 1:
         raise AffectlabError(f"{where}: train.devices must be -1 (all) or at least 1, and train.num_nodes at least 1")
+    if not 0 < cfg.train.coverage < 1:
+        raise AffectlabError(f"{where}: train.coverage={cfg.train.coverage} must be between 0 and 1 (e.g. 0.9)")
     fractions = cfg.data.val_fraction + cfg.data.test_fraction
     if not 0 < fractions < 1:
         raise AffectlabError(f"{where}: val_fraction + test_fraction must be between 0 and 1")

@@ -20,20 +20,21 @@ from affectlab.config import RunConfig, load_recipe
 from affectlab.data.dataset import Dataset, FaceSplit, open_dataset
 from affectlab.data.multi_source import SourcesData, source_part
 from affectlab.data.split import load_split, save_split
-from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
+from affectlab.evaluation.calibration import fit_calibration
 from affectlab.evaluation.efficiency import SpeedPlan, measure_model
 from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.evaluation.robustness import robustness_section
 from affectlab.labels import EMOTIONS
-from affectlab.models.checkpoint import checkpoint_meta, load_checkpoint
-from affectlab.models.outputs import Outputs, predict_features, predict_images
+from affectlab.models.checkpoint import load_checkpoint, save_calibration
+from affectlab.models.meta import Calibration
+from affectlab.models.outputs import Outputs, RawOutputs, raw_features, raw_images, to_outputs
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
 from affectlab.training.datamodule import split_features
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
-from affectlab.training.fit import last_checkpoint, on_demo_data, train_model
+from affectlab.training.fit import last_checkpoint, train_model
 
 __all__ = ["Run", "check_resumable", "evaluate_run", "run_experiment", "write_predictions"]
 
@@ -128,20 +129,32 @@ def run_experiment(
     if not is_main_process():
         return None
     scored = data.splits[eval_split]
-    if result.used_feature_cache and not cfg.train.tta_flip:
-        features = split_features(
-            cfg, scored, result.model, result.preprocess, cache or FeatureCache(), result.backbone
-        )
-        outputs = predict_features(result.model, features)
-    else:
-        outputs = predict_images(result.model, scored.images, result.preprocess, tta_flip=cfg.train.tta_flip)
-    metrics, shown, shown_outputs = _score(cfg, data, scored, outputs, eval_split, cfg.train.tta_flip)
+
+    def raw(split: FaceSplit) -> RawOutputs:
+        if result.used_feature_cache and not cfg.train.tta_flip:
+            features = split_features(
+                cfg, split, result.model, result.preprocess, cache or FeatureCache(), result.backbone
+            )
+            return raw_features(result.model, features)
+        return raw_images(result.model, split.images, result.preprocess, tta_flip=cfg.train.tta_flip)
+
+    calibration = None
+    if cfg.train.calibrate:  # after model selection, on the validation split only
+        val = data.splits["val"]
+        calibration = fit_calibration(raw(val), val.expression, val.va, cfg.train.coverage)
+        save_calibration(run_dir / "model.pt", calibration)
+    raw_scored = raw(scored)
+    outputs, uncalibrated = to_outputs(raw_scored, calibration), to_outputs(raw_scored)
+    tta = cfg.train.tta_flip
+    metrics, shown, shown_outputs = _score(cfg, data, scored, outputs, eval_split, tta, calibration, uncalibrated)
     if cfg.train.robustness:  # on the faces the top level reports (with several sources, the selecting one's)
-        metrics["robustness"] = robustness_section(result.model, result.preprocess, shown, metrics, cfg.train.tta_flip)
+        metrics["robustness"] = robustness_section(result.model, result.preprocess, shown, metrics, tta)
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
-    write_evaluation_figures(run_dir, metrics, shown_outputs, shown, title=f"{cfg.model.backbone} {cfg.model.task}")
+    title = f"{cfg.model.backbone} {cfg.model.task}"
+    before = uncalibrated if shown is scored else None  # several sources: the figures show one source's faces
+    write_evaluation_figures(run_dir, metrics, shown_outputs, shown, title=title, uncalibrated=before)
     run = Run(
         name=name or run_dir.name,
         path=run_dir,
@@ -155,7 +168,7 @@ def run_experiment(
         best_epoch=result.best_epoch,
     )
     if efficiency:
-        meta = checkpoint_meta(cfg.model, result.preprocess, demo_data=on_demo_data(cfg, data))
+        _, meta = load_checkpoint(run_dir)  # what was saved: flip TTA, calibration and its data included
         # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
         # Only the faces timed, decoded now: a streamed split decodes on access, which is no part of the model's speed.
         faces = scored.images[: SpeedPlan().batch]
@@ -164,12 +177,19 @@ def run_experiment(
 
 
 def _score(
-    cfg: RunConfig, data: Dataset, scored: FaceSplit, outputs: Outputs, split: str, tta_flip: bool
+    cfg: RunConfig,
+    data: Dataset,
+    scored: FaceSplit,
+    outputs: Outputs,
+    split: str,
+    tta_flip: bool,
+    calibration: Calibration | None = None,
+    uncalibrated: Outputs | None = None,
 ) -> tuple[dict[str, Any], FaceSplit, Outputs]:
     """The metrics document, and the samples and outputs its figures show: one dataset's, or with several sources
     every source scored on its own and the figures of the source the top level reports."""
     if not isinstance(data, SourcesData):
-        return score(outputs, scored, cfg.model, split, tta_flip), scored, outputs
+        return score(outputs, scored, cfg.model, split, tta_flip, calibration, uncalibrated), scored, outputs
     select = cfg.train.select_source
     metrics = score_sources(outputs, scored, data.infos, cfg.model, split, tta_flip, cfg.data.train_on, select)
     index = [info.name for info in data.infos].index(metrics["source"])
@@ -240,7 +260,7 @@ def evaluate_run(
         raise AffectlabError(f"unknown split {split!r}; use test, val or all")
     cfg = load_recipe(run_dir / "config.yaml")
     model, meta = load_checkpoint(run_dir)
-    preprocess = Preprocess.from_dict(meta["preprocess"])
+    preprocess = meta.preprocess
     data_cfg = dataclasses.replace(cfg.data, path=data) if data else cfg.data
     if split == "all":
         which = "all"
@@ -258,8 +278,11 @@ def evaluate_run(
     prepared = open_dataset(data_cfg, preprocess.input_size, splits=(which,))
     part = prepared.splits[which]
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
-    outputs = predict_images(model, part.images, preprocess, batch_size, tta_flip=tta)
-    metrics, part, outputs = _score(cfg, prepared, part, outputs, split, tta)
+    raw = raw_images(model, part.images, preprocess, batch_size, tta_flip=tta)
+    outputs, uncalibrated = to_outputs(raw, meta.calibration), to_outputs(raw)
+    scored_part = part
+    metrics, part, outputs = _score(cfg, prepared, part, outputs, split, tta, meta.calibration, uncalibrated)
+    before = uncalibrated if part is scored_part else None  # several sources: the figures show one source's faces
     if cfg.train.robustness if robustness is None else robustness:
         metrics["robustness"] = robustness_section(model, preprocess, part, metrics, tta, batch_size)
     metrics["data"] = prepared.source
@@ -268,7 +291,8 @@ def evaluate_run(
     if (target / "metrics.json").exists() and not overwrite:
         raise AffectlabError(f"{target / 'metrics.json'}: exists; pass --overwrite to replace it")
     write_json(target / "metrics.json", metrics)
-    write_evaluation_figures(target, metrics, outputs, part, title=f"{cfg.model.backbone} {cfg.model.task} ({split})")
+    title = f"{cfg.model.backbone} {cfg.model.task} ({split})"
+    write_evaluation_figures(target, metrics, outputs, part, title=title, uncalibrated=before)
     return Metrics.from_dict(metrics, path=target / "metrics.json")
 
 

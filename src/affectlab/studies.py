@@ -37,6 +37,20 @@ SUMMARY_METRICS = {
     "valence": ("rmse", "corr", "sagr", "ccc"),
     "arousal": ("rmse", "corr", "sagr", "ccc"),
     "robustness": ("accuracy_relative", "valence_ccc_relative", "arousal_ccc_relative"),
+    "confidence": (
+        "temperature",
+        "before.ece",
+        "after.ece",
+        "before.nll",
+        "after.nll",
+        "after.aurc",
+        "sets.coverage",
+        "sets.mean_size",
+        "intervals.valence.coverage",
+        "intervals.valence.mean_width",
+        "intervals.arousal.coverage",
+        "intervals.arousal.mean_width",
+    ),
 }
 
 
@@ -182,7 +196,7 @@ def aggregate_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["trained_on"] = list(trained_on)
         for section, keys in SUMMARY_METRICS.items():
             for key in keys:
-                values = [m["metrics"][section].get(key) for m in members if section in m["metrics"]]
+                values = [_lookup(m["metrics"].get(section), key) for m in members]
                 values = [v for v in values if v is not None]
                 if values:
                     entry[f"{section}.{key}"] = {
@@ -192,6 +206,15 @@ def aggregate_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     }
         out.append(entry)
     return out
+
+
+def _lookup(values: Any, dotted: str) -> Any:
+    """``values["a"]["b"]`` for ``"a.b"``; None where a level is missing (a run without that section)."""
+    for part in dotted.split("."):
+        if not isinstance(values, dict):
+            return None
+        values = values.get(part)
+    return values
 
 
 def _log_to(path: Path) -> logging.Handler:

@@ -22,7 +22,7 @@ import numpy as np
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
 from affectlab.runtime.pipeline import PredictSummary
-from affectlab.runtime.results import CSV_COLUMNS, Detection, FaceResult, ImageResult, flat_record
+from affectlab.runtime.results import CSV_COLUMNS, UNCERTAIN, Detection, FaceResult, ImageResult, flat_record
 from affectlab.runtime.settings import PredictConfig
 from affectlab.runtime.sources import Source
 
@@ -75,6 +75,7 @@ def parquet_schema() -> Any:
         "label": pa.string(),
         "no_face": pa.bool_(),
         "error": pa.string(),
+        "prediction_set": pa.string(),
     }
     return pa.schema([(name, types.get(name, pa.float64())) for name in CSV_COLUMNS])
 
@@ -143,6 +144,7 @@ class RunModel:
 
         self.backend = load(settings.model, detector="none", threads=settings.config.threads).backend
         self.class_names = self.backend.info.class_names
+        self.min_confidence = settings.config.min_confidence
 
     def __call__(self, batch: dict[str, Any]) -> Any:
         import pyarrow as pa
@@ -156,7 +158,14 @@ class RunModel:
                 record = ImageResult(str(source), [], error=str(batch["error"][i]) or None).records()[0]
             else:
                 box = tuple(int(v) for v in batch["box"][i])
-                face = FaceResult.from_outputs(outputs, int(row_of[i]), box, self.class_names)  # type: ignore[arg-type]
+                face = FaceResult.from_outputs(
+                    outputs,
+                    int(row_of[i]),
+                    box,  # type: ignore[arg-type]
+                    self.class_names,
+                    None,
+                    self.min_confidence,
+                )
                 record = ImageResult(str(source), [face]).records()[0] | {"face": int(batch["face"][i])}
             records.append(flat_record(record))
         table = pa.Table.from_pylist(records, schema=parquet_schema())
@@ -213,6 +222,7 @@ def predict_with_ray(settings: RaySettings, sources: list[Source], out: Path) ->
                 summary.faces += sum(1 for f in rows["face"] if f is not None)
                 summary.no_face += sum(bool(v) for v in rows["no_face"])
                 summary.errors += sum(e is not None for e in rows["error"])
+                summary.uncertain += sum(label == UNCERTAIN for label in rows["label"])
                 summary.items += sum(1 for f in rows["face"] if f in (None, 0))
                 summary.first_error = summary.first_error or next((e for e in rows["error"] if e is not None), None)
                 writer.write_table(table)

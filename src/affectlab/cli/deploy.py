@@ -89,6 +89,12 @@ def _add_predict(predict: argparse.ArgumentParser) -> None:
         "--smooth", type=int, metavar="N", help=f"video: average over the last N frames (default {default.smooth})"
     )
     predict.add_argument("--threads", type=int, help="model threads (default: ONNX all usable CPUs, PyTorch its own)")
+    predict.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="label a face 'uncertain' when its calibrated top probability is below P (probabilities are kept)",
+    )
     predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     predict.add_argument("--shard", metavar="I/N", help="only part I (from 0) of N of the inputs, for job arrays")
     predict.add_argument(
@@ -123,6 +129,12 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--threads", type=int, help="runtime threads")
     serve.add_argument(
         "--landmarks", action="store_true", default=None, help="add FaceMesh points and head pose to every face"
+    )
+    serve.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="label faces 'uncertain' below calibrated top probability P (POST /predict?min_confidence= overrides)",
     )
     upload_mb, video_mb = default.max_upload_bytes / MB, default.max_video_bytes / MB
     serve.add_argument("--max-upload-mb", type=float, help=f"largest accepted upload (default {upload_mb:g} MB)")
@@ -191,6 +203,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _report(summary: Any) -> None:
     parts = [f"{summary.items} item(s)", f"{summary.faces} face(s)", f"{summary.no_face} without a face"]
+    if summary.uncertain:
+        parts.append(f"{summary.uncertain} uncertain (below --min-confidence)")
     if summary.errors:
         parts.append(f"{summary.errors} error(s), first: {summary.first_error}")
     print("; ".join(parts), file=sys.stderr)
@@ -214,5 +228,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     sizes = _given(args, ("max_upload_mb", "max_video_mb"))  # the flags are MB, the options bytes
     sizes = {f"{name[:-3]}_bytes": mb * MB for name, mb in sizes.items()}
-    serve(args.model, **_given(args, ("detector", "threads", "landmarks", *SERVE_FLAGS)), **sizes)
+    serve(args.model, **_given(args, ("detector", "threads", "landmarks", "min_confidence", *SERVE_FLAGS)), **sizes)
     return 0

@@ -177,6 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from affectlab.api import evaluate
     from affectlab.evaluation.analysis import format_analysis
+    from affectlab.evaluation.trust import format_confidence
 
     metrics = evaluate(
         args.run_dir,
@@ -191,6 +192,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_analysis(metrics.analysis))
     if metrics.robustness is not None:
         print(f"robustness: {metrics.robustness['sentence']}")
+    confidence = format_confidence(metrics.to_dict().get("confidence"))
+    if confidence:
+        print(confidence)
     print(f"metrics: {metrics.path}")
     return 0
 

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from affectlab.models.meta import ModelMeta
+
 __all__ = [
     "SpeedPlan",
     "count_flops",
@@ -145,7 +147,7 @@ def measure_speed(backend: Any, crops: np.ndarray, plan: SpeedPlan = SpeedPlan()
 
 def measure_model(
     model: torch.nn.Module,
-    meta: dict[str, Any],
+    meta: ModelMeta,
     run_dir: str | Path,
     crops: np.ndarray,
     export: bool = True,
@@ -155,7 +157,7 @@ def measure_model(
 
     Args:
         model: The trained model, in memory (nothing is reloaded).
-        meta: Its checkpoint metadata (``affectlab.models.checkpoint.checkpoint_meta``).
+        meta: Its metadata (``load_checkpoint`` or ``affectlab.models.checkpoint.checkpoint_meta``).
         run_dir: The run folder holding ``model.pt``; ``model.onnx`` is written there.
         crops: uint8 NHWC face crops at the model's input size (test faces; repeated if fewer than a batch).
         export: Export to ONNX and time ONNX Runtime too.
@@ -179,7 +181,7 @@ def measure_model(
         "params": count_parameters(model),
         "checkpoint_mb": round(checkpoint.stat().st_size / MB, 2) if checkpoint.is_file() else None,
         "onnx_mb": None,
-        "flops": count_flops(model, int(meta["preprocess"]["input_size"])),
+        "flops": count_flops(model, meta.preprocess.input_size),
         "machine": machine_info(),
         "plan": asdict(plan),
         "speed": {},

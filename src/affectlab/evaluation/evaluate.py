@@ -14,7 +14,9 @@ from affectlab.data.samples import FaceSplit
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.analysis import analyse
 from affectlab.evaluation.metrics import classification_metrics, va_metrics
+from affectlab.evaluation.trust import confidence_section
 from affectlab.labels import EMOTIONS
+from affectlab.models.meta import Calibration
 from affectlab.models.outputs import Outputs
 from affectlab.training.losses import selection_score
 
@@ -81,11 +83,21 @@ class Metrics:
         return self.document
 
 
-def score(outputs: Outputs, data: FaceSplit, model: ModelConfig, split: str, tta_flip: bool) -> dict[str, Any]:
+def score(
+    outputs: Outputs,
+    data: FaceSplit,
+    model: ModelConfig,
+    split: str,
+    tta_flip: bool,
+    calibration: Calibration | None = None,
+    uncalibrated: Outputs | None = None,
+) -> dict[str, Any]:
     """The metrics.json document: only the sections the task has, and only for labels the data has.
 
     It names the split and the flip TTA, so that a validation score is never mistaken for a test score, and ends
-    with the ``analysis`` section: what is confused with what, and where the V/A error lies.
+    with the ``analysis`` section (what is confused with what, and where the V/A error lies) and the
+    ``confidence`` section (calibration before and after ``calibration``'s temperature, whose outputs
+    ``outputs`` are, against ``uncalibrated``; set and interval coverage).
     """
     result: dict[str, Any] = {
         "task": model.task,
@@ -105,6 +117,9 @@ def score(outputs: Outputs, data: FaceSplit, model: ModelConfig, split: str, tta
     result["analysis"] = analyse(
         result.get("classification"), data.va if scored_va else None, outputs["va"] if scored_va else None, EMOTIONS
     )
+    labels = data.expression if "classification" in result else None
+    before = outputs if uncalibrated is None else uncalibrated
+    result["confidence"] = confidence_section(before, outputs, labels, data.va if scored_va else None, calibration)
     return result
 
 

@@ -70,6 +70,7 @@ def model_card_markdown(info: ModelInfo) -> str:
         f"| Network | {card['backbone'] or '?'} (weights: {card['weights'] or '?'}) |",
         f"| Runtime | {card['runtime']}{', ' + str(card['quantization']) if card['quantization'] else ''} |",
         f"| Model file | {card['model_file'] or '?'} |",
+        f"| Confidence | {_calibration_line(info)} |",
     ]
     data = card["data"]
     lines.append(
@@ -105,6 +106,16 @@ def _training_data(folder: Path) -> dict[str, Any] | None:
         return None
     listed = any(isinstance(r, dict) and r.get("name") == folder.name for r in study.get("runs") or [])
     return study["data"] if listed else None  # type: ignore[no-any-return]
+
+
+def _calibration_line(info: ModelInfo) -> str:
+    cal = info.calibration
+    if cal is None or (cal.temperature is None and cal.coverage is None):
+        return "raw softmax (not calibrated)"
+    parts = [] if cal.temperature is None else [f"temperature {cal.temperature:.3f}"]
+    if cal.coverage is not None and (cal.set_threshold is not None or cal.va_halfwidth is not None):
+        parts.append(f"{cal.coverage:.0%} prediction sets and V/A intervals")
+    return ", ".join(parts) + f", fitted on {cal.n} validation faces (see docs/calibration.md)"
 
 
 def _run_folder(source: str) -> Path | None:

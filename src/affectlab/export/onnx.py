@@ -1,12 +1,15 @@
 """Export a trained run to ONNX, self-describing, optionally with int8 weights.
 
 The graph takes ``images`` (float32, N x 3 x S x S, normalised with the stored mean/std; N is dynamic) and returns
-``expression_probs`` (softmax inside the graph, N x 8) and/or ``va`` (N x 2), as the model's task provides.
+``expression_probs`` (softmax inside the graph, N x 8) and/or ``va`` (N x 2), as the model's task provides. A
+calibrated model (``affectlab.models.meta.Calibration``) divides the logits by its temperature inside the graph
+and also returns ``prediction_set`` (N x 8, bool) and/or ``va_interval`` (N x 2 x 2), computed by the same
+``head_outputs`` as PyTorch.
 When the run was evaluated with flip test-time augmentation (``train.tta_flip``), the graph does the same: it
 averages the logits and V/A of each image and its mirror before the softmax, so the ONNX model gives the
 figures that ``evaluate`` reports; ``tta_flip`` in the metadata says so.
-Everything else a predictor needs (task, class names, input size, mean/std, face margin, V/A range, the model
-config and the affectlab version) is written into ``metadata_props``, so a ``model.onnx`` alone is enough to
+Everything else a predictor needs (``ModelMeta``: task, class names, input size, mean/std, face margin, V/A range,
+the calibration, the model config and the affectlab version) is written into ``metadata_props``, so a ``model.onnx`` alone is enough to
 predict. An export is checked against PyTorch on random inputs before it is written.
 
 ``int8`` quantises the graph with ONNX Runtime (see ``affectlab.export.int8`` for why static QDQ with
@@ -15,6 +18,7 @@ calibration images is the default); the cost in accuracy is measured by ``benchm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -24,15 +28,9 @@ from typing import Any
 import numpy as np
 
 from affectlab.atomic import atomic_write
-from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
-from affectlab.runtime.backends import (
-    ONNX_INPUT,
-    ONNX_METADATA_KEY,
-    ONNX_OUTPUTS,
-    checkpoint_tta_flip,
-    trained_on_demo,
-)
+from affectlab.models.meta import ModelMeta
+from affectlab.runtime.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS
 
 __all__ = ["EXPORT_FORMATS", "FP32_TOLERANCE", "export_loaded", "export_model", "export_onnx"]
 
@@ -41,6 +39,7 @@ log = logging.getLogger(__name__)
 #: Export formats as data: name -> (default file name, int8 default file name).
 EXPORT_FORMATS: dict[str, tuple[str, str]] = {"onnx": ("model.onnx", "model-int8.onnx")}
 OPSET = 18
+INPUT_LAYOUT = "NCHW float32 RGB, (x/255 - mean) / std"
 #: Largest |ONNX - PyTorch| difference accepted by the export self-check (probabilities and V/A).
 FP32_TOLERANCE = 1e-4
 
@@ -111,13 +110,13 @@ def export_onnx(
 
 def export_loaded(
     model: Any,
-    meta: dict[str, Any],
+    meta: ModelMeta,
     out: str | Path,
     int8: bool = False,
     quantization: str = "static",
     calibration: str | Path | None = None,
 ) -> Path:
-    """:func:`export_onnx` for a model already in memory with its checkpoint metadata (``checkpoint_meta``)."""
+    """:func:`export_onnx` for a model already in memory with its metadata (``checkpoint_meta``)."""
     import onnx
 
     from affectlab.export.int8 import check_mode, quantize
@@ -125,25 +124,31 @@ def export_loaded(
     if int8:
         check_mode(quantization)
     model = model.eval()
-    size = int(meta["preprocess"]["input_size"])
-    tta_flip = checkpoint_tta_flip(meta)
-    proto = _export_graph(model, size, tta_flip)
+    proto = _export_graph(model, meta)
     with tempfile.TemporaryDirectory(prefix="affectlab-export-") as tmp:
         fp32 = Path(tmp) / "model.onnx"
         onnx.save(proto, str(fp32))
-        _self_check(model, fp32, size, tta_flip)
+        _self_check(model, fp32, meta)
         quant: dict[str, Any] = {"quantization": "none"}
         if int8:
-            preprocess = Preprocess.from_dict(meta["preprocess"])
-            fp32, quant = quantize(fp32, Path(tmp), quantization, preprocess, calibration)
+            fp32, quant = quantize(fp32, Path(tmp), quantization, meta.preprocess, calibration)
         proto = onnx.load(str(fp32))
-    _set_metadata(proto, {**_bundle(meta), "tta_flip": tta_flip, **quant})
+    _set_metadata(
+        proto,
+        {
+            **dataclasses.replace(meta, export=quant).to_onnx(),
+            "input": ONNX_INPUT,
+            "input_layout": INPUT_LAYOUT,
+            "demo_data": meta.trained_on_demo,
+        },
+    )
     onnx.checker.check_model(proto)
     return atomic_write(out, lambda p: onnx.save(proto, str(p)))
 
 
-def _export_graph(model: Any, size: int, tta_flip: bool = False) -> Any:
-    """Trace the model with a dynamic batch axis; softmax (and the flip average, with ``tta_flip``) in the graph."""
+def _export_graph(model: Any, meta: ModelMeta) -> Any:
+    """Trace the model with a dynamic batch axis; the flip average (with ``tta_flip``), the temperature, the
+    softmax, the prediction sets and the V/A intervals are all in the graph."""
     import torch
 
     from affectlab.models.outputs import head_outputs
@@ -155,14 +160,16 @@ def _export_graph(model: Any, size: int, tta_flip: bool = False) -> Any:
 
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
             out = self.inner(images)
-            if tta_flip:  # the same average as evaluation: logits and V/A, before the softmax
+            if meta.tta_flip:  # the same average as evaluation: logits and V/A, before the softmax
                 mirrored = self.inner(images.flip(-1))
                 out = {k: (v + mirrored[k]) / 2 for k, v in out.items()}
-            return tuple(head_outputs(out).values())  # probs, then va: the order of the output names
+            return tuple(head_outputs(out, meta.calibration).values())  # in the order of ``names``
 
     wrapper = _Exported(model).eval()
-    heads = (("probs", model.expression_head), ("va", model.va_head))
-    names = [ONNX_OUTPUTS[key] for key, head in heads if head is not None]
+    size = meta.preprocess.input_size
+    with torch.no_grad():
+        keys = head_outputs(model(torch.zeros(2, 3, size, size)), meta.calibration).keys()
+    names = [ONNX_OUTPUTS[key] for key in keys]
     example = (torch.zeros(2, 3, size, size),)  # batch 2: a batch of 1 would be specialised away
     _quiet_exporter_logs()
     program = torch.onnx.export(
@@ -187,41 +194,26 @@ def _quiet_exporter_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _self_check(model: Any, path: Path, size: int, tta_flip: bool) -> None:
+def _self_check(model: Any, path: Path, meta: ModelMeta) -> None:
     """Refuse to write an export whose outputs differ from PyTorch's evaluation: a wrong graph must never reach
     users. The reference is ``predict_images``, the code ``evaluate`` scores with, on random uint8 crops."""
-    from affectlab.data.transforms import Preprocess
     from affectlab.models.outputs import predict_images
     from affectlab.runtime.backends import _make_session
 
+    size = meta.preprocess.input_size
     crops = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
-    preprocess = Preprocess(input_size=size)
-    expected = predict_images(model, crops, preprocess, tta_flip=tta_flip, channels_last=False)
-    images = preprocess.normalise_numpy(crops)
+    expected = predict_images(
+        model, crops, meta.preprocess, tta_flip=meta.tta_flip, channels_last=False, calibration=meta.calibration
+    )
+    images = meta.preprocess.normalise_numpy(crops)
     session = _make_session(path, None)
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {ONNX_INPUT: images})))
     for key, value in expected.items():
+        if value.dtype == bool:  # a set member within rounding of the threshold may differ; the check is on probs
+            continue
         diff = float(np.max(np.abs(got[ONNX_OUTPUTS[key]] - value)))
         if diff > FP32_TOLERANCE:
             raise AffectlabError(f"ONNX export check failed: {ONNX_OUTPUTS[key]} differs from PyTorch by {diff:.2e}")
-
-
-def _bundle(meta: dict[str, Any]) -> dict[str, Any]:
-    from affectlab.version import __version__
-
-    pre = {k: v for k, v in meta["preprocess"].items() if k != "extra"}
-    return {
-        "format": "affectlab-onnx-v1",
-        "task": meta["task"],
-        "class_names": list(meta["class_names"]),
-        "va_range": list(meta["va_range"]),
-        "preprocess": pre,
-        "model": meta.get("model", {}),
-        "input": ONNX_INPUT,
-        "input_layout": "NCHW float32 RGB, (x/255 - mean) / std",
-        "affectlab_version": __version__,
-        "demo_data": trained_on_demo(meta),
-    }
 
 
 def _set_metadata(proto: Any, bundle: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """The affectlab checkpoint: weights plus everything needed to use them.
 
-One file holds the state dict, the model config, the 8 label names, the valence/arousal range, the
-preprocessing (input size, mean/std, face margin), the training config and the validation metrics, so that
+One file holds the state dict and the model's ``ModelMeta`` (model config, the 8 label names, the V/A range,
+the preprocessing, flip TTA, the confidence calibration, the training config and history), so that
 ``load_checkpoint`` can rebuild and use a model with no other file and no network.
 """
 
@@ -16,43 +16,71 @@ from affectlab.atomic import atomic_write
 from affectlab.config import ModelConfig
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
-from affectlab.labels import EMOTIONS, VA_RANGE
 from affectlab.models.affect_model import AffectModel, create_model
+from affectlab.models.meta import CHECKPOINT_FORMAT, Calibration, ModelMeta
 
-__all__ = ["CHECKPOINT_FORMAT", "checkpoint_meta", "load_checkpoint", "save_checkpoint"]
-
-CHECKPOINT_FORMAT = "affectlab-checkpoint-v1"
+__all__ = ["CHECKPOINT_FORMAT", "checkpoint_meta", "load_checkpoint", "save_calibration", "save_checkpoint"]
 
 
-def checkpoint_meta(model_config: ModelConfig, preprocess: Preprocess, **meta: Any) -> dict[str, Any]:
-    """Everything in a checkpoint but the weights: what ``load_checkpoint`` returns beside the model."""
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "model": {**model_config.__dict__},
-        "task": model_config.task,
-        "class_names": list(EMOTIONS),
-        "va_range": list(VA_RANGE),
-        "preprocess": preprocess.to_dict(),
-        "meta": meta,
-    }
+def checkpoint_meta(
+    model_config: ModelConfig,
+    preprocess: Preprocess,
+    config: dict[str, Any] | None = None,
+    best_epoch: int | None = None,
+    history: list[dict[str, Any]] | None = None,
+    calibration: Calibration | None = None,
+    **extra: Any,
+) -> ModelMeta:
+    """Everything in a checkpoint but the weights: what ``load_checkpoint`` returns beside the model.
+
+    Flip TTA follows the training config's ``train.tta_flip`` (predictions then average the image and its
+    mirror exactly as evaluation did); ``extra`` keeps any other value with the checkpoint.
+    """
+    tta_flip = bool((config or {}).get("train", {}).get("tta_flip", False))
+    return ModelMeta(
+        task=model_config.task,
+        preprocess=preprocess,
+        model=model_config,
+        tta_flip=tta_flip,
+        calibration=calibration,
+        config=config,
+        best_epoch=best_epoch,
+        history=list(history or []),
+        extra=extra,
+    )
 
 
 def save_checkpoint(
     path: str | Path, model: AffectModel, model_config: ModelConfig, preprocess: Preprocess, **meta: Any
 ) -> Path:
-    bundle = {
-        **checkpoint_meta(model_config, preprocess, **meta),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
-    return atomic_write(path, lambda p: torch.save(bundle, p))
+    """Write ``model.pt``; ``meta`` takes ``checkpoint_meta``'s keywords."""
+    return _write(path, model.state_dict(), checkpoint_meta(model_config, preprocess, **meta))
 
 
-def load_checkpoint(path: str | Path) -> tuple[AffectModel, dict[str, Any]]:
+def save_calibration(path: str | Path, calibration: Calibration | None) -> Path:
+    """Store a calibration fitted after training in an existing checkpoint (rewritten atomically)."""
+    bundle = _read(Path(path))
+    meta = ModelMeta.from_checkpoint(bundle)
+    return _write(path, bundle["state_dict"], meta.with_calibration(calibration))
+
+
+def load_checkpoint(path: str | Path) -> tuple[AffectModel, ModelMeta]:
     """Rebuild a model from a checkpoint file or a run folder (``model.pt`` inside it), in eval mode."""
     path = Path(path)
     if path.is_dir():
         _refuse_study_folder(path)
         path = path / "model.pt"
+    model, meta = _parse(path, _read(path))
+    model.eval()
+    return model, meta
+
+
+def _write(path: str | Path, state_dict: dict[str, torch.Tensor], meta: ModelMeta) -> Path:
+    bundle = {**meta.to_checkpoint(), "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()}}
+    return atomic_write(path, lambda p: torch.save(bundle, p))
+
+
+def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise AffectlabError(f"{path}: model file not found")
     try:
@@ -62,23 +90,20 @@ def load_checkpoint(path: str | Path) -> tuple[AffectModel, dict[str, Any]]:
     if not isinstance(bundle, dict) or bundle.get("format") != CHECKPOINT_FORMAT:
         found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__
         raise AffectlabError(f"{path}: not an affectlab checkpoint (format {found!r})")
+    return bundle
+
+
+def _parse(path: Path, bundle: dict[str, Any]) -> tuple[AffectModel, ModelMeta]:
     try:  # a damaged or hand-edited bundle: unknown keys, wrong shapes, missing entries
-        config = ModelConfig(**{**bundle["model"], "weights": "none"})
-        model = create_model(config)
+        meta = ModelMeta.from_checkpoint(bundle)
+        assert meta.model is not None
+        model = create_model(ModelConfig(**{**meta.model.__dict__, "weights": "none"}))
         model.load_state_dict(bundle["state_dict"])
-        Preprocess.from_dict(bundle["preprocess"])
-        meta = {k: v for k, v in bundle.items() if k != "state_dict"}
-        meta["task"], meta["class_names"], meta["va_range"] = (
-            str(bundle["task"]),
-            list(bundle["class_names"]),
-            list(bundle["va_range"]),
-        )
-    except AffectlabError:
-        raise
+    except AffectlabError as exc:  # e.g. metadata newer than this release reads
+        raise AffectlabError(f"{path}: {exc}") from None
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise AffectlabError(f"{path}: damaged affectlab checkpoint ({type(exc).__name__}: {first})") from None
-    model.eval()
     return model, meta
 
 

@@ -494,3 +494,44 @@ def plot_robustness(section: Mapping[str, Any], out_path: str | os.PathLike[str]
     if relative is not None:
         fig.supxlabel(f"mean over damages and severities: {relative:.2f} of clean", fontsize="small")
     return _save(fig, out_path)
+
+
+def plot_reliability(
+    y_true: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    out_path: str | os.PathLike[str],
+    title: str = "",
+    n_bins: int = 15,
+) -> Path:
+    """Reliability diagram: in each of ``n_bins`` equal-width bins of top probability, the accuracy of the faces
+    in it against their mean top probability; a calibrated model lies on the diagonal. Below, how many faces each
+    bin holds, since a bin of three faces says little.
+
+    Args:
+        y_true: Integer class indices, shape (N,).
+        curves: Probabilities (N x C) by legend name, e.g. ``{"before": ..., "after temperature": ...}``.
+        out_path: Where to write the PNG.
+        title: Figure title.
+        n_bins: Equal-width bins over [0, 1] (15, as the ECE in metrics.json).
+    """
+    y_true = np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    fig = Figure(figsize=(5.2, 6.2), layout="constrained")
+    ax, hist = fig.subplots(2, 1, height_ratios=(3, 1), sharex=True)
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
+    for (name, probs), colour in zip(curves.items(), ("tab:red", "tab:blue", "tab:green")):
+        probs = np.asarray(probs)
+        confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == y_true
+        which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+        counts = np.bincount(which, minlength=n_bins)
+        filled = counts > 0
+        mean_conf = np.bincount(which, confidence, n_bins)[filled] / counts[filled]
+        accuracy = np.bincount(which, correct.astype(float), n_bins)[filled] / counts[filled]
+        ece = float(np.sum(np.abs(accuracy - mean_conf) * counts[filled]) / len(y_true))
+        ax.plot(mean_conf, accuracy, marker="o", markersize=4, color=colour, label=f"{name} (ECE {ece:.3f})")
+        hist.stairs(counts, edges, color=colour, label=name)
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy", aspect="equal")
+    ax.set_title(title or "Reliability (top probability)")
+    ax.legend(loc="upper left", fontsize="small")
+    hist.set(xlabel="top probability", ylabel="faces")
+    return _save(fig, out_path)

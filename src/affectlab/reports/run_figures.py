@@ -1,5 +1,5 @@
-"""The figures of one evaluated run: confusion matrix, circumplex, a 40-image qualitative grid, and the score
-under camera damage when the evaluation measured it."""
+"""The figures of one evaluated run: confusion matrix, circumplex, reliability diagram, a 40-image qualitative
+grid, and the score under camera damage when the evaluation measured it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from affectlab.reports.plots import (
     plot_circumplex,
     plot_confusion_matrix,
     plot_qualitative_grid,
+    plot_reliability,
     plot_robustness,
     select_qualitative,
 )
@@ -27,6 +28,7 @@ FIGURE_NAMES = {
     "circumplex": "valence_arousal.png",
     "grid": "qualitative.png",
     "robustness": "robustness.png",
+    "reliability": "reliability.png",
 }
 
 
@@ -43,13 +45,27 @@ def _caption(i: int, outputs: Outputs, split: FaceSplit) -> str:
 
 
 def write_evaluation_figures(
-    out_dir: str | Path, metrics: dict[str, Any], outputs: Outputs, split: FaceSplit, title: str = "", n_grid: int = 40
+    out_dir: str | Path,
+    metrics: dict[str, Any],
+    outputs: Outputs,
+    split: FaceSplit,
+    title: str = "",
+    n_grid: int = 40,
+    uncalibrated: Outputs | None = None,
 ) -> dict[str, Path]:
+    """The figures of ``metrics``; the reliability diagram shows ``uncalibrated`` next to ``outputs`` when the
+    two differ (a model with a temperature)."""
     out_dir = Path(out_dir)
     written: dict[str, Path] = {}
     if "classification" in metrics:
         written["confusion"] = plot_confusion_matrix(
             metrics["classification"]["confusion"], EMOTIONS, out_dir / FIGURE_NAMES["confusion"], title=title
+        )
+        curves = {"model": outputs["probs"]}
+        if uncalibrated is not None and not np.array_equal(uncalibrated["probs"], outputs["probs"]):
+            curves = {"before": uncalibrated["probs"], "after temperature": outputs["probs"]}
+        written["reliability"] = plot_reliability(
+            split.expression, curves, out_dir / FIGURE_NAMES["reliability"], title=title
         )
         correct = outputs["probs"].argmax(1) == split.expression
     else:

@@ -91,6 +91,28 @@ def _regression_rows(summary: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _confidence_blocks(summary: dict[str, Any]) -> list[Block]:
+    """Calibration before/after the temperature and the coverage of the conformal sets and intervals."""
+    rows = []
+    for agg in summary["aggregate"]:
+        if not any(k.startswith("confidence.") for k in agg):
+            continue
+        keys = ("temperature", "before.ece", "after.ece", "before.nll", "after.nll", "after.aurc", "sets.coverage",
+                "sets.mean_size", "intervals.valence.coverage", "intervals.valence.mean_width",
+                "intervals.arousal.coverage", "intervals.arousal.mean_width")  # fmt: skip
+        rows.append([agg["backbone"], agg["task"], agg["weights"], *(_f(agg.get(f"confidence.{k}")) for k in keys)])
+    if not rows:
+        return []
+    header = ["backbone", "task", "weights", "T", "ECE before", "ECE after", "NLL before", "NLL after", "AURC",
+              "set coverage", "set size", "V coverage", "V width", "A coverage", "A width"]  # fmt: skip
+    note = (
+        "Temperature and conformal sets/intervals fitted on the validation split after model selection; ECE with "
+        "15 equal-width bins; sets are adaptive prediction sets (APS) at the run's train.coverage; "
+        "see docs/calibration.md."
+    )
+    return [("h2", "Confidence (test split)"), ("p", note), ("table", (header, rows))]
+
+
 def _blocks(summary: dict[str, Any]) -> list[Block]:
     data, runs, cfg = summary["data"], summary["runs"], summary["config"]
     seeds = sorted({r["seed"] for r in runs})
@@ -140,6 +162,7 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
             ),
         ),
         *_cross_dataset_blocks(summary),
+        *_confidence_blocks(summary),
         ("h2", "Reference study (published, 600 AffectNet test images)"),
         (
             "table",

@@ -62,6 +62,8 @@ class FaceResult(Protocol):
     def arousal(self) -> float | None: ...
     @property
     def mesh(self) -> Mesh | None: ...
+    @property
+    def prediction_set(self) -> tuple[str, ...] | None: ...
 
 
 class ImageResult(Protocol):
@@ -101,7 +103,8 @@ def draw_result(image: np.ndarray, result: ImageResult, numbered: bool = False, 
 def _draw_face(
     out: np.ndarray, face: FaceResult, box: tuple[int, int, int, int], min_scale: float, number: int | None
 ) -> None:
-    """Label and confidence above the box, V/A values below it, the V/A dial in the box's top-right corner."""
+    """Label and confidence above the box; V/A values, a prediction set of more than one emotion and the mesh
+    below it; the V/A dial in the box's top-right corner."""
     x, y, w, h = box
     side = max(w, h)
     thickness = max(1, side // 80)
@@ -113,12 +116,15 @@ def _draw_face(
         title.append(f"{face.label} {face.confidence:.2f}")
     if title:
         _text(out, ": ".join(title), (x, y), colour, scale, above=True)
+    below = y + h + 2
     if face.valence is not None and face.arousal is not None:
-        _text(out, f"V {face.valence:+.2f}  A {face.arousal:+.2f}", (x, y + h + 2), (235, 235, 235), scale * 0.85)
+        below = _text(out, f"V {face.valence:+.2f}  A {face.arousal:+.2f}", (x, below), (235, 235, 235), scale * 0.85)
         radius = max(8, side // 8)
         _va_dial(out, (x + w - radius - 3, y + radius + 3), radius, face.valence, face.arousal, colour)
+    if face.prediction_set is not None and len(face.prediction_set) > 1:
+        below = _text(out, "{" + " | ".join(face.prediction_set) + "}", (x, below), (235, 235, 235), scale * 0.85)
     if face.mesh is not None:
-        _draw_mesh(out, face.mesh, (x, y + h + 2 + int(28 * scale)), scale)
+        _draw_mesh(out, face.mesh, (x, below), scale)
 
 
 def _draw_mesh(out: np.ndarray, mesh: Mesh, origin: tuple[int, int], scale: float) -> None:
@@ -141,8 +147,8 @@ def _text(
     colour: tuple[int, int, int],
     scale: float,
     above: bool = False,
-) -> None:
-    """Text on a dark band, kept inside the image."""
+) -> int:
+    """Text on a dark band, kept inside the image; returns the row just below the band."""
     thickness = max(1, int(scale * 2))
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
     x = int(np.clip(origin[0], 0, max(0, out.shape[1] - tw - 4)))
@@ -151,6 +157,7 @@ def _text(
     band = out[y : y + th + base + 4, x : x + tw + 4]
     band[:] = (band * 0.35).astype(np.uint8)
     cv2.putText(out, text, (x + 2, y + th + 2), _FONT, scale, colour, thickness, cv2.LINE_AA)
+    return y + th + base + 4
 
 
 def _va_dial(

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from affectlab.config import DEMO_DATA
 from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS, VA_RANGE
+from affectlab.models.meta import CALIBRATION_KEY, Calibration, ModelMeta
 
 __all__ = [
     "DEMO_MODEL_NOTE",
@@ -31,13 +31,11 @@ __all__ = [
     "ModelInfo",
     "OnnxBackend",
     "TorchBackend",
-    "checkpoint_tta_flip",
-    "trained_on_demo",
 ]
 
 #: The ONNX graph's input name and its output names per result key.
 ONNX_INPUT = "images"
-ONNX_OUTPUTS = {"probs": "expression_probs", "va": "va"}
+ONNX_OUTPUTS = {"probs": "expression_probs", "set": "prediction_set", "va": "va", "va_interval": "va_interval"}
 #: metadata_props key holding the whole JSON bundle; the same values are also stored under their own keys.
 ONNX_METADATA_KEY = "affectlab"
 #: What a model trained on the demo data says, once, wherever it is used: predict, serve, the page and the API.
@@ -58,8 +56,27 @@ class ModelInfo:
     source: str = ""
     runtime: str = ""
     tta_flip: bool = False
+    calibration: Calibration | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     note: str | None = None  # what a user must know before trusting the outputs (DEMO_MODEL_NOTE)
+
+    @classmethod
+    def of(cls, meta: ModelMeta, source: str, runtime: str) -> ModelInfo:
+        """A model file's metadata, plus where it was read from and what runs it."""
+        model = {} if meta.model is None else {"model": {**meta.model.__dict__}}
+        version = {} if meta.affectlab_version is None else {"affectlab_version": meta.affectlab_version}
+        return cls(
+            task=meta.task,
+            preprocess=meta.preprocess,
+            class_names=meta.class_names,
+            va_range=meta.va_range,
+            source=source,
+            runtime=runtime,
+            tta_flip=meta.tta_flip,
+            calibration=meta.calibration,
+            extra={**model, **{k: v for k, v in meta.export.items() if k != "demo_data"}, **version},
+            note=DEMO_MODEL_NOTE if meta.trained_on_demo else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,29 +87,10 @@ class ModelInfo:
             "source": self.source,
             "runtime": self.runtime,
             "tta_flip": self.tta_flip,
+            CALIBRATION_KEY: None if self.calibration is None else self.calibration.to_dict(),
             **self.extra,
             **({"note": self.note} if self.note else {}),
         }
-
-
-def checkpoint_tta_flip(meta: dict[str, Any]) -> bool:
-    """Whether the run was evaluated with flip test-time augmentation (its ``train.tta_flip``).
-
-    Predictions then average the image and its mirror exactly as evaluation does, so users get the model the
-    reported metrics describe. Checkpoints without a training config (made by hand) have no TTA.
-    """
-    config = meta.get("meta", {}).get("config") or {}
-    return bool(config.get("train", {}).get("tta_flip", False))
-
-
-def trained_on_demo(meta: dict[str, Any]) -> bool:
-    """Whether a checkpoint's model learnt the synthetic demo faces: its ``demo_data`` record, or for a checkpoint
-    saved before that was recorded, a training config whose ``data.path`` is ``demo``."""
-    recorded = meta.get("meta") or {}
-    if "demo_data" in recorded:
-        return bool(recorded["demo_data"])
-    config = recorded.get("config") or {}
-    return bool((config.get("data") or {}).get("path") == DEMO_DATA)
 
 
 class Backend(Protocol):
@@ -119,33 +117,26 @@ class TorchBackend:
         self._attach(model, meta, str(path))
 
     @classmethod
-    def from_model(cls, model: Any, meta: dict[str, Any], source: str = "in memory") -> TorchBackend:
+    def from_model(cls, model: Any, meta: ModelMeta, source: str = "in memory") -> TorchBackend:
         """A model already in memory (one just trained) with its checkpoint metadata; nothing is read from disk."""
         backend = cls.__new__(cls)
         backend._attach(model, meta, source)
         return backend
 
-    def _attach(self, model: Any, meta: dict[str, Any], source: str) -> None:
+    def _attach(self, model: Any, meta: ModelMeta, source: str) -> None:
         import torch
 
         self.model = model.eval().to(memory_format=torch.channels_last)
-        self.info = ModelInfo(
-            task=meta["task"],
-            preprocess=Preprocess.from_dict(meta["preprocess"]),
-            class_names=tuple(meta["class_names"]),
-            va_range=tuple(meta["va_range"]),  # type: ignore[arg-type]
-            source=source,
-            runtime="pytorch",
-            tta_flip=checkpoint_tta_flip(meta),
-            extra={"model": meta.get("model", {})},
-            note=DEMO_MODEL_NOTE if trained_on_demo(meta) else None,
-        )
+        self.info = ModelInfo.of(meta, source, "pytorch")
 
     def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         from affectlab.models.outputs import predict_images
 
         crops = np.ascontiguousarray(crops)
-        return predict_images(self.model, crops, self.info.preprocess, max(1, len(crops)), self.info.tta_flip)
+        info = self.info
+        return predict_images(
+            self.model, crops, info.preprocess, max(1, len(crops)), info.tta_flip, calibration=info.calibration
+        )
 
 
 class OnnxBackend:
@@ -214,21 +205,9 @@ def _info_from_metadata(meta: dict[str, str], path: Path) -> ModelInfo:
         raise AffectlabError(f"{path}: ONNX file has no affectlab metadata; export it with 'affectlab export'")
     try:
         bundle = json.loads(meta[ONNX_METADATA_KEY])
-        return ModelInfo(
-            task=str(bundle["task"]),
-            preprocess=Preprocess.from_dict(bundle["preprocess"]),
-            class_names=tuple(bundle["class_names"]),
-            va_range=tuple(bundle["va_range"]),  # type: ignore[arg-type]
-            source=str(path),
-            runtime="onnxruntime",
-            tta_flip=bool(bundle.get("tta_flip", False)),
-            extra={
-                k: bundle[k]
-                for k in ("model", "quantization", "calibration", "weight_bits", "int8_check", "affectlab_version")
-                if k in bundle
-            },
-            note=DEMO_MODEL_NOTE if bundle.get("demo_data") else None,
-        )
+        return ModelInfo.of(ModelMeta.from_onnx(bundle), str(path), "onnxruntime")
+    except AffectlabError as exc:  # metadata newer than this release reads
+        raise AffectlabError(f"{path}: {exc}") from None
     except Exception as exc:  # malformed JSON, missing or mistyped entries
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         raise AffectlabError(

@@ -55,6 +55,7 @@ class PredictSummary:
     items: int = 0
     faces: int = 0
     no_face: int = 0
+    uncertain: int = 0  # faces below --min-confidence
     errors: int = 0
     first_error: str | None = None
     interrupted: bool = False
@@ -268,6 +269,7 @@ def _items(sources: list[Source], every: int, cameras: dict[int, cv2.VideoCaptur
 def _count(summary: PredictSummary, result: ImageResult) -> None:
     summary.items += 1
     summary.faces += len(result.faces)
+    summary.uncertain += sum(face.uncertain for face in result.faces)
     summary.no_face += int(result.no_face)
     if result.error is not None:
         summary.errors += 1

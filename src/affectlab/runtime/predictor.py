@@ -54,6 +54,7 @@ class AffectPredictor:
         align: rotate each face so its eyes are level before cropping (detectors with landmarks only).
         landmarks: also run FaceMesh on each face: 468 3-D points and head pose on ``FaceResult.mesh`` (a
             ``MeshLandmarker``, or True for the default one; see ``runtime.mesh``).
+        min_confidence: label a face ``uncertain`` when its (calibrated) top probability is below this.
     """
 
     def __init__(
@@ -64,9 +65,11 @@ class AffectPredictor:
         margin: float | None = None,
         align: bool = False,
         landmarks: bool | MeshLandmarker = False,
+        min_confidence: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise AffectlabError(f"batch size must be at least 1, got {batch_size}")
+        PredictConfig(min_confidence=min_confidence)  # the one check of the value
         self.backend = backend
         self.detector = make_detector(detector)
         self.batch_size = batch_size
@@ -79,6 +82,7 @@ class AffectPredictor:
             self.landmarker = MeshLandmarker()
         elif landmarks:
             self.landmarker = landmarks
+        self.min_confidence = min_confidence
 
     @property
     def info(self) -> ModelInfo:
@@ -133,7 +137,9 @@ class AffectPredictor:
         offset = 0
         for item, found, _ in pending:
             faces = [
-                FaceResult.from_outputs(outputs, offset + i, d.box, self.info.class_names, d.landmarks)
+                FaceResult.from_outputs(
+                    outputs, offset + i, d.box, self.info.class_names, d.landmarks, self.min_confidence
+                )
                 for i, d in enumerate(found)
             ]
             offset += len(found)
@@ -192,13 +198,15 @@ def load(
     threads: int | None = None,
     align: bool = False,
     landmarks: bool = False,
+    min_confidence: float | None = None,
 ) -> AffectPredictor:
     """Load a run folder, ``.pt`` checkpoint or ``.onnx`` file as an ``AffectPredictor``.
 
     ``.onnx`` files run in ONNX Runtime (everything needed is in their metadata); anything else is read as an
     affectlab checkpoint and runs in PyTorch. ``threads`` sets the runtime's intra-op threads (default: the CPUs
     this process may use for ONNX Runtime, PyTorch's own setting otherwise). ``landmarks`` adds FaceMesh's 468
-    points and head pose to every face (see ``AffectPredictor``).
+    points and head pose to every face (see ``AffectPredictor``). ``min_confidence`` labels faces
+    below that calibrated top probability ``uncertain``.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -207,7 +215,13 @@ def load(
     if backend.info.note:  # said once, when the model is loaded (predict, serve and Python scripts alike)
         log.warning("%s: %s", path.name, backend.info.note)
     return AffectPredictor(
-        backend, detector=detector, batch_size=batch_size, margin=margin, align=align, landmarks=landmarks
+        backend,
+        detector=detector,
+        batch_size=batch_size,
+        margin=margin,
+        align=align,
+        landmarks=landmarks,
+        min_confidence=min_confidence,
     )
 
 
@@ -216,4 +230,13 @@ def load_for(
 ) -> AffectPredictor:
     """``load`` with a ``PredictConfig``'s detector, crop, threads and batch size (``batch_size`` overrides it)."""
     batch = batch_size or config.batch_for(webcam)
-    return load(model, config.detector, batch, config.margin, config.threads, config.align, config.landmarks)
+    return load(
+        model,
+        config.detector,
+        batch,
+        config.margin,
+        config.threads,
+        config.align,
+        config.landmarks,
+        config.min_confidence,
+    )

@@ -19,6 +19,7 @@ from affectlab.runtime.annotate import draw_result
 __all__ = [
     "CSV_COLUMNS",
     "POSE_COLUMNS",
+    "UNCERTAIN",
     "Box",
     "Detection",
     "FaceResult",
@@ -33,7 +34,11 @@ Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the source i
 #: Five (x, y) points: the eye on the image's left, the other eye, nose tip, mouth corner left, mouth corner right.
 Landmarks = tuple[tuple[int, int], ...]
 
-#: Fixed CSV columns, whatever the model's task: missing values are written as empty cells.
+#: The label of a face whose calibrated top probability is below the caller's ``min_confidence``.
+UNCERTAIN = "uncertain"
+
+#: Fixed CSV columns, whatever the model's task: missing values are written as empty cells. Columns added later
+#: come at the end, so a reader that counts columns keeps working.
 CSV_COLUMNS: tuple[str, ...] = (
     "source",
     "frame",
@@ -51,6 +56,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     "arousal",
     "no_face",
     "error",
+    "prediction_set",  # class names joined by "|"
+    "valence_low",
+    "valence_high",
+    "arousal_low",
+    "arousal_high",
 )
 #: Columns appended after ``CSV_COLUMNS`` when dense landmarks are asked for (``predict --landmarks``); the 468
 #: points themselves are in the JSON lines only (a CSV row of 1,404 coordinates helps nobody).
@@ -99,6 +109,9 @@ class FaceResult:
     ``probs`` is None for a regression-only model, ``valence``/``arousal`` are None for a classification-only one.
     ``landmarks`` come from detectors that give them; ``track_id`` is set on video frames (the same face keeps
     its number from frame to frame). ``mesh`` is set when dense landmarks were asked for (``landmarks=True``).
+    A calibrated model adds its conformal ``prediction_set`` (the emotions that hold the true one at the model's target coverage, most probable first) and the ``[low, high]`` intervals of
+    valence and arousal. With ``min_confidence``, a face whose top probability is below it is labelled
+    ``uncertain``; its probabilities are kept.
     """
 
     box: Box
@@ -109,6 +122,10 @@ class FaceResult:
     landmarks: Landmarks | None = None
     track_id: int | None = None
     mesh: Mesh | None = None
+    prediction_set: tuple[str, ...] | None = None
+    valence_interval: tuple[float, float] | None = None
+    arousal_interval: tuple[float, float] | None = None
+    min_confidence: float | None = None
 
     @classmethod
     def from_outputs(
@@ -116,23 +133,38 @@ class FaceResult:
         outputs: dict[str, np.ndarray],
         row: int,
         box: Box,
-        class_names: tuple[str, ...],
+        class_names: tuple[str, ...] = EMOTIONS,
         landmarks: Landmarks | None = None,
+        min_confidence: float | None = None,
     ) -> FaceResult:
-        """Row ``row`` of a backend's outputs (``{"probs": (N, 8), "va": (N, 2)}``, either may be absent)."""
-        va = outputs.get("va")
+        """Row ``row`` of a backend's outputs (``probs``, ``set``, ``va``, ``va_interval``; any may be absent)."""
+        probs, chosen, va, intervals = (outputs.get(k) for k in ("probs", "set", "va", "va_interval"))
+        members = None
+        if probs is not None and chosen is not None:  # most probable first
+            members = tuple(class_names[int(c)] for c in np.argsort(-probs[row], kind="stable") if chosen[row, c])
         return cls(
             box=box,
             landmarks=landmarks,
-            probs=outputs["probs"][row] if "probs" in outputs else None,
+            probs=None if probs is None else probs[row],
             valence=None if va is None else float(va[row, 0]),
             arousal=None if va is None else float(va[row, 1]),
             class_names=class_names,
+            prediction_set=members,
+            valence_interval=None if intervals is None else (float(intervals[row, 0, 0]), float(intervals[row, 0, 1])),
+            arousal_interval=None if intervals is None else (float(intervals[row, 1, 0]), float(intervals[row, 1, 1])),
+            min_confidence=min_confidence,
         )
 
     @property
+    def uncertain(self) -> bool:
+        confidence = self.confidence
+        return confidence is not None and self.min_confidence is not None and confidence < self.min_confidence
+
+    @property
     def label(self) -> str | None:
-        return None if self.probs is None else self.class_names[int(np.argmax(self.probs))]
+        if self.probs is None:
+            return None
+        return UNCERTAIN if self.uncertain else self.class_names[int(np.argmax(self.probs))]
 
     @property
     def confidence(self) -> float | None:
@@ -149,6 +181,9 @@ class FaceResult:
             "valence": _round(self.valence),
             "arousal": _round(self.arousal),
             **({} if self.mesh is None else self.mesh.to_dict()),
+            "prediction_set": None if self.prediction_set is None else list(self.prediction_set),
+            "valence_interval": _interval(self.valence_interval),
+            "arousal_interval": _interval(self.arousal_interval),
         }
 
 
@@ -194,6 +229,9 @@ class ImageResult(Sequence[FaceResult]):
                 "probs": None,
                 "valence": None,
                 "arousal": None,
+                "prediction_set": None,
+                "valence_interval": None,
+                "arousal_interval": None,
             }
             return [{**base, **empty, "no_face": self.no_face, "error": self.error}]
         return [
@@ -223,6 +261,8 @@ def flat_record(record: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) 
     landmarks left out, None where a value is missing (the columns of CSV and Parquet results)."""
     box = record.get("box") or [None] * 4
     probs = record.get("probs") or {}
+    chosen = record.get("prediction_set")
+    valence, arousal = record.get("valence_interval") or [None] * 2, record.get("arousal_interval") or [None] * 2
     values = {
         **record,
         "x": box[0],
@@ -230,6 +270,11 @@ def flat_record(record: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) 
         "w": box[2],
         "h": box[3],
         **{f"p_{name}": probs.get(name) for name in EMOTIONS},
+        "prediction_set": None if chosen is None else "|".join(chosen),
+        "valence_low": valence[0],
+        "valence_high": valence[1],
+        "arousal_low": arousal[0],
+        "arousal_high": arousal[1],
     }
     return {c: values.get(c) for c in columns}
 
@@ -237,6 +282,10 @@ def flat_record(record: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) 
 def csv_row(record: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) -> list[Any]:
     """A ``records()`` entry as a row in ``columns`` order (None becomes an empty cell)."""
     return ["" if value is None else value for value in flat_record(record, columns).values()]
+
+
+def _interval(values: tuple[float, float] | None) -> list[float | None] | None:
+    return None if values is None else [_round(values[0]), _round(values[1])]
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:

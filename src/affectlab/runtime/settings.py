@@ -40,6 +40,8 @@ class PredictConfig:
         shard: ``(I, N)``: only the I-th (from 0) of N contiguous parts of the inputs, for job arrays.
         address: the Ray cluster to join with ``engine="ray"`` (``auto``: the running one; default: a local Ray).
         landmarks: also run FaceMesh on each face: 468 3-D points and head pose (local engine only).
+        min_confidence: label a face ``uncertain`` when its calibrated top probability is below this (its
+            probabilities are kept).
 
     Raises:
         AffectlabError: on a value that cannot work, naming its flag, when the config is made.
@@ -56,6 +58,7 @@ class PredictConfig:
     shard: tuple[int, int] | None = None
     address: str | None = None
     landmarks: bool = False
+    min_confidence: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "every", "smooth", "threads"):
@@ -68,6 +71,10 @@ class PredictConfig:
             raise AffectlabError(f"--engine {self.engine}: use one of {', '.join(ENGINES)}")
         if self.address is not None and self.engine != "ray":
             raise AffectlabError("--address is for --engine ray")
+        if self.min_confidence is not None and not (
+            math.isfinite(self.min_confidence) and 0 <= self.min_confidence <= 1
+        ):
+            raise AffectlabError(f"--min-confidence must be a probability between 0 and 1, got {self.min_confidence}")
         if self.landmarks and self.engine == "ray":
             raise AffectlabError("--landmarks needs the local engine; the Ray engine writes no mesh columns")
         if self.shard is not None:

@@ -91,8 +91,12 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
         return Response(body, media_type=content_type)
 
     @app.post("/predict")
-    async def predict(request: Request) -> Any:
-        """Multipart upload with the image in a field named ``file``."""
+    async def predict(request: Request, min_confidence: float | None = None) -> Any:
+        """Multipart upload with the image in a field named ``file``; ``min_confidence`` labels faces below that
+        calibrated top probability ``uncertain`` (default: the service's ``--min-confidence``)."""
+        threshold = predictor.min_confidence if min_confidence is None else min_confidence
+        if threshold is not None and not 0 <= threshold <= 1:
+            return JSONResponse({"detail": f"min_confidence must be between 0 and 1, got {threshold}"}, 422)
         try:
             queue.check_room()  # refuse before reading the upload: an overloaded server should not decode more
             with queue.expecting():
@@ -103,7 +107,8 @@ def create_app(predictor: "AffectPredictor", options: ServeOptions | None = None
             return JSONResponse({"detail": f"server busy: {exc}"}, status_code=503, headers={"Retry-After": "1"})
         except RequestTimeout as exc:
             return JSONResponse({"detail": f"prediction timed out: {exc}"}, status_code=504)
-        faces = [{"face": i, **face.to_dict()} for i, face in enumerate(result)]
+        chosen = [replace(face, min_confidence=threshold) for face in result]
+        faces = [{"face": i, **face.to_dict()} for i, face in enumerate(chosen)]
         request.state.faces = len(faces)
         metrics.faces.inc(len(faces))
         return JSONResponse(faces, headers=note)  # plain JSON values already: no re-encoding by FastAPI

@@ -210,16 +210,25 @@ async def _photo_entry(predict: Predict, path: Path) -> dict[str, Any]:
 
 
 def _face_title(index: int, face: FaceResult) -> str:
-    """``face 0: Happy 0.83, V +0.10 A -0.20`` (the parts the model predicts)."""
+    """``face 0: Happy 0.83 {Happy | Surprise}, V +0.10 [-0.2, +0.4] A -0.20`` (the parts the model predicts;
+    the set when it holds more than one emotion, the intervals when the model is calibrated)."""
     parts = [] if face.label is None else [f"{face.label} {face.confidence:.2f}"]
+    if parts and face.prediction_set is not None and len(face.prediction_set) > 1:
+        parts[0] += " {" + " | ".join(face.prediction_set) + "}"
     if face.valence is not None and face.arousal is not None:
-        parts.append(f"V {face.valence:+.2f} A {face.arousal:+.2f}")
+        parts.append(
+            f"V {face.valence:+.2f}{_span(face.valence_interval)} A {face.arousal:+.2f}{_span(face.arousal_interval)}"
+        )
     mesh = face.mesh  # affectlab serve --landmarks
     if mesh is not None:
         parts.append(
             "no mesh" if mesh.rejected else f"yaw {mesh.yaw:+.0f} pitch {mesh.pitch:+.0f} roll {mesh.roll:+.0f}"
         )
     return f"face {index}: " + ", ".join(parts)
+
+
+def _span(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f" [{interval[0]:+.2f}, {interval[1]:+.2f}]"
 
 
 def _probs(face: FaceResult) -> dict[str, float] | None:

@@ -1,0 +1,144 @@
+"""How far the model's confidence can be trusted: the ``confidence`` section of metrics.json.
+
+* Calibration: negative log-likelihood, Brier score (squared error of the probability vector, summed over
+  classes), expected calibration error of the top probability (15 equal-width bins, torchmetrics'
+  ``CalibrationError``) and classwise ECE (the same error for each class's probability against its one-vs-rest
+  label, averaged over classes), before and after the temperature.
+* Selective prediction: keep only the most confident faces; the accuracy at 50%, 80% and 100% coverage and the
+  area under the risk-coverage curve (mean error over every coverage from 1 face to all; lower is better).
+* Conformal sets and intervals: the share of faces whose true class is in their set and whose true V/A is in its
+  interval, with the mean set size and interval width, next to the target.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import binary_calibration_error, multiclass_calibration_error
+
+from affectlab.models.meta import Calibration
+from affectlab.models.outputs import Outputs
+
+__all__ = [
+    "ECE_BINS",
+    "confidence_metrics",
+    "confidence_section",
+    "format_confidence",
+    "interval_metrics",
+    "selective_metrics",
+    "set_metrics",
+]
+
+ECE_BINS = 15
+#: Coverages at which selective accuracy is reported.
+SELECTIVE_COVERAGES = (0.5, 0.8, 1.0)
+
+
+def confidence_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """NLL, Brier, ECE, classwise ECE and selective accuracy of probabilities (N x C) for labels (N,)."""
+    p = torch.as_tensor(np.asarray(probs, dtype=np.float64))
+    y = torch.as_tensor(np.asarray(y_true), dtype=torch.long)
+    n, classes = p.shape
+    true_p = p[torch.arange(n), y]
+    onehot = torch.nn.functional.one_hot(y, classes).double()
+    ece = multiclass_calibration_error(p.float(), y, classes, n_bins=ECE_BINS, norm="l1")
+    classwise = [binary_calibration_error(p[:, c].float(), (y == c).long(), n_bins=ECE_BINS) for c in range(classes)]
+    result = {
+        "nll": float(-torch.log(true_p.clamp_min(1e-12)).mean()),
+        "brier": float(((p - onehot) ** 2).sum(dim=1).mean()),
+        "ece": float(ece),
+        "classwise_ece": float(torch.stack(classwise).mean()),
+    }
+    return result | selective_metrics(p.max(dim=1).values.numpy(), (p.argmax(dim=1) == y).numpy())
+
+
+def selective_metrics(confidence: np.ndarray, correct: np.ndarray) -> dict[str, float]:
+    """Accuracy of the most confident faces at each of ``SELECTIVE_COVERAGES``, and the area under the
+    risk-coverage curve (ties in confidence are broken by input order)."""
+    order = np.argsort(-np.asarray(confidence), kind="stable")
+    hits = np.cumsum(np.asarray(correct, dtype=np.float64)[order])
+    kept = np.arange(1, len(hits) + 1)
+    result = {f"accuracy_at_{round(c * 100)}": float(hits[math.ceil(c * len(hits)) - 1] / math.ceil(c * len(hits)))
+              for c in SELECTIVE_COVERAGES}  # fmt: skip
+    result["aurc"] = float(np.mean(1 - hits / kept))
+    return result
+
+
+def set_metrics(y_true: np.ndarray, sets: np.ndarray) -> dict[str, float]:
+    """Share of faces whose true class is in their prediction set (N x C, bool), and the mean set size."""
+    sets = np.asarray(sets, dtype=bool)
+    return {
+        "coverage": float(sets[np.arange(len(sets)), np.asarray(y_true)].mean()),
+        "mean_size": float(sets.sum(axis=1).mean()),
+    }
+
+
+def interval_metrics(va_true: np.ndarray, intervals: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per dimension, the share of true values inside ``[low, high]`` (N x 2 x 2) and the mean width."""
+    result = {}
+    for d, name in enumerate(("valence", "arousal")):
+        low, high = intervals[:, d, 0], intervals[:, d, 1]
+        inside = (va_true[:, d] >= low) & (va_true[:, d] <= high)
+        result[name] = {"coverage": float(inside.mean()), "mean_width": float((high - low).mean())}
+    return result
+
+
+def confidence_section(
+    before: Outputs, after: Outputs, y_true: np.ndarray | None, va_true: np.ndarray | None, cal: Calibration | None
+) -> dict[str, Any]:
+    """The ``confidence`` section: calibration before and after the temperature, sets and intervals.
+
+    ``before`` are the outputs without calibration, ``after`` with it (the same when the model has none);
+    ``y_true``/``va_true`` are None when the data or the model lacks them.
+    """
+    cal = cal or Calibration()
+    section: dict[str, Any] = {
+        "temperature": cal.temperature,
+        "target_coverage": cal.coverage,
+        "calibrated_on": "val" if cal.n else None,
+        "calibration_n": cal.n or None,
+    }
+    if y_true is not None and "probs" in before:
+        section["before"] = confidence_metrics(y_true, before["probs"])
+        section["after"] = None if cal.temperature is None else confidence_metrics(y_true, after["probs"])
+        section["sets"] = None if "set" not in after else {"method": cal.set_method} | set_metrics(y_true, after["set"])
+    if va_true is not None and "va_interval" in after:
+        section["intervals"] = interval_metrics(va_true, after["va_interval"])
+    return section
+
+
+def format_confidence(section: dict[str, Any] | None) -> str:
+    """The ``confidence`` section in a few lines for the terminal (empty when there is nothing to say)."""
+    if not section:
+        return ""
+    lines = []
+    before, after = section.get("before"), section.get("after")
+    if before is not None:
+        pairs = [(name, before[key], None if after is None else after[key])
+                 for name, key in (("ECE", "ece"), ("NLL", "nll"), ("Brier", "brier"), ("classwise ECE", "classwise_ece"))]  # fmt: skip
+        arrow = [f"{name} {b:.3f}" + ("" if a is None else f" -> {a:.3f}") for name, b, a in pairs]
+        shown = after or before
+        lead = (
+            f"calibration (T = {section['temperature']:.3f}, fitted on val): " if after is not None else "calibration: "
+        )
+        lines.append(lead + ", ".join(arrow))
+        lines.append(
+            f"selective accuracy: {shown['accuracy_at_50']:.3f} at 50% coverage, {shown['accuracy_at_80']:.3f} at 80%,"
+            f" {shown['accuracy_at_100']:.3f} at 100%; AURC {shown['aurc']:.3f}"
+        )
+    target = section.get("target_coverage")
+    if section.get("sets"):
+        sets = section["sets"]
+        lines.append(
+            f"{sets['method'].upper()} sets (target {target:.2f}): coverage {sets['coverage']:.3f}, "
+            f"mean size {sets['mean_size']:.2f}"
+        )
+    if section.get("intervals"):
+        parts = [
+            f"{k} coverage {v['coverage']:.3f} width {v['mean_width']:.3f}" for k, v in section["intervals"].items()
+        ]
+        lines.append(f"V/A intervals (target {target:.2f}): " + "; ".join(parts))
+    return "\n".join(lines)
