@@ -129,14 +129,6 @@ def masked_cross_entropy(
     smooth = -((log_p * weights * mask).sum(1) / mask.sum(1)).sum() / normaliser
     return (1.0 - label_smoothing) * nll + label_smoothing * smooth
 
-    def _va_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = pred.new_zeros(())
-        if "mse" in self.cfg.va_loss:
-            loss = loss + F.mse_loss(pred, target)
-        if "ccc" in self.cfg.va_loss:
-            loss = loss + ccc_loss(pred, target)
-        return loss
-
 
 def selection_score(
     accuracy: float | torch.Tensor | None, mean_ccc: float | torch.Tensor | None
