@@ -12,7 +12,6 @@ from support.models import INPUT_SIZE, make_run, one_torch_thread
 from affectlab.config import ModelConfig
 from affectlab.data.damage import DAMAGES, damaged, get_damage
 from affectlab.data.prepared import SplitData
-from affectlab.data.transforms import Preprocess
 from affectlab.evaluation.evaluate import score
 from affectlab.evaluation.metrics import ccc
 from affectlab.evaluation.robustness import robustness_section
@@ -35,7 +34,7 @@ def _split(n: int = 24) -> SplitData:
 
 def test_every_damage_and_severity_is_scored_against_clean(tmp_path: Path) -> None:
     model, meta = load_checkpoint(make_run(tmp_path))
-    preprocess = Preprocess.from_dict(meta["preprocess"])
+    preprocess = meta.preprocess
     split = _split()
     outputs = predict_images(model, split.images, preprocess)
     config = ModelConfig(backbone="mobilenet_v2", task="multitask", input_size=INPUT_SIZE)
@@ -77,7 +76,7 @@ def test_every_damage_and_severity_is_scored_against_clean(tmp_path: Path) -> No
 
 def test_a_regression_model_is_scored_by_its_ccc(tmp_path: Path) -> None:
     model, meta = load_checkpoint(make_run(tmp_path, task="regression"))
-    preprocess = Preprocess.from_dict(meta["preprocess"])
+    preprocess = meta.preprocess
     split = _split(16)
     outputs = predict_images(model, split.images, preprocess)
     config = ModelConfig(backbone="mobilenet_v2", task="regression", input_size=INPUT_SIZE)

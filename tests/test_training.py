@@ -158,14 +158,15 @@ def test_all_levers_train_together_and_each_takes_effect(tmp_path: Path, monkeyp
     model, meta = load_checkpoint(tmp_path / "run")
     preprocess = meta.preprocess
     val = data.splits["val"]
-    flipped, single = (
-        predict_images(model, val.images, preprocess, tta_flip=t, calibration=meta.calibration)["probs"]
-        for t in (True, False)
-    )
+    flipped = predict_images(model, val.images, preprocess, tta_flip=True, calibration=meta.calibration)["probs"]
     with (tmp_path / "run" / "predictions.csv").open() as handle:
         written = np.array([[float(row[f"p_{n}"]) for n in EMOTIONS] for row in csv.DictReader(handle)])
     np.testing.assert_allclose(written, flipped, atol=1e-5)
-    assert np.abs(flipped - single).max() > 1e-3
+    # the mirror changes the raw outputs (a fitted temperature may flatten a weak model's probabilities)
+    raw_flipped, raw_single = (
+        predict_images(model, val.images, preprocess, tta_flip=t)["probs"] for t in (True, False)
+    )
+    assert np.abs(raw_flipped - raw_single).max() > 1e-3
     # EMA: see test_ema_changes_what_is_validated_not_how_it_trains
 
 

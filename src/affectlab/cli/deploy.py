@@ -23,6 +23,7 @@ PREDICT_FLAGS = (
     "margin",
     "align",
     "landmarks",
+    "min_confidence",
     "batch_size",
     "every",
     "smooth",
