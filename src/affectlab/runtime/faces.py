@@ -86,7 +86,7 @@ class YuFaceDetector:
                 "face detector 'yuface' needs the yuface package: pip install 'affectlab[yuface]' "
                 "(x86-64 Linux or Windows, Python 3.11), or use --detector haar"
             ) from None
-        self._detect = yuface.c_detect
+        self._detect = _FaceDetectCnn(os.path.dirname(yuface.__file__))
         self.max_side, self.min_score, self.threads = max_side, min_score, threads
         self._omp = _OmpThreads(os.path.dirname(yuface.__file__))
         self._lock = threading.Lock()
@@ -100,13 +100,41 @@ class YuFaceDetector:
         with self._lock:
             rows = np.asarray(self._omp.run(self.threads, lambda: self._detect(bgr)), dtype=np.float64)
         found = []
-        for row in rows.reshape(-1, rows.shape[-1] if rows.size else 16):
+        for row in rows:
             if row[0] < self.min_score * 100:
                 continue
             x, y, w, h = (round(v / scale) for v in row[1:5])
             points = tuple((round(row[5 + 2 * i] / scale), round(row[6 + 2 * i] / scale)) for i in range(5))
             found.append(Detection((x, y, w, h), float(row[0]) / 100.0, points))
         return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+
+
+class _FaceDetectCnn:
+    """libfacedetection's ``facedetect_cnn`` called directly, with one result buffer reused for every call.
+
+    ``yuface.c_detect`` allocates the library's 36,864-byte result buffer on every call and never frees it: that
+    leak was the 39 KB per frame by which ``predict`` grew on long videos (issue 26). The rows are the ones
+    ``c_detect`` returns (score 0-100, box, five landmarks); only its unused 16th column, uninitialised memory
+    there, is left out. Not thread-safe: ``YuFaceDetector`` calls it under its lock.
+    """
+
+    BUFFER_BYTES = 0x9000  # DETECT_BUFFER_SIZE of libfacedetection
+    ROW = 16  # int16 values per face: score, x, y, w, h, 5 landmark (x, y) pairs, one unused
+
+    def __init__(self, package_dir: str) -> None:
+        lib = ctypes.CDLL(os.path.join(package_dir, "libfacedetection.so"))
+        self._call = lib._Z14facedetect_cnnPhS_iii  # facedetect_cnn(uchar* buffer, uchar* bgr, int w, int h, int step)
+        self._call.restype = ctypes.c_void_p
+        self._call.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self._buffer = np.zeros(self.BUFFER_BYTES, np.uint8)
+        self._max_faces = (self.BUFFER_BYTES - 4) // (2 * self.ROW)
+
+    def __call__(self, bgr: np.ndarray) -> np.ndarray:
+        """(N, 15) rows for a contiguous BGR uint8 image."""
+        self._call(self._buffer.ctypes.data, bgr.ctypes.data, bgr.shape[1], bgr.shape[0], bgr.strides[0])
+        count = min(int(self._buffer[:4].view(np.int32)[0]), self._max_faces)
+        rows = self._buffer[4 : 4 + count * 2 * self.ROW].view(np.int16).reshape(count, self.ROW)
+        return rows[:, : self.ROW - 1].astype(np.float64)
 
 
 class _OmpThreads:
