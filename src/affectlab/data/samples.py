@@ -9,10 +9,21 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "FaceArray", "FaceSplit", "Problem", "Sample", "SampleSet", "natural_key"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "FaceArray",
+    "FaceSplit",
+    "Problem",
+    "Sample",
+    "SampleSet",
+    "natural_key",
+]
 
 #: The image files affectlab reads, in datasets and in ``predict`` alike (lower case).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+#: Videos that predict reads (PyAV); here beside the images so that a model argument can be told from an input.
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 
 
 def natural_key(sample_id: str) -> tuple[int, str]:
