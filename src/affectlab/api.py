@@ -195,7 +195,7 @@ def predict(
 
     Args:
         model: a run folder, a ``.pt`` checkpoint, a ``.onnx`` file or a named model; None: the bundled
-            ``affectlab-base`` (see docs/bundled-model.md).
+            ``affectlab-base`` (see docs/first-hour.md).
         inputs: image files, folders and video files (one path or several).
         out: where the records go: a ``.jsonl`` or ``.csv`` file (``.parquet`` with ``engine="ray"``), written
             atomically; an open text stream (JSON lines, as ``affectlab predict`` writes to stdout); or None to
