@@ -91,10 +91,18 @@ def test_a_wrong_hash_a_wrong_size_and_a_missing_file_are_refused_in_one_line(
     assert resolve_model("right") == path
 
 
-def test_a_registry_without_a_file_yet_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_registry_without_a_file_yet_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(registry, "BUNDLED_DIR", tmp_path)
     monkeypatch.setitem(MODELS, DEFAULT_MODEL, NamedModel(DEFAULT_MODEL, "affectlab-base.pt", "", 0, "not built"))
     assert "no file for it yet" in _one_line_error(lambda: resolve_model(None))
+    # every verb without a model takes the default, and says so in one line; a predict with nothing to do says that
+    for argv in (["predict", "photo.jpg"], ["serve", "--port", "0"], ["export", DEFAULT_MODEL]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "affectlab-base: this affectlab has no file for it yet" in err[0], argv
+    assert main(["predict"]) == 2 and "give at least one INPUT" in capsys.readouterr().err
 
 
 def test_a_url_entry_is_read_from_the_cache(half_file: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -225,10 +225,10 @@ def predict(
     from affectlab.runtime.sources import expand_inputs
 
     config = _predict_config(config, options)
-    model = resolve_model(model)  # a named model is checked (or downloaded) before any input is read
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not inputs and webcam is None:
         raise AffectlabError("predict: give at least one INPUT (image, folder or video) or --webcam INDEX")
+    model = resolve_model(model)  # a named model is checked (or downloaded) before any input is read
     if config.shard is not None and webcam is not None:
         raise AffectlabError("--shard splits files between jobs; it cannot be used with --webcam")
     if config.engine == "ray":

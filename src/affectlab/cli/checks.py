@@ -39,7 +39,10 @@ def preflight(args: argparse.Namespace, overrides: Callable[[argparse.Namespace]
         check_detector_name(args.detector)
     if args.command == "predict":
         args.model, args.inputs = predict_model_and_inputs(args.paths, args.model)
-    if args.command in MODEL_ARGUMENT:  # serve checks its options and bind address first, then its model
+    nothing_to_predict = args.command == "predict" and not args.inputs and args.webcam is None  # the API says so
+    if (
+        args.command in MODEL_ARGUMENT and not nothing_to_predict
+    ):  # serve checks its options and bind address first, then its model
         name, what = MODEL_ARGUMENT[args.command]
         _check_model(getattr(args, name), f"{what} not found")
     if args.command not in ("train", "study"):
