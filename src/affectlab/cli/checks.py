@@ -39,10 +39,9 @@ def preflight(args: argparse.Namespace, overrides: Callable[[argparse.Namespace]
         check_detector_name(args.detector)
     if args.command == "predict":
         args.model, args.inputs = predict_model_and_inputs(args.paths, args.model)
-    nothing_to_predict = args.command == "predict" and not args.inputs and args.webcam is None  # the API says so
-    if (
-        args.command in MODEL_ARGUMENT and not nothing_to_predict
-    ):  # serve checks its options and bind address first, then its model
+    # serve checks its options and bind address first, then its model; a predict with no input is the API's to say
+    nothing_to_predict = args.command == "predict" and not args.inputs and args.webcam is None
+    if args.command in MODEL_ARGUMENT and not nothing_to_predict:
         name, what = MODEL_ARGUMENT[args.command]
         _check_model(getattr(args, name), f"{what} not found")
     if args.command not in ("train", "study"):
