@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -154,6 +155,16 @@ def test_no_model_means_the_default_one(as_default: Path, tmp_path: Path, capsys
     assert summary.results is not None and summary.results[0][0].label == default[0]["label"]
     # a model given as an input is told apart: an image where a model was expected is named as one
     assert "an image or video, not a model" in _one_line_error(lambda: affectlab.load(photo))
+
+
+def test_names_are_resolved_before_anything_heavy_is_imported() -> None:
+    """The command line checks a model name and tells a model from an input before numpy or torch load."""
+    code = (
+        "import sys; import affectlab.cli.checks, affectlab.models.registry; "
+        "print(sorted({'numpy', 'torch', 'cv2'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(

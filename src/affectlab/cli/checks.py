@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from affectlab.config import DEMO_DATA, RunConfig, resolve_config
-from affectlab.data.samples import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from affectlab.data.suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from affectlab.errors import AffectlabError
 from affectlab.models.backbone_names import check_backbone_names
 from affectlab.models.registry import is_model_reference, named_model, resolve_model

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from affectlab.config import cache_root
-from affectlab.data.samples import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from affectlab.data.suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from affectlab.errors import AffectlabError
 
 __all__ = [

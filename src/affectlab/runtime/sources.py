@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from affectlab.data.samples import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from affectlab.data.suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 __all__ = ["VIDEO_SUFFIXES", "Source", "expand_inputs", "list_images"]
 
