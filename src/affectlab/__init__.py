@@ -6,7 +6,7 @@ Importing the package does nothing heavy: each function imports its code on firs
     >>> run = affectlab.train("best", data="path/to/affectnet", out="runs/best")   # -> Run
     >>> metrics = affectlab.evaluate("runs/best", split="test")                  # -> Metrics
     >>> study = affectlab.study("reference", data="path/to/affectnet", out="runs/reference")  # -> Study
-    >>> predictor = affectlab.load("runs/best")          # or "model.onnx"
+    >>> predictor = affectlab.load()                     # the bundled affectlab-base; or "runs/best", "model.onnx"
     >>> faces = predictor.predict("photo.jpg")           # one FaceResult per face
     >>> summary = affectlab.predict("runs/best", "photos/", out="faces.jsonl")  # -> PredictSummary
     >>> path = affectlab.export("runs/best")             # -> runs/best/model.onnx
@@ -33,8 +33,9 @@ if TYPE_CHECKING:
     from affectlab.runtime.predictor import AffectPredictor
 
 
-def load(path: str | Path, **kwargs: Any) -> AffectPredictor:
-    """Load a trained run folder, checkpoint or ``.onnx`` file as a predictor; see ``affectlab.runtime.predictor.load``."""
+def load(path: str | Path | None = None, **kwargs: Any) -> AffectPredictor:
+    """Load a trained run folder, checkpoint, ``.onnx`` file or named model as a predictor (no path: the bundled
+    ``affectlab-base``); see ``affectlab.runtime.predictor.load``."""
     from affectlab.runtime.predictor import load as _load
 
     return _load(path, **kwargs)

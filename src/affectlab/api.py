@@ -180,7 +180,7 @@ def study(
 
 
 def predict(
-    model: str | Path,
+    model: str | Path | None = None,
     inputs: str | Path | Sequence[str | Path] = (),
     *,
     out: str | Path | TextIO | None = None,
@@ -194,7 +194,8 @@ def predict(
     """Find the faces in photos, folders (recursive), videos or a webcam, and predict expression and V/A for each.
 
     Args:
-        model: a run folder, a ``.pt`` checkpoint or a ``.onnx`` file.
+        model: a run folder, a ``.pt`` checkpoint, a ``.onnx`` file or a named model; None: the bundled
+            ``affectlab-base`` (see docs/first-hour.md).
         inputs: image files, folders and video files (one path or several).
         out: where the records go: a ``.jsonl`` or ``.csv`` file (``.parquet`` with ``engine="ray"``), written
             atomically; an open text stream (JSON lines, as ``affectlab predict`` writes to stdout); or None to
@@ -215,9 +216,10 @@ def predict(
         AffectlabError: before any work, for a bad model, option, output path or camera.
 
     Example:
-        >>> summary = affectlab.predict("runs/best", "photos/", detector="haar")
+        >>> summary = affectlab.predict(None, "photos/", detector="haar")  # None: the bundled model
         >>> [(face.label, face.valence) for result in summary.results for face in result]
     """
+    from affectlab.models.registry import resolve_model
     from affectlab.runtime.faces import make_detector
     from affectlab.runtime.pipeline import check_out_file, predict_local
     from affectlab.runtime.sources import expand_inputs
@@ -226,6 +228,7 @@ def predict(
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not inputs and webcam is None:
         raise AffectlabError("predict: give at least one INPUT (image, folder or video) or --webcam INDEX")
+    model = resolve_model(model)  # a named model is checked (or downloaded) before any input is read
     if config.shard is not None and webcam is not None:
         raise AffectlabError("--shard splits files between jobs; it cannot be used with --webcam")
     if config.engine == "ray":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_text
-from affectlab.config import RunConfig, load_recipe
+from affectlab.config import RunConfig, config_from_dict, load_recipe
 from affectlab.data.dataset import Dataset, FaceSplit, open_dataset
 from affectlab.data.multi_source import SourcesData, source_part
 from affectlab.data.split import load_split, save_split
@@ -29,6 +29,7 @@ from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import load_checkpoint, save_calibration
 from affectlab.models.meta import Calibration
 from affectlab.models.outputs import Outputs, RawOutputs, raw_features, raw_images, to_outputs
+from affectlab.models.registry import named_model
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
 from affectlab.training.datamodule import split_features
@@ -251,15 +252,31 @@ def evaluate_run(
     """Score a saved run on its own split or (``split="all"``) on other data, and write metrics and figures.
 
     ``tta_flip`` overrides the run's own flip test-time augmentation, to measure what it buys; ``robustness``
-    the run's ``train.robustness`` (scores under camera damage).
+    the run's ``train.robustness`` (scores under camera damage). A named model (``affectlab-base``) has no run
+    folder here: it is scored on other data only (``split="all"``), into ``eval-NAME-DATA`` in the current folder
+    unless ``out_dir`` is given; its card (MODEL_CARD.md) holds the test metrics of the run it came from.
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise AffectlabError(f"{run_dir}: not a run folder (no config.yaml)")
     if split not in ("test", "val", "all"):
         raise AffectlabError(f"unknown split {split!r}; use test, val or all")
-    cfg = load_recipe(run_dir / "config.yaml")
-    model, meta = load_checkpoint(run_dir)
+    named = named_model(run_dir) if isinstance(run_dir, str) else None
+    if named is not None:
+        if split != "all" or not data:
+            raise AffectlabError(
+                f"{named.name}: a named model's own split is not here; score it on a dataset with "
+                "--data DIR --split all (its MODEL_CARD.md gives its test metrics)"
+            )
+        model, meta = load_checkpoint(named.name)
+        if not meta.config:
+            raise AffectlabError(f"{named.name}: its file records no training config to score with")
+        cfg = config_from_dict(meta.config, named.name)
+        out_dir = out_dir or Path(f"eval-{named.name}-{_slug(data)}")
+        run_dir = Path(named.name)
+    else:
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise AffectlabError(f"{run_dir}: not a run folder (no config.yaml)")
+        cfg = load_recipe(run_dir / "config.yaml")
+        model, meta = load_checkpoint(run_dir)
     preprocess = meta.preprocess
     data_cfg = dataclasses.replace(cfg.data, path=data) if data else cfg.data
     if split == "all":

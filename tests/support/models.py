@@ -48,8 +48,12 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-def make_run(root: Path, task: str = "multitask", seed: int = 0) -> Path:
-    """A run folder with ``model.pt``: mobilenet_v2 at 64 px whose outputs vary with the input."""
+def make_run(root: Path, task: str = "multitask", seed: int = 0, expression_gain: float = 30.0) -> Path:
+    """A run folder with ``model.pt``: mobilenet_v2 at 64 px whose outputs vary with the input.
+
+    ``expression_gain`` scales the expression logits: the default makes confident, varied labels; a smaller one
+    keeps the logits in a trained model's range (half-precision weights err in proportion to the logits).
+    """
     torch.manual_seed(seed)
     config = ModelConfig(backbone="mobilenet_v2", weights="none", task=task, input_size=INPUT_SIZE, freeze=False)
     model = create_model(config)
@@ -65,11 +69,11 @@ def make_run(root: Path, task: str = "multitask", seed: int = 0) -> Path:
             model(batch)
         model.eval()
         features = model.forward_features(torch.cat(batches))
-        for head, gain in ((model.expression_head, 30.0), (model.va_head, 4.0)):
+        for head, gain in ((model.expression_head, expression_gain), (model.va_head, 4.0)):
             if head is not None:  # larger outputs, centred on the fitting images: varied labels and V/A
                 head[-1].weight.mul_(gain)
                 head[-1].bias.sub_(head(features).mean(0))
-    run = root / f"run-{task}"
+    run = root / f"run-{task}" if expression_gain == 30.0 else root / f"run-{task}-gain{expression_gain:g}"
     save_checkpoint(run / "model.pt", model, config, Preprocess(input_size=INPUT_SIZE), note="test model")
     return run
 

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from affectlab.config import DEMO_DATA, RunConfig, resolve_config
+from affectlab.data.suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from affectlab.errors import AffectlabError
 from affectlab.models.backbone_names import check_backbone_names
+from affectlab.models.registry import is_model_reference, named_model, resolve_model
 from affectlab.runtime.detector_names import check_detector_name
 
-__all__ = ["preflight"]
+__all__ = ["predict_model_and_inputs", "preflight"]
 
 #: The argument naming a trained model, per command, and what its absence is called (as the loaders call it).
 MODEL_ARGUMENT = {
@@ -35,9 +37,13 @@ def preflight(args: argparse.Namespace, overrides: Callable[[argparse.Namespace]
     """
     if getattr(args, "detector", None) is not None:
         check_detector_name(args.detector)
-    if args.command in MODEL_ARGUMENT:  # serve checks its options and bind address first, then its model
+    if args.command == "predict":
+        args.model, args.inputs = predict_model_and_inputs(args.paths, args.model)
+    # serve checks its options and bind address first, then its model; a predict with no input is the API's to say
+    nothing_to_predict = args.command == "predict" and not args.inputs and args.webcam is None
+    if args.command in MODEL_ARGUMENT and not nothing_to_predict:
         name, what = MODEL_ARGUMENT[args.command]
-        _must_exist(getattr(args, name), f"{what} not found")
+        _check_model(getattr(args, name), f"{what} not found")
     if args.command not in ("train", "study"):
         if args.command == "evaluate" and args.data not in (None, DEMO_DATA):
             _must_exist(args.data, "no such file or folder")
@@ -49,6 +55,33 @@ def preflight(args: argparse.Namespace, overrides: Callable[[argparse.Namespace]
     if cfg.data.split_file is not None:
         _must_exist(cfg.data.split_file, "split file not found")
     return cfg
+
+
+def predict_model_and_inputs(paths: list[str], model: str | None) -> tuple[str | None, list[str]]:
+    """``affectlab predict [MODEL] INPUT...``: the model (None: the bundled one) and the inputs.
+
+    With ``--model`` every path is an input. Otherwise the first path is the model when it plainly is one (a
+    named model, a ``.pt`` or ``.onnx`` file, a run or study folder), or when more paths follow and it is not an
+    image, a video or a folder: ``affectlab predict runs/best photo.jpg`` reads as it always did, and
+    ``affectlab predict photo.jpg`` (or ``photos/``) uses the bundled model.
+    """
+    if model is not None or not paths:
+        return model, list(paths)
+    first = paths[0]
+    path = Path(first).expanduser()
+    is_input = path.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES or path.is_dir()
+    if is_model_reference(first) or (len(paths) > 1 and not is_input):
+        return first, list(paths[1:])
+    return None, list(paths)
+
+
+def _check_model(model: str | None, problem: str) -> None:
+    """A named model (None: the default) is checked here as it will be when loaded; a path must exist."""
+    if named_model(model) is not None:
+        resolve_model(model)
+    else:
+        assert model is not None
+        _must_exist(model, problem)
 
 
 def _must_exist(path: str, problem: str) -> None:

@@ -13,6 +13,7 @@ import argparse
 import sys
 from typing import Any
 
+from affectlab.models.registry import DEFAULT_MODEL
 from affectlab.runtime.settings import DEFAULT_BATCH, ENGINES, PredictConfig
 
 __all__ = ["add_commands", "cmd_export", "cmd_predict", "cmd_serve"]
@@ -52,9 +53,11 @@ SERVE_FLAGS = (
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _add_predict(sub.add_parser("predict", help="faces, expressions and valence/arousal in photos, video, webcam"))
     export = sub.add_parser("export", help="write a trained run as a self-describing ONNX model")
-    export.add_argument("run_dir", help="run folder or .pt checkpoint")
+    export.add_argument("run_dir", help="run folder, .pt checkpoint or named model (affectlab-base)")
     export.add_argument("--format", help="export format (default onnx)")
-    export.add_argument("--out", help="output file (default: RUN_DIR/model.onnx or model-int8.onnx)")
+    export.add_argument(
+        "--out", help="output file (default: RUN_DIR/model.onnx or model-int8.onnx; a named model: ./NAME.onnx)"
+    )
     export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     export.add_argument("--int8", action="store_true", help="quantise to int8 (faster on CPU, slightly less exact)")
     export.add_argument("--quantization", help="static (default, calibrated) or dynamic")
@@ -65,8 +68,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 def _add_predict(predict: argparse.ArgumentParser) -> None:
     default = PredictConfig()
-    predict.add_argument("model", metavar="MODEL", help="run folder, .pt checkpoint or .onnx file")
-    predict.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive), video files")
+    predict.add_argument(
+        "paths",
+        nargs="*",
+        metavar="[MODEL] INPUT",
+        help="image files, folders (recursive), video files; an optional first MODEL (run folder, .pt or .onnx "
+        f"file, named model); without one, the bundled {DEFAULT_MODEL}",
+    )
+    predict.add_argument(
+        "--model",
+        "-m",
+        help=f"run folder, .pt checkpoint, .onnx file or named model (default: the bundled {DEFAULT_MODEL})",
+    )
     predict.add_argument("--webcam", type=int, metavar="INDEX", help="also read camera INDEX (e.g. 0); Ctrl-C stops")
     _add_detector(predict)
     predict.add_argument("--margin", type=float, help="border around faces, fraction of the box (default: model's)")
@@ -123,7 +136,12 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     from affectlab.serve.options import MB, ServeOptions
 
     default = ServeOptions()
-    serve.add_argument("model", metavar="MODEL", help="run folder, .pt checkpoint or .onnx file")
+    serve.add_argument(
+        "model",
+        nargs="?",
+        metavar="MODEL",
+        help=f"run folder, .pt checkpoint, .onnx file or named model (default: the bundled {DEFAULT_MODEL})",
+    )
     serve.add_argument("--host", help=f"address to listen on (default {default.host})")
     serve.add_argument("--port", type=int, help=f"port to listen on (default {default.port})")
     _add_detector(serve)

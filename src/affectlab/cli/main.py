@@ -302,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="score a trained run on its split or on other data")
-    evaluate.add_argument("run_dir", help="run folder written by train or study")
+    evaluate.add_argument(
+        "run_dir", help="run folder written by train or study, or a named model (affectlab-base, with --split all)"
+    )
     evaluate.add_argument("--data", help="other dataset to score (use with --split all)")
     evaluate.add_argument("--split", default="test", choices=["test", "val", "all"])
     evaluate.add_argument("--out", help="where to write metrics.json and figures")

@@ -9,10 +9,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "FaceArray", "FaceSplit", "Problem", "Sample", "SampleSet", "natural_key"]
+from affectlab.data.suffixes import IMAGE_SUFFIXES
 
-#: The image files affectlab reads, in datasets and in ``predict`` alike (lower case).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+__all__ = ["IMAGE_SUFFIXES", "FaceArray", "FaceSplit", "Problem", "Sample", "SampleSet", "natural_key"]
 
 
 def natural_key(sample_id: str) -> tuple[int, str]:

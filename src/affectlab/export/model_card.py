@@ -2,8 +2,10 @@
 
 Task, classes, input size and the network come from the model itself (the checkpoint's or the ONNX file's metadata,
 ``ModelInfo``). The training data and the test metrics live in the run folder next to the model (``run.json``,
-``metrics.json``, written by ``affectlab train`` and for each model of a study); a model file on its own has no card beyond its metadata, and the
-card says so rather than guessing. Paths are shown as file names only, as in every response of the service.
+``metrics.json``, written by ``affectlab train`` and for each model of a study); a model file on its own has no card
+beyond its metadata, and the card says so rather than guessing, unless the file records them itself (the bundled
+model: ``ModelMeta.card``, written by ``tools/build_bundled.py``). Paths are shown as file names only, as in every
+response of the service.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from affectlab.runtime.backends import ModelInfo
 
-__all__ = ["model_card", "model_card_markdown"]
+__all__ = ["card_metrics", "model_card", "model_card_markdown"]
 
 _SECTIONS = ("classification", "valence", "arousal")
 
@@ -49,12 +51,20 @@ def model_card(info: ModelInfo) -> dict[str, Any]:
                 card["data"]["split"] = " / ".join(f"{k} {v}" for k, v in data["counts"].items())
         metrics = _read_json(folder / "metrics.json")
         if isinstance(metrics, dict):
-            card["test_metrics"] = {
-                "split": metrics.get("split"),
-                "n": metrics.get("n"),
-                **{name: _numbers(metrics[name]) for name in _SECTIONS if isinstance(metrics.get(name), dict)},
-            }
+            card["test_metrics"] = card_metrics(metrics)
+    for key, recorded in (("data", "training_data"), ("test_metrics", "test_metrics")):
+        if card[key] is None and isinstance(info.extra.get(recorded), dict):  # recorded in the model file itself
+            card[key] = info.extra[recorded]
     return card
+
+
+def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A ``metrics.json`` as the card shows it: split, n and each section's top-level numbers."""
+    return {
+        "split": metrics.get("split"),
+        "n": metrics.get("n"),
+        **{name: _numbers(metrics[name]) for name in _SECTIONS if isinstance(metrics.get(name), dict)},
+    }
 
 
 def model_card_markdown(info: ModelInfo) -> str:

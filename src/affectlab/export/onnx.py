@@ -30,6 +30,7 @@ import numpy as np
 from affectlab.atomic import atomic_write
 from affectlab.errors import AffectlabError
 from affectlab.models.meta import ModelMeta
+from affectlab.models.registry import named_model, resolve_model
 from affectlab.runtime.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS
 
 __all__ = ["EXPORT_FORMATS", "FP32_TOLERANCE", "export_loaded", "export_model", "export_onnx"]
@@ -58,9 +59,11 @@ def export_model(
     This is ``affectlab.export`` (and ``affectlab.api.export``).
 
     Args:
-        run: a run folder, a ``.pt`` checkpoint, or the ``Run`` that ``affectlab.train`` returned.
+        run: a run folder, a ``.pt`` checkpoint, a named model (``affectlab-base``), or the ``Run`` that
+            ``affectlab.train`` returned.
         format: the file format (``onnx``).
-        out: the file to write (default: ``model.onnx``, or ``model-int8.onnx`` with ``int8``, in the run folder).
+        out: the file to write (default: ``model.onnx``, or ``model-int8.onnx`` with ``int8``, in the run folder;
+            for a named model ``NAME.onnx`` in the current folder).
         int8: quantise to int8 (faster on a CPU; refused if it changes too many labels).
         quantization: ``static`` (calibrated on face crops) or ``dynamic``.
         calibration: a folder of face crops for static quantisation (default: synthetic faces).
@@ -76,8 +79,11 @@ def export_model(
     """
     if format not in EXPORT_FORMATS:
         raise AffectlabError(f"unknown export format {format!r}; available: {', '.join(EXPORT_FORMATS)}")
-    source = Path(getattr(run, "path", run))  # a Run, without importing the training code
-    if out is None:
+    named = named_model(run) if isinstance(run, str) else None
+    source = resolve_model(getattr(run, "path", run))  # a Run, without importing the training code
+    if out is None and named is not None:  # never into the installed package: beside the user, as NAME.onnx
+        out = Path(EXPORT_FORMATS[format][1 if int8 else 0].replace("model", named.name, 1))
+    elif out is None:
         folder = source if source.is_dir() else source.parent
         out = folder / EXPORT_FORMATS[format][1 if int8 else 0]
     out = Path(out)
@@ -140,6 +146,7 @@ def export_loaded(
             "input": ONNX_INPUT,
             "input_layout": INPUT_LAYOUT,
             "demo_data": meta.trained_on_demo,
+            **meta.card,  # the bundled model's data and test metrics, for the card of its ONNX file
         },
     )
     onnx.checker.check_model(proto)

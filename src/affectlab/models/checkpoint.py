@@ -18,8 +18,16 @@ from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.models.affect_model import AffectModel, create_model
 from affectlab.models.meta import CHECKPOINT_FORMAT, Calibration, ModelMeta
+from affectlab.models.registry import resolve_model
 
-__all__ = ["CHECKPOINT_FORMAT", "checkpoint_meta", "load_checkpoint", "save_calibration", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "checkpoint_bytes",
+    "checkpoint_meta",
+    "load_checkpoint",
+    "save_calibration",
+    "save_checkpoint",
+]
 
 
 def checkpoint_meta(
@@ -64,9 +72,25 @@ def save_calibration(path: str | Path, calibration: Calibration | None) -> Path:
     return _write(path, bundle["state_dict"], meta.with_calibration(calibration))
 
 
-def load_checkpoint(path: str | Path) -> tuple[AffectModel, ModelMeta]:
-    """Rebuild a model from a checkpoint file or a run folder (``model.pt`` inside it), in eval mode."""
-    path = Path(path)
+def checkpoint_bytes(model: AffectModel, meta: ModelMeta, half: bool = False) -> bytes:
+    """A checkpoint as bytes, to check its size and hash before it is written anywhere. With ``half`` the floating
+    weights are stored in half precision: half the size (the bundled model's 10 MB limit), and ``load_checkpoint``
+    copies them back into the float32 network, so older affectlab releases read the file too."""
+    import io
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    buffer = io.BytesIO()
+    torch.save({**meta.to_checkpoint(), "state_dict": state}, buffer)
+    return buffer.getvalue()
+
+
+def load_checkpoint(path: str | Path | None) -> tuple[AffectModel, ModelMeta]:
+    """Rebuild a model from a checkpoint file, a run folder (``model.pt`` inside it) or a named model (None: the
+    default one; see ``models.registry``), in eval mode. Half-precision weights (the bundled file's) are loaded
+    back into the float32 network."""
+    path = resolve_model(path)
     if path.is_dir():
         _refuse_study_folder(path)
         path = path / "model.pt"

@@ -21,6 +21,7 @@ from affectlab.labels import EMOTIONS, VA_RANGE
 
 __all__ = [
     "CALIBRATION_KEY",
+    "CARD_KEYS",
     "CHECKPOINT_FORMAT",
     "META_VERSION",
     "ONNX_FORMAT",
@@ -38,6 +39,9 @@ META_VERSION = 2
 CALIBRATION_KEY = "confidence_calibration"
 #: Conformal class-set scores: adaptive prediction sets (Romano et al. 2020), without randomisation.
 SET_METHODS = ("aps",)
+#: What a model file may record about its own training for its card, where no run folder is beside it (the bundled
+#: model: ``tools/build_bundled.py`` writes them into ``extra``; an ONNX export of it carries them in ``export``).
+CARD_KEYS = ("training_data", "test_metrics")
 #: Keys of the version-1 ``meta`` dict with a field of their own; every other key stays in ``extra``.
 _RUN_KEYS = ("config", "best_epoch", "history")
 
@@ -119,6 +123,11 @@ class ModelMeta:
             if "demo_data" in recorded:
                 return bool(recorded["demo_data"])
         return bool(((self.config or {}).get("data") or {}).get("path") == DEMO_DATA)
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The ``CARD_KEYS`` this file records (checkpoint ``extra`` or ONNX ``export``); empty for a run's model."""
+        return {k: v for recorded in (self.extra, self.export) for k, v in recorded.items() if k in CARD_KEYS}
 
     def with_calibration(self, calibration: Calibration | None) -> ModelMeta:
         return replace(self, calibration=calibration)

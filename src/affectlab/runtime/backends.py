@@ -74,7 +74,7 @@ class ModelInfo:
             runtime=runtime,
             tta_flip=meta.tta_flip,
             calibration=meta.calibration,
-            extra={**model, **{k: v for k, v in meta.export.items() if k != "demo_data"}, **version},
+            extra={**model, **{k: v for k, v in meta.export.items() if k != "demo_data"}, **meta.card, **version},
             note=DEMO_MODEL_NOTE if meta.trained_on_demo else None,
         )
 

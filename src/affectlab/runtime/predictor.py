@@ -18,6 +18,7 @@ import numpy as np
 
 from affectlab.data.images import check_pixels, read_rgb
 from affectlab.errors import AffectlabError
+from affectlab.models.registry import resolve_model
 from affectlab.runtime.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
 from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
 from affectlab.runtime.results import Detection, FaceResult, ImageResult
@@ -191,7 +192,7 @@ def _item(image: Any, index: int, channels: str) -> Item:
 
 
 def load(
-    path: str | Path,
+    path: str | Path | None = None,
     detector: str | FaceDetector = DEFAULT_DETECTOR,
     batch_size: int = DEFAULT_BATCH,
     margin: float | None = None,
@@ -200,7 +201,9 @@ def load(
     landmarks: bool = False,
     min_confidence: float | None = None,
 ) -> AffectPredictor:
-    """Load a run folder, ``.pt`` checkpoint or ``.onnx`` file as an ``AffectPredictor``.
+    """Load a run folder, ``.pt`` checkpoint, ``.onnx`` file or named model as an ``AffectPredictor``.
+
+    ``path`` None is the bundled ``affectlab-base``; a name from ``models.registry`` is its checked file.
 
     ``.onnx`` files run in ONNX Runtime (everything needed is in their metadata); anything else is read as an
     affectlab checkpoint and runs in PyTorch. ``threads`` sets the runtime's intra-op threads (default: the CPUs
@@ -208,7 +211,7 @@ def load(
     points and head pose to every face (see ``AffectPredictor``). ``min_confidence`` labels faces
     below that calibrated top probability ``uncertain``.
     """
-    path = Path(path).expanduser()
+    path = resolve_model(path)
     if not path.exists():
         raise AffectlabError(f"{path}: model not found")
     backend: Backend = OnnxBackend(path, threads) if path.suffix.lower() == ".onnx" else TorchBackend(path, threads)
@@ -226,7 +229,7 @@ def load(
 
 
 def load_for(
-    model: str | Path, config: PredictConfig, webcam: bool = False, batch_size: int | None = None
+    model: str | Path | None, config: PredictConfig, webcam: bool = False, batch_size: int | None = None
 ) -> AffectPredictor:
     """``load`` with a ``PredictConfig``'s detector, crop, threads and batch size (``batch_size`` overrides it)."""
     batch = batch_size or config.batch_for(webcam)

@@ -10,11 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from affectlab.data.samples import IMAGE_SUFFIXES
+from affectlab.data.suffixes import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 __all__ = ["VIDEO_SUFFIXES", "Source", "expand_inputs", "list_images"]
-
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 
 
 @dataclass(frozen=True)

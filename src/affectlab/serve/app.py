@@ -27,6 +27,7 @@ from typing import Any
 
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
+from affectlab.models.registry import resolve_model
 from affectlab.runtime.predictor import AffectPredictor, load_for
 from affectlab.runtime.settings import PredictConfig, split_options
 from affectlab.serve.access import api_key_from
@@ -190,14 +191,15 @@ def _log_requests_as_json() -> None:
 _WORKER_ENV = "AFFECTLAB_SERVE_WORKER"
 
 
-def serve(model: str | Path, *, config: PredictConfig | None = None, **options: Any) -> None:
+def serve(model: str | Path | None = None, *, config: PredictConfig | None = None, **options: Any) -> None:
     """Serve a model over HTTP until interrupted: ``POST /predict`` (an image), ``POST /predict/video``,
     ``GET /health``, ``GET /metrics`` and the web page at ``/``.
 
     This is ``affectlab.serve`` (and ``affectlab.api.serve``).
 
     Args:
-        model: a run folder, a ``.pt`` checkpoint or a ``.onnx`` file.
+        model: a run folder, a ``.pt`` checkpoint, a ``.onnx`` file or a named model (None: the bundled
+            ``affectlab-base``).
         config: prediction settings (detector, crop, threads); the ``PredictConfig`` fields among ``options``
             override it.
         options: ``PredictConfig`` fields and ``ServeOptions`` fields (``host``, ``port``, ``workers``,
@@ -218,7 +220,7 @@ def serve(model: str | Path, *, config: PredictConfig | None = None, **options: 
     serve_model(model, config, settings)
 
 
-def serve_model(model: str | Path, config: PredictConfig, options: ServeOptions) -> None:
+def serve_model(model: str | Path | None, config: PredictConfig, options: ServeOptions) -> None:
     """``serve`` with its settings made: load the model and run uvicorn until interrupted.
 
     The model is loaded first (a bad model fails before anything listens), then the port is bound here, so a port
@@ -229,6 +231,7 @@ def serve_model(model: str | Path, config: PredictConfig, options: ServeOptions)
     connections at random. ``/metrics`` counts the process that answers.
     """
     uvicorn = require("uvicorn", "serving", extra="serve")
+    model = resolve_model(model)  # a named model is checked once here; its workers load the checked file
     if options.workers > 1:
         from affectlab.runtime.backends import default_threads
 
