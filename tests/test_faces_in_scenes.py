@@ -131,3 +131,29 @@ def test_the_section_runs_the_scenes_through_the_runtime_predictor(tmp_path: Pat
     assert end * n == pytest.approx(found * section["found"])  # the missed faces count as wrong
     assert set(section["found_faces"]) >= {"accuracy", "valence_ccc", "arousal_ccc", "ece"}
     assert faces_in_scenes_section(model, meta, split, document, tta_flip=False, detector="haar") == section
+
+
+def test_the_study_report_gets_a_faces_in_scenes_table(tmp_path: Path) -> None:
+    from affectlab.reports.study_report import _markdown, _scenes_blocks
+
+    section = {
+        "seed": 0,
+        "detector": "yuface",
+        "margin": 0.2,
+        "scenes_spec": "640x480 scenes, 2-4 faces each at 48-200 px, rotated up to 10 degrees",
+        "min_iou": 0.5,
+        "faces": 600,
+        "scenes": 200,
+        "found": 589,
+        "missed": 11,
+        "false_boxes": 0,
+        "found_faces": {"accuracy": 0.433, "valence_ccc": 0.6, "arousal_ccc": 0.5, "ece": 0.05, "set_coverage": 0.88},
+        "end_to_end": {"accuracy": 0.425, "valence_ccc": 0.59, "arousal_ccc": 0.49},
+        "accuracy_ratio": 0.425 / 0.495,
+    }
+    runs = [{"name": "best_seed0", "metrics": {"faces_in_scenes": section}}]
+    md = _markdown(_scenes_blocks({"runs": runs}), tmp_path)
+    assert "## Faces in scenes: the test faces through the detector" in md
+    assert "| best_seed0 | 589 / 600 | 0 | 0.433 / 0.425 | 0.86 | 0.600 / 0.500 | 0.590 / 0.490 | 0.050 | 0.880 |" in md
+    assert "the yuface detector, the model's crop (margin 0.2)" in md
+    assert _scenes_blocks({"runs": [{"name": "old", "metrics": {}}]}) == []  # runs scored before the section

@@ -193,9 +193,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_analysis(metrics.analysis))
     if metrics.robustness is not None:
         print(f"robustness: {metrics.robustness['sentence']}")
-    scenes = metrics.to_dict().get("faces_in_scenes")
-    if scenes is not None:
-        print(f"faces in scenes: {scenes['sentence']}")
+    if metrics.faces_in_scenes is not None:
+        print(f"faces in scenes: {metrics.faces_in_scenes['sentence']}")
     confidence = format_confidence(metrics.to_dict().get("confidence"))
     if confidence:
         print(confidence)

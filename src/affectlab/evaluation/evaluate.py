@@ -73,6 +73,12 @@ class Metrics:
         return self.document.get("robustness")
 
     @property
+    def faces_in_scenes(self) -> dict[str, Any] | None:
+        """The faces pasted into generated scenes, scored end to end (``evaluation.faces_in_scenes``), when the
+        evaluation measured them."""
+        return self.document.get("faces_in_scenes")
+
+    @property
     def val_score(self) -> float:
         """The selection score (``train.monitor: val_score``) of these predictions: accuracy + mean V/A CCC."""
         valence, arousal = self.ccc or (None, None)

@@ -126,7 +126,12 @@ def _confidence_sentence(section: dict[str, Any]) -> str:
     clean, mean = section["clean"], section["damaged_mean"]
     parts = [
         f"{name} {clean[key]:.3f} clean, {mean[key]:.3f} damaged"
-        for name, key in (("ECE", "ece"), ("set coverage", "set_coverage"))
+        for name, key in (
+            ("ECE", "ece"),
+            ("set coverage", "set_coverage"),
+            ("valence interval coverage", "valence_coverage"),
+            ("arousal interval coverage", "arousal_coverage"),
+        )
         if clean.get(key) is not None and mean.get(key) is not None
     ]
     if not parts:

@@ -414,7 +414,7 @@ def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
         for m in ("accuracy", "valence_ccc", "arousal_ccc")
         if any(m in r["metrics"]["robustness"]["clean"] for r in runs)
     ]
-    trust = [m for m in ("ece", "set_coverage") if any(m in r["metrics"]["robustness"]["clean"] for r in runs)]
+    trust = [m for m in _TRUST_NAMES if any(m in r["metrics"]["robustness"]["clean"] for r in runs)]
     header = ["run"] + [f"{m.replace('_', ' ')}: clean / damaged / relative" for m in metrics]
     header += [f"{_TRUST_NAMES[m]}: clean / damaged" for m in trust]
     rows = []
@@ -461,8 +461,9 @@ def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
                 f"severities (generated at run time, seed {first['seed']}; docs/robustness.md says what each is). "
                 "Damaged = the mean over all damages and severities; relative = damaged / clean. ECE is that of the "
                 "probabilities users get (after the temperature); set coverage is the share of faces whose true "
-                "emotion is in their conformal prediction set (the target, train.coverage, holds on faces like the "
-                "validation split's)."
+                "emotion is in their conformal prediction set, interval coverage the share of true valence or "
+                "arousal inside the interval (the target, train.coverage, holds on faces like the validation "
+                "split's)."
             ),
         ),
         ("table", (header, rows)),
@@ -483,7 +484,12 @@ def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
     ]
 
 
-_TRUST_NAMES = {"ece": "ECE", "set_coverage": "set coverage"}
+_TRUST_NAMES = {
+    "ece": "ECE",
+    "set_coverage": "set coverage",
+    "valence_coverage": "V interval coverage",
+    "arousal_coverage": "A interval coverage",
+}
 
 
 def _scenes_blocks(summary: dict[str, Any]) -> list[Block]:
