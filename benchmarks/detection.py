@@ -1,6 +1,6 @@
 """Face detection on composite scenes with known boxes: recall and precision by face size, and frames/s.
 
-Scenes come from ``composites.py``: AffectNet face crops (all 3,999 of affectnet-3999) pasted at 20-250 px,
+Scenes come from ``affectlab.evaluation.scenes``: AffectNet face crops (all 3,999 of affectnet-3999) pasted at 20-250 px,
 rotated up to +-30 degrees, some blurred, relit or partly covered, on generated non-face backgrounds. They are
 built at run time from ``--seed`` and never written to disk.
 
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -33,9 +32,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import composites
-
+from affectlab.evaluation import scenes as composites
 from affectlab.reports.study_report import markdown_table
 from affectlab.runtime.faces import HaarDetector, YuFaceDetector, iou, make_detector
 

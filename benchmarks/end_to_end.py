@@ -1,6 +1,6 @@
 """End-to-end frames/s on 640x480 frames with one face: detection, cropping and the model, side by side.
 
-The frames are composite scenes (``composites.py``) with exactly one face of 60-250 px each, as a webcam or a
+The frames are composite scenes (``affectlab.evaluation.scenes``) with exactly one face of 60-250 px each, as a webcam or a
 talking-head video would give. Each pipeline is ``affectlab.load(model, detector=...)`` streaming the frames with
 batch size 1 (one frame in, its faces out: the latency-bound video and webcam case). The model is MobileNetV2 at
 160 px with the ImageNet trunk (``../shared/weights``) and an untrained multitask head, with flip TTA on as in
@@ -21,14 +21,11 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import composites
-
+from affectlab.evaluation import scenes as composites
 from affectlab.reports.study_report import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]

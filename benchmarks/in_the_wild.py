@@ -1,6 +1,6 @@
 """What users lose in the wild: a trained run scored on its test faces embedded in scenes, through the pipeline.
 
-Each test face of the run's split is pasted into its own 640x480 scene (``composites.py``: generated background,
+Each test face of the run's split is pasted into its own 640x480 scene (``affectlab.evaluation.scenes``: generated background,
 the face at 60-250 px, rotated up to +-20 degrees, sometimes blurred or relit, never occluded, since a covered
 mouth changes the expression), and the scene goes through ``affectlab.load(run, detector=...)`` as a user's
 photo would: detect, crop (plain box or aligned), resize, the model (with the run's flip TTA). The face whose
@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import composites
+from affectlab.evaluation import scenes as composites
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "affectnet-3999"

@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import composites
 from in_the_wild import DEFAULT_DATA, test_split
 
 from affectlab.cli import main as cli
+from affectlab.evaluation import scenes as composites
 from affectlab.labels import EMOTIONS
 
 

@@ -113,7 +113,10 @@ def test_train_then_evaluate_through_the_api(demo_data: Path, tmp_path: Path) ->
     # ...and the same scores under camera damage, generated again from the fixed seed
     assert run.metrics.robustness is not None and again.robustness == run.metrics.robustness
     assert (tmp_path / "again" / "robustness.png").is_file()
-    assert affectlab.evaluate(run, out=tmp_path / "quick", robustness=False).robustness is None
+    # ...and the same faces in scenes, through the runtime predictor as the saved model.pt predicts
+    assert run.metrics.faces_in_scenes is not None and again.faces_in_scenes == run.metrics.faces_in_scenes
+    quick = affectlab.evaluate(run, out=tmp_path / "quick", robustness=False, faces_in_scenes=False)
+    assert quick.robustness is None and quick.faces_in_scenes is None
     assert again.val_score == pytest.approx(run.metrics.val_score)
     val = affectlab.evaluate(run.path, split="val", out=tmp_path / "val")
     assert val.split == "val" and val.classification != run.metrics.classification  # another split

@@ -18,7 +18,8 @@ from affectlab.cli import main
 from affectlab.cli.main import build_parser
 from affectlab.labels import EMOTIONS
 
-# The robustness section is tested where it is checked (test_api, test_tradeoff, test_robustness); off here.
+# The robustness and faces-in-scenes sections are tested where they are checked (test_api, test_tradeoff,
+# test_robustness, test_faces_in_scenes); off here.
 FAST = [
     "--weights",
     "none",
@@ -30,6 +31,8 @@ FAST = [
     "--quiet",
     "--set",
     "train.robustness=false",
+    "--set",
+    "train.faces_in_scenes=false",
 ]
 
 
@@ -359,3 +362,5 @@ def test_evaluate_robustness_flag_defaults_to_the_run_setting() -> None:
     assert parser.parse_args(["evaluate", "run"]).robustness is None  # the run's train.robustness
     assert parser.parse_args(["evaluate", "run", "--no-robustness"]).robustness is False
     assert parser.parse_args(["evaluate", "run", "--robustness"]).robustness is True
+    assert parser.parse_args(["evaluate", "run"]).faces_in_scenes is None  # the run's train.faces_in_scenes
+    assert parser.parse_args(["evaluate", "run", "--no-faces-in-scenes"]).faces_in_scenes is False

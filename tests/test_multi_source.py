@@ -271,7 +271,25 @@ def test_train_on_two_sources_writes_per_source_metrics_and_evaluate_repeats_the
 
 
 def test_cross_dataset_table_has_a_row_per_model_a_column_per_source_and_marks_in_domain_cells() -> None:
+    from affectlab.evaluation.trust import confidence_metrics, confidence_section, set_metrics
+    from affectlab.models.meta import Calibration
     from affectlab.reports.cross_dataset import cross_dataset_table
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 8, 200)
+    cal = Calibration(temperature=1.5, coverage=0.9, set_threshold=0.8, n=100)
+
+    def confidence(shift: float) -> tuple[dict, float, float]:
+        """A confidence section of synthetic outputs, and its ECE and set coverage by the trust functions."""
+        logits = rng.normal(0, 1, (200, 8))
+        logits[np.arange(200), y] += shift
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        sets = probs >= np.sort(probs, axis=1)[:, [-3]]  # the three most probable classes
+        outputs = {"probs": probs, "set": sets}
+        section = confidence_section(outputs, outputs, y, None, cal)
+        return section, confidence_metrics(y, probs)["ece"], set_metrics(y, sets)["coverage"]
+
+    sections = [confidence(shift) for shift in (0.5, 1.0, 2.0, 3.0)]
 
     def run(trained_on: list[str], seed: int, an: float, fer: float) -> dict:
         def document(name: str, accuracy: float) -> dict:
@@ -279,6 +297,7 @@ def test_cross_dataset_table_has_a_row_per_model_a_column_per_source_and_marks_i
                 "classification": {"accuracy": accuracy},
                 "classification_shared": {"accuracy": accuracy + 0.1},
                 "in_domain": name in trained_on,
+                "confidence": sections[seed + (name == "fer")][0],
             }
 
         metrics = {"sources": {"an": document("an", an), "fer": document("fer", fer)}, "shared_classes": ["Neutral"]}
@@ -294,9 +313,19 @@ def test_cross_dataset_table_has_a_row_per_model_a_column_per_source_and_marks_i
     table = cross_dataset_table(runs)
     assert table is not None
     header, rows, shared = table
-    assert header[-2:] == ["an test", "fer test"] and shared == ["Neutral"]
+    assert header[-4:] == ["an test", "an ECE / set coverage", "fer test", "fer ECE / set coverage"]
+    assert shared == ["Neutral"]
     assert [row[3] for row in rows] == ["an", "fer", "an + fer"]
-    assert rows[0][4:] == ["2", "0.550 ± 0.050 / 0.650 ± 0.050 *", "0.300 ± 0.000 / 0.400 ± 0.000"]
-    assert rows[1][-2:] == ["0.200 / 0.300", "0.600 / 0.700 *"]
-    assert rows[2][-2:] == ["0.500 / 0.600 *", "0.600 / 0.700 *"]
+    assert [rows[0][i] for i in (4, 5, 7)] == ["2", "0.550 ± 0.050 / 0.650 ± 0.050 *", "0.300 ± 0.000 / 0.400 ± 0.000"]
+    assert rows[1][-4::2] == ["0.200 / 0.300", "0.600 / 0.700 *"]
+    assert rows[2][-4::2] == ["0.500 / 0.600 *", "0.600 / 0.700 *"]
+    # ECE and set coverage: the trust functions' values on the same outputs (a mean over the two seeds)
+    _, ece_fer, coverage_fer = sections[1]
+    assert rows[1][-1] == f"{ece_fer:.3f} / {coverage_fer:.3f}"
+    ece_an = np.mean([sections[0][1], sections[1][1]])
+    coverage_an = np.mean([sections[0][2], sections[1][2]])
+    assert rows[0][6] == f"{ece_an:.3f} / {coverage_an:.3f}"
+    old = [{**r, "metrics": {**r["metrics"], "sources": {k: {**d, "confidence": None}
+                                                          for k, d in r["metrics"]["sources"].items()}}} for r in runs]  # fmt: skip
+    assert cross_dataset_table(old)[1][0][6] == "- / -"  # type: ignore[index]  # runs scored before confidence
     assert cross_dataset_table([{**runs[0], "metrics": {"classification": {"accuracy": 0.5}}}]) is None

@@ -34,6 +34,8 @@ FAST = [
     "--quiet",
     "--set",
     "train.robustness=false",
+    "--set",
+    "train.faces_in_scenes=false",
 ]
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)

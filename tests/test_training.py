@@ -32,7 +32,7 @@ def _config(data: Path, **train: object) -> RunConfig:
     return RunConfig(
         DataConfig(path=str(data)),
         ModelConfig(backbone="mobilenet_v2", weights="none", task="multitask", freeze=True, input_size=48),
-        TrainConfig(**{"epochs": 3, "batch_size": 16, "robustness": False, **train}),  # type: ignore[arg-type]
+        TrainConfig(**{"epochs": 3, "batch_size": 16, "robustness": False, "faces_in_scenes": False, **train}),  # type: ignore[arg-type]
     )
 
 

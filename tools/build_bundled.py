@@ -338,4 +338,7 @@ if __name__ == "__main__":
 def _confusion_sentence(metrics: dict[str, Any], source: str) -> str:
     """The run's own reading of its confusion matrix, so the card's weak classes are measured, not assumed."""
     scored = (metrics.get("sources") or {}).get(source) or metrics
-    return str(((scored.get("analysis") or {}).get("confusions") or {}).get("sentence") or "no confusion analysis in metrics.json.")
+    return str(
+        ((scored.get("analysis") or {}).get("confusions") or {}).get("sentence")
+        or "no confusion analysis in metrics.json."
+    )

@@ -136,17 +136,22 @@ def evaluate(
     overwrite: bool = False,
     tta_flip: bool | None = None,
     robustness: bool | None = None,
+    faces_in_scenes: bool | None = None,
 ) -> Metrics:
     """Score a saved run on its test or validation split, or (``split="all"``) on other data.
 
     Writes ``metrics.json`` and the figures (into the run folder for its own test split, else into
-    ``eval-<split>-<data>`` inside it, or into ``out``); ``tta_flip`` overrides the run's flip TTA, and
-    ``robustness`` its ``train.robustness`` (the scores under camera damage, docs/robustness.md).
+    ``eval-<split>-<data>`` inside it, or into ``out``); ``tta_flip`` overrides the run's flip TTA,
+    ``robustness`` its ``train.robustness`` (the scores under camera damage, docs/robustness.md) and
+    ``faces_in_scenes`` its ``train.faces_in_scenes`` (the faces pasted into generated scenes, through the
+    default detector).
     """
     from affectlab.experiment import Run, evaluate_run
 
     path = run.path if isinstance(run, Run) else run
-    return evaluate_run(path, data, split, out, overwrite, tta_flip=tta_flip, robustness=robustness)
+    return evaluate_run(
+        path, data, split, out, overwrite, tta_flip=tta_flip, robustness=robustness, faces_in_scenes=faces_in_scenes
+    )
 
 
 def study(

@@ -194,6 +194,9 @@ class TrainConfig:
     sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' batches (small per-device batches)
     # Score the test split again under camera damage (9 damages x 3 severities) after training; docs/robustness.md
     robustness: bool = True
+    # Paste the test faces into generated scenes and score them end to end through the default detector and the
+    # model's crop, as `affectlab predict` runs (the "Faces in scenes" section); docs/robustness.md
+    faces_in_scenes: bool = True
 
 
 @dataclass

@@ -24,6 +24,7 @@ from affectlab.errors import AffectlabError
 from affectlab.evaluation.calibration import fit_calibration
 from affectlab.evaluation.efficiency import SpeedPlan, measure_model
 from affectlab.evaluation.evaluate import Metrics, score, score_sources
+from affectlab.evaluation.faces_in_scenes import faces_in_scenes_section
 from affectlab.evaluation.robustness import robustness_section
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import load_checkpoint, save_calibration
@@ -149,7 +150,12 @@ def run_experiment(
     tta = cfg.train.tta_flip
     metrics, shown, shown_outputs = _score(cfg, data, scored, outputs, eval_split, tta, calibration, uncalibrated)
     if cfg.train.robustness:  # on the faces the top level reports (with several sources, the selecting one's)
-        metrics["robustness"] = robustness_section(result.model, result.preprocess, shown, metrics, tta)
+        metrics["robustness"] = robustness_section(
+            result.model, result.preprocess, shown, metrics, tta, calibration=calibration
+        )
+    if cfg.train.faces_in_scenes:  # through the runtime predictor, as the saved model.pt predicts
+        _, saved = load_checkpoint(run_dir)
+        metrics["faces_in_scenes"] = faces_in_scenes_section(result.model, saved, shown, metrics, tta)
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
@@ -192,7 +198,9 @@ def _score(
     if not isinstance(data, SourcesData):
         return score(outputs, scored, cfg.model, split, tta_flip, calibration, uncalibrated), scored, outputs
     select = cfg.train.select_source
-    metrics = score_sources(outputs, scored, data.infos, cfg.model, split, tta_flip, cfg.data.train_on, select)
+    metrics = score_sources(
+        outputs, scored, data.infos, cfg.model, split, tta_flip, cfg.data.train_on, select, calibration, uncalibrated
+    )
     index = [info.name for info in data.infos].index(metrics["source"])
     rows = scored.source == index
     return metrics, source_part(data.splits[split], index), {key: value[rows] for key, value in outputs.items()}
@@ -248,13 +256,16 @@ def evaluate_run(
     batch_size: int = 64,
     tta_flip: bool | None = None,
     robustness: bool | None = None,
+    faces_in_scenes: bool | None = None,
 ) -> Metrics:
     """Score a saved run on its own split or (``split="all"``) on other data, and write metrics and figures.
 
     ``tta_flip`` overrides the run's own flip test-time augmentation, to measure what it buys; ``robustness``
-    the run's ``train.robustness`` (scores under camera damage). A named model (``affectlab-base``) has no run
-    folder here: it is scored on other data only (``split="all"``), into ``eval-NAME-DATA`` in the current folder
-    unless ``out_dir`` is given; its card (MODEL_CARD.md) holds the test metrics of the run it came from.
+    the run's ``train.robustness`` (scores under camera damage), ``faces_in_scenes`` its
+    ``train.faces_in_scenes`` (the faces pasted into scenes, through the detector). A named model
+    (``affectlab-base``) has no run folder here: it is scored on other data only (``split="all"``), into
+    ``eval-NAME-DATA`` in the current folder unless ``out_dir`` is given; its card (MODEL_CARD.md) holds the test
+    metrics of the run it came from.
     """
     if split not in ("test", "val", "all"):
         raise AffectlabError(f"unknown split {split!r}; use test, val or all")
@@ -301,7 +312,11 @@ def evaluate_run(
     metrics, part, outputs = _score(cfg, prepared, part, outputs, split, tta, meta.calibration, uncalibrated)
     before = uncalibrated if part is scored_part else None  # several sources: the figures show one source's faces
     if cfg.train.robustness if robustness is None else robustness:
-        metrics["robustness"] = robustness_section(model, preprocess, part, metrics, tta, batch_size)
+        metrics["robustness"] = robustness_section(
+            model, preprocess, part, metrics, tta, batch_size, calibration=meta.calibration
+        )
+    if cfg.train.faces_in_scenes if faces_in_scenes is None else faces_in_scenes:
+        metrics["faces_in_scenes"] = faces_in_scenes_section(model, meta, part, metrics, tta)
     metrics["data"] = prepared.source
     default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
     target = Path(out_dir) if out_dir else default_target

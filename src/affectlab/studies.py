@@ -36,7 +36,21 @@ SUMMARY_METRICS = {
     "classification": ("accuracy", "f1_weighted", "f1_macro", "cohen_kappa", "auc_ovr"),
     "valence": ("rmse", "corr", "sagr", "ccc"),
     "arousal": ("rmse", "corr", "sagr", "ccc"),
-    "robustness": ("accuracy_relative", "valence_ccc_relative", "arousal_ccc_relative"),
+    "robustness": (
+        "accuracy_relative",
+        "valence_ccc_relative",
+        "arousal_ccc_relative",
+        "damaged_mean.ece",
+        "damaged_mean.set_coverage",
+    ),
+    "faces_in_scenes": (
+        "found_share",
+        "false_boxes",
+        "end_to_end.accuracy",
+        "accuracy_ratio",
+        "end_to_end.valence_ccc",
+        "end_to_end.arousal_ccc",
+    ),
     "confidence": (
         "temperature",
         "before.ece",

@@ -187,11 +187,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         tta_flip=args.tta_flip,
         robustness=args.robustness,
+        faces_in_scenes=args.faces_in_scenes,
     )
     _print_table([{"name": Path(args.run_dir).name, "metrics": metrics.to_dict()}])
     print(format_analysis(metrics.analysis))
     if metrics.robustness is not None:
         print(f"robustness: {metrics.robustness['sentence']}")
+    if metrics.faces_in_scenes is not None:
+        print(f"faces in scenes: {metrics.faces_in_scenes['sentence']}")
     confidence = format_confidence(metrics.to_dict().get("confidence"))
     if confidence:
         print(confidence)
@@ -320,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="also score under camera damage, 9 damages x 3 severities (default: the run's train.robustness)",
+    )
+    evaluate.add_argument(
+        "--faces-in-scenes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also paste the faces into generated scenes and score them through the default detector "
+        "(default: the run's train.faces_in_scenes)",
     )
     evaluate.set_defaults(handler=cmd_evaluate)
 

@@ -73,6 +73,12 @@ class Metrics:
         return self.document.get("robustness")
 
     @property
+    def faces_in_scenes(self) -> dict[str, Any] | None:
+        """The faces pasted into generated scenes, scored end to end (``evaluation.faces_in_scenes``), when the
+        evaluation measured them."""
+        return self.document.get("faces_in_scenes")
+
+    @property
     def val_score(self) -> float:
         """The selection score (``train.monitor: val_score``) of these predictions: accuracy + mean V/A CCC."""
         valence, arousal = self.ccc or (None, None)
@@ -132,6 +138,8 @@ def score_sources(
     tta_flip: bool,
     trained_on: list[str] | None = None,
     select: str | None = None,
+    calibration: Calibration | None = None,
+    uncalibrated: Outputs | None = None,
 ) -> dict[str, Any]:
     """The metrics.json document of a run on several sources: each source's split scored on its own.
 
@@ -140,7 +148,9 @@ def score_sources(
     also gets ``classification_shared``: the scores over the classes every source labels, the arg-max taken
     among those classes only, so that models trained with and without the missing class compare fairly. The
     top level is the selecting source's document (``select``, default the first trained source), so tables that
-    read one score per run read that one; ``source`` names it.
+    read one score per run read that one; ``source`` names it. Each source's ``confidence`` section scores
+    ``outputs`` (with ``calibration``) against ``uncalibrated`` as ``score`` does, so the cross-dataset table can
+    say how far the calibration and the coverage hold on each source.
     """
     trained = set(trained_on or [info.name for info in infos])
     labelled = [info for info in infos if info.classes]
@@ -152,8 +162,9 @@ def score_sources(
             continue
         rows = data.source == index
         part_outputs = {key: value[rows] for key, value in outputs.items()}
+        part_before = None if uncalibrated is None else {key: value[rows] for key, value in uncalibrated.items()}
         try:
-            document = score(part_outputs, part, model, split, tta_flip)
+            document = score(part_outputs, part, model, split, tta_flip, calibration, part_before)
         except AffectlabError:  # this source has none of the labels the model predicts: nothing to score on it
             continue
         document.update({"source": info.name, "path": info.path, "in_domain": info.name in trained})

@@ -8,6 +8,9 @@
   area under the risk-coverage curve (mean error over every coverage from 1 face to all; lower is better).
 * Conformal sets and intervals: the share of faces whose true class is in their set and whose true V/A is in its
   interval, with the mean set size and interval width, next to the target.
+* Under shift (camera damage, faces in scenes, another dataset): ``shift_metrics`` gives the same ECE and
+  coverages of the outputs users get there, and ``clean_shift_metrics`` reads them back from a ``confidence``
+  section, so a report sets the two side by side.
 """
 
 from __future__ import annotations
@@ -24,17 +27,33 @@ from affectlab.models.outputs import Outputs
 
 __all__ = [
     "ECE_BINS",
+    "SHIFT_METRICS",
+    "clean_shift_metrics",
     "confidence_metrics",
     "confidence_section",
+    "expected_calibration_error",
     "format_confidence",
     "interval_metrics",
     "selective_metrics",
     "set_metrics",
+    "shift_metrics",
 ]
 
 ECE_BINS = 15
 #: Coverages at which selective accuracy is reported.
 SELECTIVE_COVERAGES = (0.5, 0.8, 1.0)
+
+
+#: What ``shift_metrics`` reports: ECE of the top probability, coverage and mean size of the prediction sets,
+#: coverage of the valence and arousal intervals (each only where the model and the labels have it).
+SHIFT_METRICS = ("ece", "set_coverage", "set_size", "valence_coverage", "arousal_coverage")
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """ECE of the top probability (N x C probabilities, N labels), ``ECE_BINS`` equal-width bins."""
+    p = torch.as_tensor(np.asarray(probs, dtype=np.float64)).float()
+    y = torch.as_tensor(np.asarray(y_true), dtype=torch.long)
+    return float(multiclass_calibration_error(p, y, p.shape[1], n_bins=ECE_BINS, norm="l1"))
 
 
 def confidence_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
@@ -44,12 +63,11 @@ def confidence_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float
     n, classes = p.shape
     true_p = p[torch.arange(n), y]
     onehot = torch.nn.functional.one_hot(y, classes).double()
-    ece = multiclass_calibration_error(p.float(), y, classes, n_bins=ECE_BINS, norm="l1")
     classwise = [binary_calibration_error(p[:, c].float(), (y == c).long(), n_bins=ECE_BINS) for c in range(classes)]
     result = {
         "nll": float(-torch.log(true_p.clamp_min(1e-12)).mean()),
         "brier": float(((p - onehot) ** 2).sum(dim=1).mean()),
-        "ece": float(ece),
+        "ece": expected_calibration_error(y_true, probs),
         "classwise_ece": float(torch.stack(classwise).mean()),
     }
     return result | selective_metrics(p.max(dim=1).values.numpy(), (p.argmax(dim=1) == y).numpy())
@@ -108,6 +126,39 @@ def confidence_section(
     if va_true is not None and "va_interval" in after:
         section["intervals"] = interval_metrics(va_true, after["va_interval"])
     return section
+
+
+def shift_metrics(outputs: Outputs, y_true: np.ndarray | None, va_true: np.ndarray | None) -> dict[str, float]:
+    """``SHIFT_METRICS`` of ``outputs`` (the probabilities users get: calibrated where the model has a
+    temperature; its sets and intervals) against the labels given (None: not scored)."""
+    result: dict[str, float] = {}
+    if y_true is not None and "probs" in outputs:
+        result["ece"] = expected_calibration_error(y_true, outputs["probs"])
+        if "set" in outputs:
+            sets = set_metrics(y_true, outputs["set"])
+            result["set_coverage"], result["set_size"] = sets["coverage"], sets["mean_size"]
+    if va_true is not None and "va_interval" in outputs:
+        intervals = interval_metrics(va_true, outputs["va_interval"])
+        result["valence_coverage"] = intervals["valence"]["coverage"]
+        result["arousal_coverage"] = intervals["arousal"]["coverage"]
+    return result
+
+
+def clean_shift_metrics(section: dict[str, Any] | None) -> dict[str, float]:
+    """``SHIFT_METRICS`` read from a ``confidence`` section (the clean split's): the ECE after the temperature
+    (before it, for a model without one: what its users get), the set and interval coverages."""
+    if not section:
+        return {}
+    result: dict[str, float] = {}
+    scored = section.get("after") or section.get("before")
+    if scored is not None:
+        result["ece"] = scored["ece"]
+    if section.get("sets"):
+        result["set_coverage"], result["set_size"] = section["sets"]["coverage"], section["sets"]["mean_size"]
+    if section.get("intervals"):
+        result["valence_coverage"] = section["intervals"]["valence"]["coverage"]
+        result["arousal_coverage"] = section["intervals"]["arousal"]["coverage"]
+    return result
 
 
 def format_confidence(section: dict[str, Any] | None) -> str:

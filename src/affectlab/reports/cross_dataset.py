@@ -5,6 +5,10 @@ splits. A model is scored on every source whatever it trained on, so the off-dia
 up on data it never saw; in-domain cells (the model trained on that source) are marked. Where a source lacks
 classes, each cell gives the 8-class accuracy and the accuracy over the classes every source labels (arg-max
 among those only), so a model that never saw Contempt is not scored on it.
+
+Beside each accuracy, the ECE of the probabilities users get and the empirical coverage of the prediction sets on
+that source (``trust.clean_shift_metrics`` of its ``confidence`` section): the calibration and the coverage are
+fitted on the training sources' validation faces, and off the diagonal they show how far they still hold.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from affectlab.evaluation.trust import clean_shift_metrics
 
 __all__ = ["IN_DOMAIN_MARK", "cross_dataset_table"]
 
@@ -27,11 +33,17 @@ def _mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
+def _mean(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{np.mean(known):.3f}" if known else "-"
+
+
 def cross_dataset_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]] | None:
     """(header, rows, shared classes) of the table, or None when the runs were not scored on several sources.
 
     Each cell is mean ± std over seeds of the test accuracy, then (where a source lacks classes) the shared-class
-    accuracy after a slash; ``IN_DOMAIN_MARK`` follows in-domain cells.
+    accuracy after a slash; ``IN_DOMAIN_MARK`` follows in-domain cells. Each source's accuracy column is followed
+    by one with the mean ECE and the mean set coverage over seeds ("-" where the runs have none).
     """
     scored = [run for run in runs if len(run["metrics"].get("sources", {})) > 1]
     if not scored:
@@ -52,6 +64,9 @@ def cross_dataset_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[lis
             cell = _mean_std(full) + (f" / {_mean_std(part)}" if part else "")
             in_domain = any(d.get("in_domain") for d in documents)
             cells.append(cell + (f" {IN_DOMAIN_MARK}" if in_domain else ""))
+            trust = [clean_shift_metrics(d.get("confidence")) for d in documents]
+            cells.append(" / ".join(_mean([t.get(k) for t in trust]) for k in ("ece", "set_coverage")))
         rows.append(cells)
-    header = ["backbone", "task", "weights", "trained on", "seeds", *(f"{s} test" for s in sources)]
+    columns = [(f"{s} test", f"{s} ECE / set coverage") for s in sources]
+    header = ["backbone", "task", "weights", "trained on", "seeds", *(c for pair in columns for c in pair)]
     return header, rows, shared

@@ -207,6 +207,7 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
         *_efficiency_blocks(summary),
         *_analysis_blocks(runs),
         *_robustness_blocks(summary),
+        *_scenes_blocks(summary),
         ("h2", "Settings"),
         ("pre", "\n".join(f"{section}.{k}: {v}" for section in ("model", "train") for k, v in cfg[section].items())),
     ]
@@ -233,7 +234,12 @@ def _cross_dataset_blocks(summary: dict[str, Any]) -> list[Block]:
             f" After the slash: accuracy over the {len(shared)} classes every source labels ({', '.join(shared)}), "
             "the prediction the most probable of those; the first number is the 8-class accuracy."
         )
-    note += " The classification and regression tables above score each model on the source that selected it."
+    note += (
+        " Beside each accuracy: the ECE of the calibrated probabilities and the coverage of the prediction sets on "
+        "that source (mean over seeds); both are fitted on the training sources' validation faces, so off the "
+        "diagonal they show how far the calibration and the coverage guarantee hold on data the model never saw."
+        " The classification and regression tables above score each model on the source that selected it."
+    )
     return [("h2", "Cross-dataset (test splits)"), ("table", (header, rows)), ("p", note)]
 
 
@@ -398,7 +404,8 @@ def _analysis_blocks(runs: list[dict[str, Any]]) -> list[Block]:
 
 
 def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
-    """Per model: the clean score, the mean under damage relative to clean, and each damage's three severities."""
+    """Per model: the clean score, the mean under damage relative to clean, and each damage's three severities;
+    beside them the ECE and set coverage, clean and under damage."""
     runs = [r for r in summary["runs"] if "robustness" in r["metrics"]]
     if not runs:
         return []
@@ -407,7 +414,9 @@ def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
         for m in ("accuracy", "valence_ccc", "arousal_ccc")
         if any(m in r["metrics"]["robustness"]["clean"] for r in runs)
     ]
+    trust = [m for m in _TRUST_NAMES if any(m in r["metrics"]["robustness"]["clean"] for r in runs)]
     header = ["run"] + [f"{m.replace('_', ' ')}: clean / damaged / relative" for m in metrics]
+    header += [f"{_TRUST_NAMES[m]}: clean / damaged" for m in trust]
     rows = []
     for run in runs:
         section = run["metrics"]["robustness"]
@@ -418,38 +427,53 @@ def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
                 continue
             damaged, relative = section["damaged_mean"][m], section[f"{m}_relative"]
             cells.append(f"{_f(section['clean'][m])} / {_f(damaged)} / {_f(relative, 2)}")
+        for m in trust:
+            cells.append(f"{_f(section['clean'].get(m))} / {_f(section['damaged_mean'].get(m))}")
         rows.append(cells)
     first = runs[0]["metrics"]["robustness"]
     damages = list(dict.fromkeys(r["damage"] for r in first["results"]))
     settings = {d: ", ".join(r["setting"] for r in first["results"] if r["damage"] == d) for d in damages}
-    detail_header = ["damage", "severities 1 / 2 / 3"] + [r["name"] for r in runs]
-    detail = []
-    for damage in damages:
-        cells = [damage, settings[damage]]
-        for run in runs:
-            section = run["metrics"]["robustness"]
-            metric = "accuracy" if "accuracy" in section["clean"] else "valence_ccc"
-            values = [r[metric] for r in section["results"] if r["damage"] == damage]
-            cells.append(" / ".join(_f(v) for v in values))
-        detail.append(cells)
+
+    def detail(metric: str | None) -> tuple[list[str], list[list[str]]]:
+        """Each damage's three severities per run: ``metric``, or the run's headline score when None."""
+        table = []
+        for damage in damages:
+            cells = [damage, settings[damage]]
+            for run in runs:
+                section = run["metrics"]["robustness"]
+                shown = metric or ("accuracy" if "accuracy" in section["clean"] else "valence_ccc")
+                values = [r.get(shown) for r in section["results"] if r["damage"] == damage]
+                cells.append(" / ".join(_f(v) for v in values))
+            table.append(cells)
+        return ["damage", "severities 1 / 2 / 3"] + [r["name"] for r in runs], table
+
     aggregate = [
         f"{a['backbone']} {a['task']}: {_f(a['robustness.accuracy_relative'], 2)} of clean accuracy"
         for a in summary["aggregate"]
         if "robustness.accuracy_relative" in a
     ]
-    return [
+    blocks: list[Block] = [
         ("h2", "Robustness: the test split under camera damage"),
         (
             "p",
             (
                 f"Each model scored again on its test split under {len(damages)} kinds of camera damage at three "
                 f"severities (generated at run time, seed {first['seed']}; docs/robustness.md says what each is). "
-                "Damaged = the mean over all damages and severities; relative = damaged / clean."
+                "Damaged = the mean over all damages and severities; relative = damaged / clean. ECE is that of the "
+                "probabilities users get (after the temperature); set coverage is the share of faces whose true "
+                "emotion is in their conformal prediction set, interval coverage the share of true valence or "
+                "arousal inside the interval (the target, train.coverage, holds on faces like the validation "
+                "split's)."
             ),
         ),
         ("table", (header, rows)),
         ("p", "Per damage and severity (accuracy, or valence CCC for regression-only models):"),
-        ("table", (detail_header, detail)),
+        ("table", detail(None)),
+    ]
+    for m in trust:
+        blocks += [("p", f"{_TRUST_NAMES[m]} per damage and severity:"), ("table", detail(m))]
+    return [
+        *blocks,
         *[("p", f"{run['name']}: {run['metrics']['robustness']['sentence']}") for run in runs],
         *(
             [("p", "Mean over seeds: " + "; ".join(aggregate) + ".")]
@@ -458,6 +482,49 @@ def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
         ),
         ("p", "The figure of each run (robustness.png) plots the score against severity, one line per damage."),
     ]
+
+
+_TRUST_NAMES = {
+    "ece": "ECE",
+    "set_coverage": "set coverage",
+    "valence_coverage": "V interval coverage",
+    "arousal_coverage": "A interval coverage",
+}
+
+
+def _scenes_blocks(summary: dict[str, Any]) -> list[Block]:
+    """Per model: the test faces pasted into generated scenes, through the default detector, end to end."""
+    runs = [r for r in summary["runs"] if "faces_in_scenes" in r["metrics"]]
+    if not runs:
+        return []
+    header = ["run", "faces found", "false boxes", "accuracy found / end to end", "of clean",
+              "CCC V/A found", "CCC V/A end to end", "ECE found", "set coverage found"]  # fmt: skip
+    rows = []
+    for run in runs:
+        s = run["metrics"]["faces_in_scenes"]
+        found, end = s["found_faces"], s["end_to_end"]
+        rows.append(
+            [
+                run["name"],
+                f"{s['found']} / {s['faces']}",
+                str(s["false_boxes"]),
+                f"{_f(found.get('accuracy'))} / {_f(end.get('accuracy'))}" if "accuracy" in end else "-",
+                _f(s.get("accuracy_ratio"), 2),
+                f"{_f(found.get('valence_ccc'))} / {_f(found.get('arousal_ccc'))}" if "valence_ccc" in end else "-",
+                f"{_f(end.get('valence_ccc'))} / {_f(end.get('arousal_ccc'))}" if "valence_ccc" in end else "-",
+                _f(found.get("ece")),
+                _f(found.get("set_coverage")),
+            ]
+        )
+    first = runs[0]["metrics"]["faces_in_scenes"]
+    note = (
+        f"Each model's test faces pasted into generated scenes ({first['scenes_spec']}; seed {first['seed']}, "
+        f"never stored) and run end to end as affectlab predict runs them: the {first['detector']} detector, the "
+        f"model's crop (margin {first['margin']:g}), its flip TTA and calibration. A detection matches a pasted face "
+        f"at IoU >= {first['min_iou']:g} (one to one); end to end, a missed face counts as wrong (and as V = A = 0 "
+        "for the CCC); 'of clean' = end-to-end accuracy / the clean-crop test accuracy."
+    )
+    return [("h2", "Faces in scenes: the test faces through the detector"), ("p", note), ("table", (header, rows))]
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

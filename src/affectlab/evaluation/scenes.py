@@ -1,13 +1,16 @@
-"""Scenes with known face boxes, built at run time from AffectNet face crops, for the detection benchmarks.
+"""Scenes with known face boxes, generated at run time from face crops: for the "Faces in scenes" section of
+every evaluation (``evaluation.faces_in_scenes``) and for the detection benchmarks.
 
 Each scene is a generated non-face background (smooth gradients, multi-scale noise, random shapes and stripes)
-with several faces pasted at random sizes (20-250 px by default, log-uniform so small faces are as common as
-large ones), each rotated in-plane by up to +-30 degrees, and some blurred, darkened or brightened, or partly
-covered by a block of colour. A face is pasted through a feathered elliptical mask, so no square edge gives
-it away. Its true box is the upright square of the pasted crop (AffectNet's own face box, the one the models
-are trained on), centred where it was pasted: an in-plane rotation does not change the face's size or centre.
+with several faces pasted at random sizes (log-uniform, so small faces are as common as large ones), each rotated
+in-plane by up to ``max_angle`` degrees, and (per ``SceneSpec``) some blurred, relit or partly covered by a block
+of colour. A face is pasted through a feathered elliptical mask, so no square edge gives it away. Its true box is
+the upright square of the pasted crop (the dataset's own face box, the one the models are trained on), centred
+where it was pasted: an in-plane rotation does not change the face's size or centre.
 
-Nothing is written to disk: scenes are rebuilt from the seed every run, so the data's licence is respected.
+Two ways to fill scenes: ``scenes`` draws random crops for benchmarks of detectors; ``scenes_of`` pastes every
+given face exactly once, in order, so that each test face is scored once. Nothing is written to disk: scenes are
+rebuilt from the seed every run (the same seed gives the same scenes), so the data's licence is respected.
 """
 
 from __future__ import annotations
@@ -19,11 +22,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-Box = tuple[int, int, int, int]
+from affectlab.errors import AffectlabError
+
+__all__ = ["Box", "Scene", "SceneSpec", "background", "load_crops", "make_scene", "scenes", "scenes_of"]
+
+Box = tuple[int, int, int, int]  # x, y, width, height
 
 
 @dataclass
 class Scene:
+    """One generated image and where its faces are."""
+
     image: np.ndarray  # RGB uint8
     boxes: list[Box]  # true face boxes (x, y, w, h)
     sources: list[int] = field(default_factory=list)  # index of each face in the crop list
@@ -32,6 +41,9 @@ class Scene:
 
 @dataclass(frozen=True)
 class SceneSpec:
+    """How scenes are drawn: frame size, face sides (pixels, log-uniform), faces per scene, and what is done to
+    each face (in-plane rotation up to ``max_angle`` degrees; probabilities of blur, relighting, occlusion)."""
+
     width: int = 640
     height: int = 480
     min_face: int = 20
@@ -45,7 +57,13 @@ class SceneSpec:
 
 def load_crops(paths: Sequence[Path]) -> list[np.ndarray]:
     """Decode face crops as RGB."""
-    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    crops = []
+    for path in paths:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise AffectlabError(f"{path}: not a readable image")
+        crops.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return crops
 
 
 def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -94,10 +112,12 @@ def _place(rng: np.random.Generator, side: int, taken: list[Box], width: int, he
     return None
 
 
-def _face_patch(crop: np.ndarray, side: int, angle: float, rng: np.random.Generator, spec: SceneSpec):  # type: ignore[no-untyped-def]
+def _face_patch(
+    crop: np.ndarray, side: int, angle: float, rng: np.random.Generator, spec: SceneSpec
+) -> tuple[np.ndarray, np.ndarray]:
     """The crop resized to ``side``, rotated, with lighting, blur and occlusion; plus its alpha mask."""
     face = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA if side < crop.shape[0] else cv2.INTER_LINEAR)
-    mask = np.zeros((side, side), np.float32)
+    mask: np.ndarray = np.zeros((side, side), np.float32)
     cv2.ellipse(mask, (side // 2, side // 2), (int(side * 0.47), int(side * 0.49)), 0, 0, 360, 1.0, -1)
     mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, side * 0.03))
     rotation = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
@@ -123,32 +143,66 @@ def _face_patch(crop: np.ndarray, side: int, angle: float, rng: np.random.Genera
     return np.clip(face, 0, 255), mask
 
 
+def _paste(canvas: np.ndarray, scene: Scene, rng: np.random.Generator, crop: np.ndarray, index: int, box: Box,
+           spec: SceneSpec) -> None:  # fmt: skip
+    """Paste ``crop`` (face ``index``) into ``canvas`` at ``box``, and record it on ``scene``."""
+    x, y, side, _ = box
+    angle = float(rng.uniform(-spec.max_angle, spec.max_angle))
+    face, mask = _face_patch(crop, side, angle, rng, spec)
+    region = canvas[y : y + side, x : x + side]
+    region[:] = region * (1 - mask[..., None]) + face * mask[..., None]
+    scene.boxes.append(box)
+    scene.sources.append(index)
+    scene.angles.append(angle)
+
+
+def _side(rng: np.random.Generator, spec: SceneSpec) -> int:
+    side = round(np.exp(rng.uniform(np.log(spec.min_face), np.log(spec.max_face))))
+    return int(min(side, spec.width, spec.height))
+
+
 def make_scene(rng: np.random.Generator, crops: Sequence[np.ndarray], spec: SceneSpec = SceneSpec()) -> Scene:
-    """One scene: background plus faces; see the module docstring."""
+    """One scene: background plus randomly chosen crops; see the module docstring."""
     canvas = background(rng, spec.height, spec.width).astype(np.float32)
     scene = Scene(image=np.empty(0), boxes=[])
     wanted = int(rng.integers(spec.faces[0], spec.faces[1] + 1))
     for _ in range(wanted):
-        side = round(np.exp(rng.uniform(np.log(spec.min_face), np.log(spec.max_face))))
-        side = min(side, spec.width, spec.height)
+        side = _side(rng, spec)
         box = _place(rng, side, scene.boxes, spec.width, spec.height)
         if box is None:
             continue
         index = int(rng.integers(0, len(crops)))
-        angle = float(rng.uniform(-spec.max_angle, spec.max_angle))
-        face, mask = _face_patch(crops[index], side, angle, rng, spec)
-        x, y = box[0], box[1]
-        region = canvas[y : y + side, x : x + side]
-        region[:] = region * (1 - mask[..., None]) + face * mask[..., None]
-        scene.boxes.append(box)
-        scene.sources.append(index)
-        scene.angles.append(angle)
+        _paste(canvas, scene, rng, crops[index], index, box, spec)
     scene.image = canvas.astype(np.uint8)
     return scene
 
 
 def scenes(seed: int, crops: Sequence[np.ndarray], n: int, spec: SceneSpec = SceneSpec()) -> Iterator[Scene]:
-    """``n`` scenes from one seed: the same seed gives the same scenes."""
+    """``n`` scenes of randomly chosen crops from one seed: the same seed gives the same scenes."""
     rng = np.random.default_rng(seed)
     for _ in range(n):
         yield make_scene(rng, crops, spec)
+
+
+def scenes_of(faces: Sequence[np.ndarray], seed: int, spec: SceneSpec) -> Iterator[Scene]:
+    """Scenes that hold every face of ``faces`` exactly once, in order (``Scene.sources`` are their indices).
+
+    Each scene is meant to take a number of faces drawn from ``spec.faces``; a face that finds no free place
+    (after 50 tries) opens the next scene instead, so no face is ever dropped. The same seed gives the same
+    scenes.
+    """
+    rng = np.random.default_rng(seed)
+    index = 0
+    while index < len(faces):
+        canvas = background(rng, spec.height, spec.width).astype(np.float32)
+        scene = Scene(image=np.empty(0), boxes=[])
+        wanted = int(rng.integers(spec.faces[0], spec.faces[1] + 1))
+        while len(scene.boxes) < wanted and index < len(faces):
+            side = _side(rng, spec)
+            box = _place(rng, side, scene.boxes, spec.width, spec.height)
+            if box is None:  # never in an empty frame (a face is at most the frame's shorter side)
+                break  # this face opens the next scene
+            _paste(canvas, scene, rng, faces[index], index, box, spec)
+            index += 1
+        scene.image = canvas.astype(np.uint8)
+        yield scene
