@@ -229,6 +229,9 @@ def serve_model(model: str | Path, config: PredictConfig, options: ServeOptions)
     connections at random. ``/metrics`` counts the process that answers.
     """
     uvicorn = require("uvicorn", "serving", extra="serve")
+    from affectlab.export.runtime_model import model_for_backend
+
+    model = model_for_backend(model, config.backend)  # a run folder: its ONNX export, made once, for all workers
     if options.workers > 1:
         from affectlab.runtime.backends import default_threads
 
