@@ -26,8 +26,8 @@ import numpy as np
 from affectlab.data.images import check_pixels, read_rgb
 from affectlab.errors import AffectlabError
 from affectlab.runtime.backends import Backend, ModelInfo, OnnxBackend, TorchBackend, default_threads
-from affectlab.runtime.decode import DCT_DENOMINATORS, ScaledPhoto
-from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, WholeImageDetector, crop_faces, make_detector
+from affectlab.runtime.decode import ScaledPhoto, photo_faces
+from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
 from affectlab.runtime.results import Detection, FaceResult, ImageResult
 from affectlab.runtime.settings import DEFAULT_BATCH, PredictConfig
 
@@ -155,41 +155,17 @@ class AffectPredictor:
         if item.error is None and item.image is None and item.path is not None:
             try:
                 photo = ScaledPhoto.read(item.path)
-                scan = _scan_side(self.detector)
-                if keep or self.landmarker is not None or not self.decode_at_scale or scan is None:
-                    item = replace(item, image=photo.decode(1))  # the whole picture is needed, or no scale is known
+                if keep or self.landmarker is not None or not self.decode_at_scale:
+                    item = replace(item, image=photo.decode(1))  # the whole picture is needed
                 else:
-                    return (item, *self._scaled(photo, scan))
+                    size = self.info.preprocess.input_size
+                    return (item, *photo_faces(photo, self.detector, size, self.margin, self.align))
             except AffectlabError as exc:
                 return replace(item, error=str(exc)), [], None
         if item.image is None or item.error is not None:
             return item, [], None
         found = self.detector.detect(item.image)
         return item, found, crop_faces(item.image, found, self.info.preprocess.input_size, self.margin, self.align)
-
-    def _scaled(self, photo: ScaledPhoto, scan: int) -> tuple[list[Detection], np.ndarray]:
-        """Detect on a decode near the detector's scan size, crop from the smallest decode every face allows."""
-        size = self.info.preprocess.input_size
-        if scan == 0:  # the whole image is the face: no detection
-            photo.decode(photo.denominator_for(size))
-            found = [Detection((0, 0, *photo.size))]
-        else:
-            small = photo.denominator_for(scan)
-            sx, sy = photo.scale_of(small)
-            found = [_rescaled(d, 1 / sx, 1 / sy) for d in self.detector.detect(photo.decode(small))]
-        if not found:
-            return found, np.empty((0, size, size, 3), np.uint8)
-        sides = [max(d.box[2:]) * (1.0 if d.box == (0, 0, *photo.size) else 1 + 2 * self.margin) for d in found]
-        denominator = min(_crop_denominator(side, size) for side in sides) if photo.jpeg else 1
-        image = photo.decode(denominator)
-        fx, fy = photo.scale_of(denominator)
-        at_scale = [
-            Detection((0, 0, image.shape[1], image.shape[0]), d.score)
-            if d.box == (0, 0, *photo.size)
-            else _rescaled(d, fx, fy, exact=True)
-            for d in found
-        ]
-        return found, crop_faces(image, at_scale, size, self.margin, self.align)
 
     def _flush(self, pending: list[_Prepared], keep: bool) -> Iterator[ImageResult]:
         chunks = [c for _, _, c in pending if c is not None and len(c)]
@@ -211,31 +187,6 @@ class AffectPredictor:
     def _run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         parts = [self.backend.run(crops[s : s + self.batch_size]) for s in range(0, len(crops), self.batch_size)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _scan_side(detector: FaceDetector) -> int | None:
-    """The longer side a detector scans at (0: it finds no faces, the image is one), None if unknown."""
-    if isinstance(detector, WholeImageDetector):
-        return 0
-    side = getattr(detector, "max_side", None)
-    return side if isinstance(side, int) and side > 0 else None
-
-
-def _crop_denominator(side: float, size: int) -> int:
-    """The largest DCT denominator at which a crop of ``side`` full-size pixels still has ``size`` pixels."""
-    return next(d for d in DCT_DENOMINATORS if side / d >= size or d == 1)
-
-
-def _rescaled(found: Detection, fx: float, fy: float, exact: bool = False) -> Detection:
-    """A detection in another decode's pixels; ``exact`` keeps fractions (crops), else pixels are rounded."""
-
-    def scale(v: float, f: float) -> Any:
-        return v * f if exact else round(v * f)
-
-    x, y, w, h = found.box
-    box = (scale(x, fx), scale(y, fy), scale(w, fx), scale(h, fy))
-    points = None if found.landmarks is None else tuple((scale(px, fx), scale(py, fy)) for px, py in found.landmarks)
-    return Detection(box, found.score, points)
 
 
 def _in_order(work: Callable[[_T], _R], items: Iterable[_T], workers: int) -> Iterator[_R]:
