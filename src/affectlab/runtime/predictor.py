@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -192,9 +193,15 @@ class AffectPredictor:
 def _in_order(work: Callable[[_T], _R], items: Iterable[_T], workers: int) -> Iterator[_R]:
     """``map(work, items)`` on ``workers`` threads, in input order, with at most ``2 * workers`` items in flight
     (so memory stays flat on any number of inputs); ``workers`` 1 runs everything in the calling thread."""
-    if workers <= 1:
+    if workers <= 1:  # a webcam's frames, among others: none is read before the last is done
         yield from map(work, items)
         return
+    iterator = iter(items)
+    head = list(islice(iterator, 2))
+    if len(head) < 2:  # one item (a served request): no threads to start
+        yield from map(work, head)
+        return
+    items = chain(head, iterator)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="affectlab-prepare")
     pending: deque[Future[_R]] = deque()
     try:
