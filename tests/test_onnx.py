@@ -130,7 +130,8 @@ def test_onnx_file_alone_predicts_like_the_run(run: Path, fp32: Path, work: Path
     alone = tmp_path / "model.onnx"
     alone.write_bytes(fp32.read_bytes())  # no run folder next to it
     image = cv2.cvtColor(demo_faces(work / "alone", 1, 96)[5], cv2.COLOR_BGR2RGB)
-    from_onnx, from_run = affectlab.load(alone, detector="none"), affectlab.load(run, detector="none")
+    from_onnx = affectlab.load(alone, detector="none")
+    from_run = affectlab.load(run, detector="none", backend="torch")  # the run's PyTorch weights
     assert from_onnx.info.preprocess == from_run.info.preprocess and from_onnx.info.runtime == "onnxruntime"
     a, b = from_onnx.predict(image)[0], from_run.predict(image)[0]
     assert a.label == b.label and np.max(np.abs(a.probs - b.probs)) <= FP32_TOLERANCE

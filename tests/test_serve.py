@@ -37,7 +37,9 @@ def test_health_describes_the_model(server: str) -> None:
     auto = "yuface" if importlib.util.find_spec("yuface") else "haar"  # the default detector, resolved
     assert body["status"] == "ok" and body["detector"] == auto and body["model"]["tta_flip"] is False
     assert body["model"]["task"] == "multitask" and body["model"]["class_names"] == list(EMOTIONS)
-    assert body["model"]["preprocess"]["input_size"] == 64 and body["model"]["runtime"] == "pytorch"
+    assert (
+        body["model"]["preprocess"]["input_size"] == 64 and body["model"]["runtime"] == "onnxruntime"
+    )  # a run folder: its ONNX export
 
 
 def test_predict_returns_one_entry_per_face(server: str, work: Path) -> None:

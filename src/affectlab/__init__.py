@@ -33,12 +33,16 @@ if TYPE_CHECKING:
     from affectlab.runtime.predictor import AffectPredictor
 
 
-def load(path: str | Path | None = None, **kwargs: Any) -> AffectPredictor:
+def load(path: str | Path | None = None, backend: str = "auto", **kwargs: Any) -> AffectPredictor:
     """Load a trained run folder, checkpoint, ``.onnx`` file or named model as a predictor (no path: the bundled
-    ``affectlab-base``); see ``affectlab.runtime.predictor.load``."""
-    from affectlab.runtime.predictor import load as _load
+    ``affectlab-base``); see ``affectlab.runtime.predictor.load``.
 
-    return _load(path, **kwargs)
+    ``backend``: ``auto`` (ONNX Runtime on the run's ONNX export, made on first use), ``torch`` or ``onnx``; see
+    ``affectlab.export.runtime_model``.
+    """
+    from affectlab.export.runtime_model import load as _load
+
+    return _load(path, backend, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -250,6 +250,9 @@ def predict(
         from affectlab.batch.sharding import take_shard
 
         sources = take_shard(sources, *config.shard)
+    from affectlab.export.runtime_model import model_for_backend
+
+    model = model_for_backend(model, config.backend)  # a run folder runs from its ONNX export (made once)
     if config.engine == "ray":
         from affectlab.batch.ray_engine import RaySettings, predict_with_ray
 

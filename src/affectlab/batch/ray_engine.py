@@ -3,7 +3,7 @@
 read paths -> detect and crop on CPU actors -> the model on model actors (ONNX Runtime or PyTorch, as ``predict``
 picks from the file) -> one Parquet file with the columns of the CSV results, in input order.
 
-Each stage is the single-process code (``read_rgb``, the detector, ``crop_faces``, the backend, the records of
+Each stage is the single-process code (``ScaledPhoto`` and ``photo_faces``, the backend, the records of
 ``ImageResult``), so the records equal ``affectlab predict``'s (to the last digits of a float: the model sees
 other batches). The driver writes the file as batches come back, so its memory stays flat. On a cluster
 (``--address auto``) the input paths must be readable on every node (shared storage).
@@ -96,8 +96,7 @@ class DetectCrop:
         self.detector = make_detector(config.detector)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from affectlab.data.images import read_rgb
-        from affectlab.runtime.faces import crop_faces
+        from affectlab.runtime.decode import ScaledPhoto, photo_faces
 
         rows: dict[str, list[Any]] = {k: [] for k in ("order", "source", "face", "box", "error", "crop")}
         blank = np.zeros((self.size, self.size, 3), np.uint8)
@@ -105,9 +104,8 @@ class DetectCrop:
             found: list[Detection] = []
             error = None
             try:
-                image = read_rgb(path)
-                found = self.detector.detect(image)
-                crops = crop_faces(image, found, self.size, self.margin, self.align)
+                photo = ScaledPhoto.read(path)  # decoded at the scales detection and crops need, as predict does
+                found, crops = photo_faces(photo, self.detector, self.size, self.margin, self.align)
             except AffectlabError as exc:
                 error = str(exc)
             if not found:

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from affectlab.models.registry import DEFAULT_MODEL
-from affectlab.runtime.settings import DEFAULT_BATCH, ENGINES, PredictConfig
+from affectlab.runtime.settings import BACKENDS, DEFAULT_BATCH, ENGINES, PredictConfig
 
 __all__ = ["add_commands", "cmd_export", "cmd_predict", "cmd_serve"]
 
@@ -31,6 +31,8 @@ PREDICT_FLAGS = (
     "threads",
     "engine",
     "address",
+    "backend",
+    "workers",
 )
 #: The ``ServeOptions`` fields with a flag of their own; sizes are given in MB (see ``cmd_serve``).
 SERVE_FLAGS = (
@@ -109,6 +111,13 @@ def _add_predict(predict: argparse.ArgumentParser) -> None:
         metavar="P",
         help="label a face 'uncertain' when its calibrated top probability is below P (probabilities are kept)",
     )
+    _add_backend(predict)
+    predict.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="threads decoding and detecting the next photos while the model runs (default: the usable CPUs)",
+    )
     predict.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     predict.add_argument("--shard", metavar="I/N", help="only part I (from 0) of N of the inputs, for job arrays")
     predict.add_argument(
@@ -131,6 +140,15 @@ def _add_detector(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="runtime for a run folder or .pt: auto (default: ONNX Runtime on its ONNX export, made on first use; "
+        "PyTorch on a CUDA GPU), torch or onnx",
+    )
+
+
 def _add_serve(serve: argparse.ArgumentParser) -> None:
     """The flags of ``affectlab serve``; their defaults are ``ServeOptions``'s, named in the help."""
     from affectlab.serve.options import MB, ServeOptions
@@ -146,6 +164,7 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     serve.add_argument("--port", type=int, help=f"port to listen on (default {default.port})")
     _add_detector(serve)
     serve.add_argument("--threads", type=int, help="runtime threads")
+    _add_backend(serve)
     serve.add_argument(
         "--landmarks", action="store_true", default=None, help="add FaceMesh points and head pose to every face"
     )
@@ -247,5 +266,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     sizes = _given(args, ("max_upload_mb", "max_video_mb"))  # the flags are MB, the options bytes
     sizes = {f"{name[:-3]}_bytes": mb * MB for name, mb in sizes.items()}
-    serve(args.model, **_given(args, ("detector", "threads", "landmarks", "min_confidence", *SERVE_FLAGS)), **sizes)
+    predict_flags = ("detector", "threads", "landmarks", "min_confidence", "backend")
+    serve(args.model, **_given(args, (*predict_flags, *SERVE_FLAGS)), **sizes)
     return 0

@@ -34,6 +34,7 @@ __all__ = [
     "decode_rgb",
     "decode_samples",
     "file_md5",
+    "header_size",
     "max_image_pixels",
     "read_rgb",
     "square_crop",
@@ -67,7 +68,7 @@ def check_pixels(width: int, height: int, name: str) -> None:
         )
 
 
-def _header_size(source: Any, name: str) -> tuple[int, int]:
+def header_size(source: Any, name: str) -> tuple[int, int]:
     """Width and height from the image header; PIL's lazy open reads no pixel data."""
     from PIL import Image
 
@@ -90,7 +91,7 @@ def decode_rgb(data: bytes, name: str) -> np.ndarray:
     """Decode image bytes (an upload, a file's content) to RGB uint8, bounded by ``max_image_pixels()``."""
     if not data:
         raise AffectlabError(f"{name}: empty file, not an image")
-    check_pixels(*_header_size(io.BytesIO(data), name), name)
+    check_pixels(*header_size(io.BytesIO(data), name), name)
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:  # e.g. a header over OpenCV's own pixel cap
@@ -116,7 +117,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         if path.is_file() and path.stat().st_size:
-            check_pixels(*_header_size(path, str(path)), str(path))
+            check_pixels(*header_size(path, str(path)), str(path))
         data = path.read_bytes()
     except OSError as exc:
         raise AffectlabError(f"{path}: cannot read ({exc.strerror or exc})") from None

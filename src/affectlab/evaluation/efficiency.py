@@ -188,10 +188,11 @@ def measure_model(
         "export_seconds": None,
     }
     if export:
-        from affectlab.export.onnx import export_loaded
+        from affectlab.export.onnx import checkpoint_sha256, export_loaded
 
         t0 = time.perf_counter()
-        onnx_path = export_loaded(model, meta, run_dir / "model.onnx")
+        digest = checkpoint_sha256(checkpoint) if checkpoint.is_file() else None  # predict then uses this export
+        onnx_path = export_loaded(model, meta, run_dir / "model.onnx", checkpoint_hash=digest)
         record["export_seconds"] = round(time.perf_counter() - t0, 2)
         record["onnx_mb"] = round(onnx_path.stat().st_size / MB, 2)
         record["speed"]["onnxruntime"] = measure_speed(OnnxBackend(onnx_path), crops, plan)

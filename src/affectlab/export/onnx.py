@@ -19,6 +19,7 @@ calibration images is the default); the cost in accuracy is measured by ``benchm
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import tempfile
@@ -33,7 +34,16 @@ from affectlab.models.meta import ModelMeta
 from affectlab.models.registry import named_model, resolve_model
 from affectlab.runtime.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS
 
-__all__ = ["EXPORT_FORMATS", "FP32_TOLERANCE", "export_loaded", "export_model", "export_onnx"]
+__all__ = [
+    "CHECKPOINT_HASH_KEY",
+    "EXPORT_FORMATS",
+    "FP32_TOLERANCE",
+    "checkpoint_sha256",
+    "export_loaded",
+    "export_model",
+    "export_onnx",
+    "onnx_matches",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +53,16 @@ OPSET = 18
 INPUT_LAYOUT = "NCHW float32 RGB, (x/255 - mean) / std"
 #: Largest |ONNX - PyTorch| difference accepted by the export self-check (probabilities and V/A).
 FP32_TOLERANCE = 1e-4
+#: Metadata key holding the SHA-256 of the checkpoint file an export was made from (``export.runtime_model``
+#: uses a run folder's ``model.onnx`` only when it is the export of that folder's ``model.pt``).
+CHECKPOINT_HASH_KEY = "checkpoint_sha256"
+
+
+def checkpoint_sha256(path: str | Path) -> str:
+    """The SHA-256 of a checkpoint file (a run folder: its ``model.pt``), as its exports record it."""
+    path = Path(path)
+    with open(path / "model.pt" if path.is_dir() else path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def export_model(
@@ -90,8 +110,18 @@ def export_model(
     if out.is_dir():
         raise AffectlabError(f"{out}: is a folder; --out takes a file name such as model.onnx")
     if out.exists() and not overwrite:
+        if not int8 and _is_export_of(out, source):  # e.g. made by predict on first use: nothing to redo
+            log.info("%s: already the export of %s", out, source)
+            return out
         raise AffectlabError(f"{out}: exists; pass --overwrite to replace it")
     return export_onnx(source, out, int8=int8, quantization=quantization, calibration=calibration)
+
+
+def _is_export_of(out: Path, source: Path) -> bool:
+    checkpoint = source / "model.pt" if source.is_dir() else source
+    if not checkpoint.is_file():
+        return False
+    return onnx_matches(out, checkpoint, checkpoint_sha256(checkpoint), trust_time=False)
 
 
 def export_onnx(
@@ -100,10 +130,12 @@ def export_onnx(
     int8: bool = False,
     quantization: str = "static",
     calibration: str | Path | None = None,
+    checkpoint_hash: str | None = None,
 ) -> Path:
     """Write ``source``'s model to ``out`` as ONNX with metadata; with ``int8``, quantised (``static``/``dynamic``).
 
     ``calibration`` is a folder of face crops for static quantisation (default: synthetic demo faces).
+    ``checkpoint_hash`` is the checkpoint's SHA-256 when the caller has it already (else it is computed).
     """
     from affectlab.export.int8 import check_mode
     from affectlab.models.checkpoint import load_checkpoint
@@ -111,7 +143,8 @@ def export_onnx(
     if int8:
         check_mode(quantization)
     model, meta = load_checkpoint(source)
-    return export_loaded(model, meta, out, int8, quantization, calibration)
+    digest = checkpoint_hash or checkpoint_sha256(source)
+    return export_loaded(model, meta, out, int8, quantization, calibration, checkpoint_hash=digest)
 
 
 def export_loaded(
@@ -121,8 +154,10 @@ def export_loaded(
     int8: bool = False,
     quantization: str = "static",
     calibration: str | Path | None = None,
+    checkpoint_hash: str | None = None,
 ) -> Path:
-    """:func:`export_onnx` for a model already in memory with its metadata (``checkpoint_meta``)."""
+    """:func:`export_onnx` for a model already in memory with its metadata (``checkpoint_meta``); give
+    ``checkpoint_hash`` (``checkpoint_sha256``) when the model is also saved as a checkpoint."""
     import onnx
 
     from affectlab.export.int8 import check_mode, quantize
@@ -139,6 +174,8 @@ def export_loaded(
         if int8:
             fp32, quant = quantize(fp32, Path(tmp), quantization, meta.preprocess, calibration)
         proto = onnx.load(str(fp32))
+    if checkpoint_hash is not None:
+        quant = {**quant, CHECKPOINT_HASH_KEY: checkpoint_hash}
     _set_metadata(
         proto,
         {
@@ -151,6 +188,36 @@ def export_loaded(
     )
     onnx.checker.check_model(proto)
     return atomic_write(out, lambda p: onnx.save(proto, str(p)))
+
+
+def onnx_matches(onnx_path: Path, checkpoint: Path, digest: str, trust_time: bool = True) -> bool:
+    """Whether ``onnx_path`` is the fp32 export of ``checkpoint`` (whose SHA-256 is ``digest``).
+
+    Exports that record no checkpoint hash (before this release) count when they are no older than the
+    checkpoint (with ``trust_time``): a study writes ``model.onnx`` after its final ``model.pt``.
+    """
+    if not onnx_path.is_file():
+        return False
+    bundle = _onnx_bundle(onnx_path)
+    if bundle is None or bundle.get("quantization", "none") != "none":
+        return False
+    recorded = bundle.get(CHECKPOINT_HASH_KEY)
+    if recorded is not None:
+        return bool(recorded == digest)
+    return trust_time and onnx_path.stat().st_mtime >= checkpoint.stat().st_mtime
+
+
+def _onnx_bundle(path: Path) -> dict[str, Any] | None:
+    """The affectlab metadata of an ONNX file, or None when it has none or cannot be read."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        bundle = json.loads(meta[ONNX_METADATA_KEY])
+    except Exception:  # a corrupt, foreign or half-copied file is simply not a usable export
+        return None
+    return bundle if isinstance(bundle, dict) else None
 
 
 def _export_graph(model: Any, meta: ModelMeta) -> Any:

@@ -23,7 +23,6 @@ from typing import Any, TextIO
 import cv2
 
 from affectlab.atomic import atomic_write, write_bytes
-from affectlab.data.images import read_rgb
 from affectlab.data.samples import IMAGE_SUFFIXES
 from affectlab.errors import AffectlabError
 from affectlab.runtime.annotate import draw_result
@@ -259,11 +258,8 @@ def _items(sources: list[Source], every: int, cameras: dict[int, cv2.VideoCaptur
         elif source.kind == "webcam":
             camera = source.camera or 0
             yield from iter_webcam(cameras[camera], camera, every)
-        else:
-            try:
-                yield Item(source.name, read_rgb(source.path or source.name))
-            except AffectlabError as exc:
-                yield Item(source.name, error=str(exc))
+        else:  # read by the predictor (in its workers), at the scales it needs
+            yield Item(source.name, path=source.path or Path(source.name))
 
 
 def _count(summary: PredictSummary, result: ImageResult) -> None:

@@ -1,17 +1,25 @@
 """AffectPredictor: images in, one ``FaceResult`` per face out, with faces batched across images.
 
 ``load()`` picks the runtime from the file: a run folder or checkpoint runs in PyTorch, a ``.onnx`` file in ONNX
-Runtime. Detection runs per image; the face crops of several images (or video frames) are collected and sent to
-the model together, since a batch of 32 crops costs far less than 32 single calls.
+Runtime (``affectlab.load`` first swaps a run folder for its ONNX export: ``export.runtime_model``). Detection
+runs per image; the face crops of several images (or video frames) are collected and sent to the model together,
+since a batch of 32 crops costs far less than 32 single calls.
+
+Photo files are decoded at the scale each step needs (``runtime.decode``), and with ``workers`` above 1 the
+decoding, detection and cropping of the next items run in threads while the model runs on the current batch
+(OpenCV, ONNX Runtime and PyTorch release the GIL). Results keep the input order either way.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cv2
 import numpy as np
@@ -19,7 +27,8 @@ import numpy as np
 from affectlab.data.images import check_pixels, read_rgb
 from affectlab.errors import AffectlabError
 from affectlab.models.registry import resolve_model
-from affectlab.runtime.backends import Backend, ModelInfo, OnnxBackend, TorchBackend
+from affectlab.runtime.backends import Backend, ModelInfo, OnnxBackend, TorchBackend, default_threads
+from affectlab.runtime.decode import ScaledPhoto, photo_faces
 from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
 from affectlab.runtime.results import Detection, FaceResult, ImageResult
 from affectlab.runtime.settings import DEFAULT_BATCH, PredictConfig
@@ -30,17 +39,27 @@ if TYPE_CHECKING:
 __all__ = ["AffectPredictor", "Item", "load", "load_for", "to_rgb"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass
 class Item:
-    """One image or video frame waiting for prediction; ``error`` instead of ``image`` if it could not be read."""
+    """One image or video frame waiting for prediction; ``error`` instead of ``image`` if it could not be read.
+
+    A photo file may come as its ``path`` alone: the predictor reads it, at the scales it needs.
+    """
 
     source: str
     image: np.ndarray | None = None
     frame: int | None = None
     time_s: float | None = None
     error: str | None = None
+    path: Path | None = None
+
+
+#: One item ready for the model: the item, its faces, and their crops (None when it has no image).
+_Prepared = tuple[Item, list[Detection], np.ndarray | None]
 
 
 class AffectPredictor:
@@ -56,6 +75,10 @@ class AffectPredictor:
         landmarks: also run FaceMesh on each face: 468 3-D points and head pose on ``FaceResult.mesh`` (a
             ``MeshLandmarker``, or True for the default one; see ``runtime.mesh``).
         min_confidence: label a face ``uncertain`` when its (calibrated) top probability is below this.
+        workers: threads that read, decode, detect and crop the next items while the model runs (default: the
+            CPUs this process may use; 1: all in the calling thread).
+        decode_at_scale: decode JPEG photos given by path at the scale each step needs (``runtime.decode``);
+            False decodes every photo in full first, as releases before 26 did (kept for comparisons).
     """
 
     def __init__(
@@ -67,10 +90,14 @@ class AffectPredictor:
         align: bool = False,
         landmarks: bool | MeshLandmarker = False,
         min_confidence: float | None = None,
+        workers: int | None = None,
+        decode_at_scale: bool = True,
     ) -> None:
         if batch_size < 1:
             raise AffectlabError(f"batch size must be at least 1, got {batch_size}")
-        PredictConfig(min_confidence=min_confidence)  # the one check of the value
+        PredictConfig(min_confidence=min_confidence, workers=workers)  # the one check of the values
+        self.workers = workers or default_threads()
+        self.decode_at_scale = decode_at_scale
         self.backend = backend
         self.detector = make_detector(detector)
         self.batch_size = batch_size
@@ -115,24 +142,34 @@ class AffectPredictor:
         At most ``batch_size`` crops and ``batch_size`` items are held at a time, so memory stays flat on a video
         of any length.
         """
-        pending: list[tuple[Item, list[Detection], np.ndarray | None]] = []
+        pending: list[_Prepared] = []
         n_crops = 0
-        for item in items:
-            found: list[Detection] = []
-            crops = None
-            if item.image is not None and item.error is None:
-                found = self.detector.detect(item.image)
-                crops = crop_faces(item.image, found, self.info.preprocess.input_size, self.margin, self.align)
-                n_crops += len(found)
+        for item, found, crops in _in_order(lambda item: self._prepare(item, keep_images), items, self.workers):
+            n_crops += len(found)
             pending.append((item, found, crops))
             if n_crops >= self.batch_size or len(pending) >= self.batch_size:
                 yield from self._flush(pending, keep_images)
                 pending, n_crops = [], 0
         yield from self._flush(pending, keep_images)
 
-    def _flush(
-        self, pending: list[tuple[Item, list[Detection], np.ndarray | None]], keep: bool
-    ) -> Iterator[ImageResult]:
+    def _prepare(self, item: Item, keep: bool) -> _Prepared:
+        """Read (if given by path), detect and crop one item; an unreadable file becomes its error."""
+        if item.error is None and item.image is None and item.path is not None:
+            try:
+                photo = ScaledPhoto.read(item.path)
+                if keep or self.landmarker is not None or not self.decode_at_scale:
+                    item = replace(item, image=photo.decode(1))  # the whole picture is needed
+                else:
+                    size = self.info.preprocess.input_size
+                    return (item, *photo_faces(photo, self.detector, size, self.margin, self.align))
+            except AffectlabError as exc:
+                return replace(item, error=str(exc)), [], None
+        if item.image is None or item.error is not None:
+            return item, [], None
+        found = self.detector.detect(item.image)
+        return item, found, crop_faces(item.image, found, self.info.preprocess.input_size, self.margin, self.align)
+
+    def _flush(self, pending: list[_Prepared], keep: bool) -> Iterator[ImageResult]:
         chunks = [c for _, _, c in pending if c is not None and len(c)]
         outputs = self._run(np.concatenate(chunks)) if chunks else {}
         offset = 0
@@ -152,6 +189,31 @@ class AffectPredictor:
     def _run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         parts = [self.backend.run(crops[s : s + self.batch_size]) for s in range(0, len(crops), self.batch_size)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _in_order(work: Callable[[_T], _R], items: Iterable[_T], workers: int) -> Iterator[_R]:
+    """``map(work, items)`` on ``workers`` threads, in input order, with at most ``2 * workers`` items in flight
+    (so memory stays flat on any number of inputs); ``workers`` 1 runs everything in the calling thread."""
+    if workers <= 1:  # a webcam's frames, among others: none is read before the last is done
+        yield from map(work, items)
+        return
+    iterator = iter(items)
+    head = list(islice(iterator, 2))
+    if len(head) < 2:  # one item (a served request): no threads to start
+        yield from map(work, head)
+        return
+    items = chain(head, iterator)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="affectlab-prepare")
+    pending: deque[Future[_R]] = deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def to_rgb(image: Any, channels: str = "rgb") -> np.ndarray:
@@ -183,6 +245,8 @@ def to_rgb(image: Any, channels: str = "rgb") -> np.ndarray:
 
 def _item(image: Any, index: int, channels: str) -> Item:
     name = str(image) if isinstance(image, (str, Path)) else getattr(image, "filename", "") or f"<image {index}>"
+    if isinstance(image, (str, Path)):
+        return Item(name, path=Path(image))  # read by the predictor, at the scales it needs
     try:
         return Item(name, to_rgb(image, channels))
     except AffectlabError as exc:
@@ -200,6 +264,8 @@ def load(
     align: bool = False,
     landmarks: bool = False,
     min_confidence: float | None = None,
+    workers: int | None = None,
+    decode_at_scale: bool = True,
 ) -> AffectPredictor:
     """Load a run folder, ``.pt`` checkpoint, ``.onnx`` file or named model as an ``AffectPredictor``.
 
@@ -209,7 +275,9 @@ def load(
     affectlab checkpoint and runs in PyTorch. ``threads`` sets the runtime's intra-op threads (default: the CPUs
     this process may use for ONNX Runtime, PyTorch's own setting otherwise). ``landmarks`` adds FaceMesh's 468
     points and head pose to every face (see ``AffectPredictor``). ``min_confidence`` labels faces
-    below that calibrated top probability ``uncertain``.
+    below that calibrated top probability ``uncertain``. ``workers`` threads prepare the next photos while the
+    model runs (default: the usable CPUs); ``decode_at_scale`` False decodes every photo in full (the path before
+    issue 26, kept for comparisons).
     """
     path = resolve_model(path)
     if not path.exists():
@@ -225,13 +293,16 @@ def load(
         align=align,
         landmarks=landmarks,
         min_confidence=min_confidence,
+        workers=workers,
+        decode_at_scale=decode_at_scale,
     )
 
 
 def load_for(
     model: str | Path | None, config: PredictConfig, webcam: bool = False, batch_size: int | None = None
 ) -> AffectPredictor:
-    """``load`` with a ``PredictConfig``'s detector, crop, threads and batch size (``batch_size`` overrides it)."""
+    """``load`` with a ``PredictConfig``'s detector, crop, threads, workers and batch size (``batch_size``
+    overrides it). A webcam gets one worker: frames read ahead would only wait, and be late when shown."""
     batch = batch_size or config.batch_for(webcam)
     return load(
         model,
@@ -242,4 +313,5 @@ def load_for(
         config.align,
         config.landmarks,
         config.min_confidence,
+        1 if webcam else config.workers,
     )

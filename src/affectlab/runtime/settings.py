@@ -14,12 +14,15 @@ from typing import Any
 
 from affectlab.errors import AffectlabError
 
-__all__ = ["DEFAULT_DETECTOR", "ENGINES", "PredictConfig", "split_options"]
+__all__ = ["BACKENDS", "DEFAULT_DETECTOR", "ENGINES", "PredictConfig", "split_options"]
 
 #: The detector used when none is named (``auto``: yuface where installed, else haar; see ``runtime.faces``).
 DEFAULT_DETECTOR = "auto"
 #: Where ``predict`` runs: this process, or a Ray Data pipeline writing Parquet.
 ENGINES = ("local", "ray")
+#: Which runtime runs a run folder or checkpoint: ``auto`` (ONNX Runtime, from the run's ONNX export, unless a CUDA
+#: GPU serves PyTorch better; see ``export.runtime_model``), ``torch`` or ``onnx``.
+BACKENDS = ("auto", "torch", "onnx")
 #: Face crops per model call unless ``batch_size`` is given: a batch of 32 costs far less than 32 single calls.
 DEFAULT_BATCH = 32
 
@@ -42,6 +45,11 @@ class PredictConfig:
         landmarks: also run FaceMesh on each face: 468 3-D points and head pose (local engine only).
         min_confidence: label a face ``uncertain`` when its calibrated top probability is below this (its
             probabilities are kept).
+        backend: ``auto`` (default), ``torch`` or ``onnx``: the runtime for a run folder or ``.pt`` checkpoint
+            (``auto``: ONNX Runtime on its ONNX export, made on first use; PyTorch on a CUDA GPU unless ONNX
+            Runtime has its CUDA provider). An ``.onnx`` file always runs in ONNX Runtime.
+        workers: threads that decode and detect the next photos while the model runs on the current ones
+            (default: the CPUs this process may use; 1: one after another). Records keep the input order.
 
     Raises:
         AffectlabError: on a value that cannot work, naming its flag, when the config is made.
@@ -59,14 +67,18 @@ class PredictConfig:
     address: str | None = None
     landmarks: bool = False
     min_confidence: float | None = None
+    backend: str = "auto"
+    workers: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "every", "smooth", "threads"):
+        for name in ("batch_size", "every", "smooth", "threads", "workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise AffectlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.margin is not None and not (math.isfinite(self.margin) and 0 <= self.margin <= 2):
             raise AffectlabError(f"--margin must be between 0 and 2, got {self.margin}")
+        if self.backend not in BACKENDS:
+            raise AffectlabError(f"--backend {self.backend}: use one of {', '.join(BACKENDS)}")
         if self.engine not in ENGINES:
             raise AffectlabError(f"--engine {self.engine}: use one of {', '.join(ENGINES)}")
         if self.address is not None and self.engine != "ray":

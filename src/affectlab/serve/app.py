@@ -27,7 +27,6 @@ from typing import Any
 
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
-from affectlab.models.registry import resolve_model
 from affectlab.runtime.predictor import AffectPredictor, load_for
 from affectlab.runtime.settings import PredictConfig, split_options
 from affectlab.serve.access import api_key_from
@@ -231,7 +230,10 @@ def serve_model(model: str | Path | None, config: PredictConfig, options: ServeO
     connections at random. ``/metrics`` counts the process that answers.
     """
     uvicorn = require("uvicorn", "serving", extra="serve")
-    model = resolve_model(model)  # a named model is checked once here; its workers load the checked file
+    from affectlab.export.runtime_model import model_for_backend
+
+    # Resolved once here for all workers: a named model's file is checked, a run folder's ONNX export made.
+    model = model_for_backend(model, config.backend)
     if options.workers > 1:
         from affectlab.runtime.backends import default_threads
 
