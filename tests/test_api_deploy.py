@@ -129,8 +129,10 @@ def test_export_refuses_to_replace_a_file_without_overwrite(
     assert out.read_bytes() == b"a file the user made"
     assert main(["export", str(run), "--out", str(out), "--overwrite"]) == 0
     assert affectlab.load(out).info.runtime == "onnxruntime"
+    written = out.stat().st_mtime_ns  # already this checkpoint's fp32 export: returned, not written again
+    assert affectlab.export(run, out=out) == out and out.stat().st_mtime_ns == written
     with pytest.raises(AffectlabError, match="exists; pass --overwrite"):
-        affectlab.export(run, out=out)
+        affectlab.export(run, out=out, int8=True)  # other settings: refused
     again = affectlab.export(run, out=out, overwrite=True)
     assert again == out
     crops = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)

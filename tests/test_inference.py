@@ -163,7 +163,8 @@ def test_faces_are_batched_across_images_with_the_same_results(run: Path, faces:
     assert len(labels) > 1, "the test model should not give every face the same label"
 
 
-def test_stream_reads_at_most_one_batch_ahead(run: Path, faces: list[np.ndarray]) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stream_reads_at_most_one_batch_ahead(run: Path, faces: list[np.ndarray], workers: int) -> None:
     consumed = []
 
     def items():  # type: ignore[no-untyped-def]
@@ -171,9 +172,11 @@ def test_stream_reads_at_most_one_batch_ahead(run: Path, faces: list[np.ndarray]
             consumed.append(i)
             yield Item(f"frame{i}", cv2.cvtColor(faces[i % 8], cv2.COLOR_BGR2RGB), frame=i)
 
-    stream = affectlab.load(run, detector="none", batch_size=4).predict_stream(items())
+    stream = affectlab.load(run, detector="none", batch_size=4, workers=workers).predict_stream(items())
     first = next(stream)
-    assert first.frame == 0 and len(consumed) == 4
+    # one batch, plus what the worker threads hold in flight (two items each; none with one worker)
+    ahead = 0 if workers == 1 else 2 * workers
+    assert first.frame == 0 and 4 <= len(consumed) <= 4 + ahead
     assert [r.frame for r in stream] == list(range(1, 20))
 
 

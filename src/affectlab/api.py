@@ -252,13 +252,13 @@ def predict(
         sources = take_shard(sources, *config.shard)
     from affectlab.export.runtime_model import model_for_backend
 
-    model = model_for_backend(model, config.backend)  # a run folder runs from its ONNX export (made once)
+    given, model = model, model_for_backend(model, config.backend)  # a run folder runs from its ONNX export
     if config.engine == "ray":
         from affectlab.batch.ray_engine import RaySettings, predict_with_ray
 
         return predict_with_ray(RaySettings(str(model), config), sources, Path(out))  # type: ignore[arg-type]
     local = replace(config, detector=detector)  # the one made above: "auto" says once what it picked
-    return predict_local(model, sources, local, out, save_annotated, overwrite, progress)
+    return predict_local(model, sources, local, out, save_annotated, overwrite, progress, source=given)
 
 
 def _predict_config(config: PredictConfig | None, options: dict[str, Any]) -> PredictConfig:

@@ -105,4 +105,5 @@ def load(path: str | Path | None, backend: str = "auto", **options: Any) -> Affe
     """``affectlab.load``: ``runtime.predictor.load`` on the file ``backend`` runs (see ``model_for_backend``)."""
     from affectlab.runtime.predictor import load as load_file
 
-    return load_file(model_for_backend(path, backend), **options)
+    given = resolve_model(path)
+    return load_file(model_for_backend(given, backend), source=given, **options)

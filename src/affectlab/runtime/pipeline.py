@@ -92,9 +92,12 @@ def predict_local(
     annotate_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    source: str | Path | None = None,
 ) -> PredictSummary:
     """Predict on ``sources`` in this process; see ``affectlab.predict`` for ``out``. ``out`` (a path) must have
-    passed ``check_out_file``; annotated files are checked here, and cameras opened, before the model loads."""
+    passed ``check_out_file``; annotated files are checked here, and cameras opened, before the model loads.
+    ``source``: what the user called the model, when ``model`` is its ONNX export (see ``runtime.predictor.load``).
+    """
     fmt = output_format(out) if isinstance(out, (str, Path)) else "jsonl"
     annotate_dir = None if annotate_dir is None else Path(annotate_dir)
     if annotate_dir is not None:
@@ -102,7 +105,7 @@ def predict_local(
     if not logging.getLogger("affectlab").isEnabledFor(logging.INFO):
         _quiet_opencv()
     cameras = open_cameras(sources)
-    predictor = load_for(model, config, webcam=bool(cameras))
+    predictor = load_for(model, config, webcam=bool(cameras), source=source)
 
     def run(on_result: Callable[[ImageResult], None]) -> PredictSummary:
         with _progress_bar(estimate_items(sources, config.every)) if progress else nullcontext(None) as advance:

@@ -266,6 +266,7 @@ def load(
     min_confidence: float | None = None,
     workers: int | None = None,
     decode_at_scale: bool = True,
+    source: str | Path | None = None,
 ) -> AffectPredictor:
     """Load a run folder, ``.pt`` checkpoint, ``.onnx`` file or named model as an ``AffectPredictor``.
 
@@ -277,14 +278,17 @@ def load(
     points and head pose to every face (see ``AffectPredictor``). ``min_confidence`` labels faces
     below that calibrated top probability ``uncertain``. ``workers`` threads prepare the next photos while the
     model runs (default: the usable CPUs); ``decode_at_scale`` False decodes every photo in full (the path before
-    issue 26, kept for comparisons).
+    issue 26, kept for comparisons). ``source`` is what the user called the model when ``path`` is a file made
+    from it (a run folder's ONNX export): records, ``/health`` and messages name that, not the export.
     """
     path = resolve_model(path)
     if not path.exists():
         raise AffectlabError(f"{path}: model not found")
     backend: Backend = OnnxBackend(path, threads) if path.suffix.lower() == ".onnx" else TorchBackend(path, threads)
+    if source is not None:
+        backend.info = replace(backend.info, source=str(source))
     if backend.info.note:  # said once, when the model is loaded (predict, serve and Python scripts alike)
-        log.warning("%s: %s", path.name, backend.info.note)
+        log.warning("%s: %s", Path(backend.info.source).name, backend.info.note)
     return AffectPredictor(
         backend,
         detector=detector,
@@ -299,10 +303,15 @@ def load(
 
 
 def load_for(
-    model: str | Path | None, config: PredictConfig, webcam: bool = False, batch_size: int | None = None
+    model: str | Path | None,
+    config: PredictConfig,
+    webcam: bool = False,
+    batch_size: int | None = None,
+    source: str | Path | None = None,
 ) -> AffectPredictor:
     """``load`` with a ``PredictConfig``'s detector, crop, threads, workers and batch size (``batch_size``
-    overrides it). A webcam gets one worker: frames read ahead would only wait, and be late when shown."""
+    overrides it; ``source`` as for ``load``). A webcam gets one worker: frames read ahead would only wait, and
+    be late when shown."""
     batch = batch_size or config.batch_for(webcam)
     return load(
         model,
@@ -314,4 +323,5 @@ def load_for(
         config.landmarks,
         config.min_confidence,
         1 if webcam else config.workers,
+        source=source,
     )

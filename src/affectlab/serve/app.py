@@ -27,6 +27,7 @@ from typing import Any
 
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
+from affectlab.models.registry import resolve_model
 from affectlab.runtime.predictor import AffectPredictor, load_for
 from affectlab.runtime.settings import PredictConfig, split_options
 from affectlab.serve.access import api_key_from
@@ -233,7 +234,8 @@ def serve_model(model: str | Path | None, config: PredictConfig, options: ServeO
     from affectlab.export.runtime_model import model_for_backend
 
     # Resolved once here for all workers: a named model's file is checked, a run folder's ONNX export made.
-    model = model_for_backend(model, config.backend)
+    given = resolve_model(model)
+    model = model_for_backend(given, config.backend)
     if options.workers > 1:
         from affectlab.runtime.backends import default_threads
 
@@ -245,6 +247,7 @@ def serve_model(model: str | Path | None, config: PredictConfig, options: ServeO
         threads = config.threads or max(1, cores // options.workers)
         settings = {
             "model": str(model),
+            "source": str(given),
             "config": asdict(replace(config, threads=threads)),
             "options": asdict(replace(options, page=False)),
         }
@@ -261,7 +264,8 @@ def serve_model(model: str | Path | None, config: PredictConfig, options: ServeO
             access_log=False,
         )
         return
-    app = create_app(load_for(model, config, batch_size=max(config.batch_for(False), options.max_batch)), options)
+    batch = max(config.batch_for(False), options.max_batch)
+    app = create_app(load_for(model, config, batch_size=batch, source=given), options)
     listening = _listen(options.host, options.port)
     _log_requests_as_json()
     logging.getLogger("affectlab").setLevel(logging.INFO)
@@ -293,6 +297,7 @@ def app_from_environment() -> Any:
     settings = json.loads(os.environ[_WORKER_ENV])
     options = ServeOptions(**settings["options"])
     config = PredictConfig(**settings["config"])
-    predictor = load_for(settings["model"], config, batch_size=max(config.batch_for(False), options.max_batch))
+    batch = max(config.batch_for(False), options.max_batch)
+    predictor = load_for(settings["model"], config, batch_size=batch, source=settings.get("source"))
     _log_requests_as_json()
     return create_app(predictor, options)
