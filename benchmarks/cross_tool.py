@@ -43,10 +43,17 @@ def split_samples(run: Path, data: Path) -> list[Any]:
     """The run's test samples (paths and labels) in ``data``, by the run's own ``split.json``."""
     from affectlab.config import load_recipe
     from affectlab.data.source import read_source
+    from affectlab.data.split import load_split
 
     cfg = load_recipe(run / "config.yaml")
     data_cfg = replace(cfg.data, path=str(data), split_file=str(run / "split.json"), sources=[], train_on=None)
-    return read_source(data_cfg, splits=("test",)).by_split["test"]
+    saved = load_split(run / "split.json")
+    if "sources" not in saved:
+        return read_source(data_cfg, splits=("test",)).by_split["test"]
+    # a run on several sources: the split of the source read from ``data`` (by folder name, else the first)
+    parts = saved["sources"]
+    name = next((n for n, part in parts.items() if Path(part.get("path", "")).name == data.name), next(iter(parts)))
+    return read_source(data_cfg, splits=("test",), assignment=parts[name]).by_split["test"]
 
 
 def protocol_scores(

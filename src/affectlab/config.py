@@ -197,6 +197,9 @@ class TrainConfig:
     # Paste the test faces into generated scenes and score them end to end through the default detector and the
     # model's crop, as `affectlab predict` runs (the "Faces in scenes" section); docs/robustness.md
     faces_in_scenes: bool = True
+    # After training, run the default detector over the training images and fit the model's crop (margin and
+    # centre offset) to where it puts the face in them, so detected faces are cut as the training faces were
+    fit_crop: bool = True
 
 
 @dataclass

@@ -27,12 +27,13 @@ from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.evaluation.faces_in_scenes import faces_in_scenes_section
 from affectlab.evaluation.robustness import robustness_section
 from affectlab.labels import EMOTIONS
-from affectlab.models.checkpoint import load_checkpoint, save_calibration
+from affectlab.models.checkpoint import load_checkpoint, save_calibration, save_face_crop
 from affectlab.models.meta import Calibration
 from affectlab.models.outputs import Outputs, RawOutputs, raw_features, raw_images, to_outputs
 from affectlab.models.registry import named_model
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
+from affectlab.runtime.crop_fit import fit_crop
 from affectlab.training.datamodule import split_features
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
@@ -131,6 +132,15 @@ def run_experiment(
     if not is_main_process():
         return None
     scored = data.splits[eval_split]
+    crop = None
+    if cfg.train.fit_crop:  # before anything loads model.pt to predict through the detector
+        crop = fit_crop(data.splits["train"].images, seed=cfg.train.seed)
+        if crop.fitted:
+            assert crop.margin is not None and crop.shift is not None
+            save_face_crop(run_dir / "model.pt", crop.margin, crop.shift)
+            log.info("crop fitted on %d training faces: margin %.3f, shift %s", crop.found, crop.margin, crop.shift)
+        else:
+            log.warning("crop not fitted: %s", crop.note)
 
     def raw(split: FaceSplit) -> RawOutputs:
         if result.used_feature_cache and not cfg.train.tta_flip:
@@ -156,6 +166,8 @@ def run_experiment(
     if cfg.train.faces_in_scenes:  # through the runtime predictor, as the saved model.pt predicts
         _, saved = load_checkpoint(run_dir)
         metrics["faces_in_scenes"] = faces_in_scenes_section(result.model, saved, shown, metrics, tta)
+    if crop is not None:
+        metrics["crop"] = crop.to_dict()
     write_json(run_dir / "metrics.json", metrics)
     write_predictions(run_dir / "predictions.csv", scored, outputs)
     plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)

@@ -42,6 +42,7 @@ class RaySettings:
     detect_actors: int | None = None
     model_actors: int = 1
     input_size: int = 0
+    face_shift: tuple[float, float] = (0.0, 0.0)  # the model's crop offset, filled in with input_size
 
     def __post_init__(self) -> None:
         for name in ("detect_actors", "model_actors"):
@@ -93,6 +94,7 @@ class DetectCrop:
         config = settings.config
         assert config.margin is not None and settings.input_size > 0, "filled in by predict_with_ray"
         self.size, self.margin, self.align = settings.input_size, config.margin, config.align
+        self.shift = settings.face_shift
         self.detector = make_detector(config.detector)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -105,7 +107,7 @@ class DetectCrop:
             error = None
             try:
                 photo = ScaledPhoto.read(path)  # decoded at the scales detection and crops need, as predict does
-                found, crops = photo_faces(photo, self.detector, self.size, self.margin, self.align)
+                found, crops = photo_faces(photo, self.detector, self.size, self.margin, self.align, self.shift)
             except AffectlabError as exc:
                 error = str(exc)
             if not found:
@@ -188,7 +190,8 @@ def predict_with_ray(settings: RaySettings, sources: list[Source], out: Path) ->
 
     predictor = load_for(settings.model, settings.config)  # here first: a bad model stops before Ray starts
     config = replace(settings.config, margin=predictor.margin)
-    settings = replace(settings, config=config, input_size=predictor.info.preprocess.input_size)
+    preprocess = predictor.info.preprocess
+    settings = replace(settings, config=config, input_size=preprocess.input_size, face_shift=preprocess.face_shift)
     if not ray.is_initialized():
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's C++ core logs its notes on stderr
         ray.init(address=config.address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)

@@ -124,15 +124,19 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return decode_rgb(data, str(path))
 
 
-def square_crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.0) -> np.ndarray:
+def square_crop(
+    image: np.ndarray, box: tuple[int, int, int, int], margin: float = 0.0, shift: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
     """Crop a face box grown by ``margin`` (fraction of its size) and squared, padding with edge pixels.
 
     Squaring before resizing keeps the face's aspect ratio; edge padding avoids black bars when a face touches
-    the frame border.
+    the frame border. ``shift`` moves the crop's centre from the box's by (x, y) fractions of the box's longer
+    side: a model's crop protocol (``Preprocess.face_shift``) puts the detector's box where the training images
+    had their faces.
     """
     x, y, w, h = box
     side = max(w, h) * (1.0 + 2.0 * margin)
-    cx, cy = x + w / 2.0, y + h / 2.0
+    cx, cy = x + w / 2.0 + shift[0] * max(w, h), y + h / 2.0 + shift[1] * max(w, h)
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
     x1, y1 = x0 + int(round(side)), y0 + int(round(side))
     height, width = image.shape[:2]

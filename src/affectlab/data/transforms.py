@@ -27,6 +27,10 @@ class Preprocess:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     #: Extra border around a detected face box, as a fraction of the box side (AffectNet crops are loose).
     face_margin: float = 0.2
+    #: Offset (x, y) of the crop's centre from the detected box's centre, as fractions of the box's longer side.
+    #: With ``face_margin`` it is the model's crop protocol: fitted on the training images (``data.crop_fit``)
+    #: so that a detected face is cropped as the training faces were. (0, 0) for models trained before it.
+    face_shift: tuple[float, float] = (0.0, 0.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,6 +42,7 @@ class Preprocess:
             mean=tuple(values["mean"]),
             std=tuple(values["std"]),
             face_margin=float(values.get("face_margin", 0.2)),
+            face_shift=tuple(float(v) for v in values.get("face_shift", (0.0, 0.0))),  # type: ignore[arg-type]
         )
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:

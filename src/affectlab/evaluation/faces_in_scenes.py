@@ -169,16 +169,18 @@ def faces_in_scenes_section(
     seed: int = 0,
     detector: str = DEFAULT_DETECTOR,
     spec: SceneSpec = SCENE_SPEC,
+    align: bool = False,
 ) -> dict[str, Any]:
     """Paste ``split``'s faces into scenes, run them through the runtime predictor (the model as ``meta``
-    describes it, with ``tta_flip``) and score them against the clean scores of the metrics ``document``."""
+    describes it, with ``tta_flip``; ``align`` levels the eye line as ``predict --align`` does) and score them
+    against the clean scores of the metrics ``document``."""
     clean: dict[str, Any] = {}
     if "classification" in document:
         clean["accuracy"] = document["classification"]["accuracy"]
     if "valence" in document:
         clean["valence_ccc"], clean["arousal_ccc"] = document["valence"]["ccc"], document["arousal"]["ccc"]
     backend = TorchBackend.from_model(model, dataclasses.replace(meta, tta_flip=tta_flip), "evaluation")
-    predictor = AffectPredictor(backend, detector=detector)
+    predictor = AffectPredictor(backend, detector=detector, align=align)
     faces = [split.images[i] for i in range(len(split))]
     scene_list: list[Scene] = []
 
@@ -194,5 +196,6 @@ def faces_in_scenes_section(
         f"{spec.width}x{spec.height} scenes, {spec.faces[0]}-{spec.faces[1]} faces each at "
         f"{spec.min_face}-{spec.max_face} px, rotated up to {spec.max_angle:g} degrees"
     )
-    return {"seed": seed, "detector": predictor.detector.name, "margin": predictor.margin, "scenes_spec": spec_text,
+    return {"seed": seed, "detector": predictor.detector.name, "margin": predictor.margin,
+            "shift": list(predictor.shift), "align": align, "scenes_spec": spec_text,
             "min_iou": MIN_IOU, **section}  # fmt: skip

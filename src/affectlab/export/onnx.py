@@ -295,7 +295,7 @@ def _set_metadata(proto: Any, bundle: dict[str, Any]) -> None:
     flat = {
         ONNX_METADATA_KEY: bundle,
         **{k: bundle[k] for k in ("task", "class_names", "quantization", "tta_flip")},
-        **{k: bundle["preprocess"][k] for k in ("input_size", "mean", "std", "face_margin")},
+        **{k: bundle["preprocess"][k] for k in ("input_size", "mean", "std", "face_margin", "face_shift")},
         "affectlab_version": bundle["affectlab_version"],
     }
     del proto.metadata_props[:]

@@ -7,6 +7,7 @@ the preprocessing, flip TTA, the confidence calibration, the training config and
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "load_checkpoint",
     "save_calibration",
     "save_checkpoint",
+    "save_face_crop",
 ]
 
 
@@ -70,6 +72,14 @@ def save_calibration(path: str | Path, calibration: Calibration | None) -> Path:
     bundle = _read(Path(path))
     meta = ModelMeta.from_checkpoint(bundle)
     return _write(path, bundle["state_dict"], meta.with_calibration(calibration))
+
+
+def save_face_crop(path: str | Path, margin: float, shift: tuple[float, float]) -> Path:
+    """Store the crop protocol fitted after training (``runtime.crop_fit``) in an existing checkpoint."""
+    bundle = _read(Path(path))
+    meta = ModelMeta.from_checkpoint(bundle)
+    preprocess = replace(meta.preprocess, face_margin=margin, face_shift=shift)
+    return _write(path, bundle["state_dict"], replace(meta, preprocess=preprocess))
 
 
 def checkpoint_bytes(model: AffectModel, meta: ModelMeta, half: bool = False) -> bytes:

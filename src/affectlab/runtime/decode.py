@@ -121,7 +121,12 @@ class ScaledPhoto:
 
 
 def photo_faces(
-    photo: ScaledPhoto, detector: FaceDetector, size: int, margin: float, align: bool = False
+    photo: ScaledPhoto,
+    detector: FaceDetector,
+    size: int,
+    margin: float,
+    align: bool = False,
+    shift: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[list[Detection], np.ndarray]:
     """The faces of a photo (boxes in full-size pixels) and their ``size`` crops, from the smallest decodes.
 
@@ -133,7 +138,7 @@ def photo_faces(
     if scan is None:
         image = photo.decode(1)
         found = detector.detect(image)
-        return found, crop_faces(image, found, size, margin, align)
+        return found, crop_faces(image, found, size, margin, align, shift)
     if scan == 0:  # the whole image is the face: no detection
         photo.decode(photo.denominator_for(size))
         found = [Detection((0, 0, *photo.size))]
@@ -144,7 +149,8 @@ def photo_faces(
     if not found:
         return found, np.empty((0, size, size, 3), np.uint8)
     whole = (0, 0, *photo.size)
-    sides = [max(d.box[2:]) * (1.0 if d.box == whole else 1 + 2 * margin) for d in found]
+    reach = 1 + 2 * margin + 2 * max(abs(shift[0]), abs(shift[1]))  # the crop's span around the box, shift included
+    sides = [max(d.box[2:]) * (1.0 if d.box == whole else reach) for d in found]
     denominator = min(_crop_denominator(side, size) for side in sides) if photo.jpeg else 1
     image = photo.decode(denominator)
     fx, fy = photo.scale_of(denominator)
@@ -152,7 +158,7 @@ def photo_faces(
         Detection((0, 0, image.shape[1], image.shape[0]), d.score) if d.box == whole else _rescaled(d, fx, fy, True)
         for d in found
     ]
-    return found, crop_faces(image, at_scale, size, margin, align)
+    return found, crop_faces(image, at_scale, size, margin, align, shift)
 
 
 def _scan_side(detector: FaceDetector) -> int | None:

@@ -272,13 +272,19 @@ def make_detector(name: str | FaceDetector) -> FaceDetector:
 
 
 def crop_faces(
-    image: np.ndarray, faces: Sequence[Box | Detection], size: int, margin: float, align: bool = False
+    image: np.ndarray,
+    faces: Sequence[Box | Detection],
+    size: int,
+    margin: float,
+    align: bool = False,
+    shift: tuple[float, float] = (0.0, 0.0),
 ) -> np.ndarray:
     """Square crops of ``size`` pixels, each box grown by ``margin`` (a fraction of its side) before squaring.
 
     A whole-image box gets no margin: a pre-cropped face already has its context, and padding it would shrink
     the face relative to what the model was trained on. With ``align``, faces that have landmarks are first
-    rotated about their box centre so that the eye line is level (see ``aligned_crop``).
+    rotated about their box centre so that the eye line is level (see ``aligned_crop``). ``shift`` is the
+    model's crop offset (``Preprocess.face_shift``, see ``square_crop``).
     """
     out = np.empty((len(faces), size, size, 3), dtype=np.uint8)
     height, width = image.shape[:2]
@@ -288,9 +294,9 @@ def crop_faces(
         if box == (0, 0, width, height):
             crop = image
         elif align and landmarks is not None:
-            crop = aligned_crop(image, box, landmarks, margin)
+            crop = aligned_crop(image, box, landmarks, margin, shift)
         else:
-            crop = square_crop(image, box, margin)
+            crop = square_crop(image, box, margin, shift)
         out[i] = resize_square(crop, size)
     return out
 
@@ -301,14 +307,20 @@ def eye_angle(landmarks: Sequence[tuple[int, int]]) -> float:
     return float(np.degrees(np.arctan2(ry - ly, rx - lx)))
 
 
-def aligned_crop(image: np.ndarray, box: Box, landmarks: Sequence[tuple[int, int]], margin: float) -> np.ndarray:
+def aligned_crop(
+    image: np.ndarray,
+    box: Box,
+    landmarks: Sequence[tuple[int, int]],
+    margin: float,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
     """The square crop of ``box`` (with ``margin``) after rotating the image about the box centre so that the
     eyes are level; only the neighbourhood of the box is warped. Scale and centre stay the detector's, so the
     crop has the same size and margin as a plain one."""
     x, y, w, h = box
     side = max(w, h) * (1.0 + 2.0 * margin)
     reach = int(np.ceil(side * 0.75)) + 2  # half the diagonal of the crop, so the rotated square stays inside
-    cx, cy = x + w / 2.0, y + h / 2.0
+    cx, cy = x + w / 2.0 + shift[0] * max(w, h), y + h / 2.0 + shift[1] * max(w, h)
     patch = square_crop(image, (round(cx) - reach, round(cy) - reach, 2 * reach, 2 * reach))
     rotation = cv2.getRotationMatrix2D((patch.shape[1] / 2.0, patch.shape[0] / 2.0), eye_angle(landmarks), 1.0)
     level = cv2.warpAffine(

@@ -102,6 +102,7 @@ class AffectPredictor:
         self.detector = make_detector(detector)
         self.batch_size = batch_size
         self.margin = backend.info.preprocess.face_margin if margin is None else margin
+        self.shift = backend.info.preprocess.face_shift  # the model's crop protocol, as fitted in training
         self.align = align
         self.landmarker: MeshLandmarker | None = None
         if landmarks is True:
@@ -161,13 +162,17 @@ class AffectPredictor:
                     item = replace(item, image=photo.decode(1))  # the whole picture is needed
                 else:
                     size = self.info.preprocess.input_size
-                    return (item, *photo_faces(photo, self.detector, size, self.margin, self.align))
+                    return (item, *photo_faces(photo, self.detector, size, self.margin, self.align, self.shift))
             except AffectlabError as exc:
                 return replace(item, error=str(exc)), [], None
         if item.image is None or item.error is not None:
             return item, [], None
         found = self.detector.detect(item.image)
-        return item, found, crop_faces(item.image, found, self.info.preprocess.input_size, self.margin, self.align)
+        return (
+            item,
+            found,
+            crop_faces(item.image, found, self.info.preprocess.input_size, self.margin, self.align, self.shift),
+        )
 
     def _flush(self, pending: list[_Prepared], keep: bool) -> Iterator[ImageResult]:
         chunks = [c for _, _, c in pending if c is not None and len(c)]
