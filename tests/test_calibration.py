@@ -20,6 +20,8 @@ from affectlab.evaluation.calibration import conformal_quantile, fit_calibration
 from affectlab.evaluation.trust import (
     confidence_metrics,
     confidence_section,
+    ece_floor,
+    expected_calibration_error,
     interval_metrics,
     selective_metrics,
     set_metrics,
@@ -282,6 +284,18 @@ def test_calibration_metrics_of_a_perfect_and_a_confidently_wrong_model() -> Non
     assert metrics["brier"] == pytest.approx(0.93**2 + 0.99**2 + 6 * 0.01**2)
     assert metrics["nll"] == pytest.approx(-np.log(0.01))
     assert metrics["classwise_ece"] > 0
+
+
+def test_ece_floor_is_what_a_perfectly_calibrated_model_measures() -> None:
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.full(8, 0.7), size=600)
+    floor = ece_floor(probs)
+    cumulative = probs.cumsum(axis=1)
+    measured = [expected_calibration_error((rng.random((600, 1)) > cumulative).sum(axis=1), probs) for _ in range(40)]
+    assert floor > 0.02  # 600 faces: far from zero although the probabilities are exact
+    assert np.mean(measured) == pytest.approx(floor, rel=0.15)
+    assert ece_floor(np.tile(probs, (20, 1))) < floor / 3  # the bias shrinks with the number of faces
+    assert ece_floor(probs) == floor  # seeded: a report gives the same floor again
 
 
 def test_confidence_section_of_an_uncalibrated_model_has_no_after() -> None:

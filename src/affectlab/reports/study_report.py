@@ -97,17 +97,18 @@ def _confidence_blocks(summary: dict[str, Any]) -> list[Block]:
     for agg in summary["aggregate"]:
         if not any(k.startswith("confidence.") for k in agg):
             continue
-        keys = ("temperature", "before.ece", "after.ece", "before.nll", "after.nll", "after.aurc", "sets.coverage",
+        keys = ("temperature", "before.ece", "after.ece", "after.ece_floor", "before.nll", "after.nll", "after.aurc", "sets.coverage",
                 "sets.mean_size", "intervals.valence.coverage", "intervals.valence.mean_width",
                 "intervals.arousal.coverage", "intervals.arousal.mean_width")  # fmt: skip
         rows.append([agg["backbone"], agg["task"], agg["weights"], *(_f(agg.get(f"confidence.{k}")) for k in keys)])
     if not rows:
         return []
-    header = ["backbone", "task", "weights", "T", "ECE before", "ECE after", "NLL before", "NLL after", "AURC",
+    header = ["backbone", "task", "weights", "T", "ECE before", "ECE after", "ECE floor", "NLL before", "NLL after", "AURC",
               "set coverage", "set size", "V coverage", "V width", "A coverage", "A width"]  # fmt: skip
     note = (
         "Temperature and conformal sets/intervals fitted on the validation split after model selection; ECE with "
-        "15 equal-width bins; sets are adaptive prediction sets (APS) at the run's train.coverage; "
+        "15 equal-width bins (ECE floor: what a perfectly calibrated model with the same probabilities would measure "
+        "on as many faces); sets are adaptive prediction sets (APS) at the run's train.coverage; "
         "see docs/calibration.md."
     )
     return [("h2", "Confidence (test split)"), ("p", note), ("table", (header, rows))]
