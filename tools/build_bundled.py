@@ -303,6 +303,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     return values
 
 
+def _confusion_sentence(metrics: dict[str, Any], source: str) -> str:
+    """The run's own reading of its confusion matrix, so the card's weak classes are measured, not assumed."""
+    scored = (metrics.get("sources") or {}).get(source) or metrics
+    return str(
+        ((scored.get("analysis") or {}).get("confusions") or {}).get("sentence")
+        or "no confusion analysis in metrics.json."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="run folder written by affectlab train")
@@ -333,12 +342,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _confusion_sentence(metrics: dict[str, Any], source: str) -> str:
-    """The run's own reading of its confusion matrix, so the card's weak classes are measured, not assumed."""
-    scored = (metrics.get("sources") or {}).get(source) or metrics
-    return str(
-        ((scored.get("analysis") or {}).get("confusions") or {}).get("sentence")
-        or "no confusion analysis in metrics.json."
-    )

@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from affectlab.data.samples import FaceArray
 from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, make_detector
 
 __all__ = ["MIN_FOUND", "CropFit", "fit_crop"]
@@ -67,7 +68,7 @@ class CropFit:
         }
 
 
-def fit_crop(images: np.ndarray, detector: str | FaceDetector = DEFAULT_DETECTOR, seed: int = 0) -> CropFit:
+def fit_crop(images: FaceArray | np.ndarray, detector: str | FaceDetector = DEFAULT_DETECTOR, seed: int = 0) -> CropFit:
     """Fit margin and shift on ``images`` (N x S x S x 3 uint8 training faces, square as training decodes them).
 
     In each image the largest detected face counts; images without one are left out (and counted). The margin
