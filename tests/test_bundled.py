@@ -287,5 +287,17 @@ def test_the_real_bundled_model(tmp_path: Path) -> None:
     assert np.array_equal(probs, [f.probs for r in again for f in r])
 
 
+@pytest.mark.skipif(not REAL_FILE.is_file(), reason=f"the bundled model is not built yet ({REAL_FILE} is absent)")
+def test_the_bundled_model_reads_a_real_smile() -> None:
+    """scikit-image's public-domain astronaut photo, as the README shows it: one face, Happy, positive valence."""
+    from skimage import data
+
+    faces = affectlab.load().predict(data.astronaut())
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.label == "Happy" and face.confidence > 0.5 and face.valence > 0.3
+    assert face.prediction_set is not None and "Happy" in face.prediction_set
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

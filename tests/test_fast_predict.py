@@ -77,9 +77,10 @@ def _assert_same(a: list, b: list, atol: float) -> None:  # type: ignore[type-ar
 def exported(run: Path) -> Path:
     """The run's ONNX export, made by the first ``load`` (the default backend) and reused after."""
     assert not (run / "model.onnx").exists()
-    source = Path(affectlab.load(run, detector="none").info.source)
-    assert source == run / "model.onnx"
-    return source
+    predictor = affectlab.load(run, detector="none")
+    assert predictor.info.source == str(run)  # records name the run the user gave, not its export
+    assert predictor.backend.path == run / "model.onnx"
+    return run / "model.onnx"
 
 
 def test_a_run_folder_runs_from_its_onnx_export_with_the_records_of_pytorch(
@@ -106,7 +107,7 @@ def test_a_foreign_model_onnx_is_never_used_nor_replaced(work: Path, exported: P
     foreign = Path(shutil.copy2(exported, other / "model.onnx"))  # another checkpoint's export, where its own goes
     before = foreign.read_bytes()
     predictor = affectlab.load(other, detector="none")
-    cached = Path(predictor.info.source)  # exported into the cache instead
+    cached = predictor.backend.path  # exported into the cache instead
     assert cached.parent.name == checkpoint_sha256(other / "model.pt") and foreign.read_bytes() == before
     assert cached.is_relative_to(Path(os.environ["AFFECTLAB_CACHE"]))
     crops = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
@@ -119,7 +120,7 @@ def test_a_read_only_run_folder_gets_its_export_in_the_cache(work: Path) -> None
     run = make_run(work / "read-only", seed=2)
     run.chmod(0o555)
     try:
-        source = Path(affectlab.load(run, detector="none").info.source)
+        source = affectlab.load(run, detector="none").backend.path
     finally:
         run.chmod(0o755)
     assert not (run / "model.onnx").exists() and source.is_relative_to(Path(os.environ["AFFECTLAB_CACHE"]))
@@ -138,7 +139,7 @@ def test_an_old_export_without_the_checkpoint_hash_is_trusted_only_when_newer(
             del bundle[CHECKPOINT_HASH_KEY]
             prop.value = json.dumps(bundle)
     onnx.save(proto, str(old / "model.onnx"))
-    assert affectlab.load(old).info.source == str(old / "model.onnx")
+    assert affectlab.load(old).backend.path == old / "model.onnx"
     digest = checkpoint_sha256(checkpoint)
     os.utime(checkpoint, (checkpoint.stat().st_atime, (old / "model.onnx").stat().st_mtime + 60))
     assert not onnx_matches(old / "model.onnx", checkpoint, digest)  # the checkpoint changed after the export

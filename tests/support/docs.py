@@ -92,7 +92,8 @@ def shell_commands(block: str) -> list[list[str]]:
     """The ``affectlab`` commands in a shell block as argument lists (without ``affectlab``).
 
     Continued lines are joined and comments dropped; a command may follow environment assignments or another
-    command (``&&``), run as ``-m affectlab.cli``, or sit inside a quoted argument (``sbatch --wrap '...'``).
+    command (``&&``), run as ``-m affectlab.cli``, sit inside a quoted argument (``sbatch --wrap '...'``) or in a
+    one-line ``for`` loop, whose variable is read as its first value (``--seed $s`` as ``--seed 0``).
     """
     commands = []
     for line in block.replace("\\\n", " ").splitlines():
@@ -101,8 +102,16 @@ def shell_commands(block: str) -> list[list[str]]:
         lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
         lexer.whitespace_split = True
         lexer.commenters = "#"
-        commands.extend(_affectlab_calls(list(lexer)))
+        commands.extend(_affectlab_calls(_loop_variables_set(list(lexer))))
     return commands
+
+
+def _loop_variables_set(tokens: list[str]) -> list[str]:
+    """``for s in 0 1 2; do ... $s ...; done`` with ``$s`` and ``${s}`` replaced by the loop's first value."""
+    if len(tokens) < 5 or tokens[0] != "for" or tokens[2] != "in":
+        return tokens
+    name, first = tokens[1], tokens[3]
+    return [token.replace("${" + name + "}", first).replace("$" + name, first) for token in tokens]
 
 
 def _affectlab_calls(tokens: list[str]) -> list[list[str]]:
