@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Put right before a ```python block that cannot run in the test's scratch folder; the reason is required.
 NOT_RUN = re.compile(r"^<!--\s*not-run:\s*(?P<reason>\S.*?)\s*-->$")
+#: ``for s in 0 1 2; do``: the loop variable and its first value, for the lines that use it.
+LOOP = re.compile(r"^\s*for\s+(?P<name>\w+)\s+in\s+(?P<first>[^\s;]+)")
 FENCE = re.compile(r"^```(?P<lang>[\w-]*)\s*$")
 FLAG = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
 
@@ -93,25 +95,23 @@ def shell_commands(block: str) -> list[list[str]]:
 
     Continued lines are joined and comments dropped; a command may follow environment assignments or another
     command (``&&``), run as ``-m affectlab.cli``, sit inside a quoted argument (``sbatch --wrap '...'``) or in a
-    one-line ``for`` loop, whose variable is read as its first value (``--seed $s`` as ``--seed 0``).
+    ``for`` loop, whose variable is read as its first value (``--seed $s`` as ``--seed 0``).
     """
     commands = []
+    loop_values: dict[str, str] = {}
     for line in block.replace("\\\n", " ").splitlines():
+        loop = LOOP.match(line)
+        if loop:
+            loop_values[loop["name"]] = loop["first"]
         if "affectlab" not in line:
             continue
+        for name, first in loop_values.items():
+            line = line.replace("${" + name + "}", first).replace("$" + name, first)
         lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
         lexer.whitespace_split = True
         lexer.commenters = "#"
-        commands.extend(_affectlab_calls(_loop_variables_set(list(lexer))))
+        commands.extend(_affectlab_calls(list(lexer)))
     return commands
-
-
-def _loop_variables_set(tokens: list[str]) -> list[str]:
-    """``for s in 0 1 2; do ... $s ...; done`` with ``$s`` and ``${s}`` replaced by the loop's first value."""
-    if len(tokens) < 5 or tokens[0] != "for" or tokens[2] != "in":
-        return tokens
-    name, first = tokens[1], tokens[3]
-    return [token.replace("${" + name + "}", first).replace("$" + name, first) for token in tokens]
 
 
 def _affectlab_calls(tokens: list[str]) -> list[list[str]]:
