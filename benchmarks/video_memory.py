@@ -4,7 +4,7 @@ The script writes synthetic 1280x720 videos (a moving face on a noisy background
 of 1 and 4 minutes into a temporary folder, then runs ``affectlab predict MODEL VIDEO --out results.jsonl
 --save-annotated DIR`` on each in a fresh process and reads that process's peak RSS with
 ``resource.getrusage(RUSAGE_CHILDREN)`` from a parent made just for that run (so each number covers exactly one
-predict run). Every frame is processed (Haar detection, model, JSONL record, annotated output video).
+predict run). Every frame is processed (the default detector, model, JSONL record, annotated output video).
 The check passes when the peaks differ by less than ``--limit-mb`` (50 MB).
 
 The model is MobileNetV2 at 128 px with random weights (memory does not depend on the weights values),
