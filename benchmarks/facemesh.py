@@ -12,28 +12,16 @@ import argparse
 import json
 import platform
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime as ort
 import torch
 from skimage import data
 
+from affectlab.evaluation.efficiency import cpu_ms_per_call
 from affectlab.models.facemesh import WEIGHTS, load_facemesh
 from affectlab.runtime.faces import HaarDetector
 from affectlab.runtime.mesh import MeshLandmarker
-
-
-def cpu_ms(call: Callable[[], object], calls: int, repeat: int) -> float:
-    call()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.process_time()
-        for _ in range(calls):
-            call()
-        best = min(best, (time.process_time() - start) / calls)
-    return round(best * 1000, 2)
 
 
 def main() -> None:
@@ -50,13 +38,13 @@ def main() -> None:
     x = torch.from_numpy(image[65:257, 160:352]).permute(2, 0, 1)[None].float() / 255
     rows: dict[str, float] = {}
     with torch.inference_mode():
-        rows["pytorch NCHW, 1 crop (ms)"] = cpu_ms(lambda: net(x), args.calls, args.repeat)
+        rows["pytorch NCHW, 1 crop (ms)"] = cpu_ms_per_call(lambda: net(x), args.calls, args.repeat)
         fast = load_facemesh().to(memory_format=torch.channels_last)
         xl = x.contiguous(memory_format=torch.channels_last)
-        rows["pytorch channels_last, 1 crop (ms)"] = cpu_ms(lambda: fast(xl), args.calls, args.repeat)
+        rows["pytorch channels_last, 1 crop (ms)"] = cpu_ms_per_call(lambda: fast(xl), args.calls, args.repeat)
         x8 = x.repeat(8, 1, 1, 1).contiguous(memory_format=torch.channels_last)
         rows["pytorch channels_last, 8 crops, per crop (ms)"] = round(
-            cpu_ms(lambda: fast(x8), max(1, args.calls // 8), args.repeat) / 8, 2
+            cpu_ms_per_call(lambda: fast(x8), max(1, args.calls // 8), args.repeat) / 8, 2
         )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "facemesh.onnx"
@@ -64,7 +52,7 @@ def main() -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        rows["onnxruntime, 1 crop (ms)"] = cpu_ms(
+        rows["onnxruntime, 1 crop (ms)"] = cpu_ms_per_call(
             lambda: session.run(None, {"image": x.numpy()}), args.calls, args.repeat
         )
     if args.tflite:
@@ -78,11 +66,11 @@ def main() -> None:
             lite.set_tensor(lite.get_input_details()[0]["index"], nhwc)
             lite.invoke()
 
-        rows["tflite (LiteRT, XNNPACK), 1 crop (ms)"] = cpu_ms(run_lite, args.calls, args.repeat)
+        rows["tflite (LiteRT, XNNPACK), 1 crop (ms)"] = cpu_ms_per_call(run_lite, args.calls, args.repeat)
     for refine in (False, True):
         landmarker = MeshLandmarker(refine=refine)
         name = f"MeshLandmarker refine={refine}, 1 face incl. crop and pose (ms)"
-        rows[name] = cpu_ms(lambda mesh=landmarker: mesh(image, [face]), args.calls, args.repeat)
+        rows[name] = cpu_ms_per_call(lambda mesh=landmarker: mesh(image, [face]), args.calls, args.repeat)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread",
         "weights_bytes": WEIGHTS.stat().st_size,

@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from affectlab.config import ModelConfig
-from affectlab.evaluation.efficiency import count_flops, count_parameters
+from affectlab.evaluation.efficiency import count_flops, count_parameters, cpu_ms_per_call
 from affectlab.models.affect_model import create_model
 from affectlab.models.checkpoint import load_checkpoint
 
@@ -62,11 +61,7 @@ def summarise(runs: list[Path]) -> dict[str, Any]:
 def cpu_ms(model: torch.nn.Module, size: int, batch: int, calls: int = 20) -> float:
     images = torch.rand(batch, 3, size, size)
     with torch.inference_mode():
-        model(images)
-        start = time.process_time()
-        for _ in range(calls):
-            model(images)
-    return round((time.process_time() - start) / calls * 1000, 2)
+        return cpu_ms_per_call(lambda: model(images), calls)
 
 
 def network_of(run: Path | None) -> tuple[torch.nn.Module, int]:

@@ -92,8 +92,8 @@ def test_the_checks_catch_a_wrong_command(tmp_path: Path) -> None:
 
 
 def test_a_loop_variable_is_read_as_its_first_value() -> None:
-    block = "for s in 7 8; do\n  affectlab train --seed $s --out runs/s${s}\ndone\naffectlab train --seed x\n"
-    assert shell_commands(block) == [["train", "--seed", "7", "--out", "runs/s7"], ["train", "--seed", "x"]]
+    block = "for s in 7 8; do\n  affectlab train --seed $s --out runs/s${s}-$seed\ndone\naffectlab train --seed x\n"
+    assert shell_commands(block) == [["train", "--seed", "7", "--out", "runs/s7-$seed"], ["train", "--seed", "x"]]
     one_line = "for s in 0 1; do affectlab train --seed $s; done"
     assert shell_commands(one_line) == [["train", "--seed", "0"]]
 

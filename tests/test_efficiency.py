@@ -13,6 +13,7 @@ from affectlab.evaluation.efficiency import (
     SpeedPlan,
     count_flops,
     count_parameters,
+    cpu_ms_per_call,
     machine_info,
     measure_model,
     speed_summary,
@@ -52,6 +53,17 @@ def test_time_calls_warms_up_times_and_stops_early() -> None:
     assert len(latencies) == 5 and faces == 10
     latencies, faces = time_calls(calls, warmup=0, max_seconds=0.0)  # past the cap after the first call
     assert len(latencies) == 1 and faces == 2
+
+
+def test_cpu_ms_per_call_warms_up_once_and_keeps_the_best_round() -> None:
+    count = [0]
+
+    def call() -> None:
+        count[0] += 1
+        sum(range(200_000))  # about a millisecond of CPU work, so the rounded figure cannot be 0
+
+    ms = cpu_ms_per_call(call, calls=4, repeat=3)
+    assert count[0] == 1 + 4 * 3 and ms > 0
 
 
 def test_speed_summary_by_hand() -> None:

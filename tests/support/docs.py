@@ -105,8 +105,8 @@ def shell_commands(block: str) -> list[list[str]]:
             loop_values[loop["name"]] = loop["first"]
         if "affectlab" not in line:
             continue
-        for name, first in loop_values.items():
-            line = line.replace("${" + name + "}", first).replace("$" + name, first)
+        for name, first in loop_values.items():  # $s and ${s}, not the start of $seed
+            line = re.sub(rf"\$(?:\{{{name}\}}|{name}(?!\w))", first, line)
         lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|")
         lexer.whitespace_split = True
         lexer.commenters = "#"
