@@ -113,6 +113,8 @@ def test_serve_options_are_checked_before_the_model_loads(tmp_path: Path) -> Non
         affectlab.serve(missing, smooth=0)
     with pytest.raises(AffectlabError, match="unknown option 'prot'"):
         affectlab.serve(missing, prot=8080)
+    with pytest.raises(AffectlabError, match="detect_every is for predict"):
+        affectlab.serve(missing, detect_every=5)
     with pytest.raises(AffectlabError, match="model not found"):
         affectlab.serve(missing, port=0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from support.models import demo_faces, one_torch_thread, scene, write_video
 
 import affectlab
 from affectlab.cli import main
+from affectlab.errors import AffectlabError
 from affectlab.runtime import pipeline
 from affectlab.runtime.pipeline import run_predictions
 from affectlab.runtime.records import RecordWriter
@@ -243,3 +245,125 @@ def test_ctrl_c_on_files_exits_130_and_leaves_no_partial_output(
     assert CtrlCAfterThreeFrames.frames == 3
     assert list(results.iterdir()) == []  # no results file, and no temporary one either
     assert list(annotated.iterdir()) == []  # the half-written annotated video was removed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Key frames (--detect-every) and decoding ahead
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _CountingDetector:
+    """The default detector, counting the frames it is run on (a user-supplied ``FaceDetector``, as the API allows)."""
+
+    def __init__(self) -> None:
+        from affectlab.runtime.faces import make_detector
+
+        self.inner = make_detector("auto")
+        self.name = self.inner.name
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> list[Any]:
+        self.calls += 1
+        return self.inner.detect(image)
+
+
+def _records(predictor: Any, video: Path, config: PredictConfig) -> list[dict[str, Any]]:
+    stream = io.StringIO()
+    writer = RecordWriter(stream, "jsonl")
+    run_predictions(predictor, expand_inputs([str(video)]), lambda r: writer.write(r.records()), config)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_detect_every_detects_on_key_frames_and_follows_the_faces_in_between(
+    run: Path, video: Path, workers: int
+) -> None:
+    detector = _CountingDetector()
+    predictor = affectlab.load(run, detector=detector, workers=workers, detect_every=5, batch_size=4)
+    records = _records(predictor, video, PredictConfig())
+    every = _records(affectlab.load(run, workers=1), video, PredictConfig())
+    assert detector.calls == -(-N_FRAMES // 5)  # frames 0, 5, 10, 15, 20
+    assert [r["frame"] for r in records] == list(range(N_FRAMES))
+    followed, held = [], []
+    for r in records:
+        key = every[r["frame"] - r["frame"] % 5]
+        if r["frame"] % 5 == 0:  # key frames are exactly the every-frame run's
+            assert r["box"] == key["box"]
+            np.testing.assert_allclose(list(r["probs"].values()), list(key["probs"].values()), atol=1e-5)
+            continue
+        assert r["box"][2:] == key["box"][2:]  # moved, not resized
+        if r["frame"] >= 10:  # two key frames seen: the face's motion (5 px a frame to the right) is known
+            followed.append(abs(r["box"][0] - every[r["frame"]]["box"][0]))
+            held.append(abs(key["box"][0] - every[r["frame"]]["box"][0]))
+    # the boxes in between follow the face: much closer to where the detector finds it than the key frame's box
+    assert np.mean(followed) < 0.5 * np.mean(held), (followed, held)
+
+
+def test_detect_every_gives_the_same_records_on_one_thread_and_on_several(run: Path, video: Path) -> None:
+    one = _records(affectlab.load(run, workers=1, detect_every=3), video, PredictConfig())
+    two = _records(affectlab.load(run, workers=2, detect_every=3), video, PredictConfig())
+    assert [r["box"] for r in one] == [r["box"] for r in two]
+    np.testing.assert_allclose(
+        [list(r["probs"].values()) for r in one], [list(r["probs"].values()) for r in two], atol=1e-5
+    )
+
+
+def test_detect_every_restarts_on_each_video_and_leaves_photos_alone(
+    run: Path, video: Path, frames: list[np.ndarray], tmp_path: Path
+) -> None:
+    photo, second = tmp_path / "photo.png", tmp_path / f"second{video.suffix}"
+    cv2.imwrite(str(photo), frames[0])
+    second.write_bytes(video.read_bytes())
+    detector = _CountingDetector()
+    predictor = affectlab.load(run, detector=detector, workers=2, detect_every=4)
+    results: list[ImageResult] = []
+    run_predictions(predictor, expand_inputs([str(video), str(photo), str(second)]), results.append, PredictConfig())
+    assert len(results) == 2 * N_FRAMES + 1
+    assert detector.calls == 2 * -(-N_FRAMES // 4) + 1  # each video starts with a key frame; the photo detects
+
+
+def test_detect_every_is_checked_and_refused_where_it_cannot_work(run: Path, video: Path, tmp_path: Path) -> None:
+    with pytest.raises(AffectlabError, match="--detect-every must be at least 1, got 0"):
+        PredictConfig(detect_every=0)
+    with pytest.raises(AffectlabError, match="--detect-every is for videos and webcams"):
+        PredictConfig(detect_every=5, engine="ray")
+    out = tmp_path / "bad.jsonl"
+    assert main(["predict", str(run), str(video), "--detect-every", "0", "--out", str(out), "--quiet"]) == 2
+    assert not out.exists()
+    assert main(["predict", str(run), str(video), "--detect-every", "6", "--out", str(out), "--quiet"]) == 0
+    assert len(out.read_text().splitlines()) == N_FRAMES
+
+
+def test_read_ahead_keeps_order_raises_in_place_and_closes_the_source() -> None:
+    from affectlab.runtime.video import read_ahead
+
+    assert list(read_ahead(iter(range(100)), depth=3)) == list(range(100))
+    closed: list[bool] = []
+
+    def numbers(fail_at: int | None = None) -> Any:
+        try:
+            for i in range(1000):
+                if i == fail_at:
+                    raise ValueError(f"broken at {i}")
+                yield i
+        finally:
+            closed.append(True)
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="broken at 7"):
+        got.extend(read_ahead(numbers(fail_at=7)))
+    assert got == list(range(7)) and closed == [True]
+    reader = read_ahead(numbers(), depth=2)
+    assert [next(reader) for _ in range(5)] == list(range(5))
+    reader.close()  # the consumer stops early: the thread ends and the source is closed, in that thread
+    assert closed == [True, True]
+    assert not [t for t in threading.enumerate() if t.name == "affectlab-read-ahead"]
+
+
+def test_video_read_ahead_gives_the_records_of_the_sequential_path(run: Path, video: Path) -> None:
+    ahead = _records(affectlab.load(run, workers=2), video, PredictConfig())
+    sequential = _records(affectlab.load(run, workers=1), video, PredictConfig())
+    assert [(r["frame"], r["box"]) for r in ahead] == [(r["frame"], r["box"]) for r in sequential]
+    np.testing.assert_allclose(
+        [list(r["probs"].values()) for r in ahead], [list(r["probs"].values()) for r in sequential], atol=1e-5
+    )

@@ -28,6 +28,7 @@ PREDICT_FLAGS = (
     "batch_size",
     "every",
     "smooth",
+    "detect_every",
     "threads",
     "engine",
     "address",
@@ -103,6 +104,12 @@ def _add_predict(predict: argparse.ArgumentParser) -> None:
     predict.add_argument("--every", type=int, metavar="N", help=f"video: every Nth frame (default {default.every})")
     predict.add_argument(
         "--smooth", type=int, metavar="N", help=f"video: average over the last N frames (default {default.smooth})"
+    )
+    predict.add_argument(
+        "--detect-every",
+        type=int,
+        metavar="N",
+        help="video/webcam: detect faces on every Nth processed frame, reuse its boxes in between (default 1)",
     )
     predict.add_argument("--threads", type=int, help="model threads (default: ONNX all usable CPUs, PyTorch its own)")
     predict.add_argument(

@@ -33,7 +33,7 @@ from affectlab.runtime.settings import PredictConfig
 from affectlab.runtime.sources import Source
 from affectlab.runtime.timeline import TrackLog
 from affectlab.runtime.tracking import track_and_smooth
-from affectlab.runtime.video import VideoWriter, iter_video, iter_webcam, open_webcam, video_info
+from affectlab.runtime.video import VideoWriter, iter_video, iter_webcam, open_webcam, read_ahead, video_info
 
 __all__ = [
     "PredictSummary",
@@ -205,7 +205,8 @@ def run_predictions(
     state = _SourceState(config, annotate_dir, summary, plan_annotations(sources, annotate_dir))
     keep = annotate_dir is not None
     try:
-        for result in predictor.predict_stream(_items(sources, config.every, cameras), keep_images=keep):
+        items = _items(sources, config.every, cameras, predictor.workers > 1)
+        for result in predictor.predict_stream(items, keep_images=keep):
             result = state.process(result, by_name[result.source])
             _count(summary, result)
             on_result(result)
@@ -252,12 +253,18 @@ def plan_annotations(sources: list[Source], annotate_dir: Path | None) -> dict[s
     return plan
 
 
-def _items(sources: list[Source], every: int, cameras: dict[int, cv2.VideoCapture]) -> Iterator[Item]:
+def _items(
+    sources: list[Source], every: int, cameras: dict[int, cv2.VideoCapture], ahead: bool = False
+) -> Iterator[Item]:
+    """The items of all sources in order; with ``ahead``, video files are decoded in a thread of their own
+    (``read_ahead``), so decoding overlaps detection and the model. A webcam is never read ahead: its frames
+    would only wait, and be late when shown."""
     for source in sources:
         if source.error is not None:
             yield Item(source.name, error=source.error)
         elif source.kind == "video" and source.path is not None:
-            yield from iter_video(source.path, every, source.name)
+            frames = iter_video(source.path, every, source.name)
+            yield from read_ahead(frames) if ahead else frames
         elif source.kind == "webcam":
             camera = source.camera or 0
             yield from iter_webcam(cameras[camera], camera, every)

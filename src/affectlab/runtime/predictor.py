@@ -8,6 +8,9 @@ since a batch of 32 crops costs far less than 32 single calls.
 Photo files are decoded at the scale each step needs (``runtime.decode``), and with ``workers`` above 1 the
 decoding, detection and cropping of the next items run in threads while the model runs on the current batch
 (OpenCV, ONNX Runtime and PyTorch release the GIL). Results keep the input order either way.
+
+With ``detect_every`` N above 1, the detector runs on every Nth processed frame of a video or webcam (a key
+frame), and the frames after it are cropped where each face is expected (``runtime.key_frames``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +33,8 @@ from affectlab.models.registry import resolve_model
 from affectlab.runtime.backends import Backend, ModelInfo, OnnxBackend, TorchBackend, default_threads
 from affectlab.runtime.decode import ScaledPhoto, photo_faces
 from affectlab.runtime.faces import DEFAULT_DETECTOR, FaceDetector, crop_faces, make_detector
+from affectlab.runtime.items import Item
+from affectlab.runtime.key_frames import KeyFrame
 from affectlab.runtime.results import Detection, FaceResult, ImageResult
 from affectlab.runtime.settings import DEFAULT_BATCH, PredictConfig
 
@@ -43,23 +48,12 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-@dataclass
-class Item:
-    """One image or video frame waiting for prediction; ``error`` instead of ``image`` if it could not be read.
-
-    A photo file may come as its ``path`` alone: the predictor reads it, at the scales it needs.
-    """
-
-    source: str
-    image: np.ndarray | None = None
-    frame: int | None = None
-    time_s: float | None = None
-    error: str | None = None
-    path: Path | None = None
-
-
 #: One item ready for the model: the item, its faces, and their crops (None when it has no image).
 _Prepared = tuple[Item, list[Detection], np.ndarray | None]
+
+
+#: An item with its key frame (None: detect on it alone) and its offset from it (0: it is the key frame).
+_Planned = tuple[Item, KeyFrame | None, int]
 
 
 class AffectPredictor:
@@ -79,6 +73,8 @@ class AffectPredictor:
             CPUs this process may use; 1: all in the calling thread).
         decode_at_scale: decode JPEG photos given by path at the scale each step needs (``runtime.decode``);
             False decodes every photo in full first, as releases before 26 did (kept for comparisons).
+        detect_every: on video and webcam frames, run the detector on every Nth frame only and follow the faces
+            in between (1: detect on every frame; see ``runtime.key_frames``).
     """
 
     def __init__(
@@ -92,11 +88,14 @@ class AffectPredictor:
         min_confidence: float | None = None,
         workers: int | None = None,
         decode_at_scale: bool = True,
+        detect_every: int = 1,
     ) -> None:
         if batch_size < 1:
             raise AffectlabError(f"batch size must be at least 1, got {batch_size}")
-        PredictConfig(min_confidence=min_confidence, workers=workers)  # the one check of the values
+        # the one check of the values
+        PredictConfig(min_confidence=min_confidence, workers=workers, detect_every=detect_every)
         self.workers = workers or default_threads()
+        self.detect_every = detect_every
         self.decode_at_scale = decode_at_scale
         self.backend = backend
         self.detector = make_detector(detector)
@@ -145,7 +144,8 @@ class AffectPredictor:
         """
         pending: list[_Prepared] = []
         n_crops = 0
-        for item, found, crops in _in_order(lambda item: self._prepare(item, keep_images), items, self.workers):
+        planned = self._plan(items)
+        for item, found, crops in _in_order(lambda job: self._prepare(*job, keep_images), planned, self.workers):
             n_crops += len(found)
             pending.append((item, found, crops))
             if n_crops >= self.batch_size or len(pending) >= self.batch_size:
@@ -153,8 +153,31 @@ class AffectPredictor:
                 pending, n_crops = [], 0
         yield from self._flush(pending, keep_images)
 
-    def _prepare(self, item: Item, keep: bool) -> _Prepared:
-        """Read (if given by path), detect and crop one item; an unreadable file becomes its error."""
+    def _plan(self, items: Iterable[Item]) -> Iterator[_Planned]:
+        """Give each video or webcam frame its key frame (every ``detect_every``-th frame of a source) and its offset
+        from it; photos, and every frame when ``detect_every`` is 1, detect on their own."""
+        source, count, key = None, 0, None
+        for item in items:
+            if self.detect_every == 1 or item.frame is None or item.image is None or item.error is not None:
+                yield item, None, 0
+                continue
+            if item.source != source:
+                source, count, key = item.source, 0, None
+            offset = count % self.detect_every
+            if offset == 0:
+                key = KeyFrame(key, self.detect_every)
+            assert key is not None
+            yield item, key, offset
+            count += 1
+
+    def _prepare(self, item: Item, key: KeyFrame | None, offset: int, keep: bool) -> _Prepared:
+        """Read (if given by path), detect and crop one item; an unreadable file becomes its error. A frame with a
+        ``key`` frame is cropped where the key frame's faces are expected ``offset`` frames later."""
+        if key is not None:
+            assert item.image is not None  # _plan gives key frames only to decoded frames
+            found = key.detect(self.detector, item.image) if offset == 0 else key.faces_at(offset)
+            size = self.info.preprocess.input_size
+            return item, found, crop_faces(item.image, found, size, self.margin, self.align, self.shift)
         if item.error is None and item.image is None and item.path is not None:
             try:
                 photo = ScaledPhoto.read(item.path)
@@ -272,6 +295,7 @@ def load(
     workers: int | None = None,
     decode_at_scale: bool = True,
     source: str | Path | None = None,
+    detect_every: int = 1,
 ) -> AffectPredictor:
     """Load a run folder, ``.pt`` checkpoint, ``.onnx`` file or named model as an ``AffectPredictor``.
 
@@ -285,6 +309,7 @@ def load(
     model runs (default: the usable CPUs); ``decode_at_scale`` False decodes every photo in full (the path before
     issue 26, kept for comparisons). ``source`` is what the user called the model when ``path`` is a file made
     from it (a run folder's ONNX export): records, ``/health`` and messages name that, not the export.
+    ``detect_every`` N runs the detector on every Nth video or webcam frame only (see ``AffectPredictor``).
     """
     path = resolve_model(path)
     if not path.exists():
@@ -304,6 +329,7 @@ def load(
         min_confidence=min_confidence,
         workers=workers,
         decode_at_scale=decode_at_scale,
+        detect_every=detect_every,
     )
 
 
@@ -314,8 +340,8 @@ def load_for(
     batch_size: int | None = None,
     source: str | Path | None = None,
 ) -> AffectPredictor:
-    """``load`` with a ``PredictConfig``'s detector, crop, threads, workers and batch size (``batch_size``
-    overrides it; ``source`` as for ``load``). A webcam gets one worker: frames read ahead would only wait, and
+    """``load`` with a ``PredictConfig``'s detector, crop, threads, workers, key frames and batch size
+    (``batch_size`` overrides it; ``source`` as for ``load``). A webcam gets one worker: frames read ahead would only wait, and
     be late when shown."""
     batch = batch_size or config.batch_for(webcam)
     return load(
@@ -329,4 +355,5 @@ def load_for(
         config.min_confidence,
         1 if webcam else config.workers,
         source=source,
+        detect_every=config.detect_every,
     )

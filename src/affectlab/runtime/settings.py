@@ -38,6 +38,8 @@ class PredictConfig:
         batch_size: face crops per model call (default 32; 1 when a webcam is read, so that no frame waits).
         every: on video, process every Nth frame.
         smooth: on video, average each face's outputs over its last N processed frames.
+        detect_every: on video and webcam, run the face detector on every Nth processed frame only; in the frames
+            in between each face is cropped where its motion puts it (faster; a new face waits for the next one).
         threads: runtime threads (default: the usable CPUs for ONNX Runtime, PyTorch's own setting otherwise).
         engine: ``local`` (this process) or ``ray`` (a Ray Data pipeline that writes a Parquet file).
         shard: ``(I, N)``: only the I-th (from 0) of N contiguous parts of the inputs, for job arrays.
@@ -61,6 +63,7 @@ class PredictConfig:
     batch_size: int | None = None
     every: int = 1
     smooth: int = 1
+    detect_every: int = 1
     threads: int | None = None
     engine: str = "local"
     shard: tuple[int, int] | None = None
@@ -71,7 +74,7 @@ class PredictConfig:
     workers: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "every", "smooth", "threads", "workers"):
+        for name in ("batch_size", "every", "smooth", "detect_every", "threads", "workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise AffectlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -87,6 +90,8 @@ class PredictConfig:
             math.isfinite(self.min_confidence) and 0 <= self.min_confidence <= 1
         ):
             raise AffectlabError(f"--min-confidence must be a probability between 0 and 1, got {self.min_confidence}")
+        if self.detect_every > 1 and self.engine == "ray":
+            raise AffectlabError("--detect-every is for videos and webcams, which the Ray engine does not read")
         if self.landmarks and self.engine == "ray":
             raise AffectlabError("--landmarks needs the local engine; the Ray engine writes no mesh columns")
         if self.shard is not None:

@@ -87,6 +87,10 @@ class FaceTracker:
         self._tracks = [t for t in self._tracks if self._tick - t.seen < self.max_age]
         return replace(result, faces=faces)
 
+    def velocity(self, track_id: int | None) -> tuple[float, float]:
+        """How far a live track's box centre moves per call, in pixels (x, y): an average of its recent moves."""
+        return next((t.velocity for t in self._tracks if t.track_id == track_id), (0.0, 0.0))
+
     def _cost(self, expected: Box, box: Box) -> float:
         overlap = iou(expected, box)
         if overlap > 0:

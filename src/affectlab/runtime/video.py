@@ -3,26 +3,33 @@
 Frames are decoded one at a time from ``cv2.VideoCapture`` and handed on as they come, so memory does not grow
 with the video's length; skipped frames (``every``) are only grabbed, not decoded. A video that cannot be opened,
 or that ends well before the frame count in its header, yields an error record instead of stopping the run.
+``read_ahead`` decodes a few frames ahead in a thread of its own, so that decoding overlaps detection and the
+model (FFmpeg releases the GIL) while memory stays bounded.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
 from affectlab.errors import AffectlabError
-from affectlab.runtime.predictor import Item
+from affectlab.runtime.items import Item
 from affectlab.runtime.results import FaceResult, ImageResult
 
-__all__ = ["Smoother", "VideoWriter", "iter_video", "iter_webcam", "open_webcam", "video_info"]
+__all__ = ["Smoother", "VideoWriter", "iter_video", "iter_webcam", "open_webcam", "read_ahead", "video_info"]
+
+_T = TypeVar("_T")
 
 
 def video_info(path: Path) -> tuple[float, int]:
@@ -58,7 +65,7 @@ def iter_video(path: Path, every: int = 1, name: str | None = None) -> Iterator[
                 if not ok:
                     break
                 seconds = index / fps if fps > 0 else cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-                yield Item(name, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), frame=index, time_s=seconds)
+                yield Item(name, _to_rgb(frame), frame=index, time_s=seconds)
             index += 1
     finally:
         cap.release()
@@ -66,6 +73,59 @@ def iter_video(path: Path, every: int = 1, name: str | None = None) -> Iterator[
         yield Item(name, error=f"{path}: no frame could be decoded (empty or corrupt video)")
     elif expected and index < expected - max(2, expected // 100):
         yield Item(name, frame=index, error=f"{path}: video ended after {index} of {expected} frames (truncated?)")
+
+
+def read_ahead(items: Iterator[_T], depth: int = 4) -> Iterator[_T]:
+    """``items`` as they come, produced by a thread of its own that stays at most ``depth`` items ahead.
+
+    Exceptions of ``items`` reach the consumer where they happened in the sequence. Closing the returned
+    generator (or an exception in the consumer) stops the thread and closes ``items`` (a generator) in that
+    thread, so a video file is released whichever way the run ends.
+    """
+    box: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)  # (done, item or exception or None)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, object]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((False, item)):
+                    return
+            put((True, None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put((True, exc))
+        finally:
+            close = getattr(items, "close", None)  # a generator: run its cleanup (release the video) here
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="affectlab-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            done, value = box.get()
+            if done:
+                if isinstance(value, BaseException):
+                    raise value
+                return
+            yield value  # type: ignore[misc]  # not done: an item of ``items``
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    """The decoded BGR frame as RGB, in place: ``read`` gives a new array per frame, and a new 1080p array costs
+    about ten times the conversion (measured 3.7 against 0.34 ms)."""
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=frame)
 
 
 def open_webcam(index: int) -> cv2.VideoCapture:
@@ -87,7 +147,7 @@ def iter_webcam(cap: cv2.VideoCapture, index: int, every: int = 1) -> Iterator[I
             if not ok:
                 break
             if count % every == 0:
-                yield Item(f"webcam:{index}", cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), count, time.monotonic() - start)
+                yield Item(f"webcam:{index}", _to_rgb(frame), count, time.monotonic() - start)
             count += 1
     finally:
         cap.release()

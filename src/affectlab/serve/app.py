@@ -217,6 +217,8 @@ def serve(model: str | Path | None = None, *, config: PredictConfig | None = Non
     serve_options["api_key"] = api_key_from(serve_options.get("api_key"))
     settings = ServeOptions(**serve_options)
     config = replace(config, **predict_options) if config is not None else PredictConfig(**predict_options)
+    if config.detect_every != 1:  # the service predicts each frame as a request of its own, through its queue
+        raise AffectlabError("detect_every is for predict; the service detects faces on every frame it is sent")
     serve_model(model, config, settings)
 
 
