@@ -100,7 +100,8 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """A checkpoint run by PyTorch eager, in channels-last memory format (faster convolutions on CPU).
+    """A checkpoint run by PyTorch eager, in channels-last memory format (faster convolutions on CPU), on a CUDA
+    GPU where PyTorch has one (that is why ``--backend auto`` picks PyTorch there), else on the CPU.
 
     Predictions go through the evaluation code (``predict_images``), with the run's flip TTA, so that
     ``predict --detector none`` on a run's test crops gives exactly the outputs ``evaluate`` scores.
@@ -114,11 +115,12 @@ class TorchBackend:
         if threads:
             torch.set_num_threads(threads)  # process-wide in PyTorch; only when the caller asks for it
         model, meta = load_checkpoint(path)
-        self._attach(model, meta, str(path))
+        self._attach(model.to("cuda" if torch.cuda.is_available() else "cpu"), meta, str(path))
 
     @classmethod
     def from_model(cls, model: Any, meta: ModelMeta, source: str = "in memory") -> TorchBackend:
-        """A model already in memory (one just trained) with its checkpoint metadata; nothing is read from disk."""
+        """A model already in memory (one just trained) with its checkpoint metadata, on the device it is on;
+        nothing is read from disk."""
         backend = cls.__new__(cls)
         backend._attach(model, meta, source)
         return backend
@@ -127,7 +129,8 @@ class TorchBackend:
         import torch
 
         self.model = model.eval().to(memory_format=torch.channels_last)
-        self.info = ModelInfo.of(meta, source, "pytorch")
+        device = next(self.model.parameters()).device
+        self.info = ModelInfo.of(meta, source, "pytorch" if device.type == "cpu" else f"pytorch ({device.type})")
 
     def run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         from affectlab.models.outputs import predict_images
@@ -140,7 +143,8 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """An exported ``.onnx`` file run by ONNX Runtime on the CPU; everything else comes from its metadata.
+    """An exported ``.onnx`` file run by ONNX Runtime, with its CUDA provider where the installed ONNX Runtime has
+    one (``onnxruntime-gpu``), else on the CPU; everything else comes from its metadata.
 
     The session is rebuilt on unpickling (only the path and thread count are pickled), so a predictor can be
     sent to worker processes.
@@ -192,9 +196,12 @@ def _make_session(path: Path, threads: int | None):  # type: ignore[no-untyped-d
     # that decoding, detection and the HTTP service need while the model waits for its next input.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: ORT's warnings are not actionable for users
+    providers = ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in ort.get_available_providers():  # onnxruntime-gpu: the GPU, the CPU for the rest
+        providers.insert(0, "CUDAExecutionProvider")
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints "EP Error" retries there, into our JSON lines
-            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # ORT raises its own exception types for corrupt or foreign files
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise AffectlabError(f"{path}: not a loadable ONNX model ({first})") from None
