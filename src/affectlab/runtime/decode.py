@@ -1,14 +1,19 @@
 """A photo file decoded at the scales its steps need: small for the detector, large enough for each face crop.
 
-The detector scans a photo at about 480 px, yet a 10 MP JPEG costs 50-90 ms to decode in full. libjpeg-turbo can
+The detector scans a photo at about 480 px, yet a 10 MP JPEG costs 35-90 ms to decode in full. libjpeg-turbo can
 decode a JPEG at 1/2, 1/4 or 1/8 of its size by scaling the DCT (OpenCV's ``IMREAD_REDUCED_COLOR_*``), which
-skips most of the inverse transform and colour conversion. So a JPEG is decoded once at the smallest such scale
-that still gives the detector its input size, and face crops are taken from a decode at the smallest scale that
-still gives every face twice the model's input size (``predictor.CROP_OVERSAMPLE``; often the same decode); other
-formats are decoded in full once, as before. OpenCV applies the EXIF orientation on every path, as ``read_rgb`` does.
+skips most of the inverse transform and colour conversion, but not the entropy decoding, which every decode pays
+in full: 11.4 ms of a 1.5 MB 10 MP file, against 14.7 ms for the whole 1/2 decode and 34 ms for the full one.
+
+So a JPEG is decoded first at the smallest scale that still gives the detector its input size, but no smaller
+than 1/2 (``FIRST_DENOMINATOR``): the detector scales that down itself, and the face crops of a big photo can
+usually come from the same decode, so the entropy decoding is paid once. Only when a face needs more pixels than
+the first decode has (``CROP_OVERSAMPLE`` times the model's input across its crop) is the photo decoded again,
+at the scale that face needs. Other formats are decoded in full once. OpenCV applies the EXIF orientation on
+every path, as ``read_rgb`` does.
 
 Crops taken this way differ from full-resolution crops only by resampling (an area average in the DCT instead of
-in ``cv2.resize``): ``benchmarks/folder_speed.py`` and ``tests/test_scaled_decode.py`` measure how much.
+in ``cv2.resize``): ``benchmarks/folder_speed.py`` and ``tests/test_fast_predict.py`` measure how much.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from affectlab.errors import AffectlabError
 from affectlab.runtime.faces import FaceDetector, WholeImageDetector, crop_faces
 from affectlab.runtime.results import Detection
 
-__all__ = ["CROP_OVERSAMPLE", "DCT_DENOMINATORS", "ScaledPhoto", "photo_faces"]
+__all__ = ["CROP_OVERSAMPLE", "DCT_DENOMINATORS", "FIRST_DENOMINATOR", "ScaledPhoto", "photo_faces"]
 
 #: The DCT scalings libjpeg offers through OpenCV: 1/8, 1/4, 1/2 and the full size.
 DCT_DENOMINATORS = (8, 4, 2, 1)
@@ -73,6 +78,11 @@ class ScaledPhoto:
             self.decode(self.denominator_for(1))  # the smallest decode says whether the orientation swaps the sides
         assert self._size is not None
         return self._size
+
+    @property
+    def decodes(self) -> list[int]:
+        """The DCT denominators decoded so far: each one paid the file's entropy decoding once."""
+        return sorted(self._decoded)
 
     def denominator_for(self, side: int) -> int:
         """The largest DCT denominator whose decode still has ``side`` pixels on its longer side (1 if not JPEG)."""
@@ -128,11 +138,12 @@ def photo_faces(
     align: bool = False,
     shift: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[list[Detection], np.ndarray]:
-    """The faces of a photo (boxes in full-size pixels) and their ``size`` crops, from the smallest decodes.
+    """The faces of a photo (boxes in full-size pixels) and their ``size`` crops, from as few decodes as may be.
 
-    The detector gets a decode near the side it scans at (its ``max_side``); the crops come from one decode with
-    ``CROP_OVERSAMPLE`` times ``size`` pixels across the smallest face. A detector with no known scan size gets
-    the full decode, as before.
+    The detector gets a decode near the side it scans at (its ``max_side``), but no smaller than
+    1/``FIRST_DENOMINATOR``; the crops come from that decode when it has ``CROP_OVERSAMPLE`` times ``size``
+    pixels across the smallest face's crop, else from one decode at the scale that face needs. A detector with no
+    known scan size gets the full decode, as before.
     """
     scan = _scan_side(detector)
     if scan is None:
@@ -140,18 +151,20 @@ def photo_faces(
         found = detector.detect(image)
         return found, crop_faces(image, found, size, margin, align, shift)
     if scan == 0:  # the whole image is the face: no detection
-        photo.decode(photo.denominator_for(size))
+        first = photo.denominator_for(size)
+        photo.decode(first)
         found = [Detection((0, 0, *photo.size))]
     else:
-        small = photo.denominator_for(scan)
-        sx, sy = photo.scale_of(small)
-        found = [_rescaled(d, 1 / sx, 1 / sy) for d in detector.detect(photo.decode(small))]
+        first = min(FIRST_DENOMINATOR, photo.denominator_for(scan))
+        sx, sy = photo.scale_of(first)
+        found = [_rescaled(d, 1 / sx, 1 / sy) for d in detector.detect(photo.decode(first))]
     if not found:
         return found, np.empty((0, size, size, 3), np.uint8)
     whole = (0, 0, *photo.size)
     reach = 1 + 2 * margin + 2 * max(abs(shift[0]), abs(shift[1]))  # the crop's span around the box, shift included
     sides = [max(d.box[2:]) * (1.0 if d.box == whole else reach) for d in found]
-    denominator = min(_crop_denominator(side, size) for side in sides) if photo.jpeg else 1
+    needed = min(_crop_denominator(side, size) for side in sides) if photo.jpeg else 1
+    denominator = min(first, needed)  # the first decode when it has pixels enough, else the one the faces need
     image = photo.decode(denominator)
     fx, fy = photo.scale_of(denominator)
     at_scale = [
@@ -169,11 +182,16 @@ def _scan_side(detector: FaceDetector) -> int | None:
     return side if isinstance(side, int) and side > 0 else None
 
 
-#: A face is cropped from a decode that has at least this many times the model's input size across the face, so
-#: the final resize still averages over several pixels as a full-size crop does. At 1x, crops of 10 MP photos
-#: differed from full-size ones by up to 5 grey levels on average (the box snaps to whole reduced pixels); at 2x
-#: by under 3, for about the same decoding time (the entropy decoding, the same at every scale, dominates).
-CROP_OVERSAMPLE = 2
+#: A face is cropped from a decode with at least this many times the model's input size across its crop, so the
+#: crop is never enlarged. Measured with the bundled model on 40 generated 10 MP photos (5 faces each, the same
+#: boxes): crops from the 1/2 decode (230 px across, for 160) moved the probabilities by .005 on average (max .03)
+#: from full-size crops, half of what moving the box by 2 full-size pixels does (.010). A 2x margin here made
+#: these photos decode twice, the second time in full, for that .005.
+CROP_OVERSAMPLE = 1
+#: The first decode of a JPEG is at most this much reduced, even when the detector would take a smaller one: the
+#: detector scales it down (about 1.5 ms for a 10 MP photo's half) and the crops can usually come from it too,
+#: where a 1/8 decode for the detector then a 1/2 or full one for the crops paid the entropy decoding twice.
+FIRST_DENOMINATOR = 2
 
 
 def _crop_denominator(side: float, size: int) -> int:
