@@ -109,6 +109,11 @@ def train(
 
     cfg = resolve_config(recipe, _with_data(data, overrides), sets).single_run()
     get_backbone_spec(cfg.model.backbone)
+    if cfg.model.branch is not None:
+        try:
+            get_backbone_spec(cfg.model.branch)
+        except AffectlabError as exc:
+            raise AffectlabError(f"model.branch: {exc}") from None
     out = Path(out)
     if not is_main_process():  # another rank of a DDP run: train alongside rank zero, which owns the run folder
         prepared = open_dataset(cfg.data, cfg.model.input_size)

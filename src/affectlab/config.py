@@ -141,6 +141,10 @@ class ModelConfig:
     input_size: int = 128
     hidden: int = 256
     dropout: float = 0.5
+    # A second trunk on the same face whose pooled features join the backbone's before the heads (facemesh: the
+    # face-trained FaceMesh network, from its packaged weights unless weights is none); docs/landmarks.md.
+    branch: str | None = None
+    branch_freeze: bool = True  # false: fine-tuned at train.backbone_lr
 
 
 @dataclass

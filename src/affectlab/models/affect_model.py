@@ -2,7 +2,8 @@
 
 The forward pass returns named outputs (``expression`` logits, ``va`` values) rather than a bare tensor, so the
 multitask model and the single-task models share every consumer. ``forward_features`` / ``forward_head`` are
-split so that a frozen trunk's pooled features can be computed once and the head trained on them.
+split so that a frozen trunk's pooled features can be computed once and the head trained on them. An optional
+``branch`` (``models.branch``) adds a second trunk's pooled features to the trunk's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from torch import nn
 
 from affectlab.config import ModelConfig
 from affectlab.labels import NUM_EMOTIONS
+from affectlab.models.branch import FeatureBranch, build_branch
 from affectlab.models.heads import MLPHead
 from affectlab.models.weights import Backbone, resolve_backbone
 
@@ -24,18 +26,38 @@ def task_outputs(task: str) -> tuple[bool, bool]:
 
 
 class AffectModel(nn.Module):
-    def __init__(self, trunk: nn.Module, feature_dim: int, task: str, hidden: int = 256, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        trunk: nn.Module,
+        feature_dim: int,
+        task: str,
+        hidden: int = 256,
+        dropout: float = 0.5,
+        branch: FeatureBranch | None = None,
+    ) -> None:
         super().__init__()
         self.task = task
         self.trunk = trunk
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        if branch is not None:  # registered only when there is one: older checkpoints keep their state dict keys
+            self.branch = branch
+            feature_dim += branch.feature_dim
         has_expression, has_va = task_outputs(task)
         self.expression_head = MLPHead(feature_dim, NUM_EMOTIONS, hidden, dropout) if has_expression else None
         self.va_head = MLPHead(feature_dim, 2, hidden, dropout) if has_va else None
         self._trunk_frozen = False
+        self._branch_frozen = False
+
+    @property
+    def fused(self) -> FeatureBranch | None:
+        """The branch whose features join the trunk's, if the model has one."""
+        return getattr(self, "branch", None)
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.trunk(images))
+        features = self.pool(self.trunk(images))
+        if self.fused is not None:
+            features = torch.cat([features, self.fused(images)], dim=1)
+        return features
 
     def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
@@ -55,24 +77,44 @@ class AffectModel(nn.Module):
             param.requires_grad_(not frozen)
         self.train(self.training)
 
+    def freeze_branch(self, frozen: bool = True) -> None:
+        """Freeze (or release) the branch, as ``freeze_trunk`` does the trunk."""
+        self._branch_frozen = frozen
+        if self.fused is not None:
+            for param in self.fused.parameters():
+                param.requires_grad_(not frozen)
+        self.train(self.training)
+
     @property
     def trunk_frozen(self) -> bool:
         return self._trunk_frozen
+
+    @property
+    def branch_frozen(self) -> bool:
+        return self._branch_frozen
 
     def train(self, mode: bool = True) -> AffectModel:
         super().train(mode)
         if self._trunk_frozen:
             self.trunk.eval()
+        if self._branch_frozen and self.fused is not None:
+            self.fused.eval()
         return self
 
     def head_parameters(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if not name.startswith("trunk.")]
+        return [p for name, p in self.named_parameters() if not name.startswith(("trunk.", "branch."))]
 
 
 def create_model(config: ModelConfig, backbone: Backbone | None = None) -> AffectModel:
     """Build an AffectModel from its config, loading the trunk's weights as the config (or the resolved
     ``backbone`` of that config) says."""
     backbone = backbone or resolve_backbone(config.backbone, config.weights)
-    model = AffectModel(backbone.build_trunk(), backbone.spec.feature_dim, config.task, config.hidden, config.dropout)
+    branch = None
+    if config.branch is not None:
+        branch = build_branch(config.branch, config.weights, config.input_size, backbone.mean, backbone.std)
+    model = AffectModel(
+        backbone.build_trunk(), backbone.spec.feature_dim, config.task, config.hidden, config.dropout, branch
+    )
     model.freeze_trunk(config.freeze)
+    model.freeze_branch(config.branch_freeze)
     return model

@@ -47,6 +47,7 @@ class BackboneSpec:
 
     A trunk without torchvision weights has ``weights`` None and instead ``packaged``: the weights setting that
     selects its packaged weights, loaded by ``load_packaged()``, and the ``mean``/``std`` its inputs expect.
+    ``native_size``: the input side the network was trained at, which it gets as a branch (None: any).
     """
 
     name: str
@@ -59,6 +60,7 @@ class BackboneSpec:
     load_packaged: Callable[[], nn.Module] | None = None
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    native_size: int | None = None
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -134,5 +136,6 @@ FACEMESH = register_backbone(
         "arXiv:1907.06724",
         packaged="facemesh",
         load_packaged=_facemesh_packaged,
+        native_size=192,
     )
 )

@@ -31,7 +31,8 @@ __all__ = ["FaceDataModule", "split_features", "uses_feature_cache"]
 
 def uses_feature_cache(cfg: RunConfig) -> bool:
     t = cfg.train
-    return t.cache_features and cfg.model.freeze and not t.augment and t.unfreeze_at_epoch is None
+    frozen = cfg.model.freeze and (cfg.model.branch is None or cfg.model.branch_freeze)
+    return t.cache_features and frozen and not t.augment and t.unfreeze_at_epoch is None
 
 
 def split_features(
@@ -45,7 +46,10 @@ def split_features(
     """Pooled trunk features of one split, from the cache when the same data, trunk and preprocessing were seen."""
     backbone = backbone or resolve_backbone(cfg.model.backbone, cfg.model.weights)
     seed = cfg.train.seed if cfg.model.weights == "none" else None  # random trunks differ per seed
-    key = cache.key(backbone=backbone.name, weights=backbone.label, seed=seed, preprocess=_cache_preprocess(preprocess))
+    parts: dict[str, object] = {"branch": cfg.model.branch} if cfg.model.branch else {}  # older keys stay valid
+    key = cache.key(
+        backbone=backbone.name, weights=backbone.label, seed=seed, preprocess=_cache_preprocess(preprocess), **parts
+    )
     return cache.get_or_compute(key, split.hashes, model, split.images, preprocess, cfg.train.channels_last)
 
 
