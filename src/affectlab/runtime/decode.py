@@ -162,8 +162,14 @@ def photo_faces(
         return found, np.empty((0, size, size, 3), np.uint8)
     whole = (0, 0, *photo.size)
     reach = 1 + 2 * margin + 2 * max(abs(shift[0]), abs(shift[1]))  # the crop's span around the box, shift included
-    sides = [max(d.box[2:]) * (1.0 if d.box == whole else reach) for d in found]
-    needed = min(_crop_denominator(side, size) for side in sides) if photo.jpeg else 1
+    needed = 1
+    if photo.jpeg:  # a whole image (a pre-cropped face) keeps the oversampling it always had: see WHOLE_OVERSAMPLE
+        needed = min(
+            _crop_denominator(max(d.box[2:]), size, WHOLE_OVERSAMPLE)
+            if d.box == whole
+            else _crop_denominator(max(d.box[2:]) * reach, size, CROP_OVERSAMPLE)
+            for d in found
+        )
     denominator = min(first, needed)  # the first decode when it has pixels enough, else the one the faces need
     image = photo.decode(denominator)
     fx, fy = photo.scale_of(denominator)
@@ -188,16 +194,20 @@ def _scan_side(detector: FaceDetector) -> int | None:
 #: from full-size crops, half of what moving the box by 2 full-size pixels does (.010). A 2x margin here made
 #: these photos decode twice, the second time in full, for that .005.
 CROP_OVERSAMPLE = 1
+#: A whole image that is one face (``--detector none``) is resized from a decode with twice the model's input, as
+#: before: its crop is what ``evaluate`` scores, so ``predict`` stays within float rounding of it on dataset crops
+#: (AffectNet's 224 px crops are decoded in full for any input size above 112).
+WHOLE_OVERSAMPLE = 2
 #: The first decode of a JPEG is at most this much reduced, even when the detector would take a smaller one: the
 #: detector scales it down (about 1.5 ms for a 10 MP photo's half) and the crops can usually come from it too,
 #: where a 1/8 decode for the detector then a 1/2 or full one for the crops paid the entropy decoding twice.
 FIRST_DENOMINATOR = 2
 
 
-def _crop_denominator(side: float, size: int) -> int:
-    """The largest DCT denominator at which a crop of ``side`` full-size pixels keeps ``CROP_OVERSAMPLE`` times
-    ``size`` pixels."""
-    return next(d for d in DCT_DENOMINATORS if side / d >= CROP_OVERSAMPLE * size or d == 1)
+def _crop_denominator(side: float, size: int, oversample: float) -> int:
+    """The largest DCT denominator at which a crop of ``side`` full-size pixels keeps ``oversample`` times ``size``
+    pixels."""
+    return next(d for d in DCT_DENOMINATORS if side / d >= oversample * size or d == 1)
 
 
 def _rescaled(found: Detection, fx: float, fy: float, exact: bool = False) -> Detection:
