@@ -48,20 +48,20 @@ def test_the_branch_trains_only_when_it_is_not_frozen(branch_freeze: bool) -> No
         weights="none", task="multitask", input_size=64, freeze=False, branch="facemesh", branch_freeze=branch_freeze
     )
     model = create_model(config).train()
-    assert model.fused is not None and model.expression_head is not None
+    assert model.branch is not None and model.expression_head is not None
     assert model.expression_head[0].in_features == 1280 + 128  # MobileNetV2's features, then FaceMesh's
-    assert not any(p is q for p in model.head_parameters() for q in model.fused.parameters())
-    assert model.fused.training is not branch_freeze  # a frozen branch keeps its BatchNorm-free trunk in eval
+    assert not any(p is q for p in model.head_parameters() for q in model.branch.parameters())
+    assert model.branch.training is not branch_freeze  # a frozen branch keeps its BatchNorm-free trunk in eval
     out = model(torch.rand(3, 3, 64, 64))
     (out["expression"].logsumexp(1).mean() + out["va"].square().mean()).backward()
     assert all(p.grad is not None for p in model.trunk.parameters())
-    branch_grads = [p.grad is not None and p.grad.abs().sum() > 0 for p in model.fused.parameters()]
+    branch_grads = [p.grad is not None and p.grad.abs().sum() > 0 for p in model.branch.parameters()]
     assert all(branch_grads) if not branch_freeze else not any(branch_grads)
 
 
 def test_a_model_without_a_branch_keeps_its_parameters_and_checkpoint_keys() -> None:
     plain = create_model(ModelConfig(weights="none", task="multitask", input_size=64))
-    assert plain.fused is None and not any(name.startswith("branch.") for name in plain.state_dict())
+    assert plain.branch is None and not any(name.startswith("branch.") for name in plain.state_dict())
     assert plain.expression_head is not None and plain.expression_head[0].in_features == 1280
 
 

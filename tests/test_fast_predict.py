@@ -24,7 +24,7 @@ import affectlab
 from affectlab.errors import AffectlabError
 from affectlab.export.onnx import CHECKPOINT_HASH_KEY, checkpoint_sha256, onnx_matches
 from affectlab.runtime.decode import ScaledPhoto, photo_faces
-from affectlab.runtime.faces import crop_faces
+from affectlab.runtime.faces import WholeImageDetector, crop_faces
 from affectlab.runtime.results import Detection, ImageResult
 
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
@@ -203,6 +203,18 @@ def test_a_big_photo_is_decoded_again_only_for_a_face_the_first_decode_is_too_co
     full = cv2.cvtColor(cv2.imread(str(photos / "b_big.jpg")), cv2.COLOR_BGR2RGB)
     difference = np.abs(crops.astype(np.float64) - crop_faces(full, found, 64, 0.0)).mean()
     assert difference == 0 if decodes == [1, 2] else 0 < difference < 2.0
+
+
+def test_a_whole_image_face_is_decoded_once_at_the_scale_its_crop_needs(photos: Path) -> None:
+    """``--detector none``: one decode with twice the input across (2560 px at 1/1 for 1000 px, at 1/8 for 64),
+    the crop equal to the one from that decode."""
+    for size, decodes in ((1000, [1]), (64, [8])):
+        photo = ScaledPhoto.read(photos / "b_big.jpg")
+        found, crops = photo_faces(photo, WholeImageDetector(), size, 0.0)
+        assert photo.decodes == decodes and found[0].box == (0, 0, 2560, 1920)
+        np.testing.assert_array_equal(
+            crops, crop_faces(photo.decode(decodes[0]), [(0, 0, *photo.decode(decodes[0]).shape[1::-1])], size, 0.0)
+        )
 
 
 def _same_boxes(a: ImageResult, b: ImageResult, pixels: int = 8) -> None:

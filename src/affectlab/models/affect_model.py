@@ -39,8 +39,8 @@ class AffectModel(nn.Module):
         self.task = task
         self.trunk = trunk
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        if branch is not None:  # registered only when there is one: older checkpoints keep their state dict keys
-            self.branch = branch
+        self.branch = branch  # None adds no state dict keys: older checkpoints keep theirs
+        if branch is not None:
             feature_dim += branch.feature_dim
         has_expression, has_va = task_outputs(task)
         self.expression_head = MLPHead(feature_dim, NUM_EMOTIONS, hidden, dropout) if has_expression else None
@@ -48,15 +48,10 @@ class AffectModel(nn.Module):
         self._trunk_frozen = False
         self._branch_frozen = False
 
-    @property
-    def fused(self) -> FeatureBranch | None:
-        """The branch whose features join the trunk's, if the model has one."""
-        return getattr(self, "branch", None)
-
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         features = self.pool(self.trunk(images))
-        if self.fused is not None:
-            features = torch.cat([features, self.fused(images)], dim=1)
+        if self.branch is not None:
+            features = torch.cat([features, self.branch(images)], dim=1)
         return features
 
     def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -80,8 +75,8 @@ class AffectModel(nn.Module):
     def freeze_branch(self, frozen: bool = True) -> None:
         """Freeze (or release) the branch, as ``freeze_trunk`` does the trunk."""
         self._branch_frozen = frozen
-        if self.fused is not None:
-            for param in self.fused.parameters():
+        if self.branch is not None:
+            for param in self.branch.parameters():
                 param.requires_grad_(not frozen)
         self.train(self.training)
 
@@ -97,8 +92,8 @@ class AffectModel(nn.Module):
         super().train(mode)
         if self._trunk_frozen:
             self.trunk.eval()
-        if self._branch_frozen and self.fused is not None:
-            self.fused.eval()
+        if self._branch_frozen and self.branch is not None:
+            self.branch.eval()
         return self
 
     def head_parameters(self) -> list[nn.Parameter]:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from affectlab.models.backbones import get_backbone_spec
 from affectlab.models.weights import resolve_backbone
 
 __all__ = ["FeatureBranch", "build_branch"]
@@ -55,16 +56,9 @@ def build_branch(
     ``weights`` is the model's setting: ``none`` builds the branch at random (a checkpoint's weights then fill
     it); anything else loads the branch's own pretrained weights (the packaged ones, or ImageNet's).
     """
-    backbone = resolve_backbone(name, "none" if weights == "none" else _pretrained(name))
-    spec = backbone.spec
+    spec = get_backbone_spec(name)
+    backbone = resolve_backbone(name, "none" if weights == "none" else spec.packaged or "imagenet")
     own_mean, own_std = backbone.mean, backbone.std
     scale = tuple(s / o for s, o in zip(std, own_std))
     shift = tuple((m - om) / o for m, om, o in zip(mean, own_mean, own_std))
     return FeatureBranch(backbone.build_trunk(), spec.feature_dim, spec.native_size or input_size, scale, shift)
-
-
-def _pretrained(name: str) -> str:
-    from affectlab.models.backbones import get_backbone_spec
-
-    spec = get_backbone_spec(name)
-    return spec.packaged or "imagenet"

@@ -80,6 +80,11 @@ class ScaledPhoto:
         return self._size
 
     @property
+    def longest_side(self) -> int:
+        """The full image's longer side (the same before and after the EXIF orientation)."""
+        return max(self._raw)
+
+    @property
     def decodes(self) -> list[int]:
         """The DCT denominators decoded so far: each one paid the file's entropy decoding once."""
         return sorted(self._decoded)
@@ -88,7 +93,7 @@ class ScaledPhoto:
         """The largest DCT denominator whose decode still has ``side`` pixels on its longer side (1 if not JPEG)."""
         if not self.jpeg:
             return 1
-        longest = max(self._raw)
+        longest = self.longest_side
         return next(d for d in DCT_DENOMINATORS if -(-longest // d) >= side or d == 1)
 
     def decode(self, denominator: int) -> np.ndarray:
@@ -150,8 +155,8 @@ def photo_faces(
         image = photo.decode(1)
         found = detector.detect(image)
         return found, crop_faces(image, found, size, margin, align, shift)
-    if scan == 0:  # the whole image is the face: no detection
-        first = photo.denominator_for(size)
+    if scan == 0:  # the whole image is the face: no detection, and one decode at the scale its crop needs
+        first = _crop_denominator(photo.longest_side, size, WHOLE_OVERSAMPLE) if photo.jpeg else 1
         photo.decode(first)
         found = [Detection((0, 0, *photo.size))]
     else:

@@ -148,8 +148,8 @@ class AffectLitModule(L.LightningModule):
         trunk = list(self.model.trunk.parameters())
         if not self.from_features and (not self.model.trunk_frozen or cfg.unfreeze_at_epoch is not None):
             groups.append({"params": trunk, "lr": cfg.backbone_lr or cfg.lr})
-        if not self.from_features and self.model.fused is not None and not self.model.branch_frozen:
-            groups.append({"params": list(self.model.fused.parameters()), "lr": cfg.backbone_lr or cfg.lr})
+        if not self.from_features and self.model.branch is not None and not self.model.branch_frozen:
+            groups.append({"params": list(self.model.branch.parameters()), "lr": cfg.backbone_lr or cfg.lr})
         optimiser_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         optimiser = optimiser_cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.scheduler == "none":
