@@ -16,7 +16,7 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from affectlab.config import AugmentConfig, resolve_config
+from affectlab.config import CAMERA_DAMAGE, AugmentConfig, resolve_config
 from affectlab.data.augment import RandomDownscale, RandomOccluder, describe, device_pipeline, loader_pipeline
 from affectlab.errors import AffectlabError
 
@@ -168,7 +168,7 @@ def test_the_default_pipeline_is_the_one_recipes_trained_with() -> None:
             v2.RandomErasing(p=0.25, scale=(0.02, 0.15), value=0),
         ]
     )
-    now = loader_pipeline(resolve_config("best").augment)
+    now = loader_pipeline(resolve_config("reference", sets=["train.augment=true"]).augment)
     image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8))
     for seed in range(10):
         torch.manual_seed(seed)
@@ -178,8 +178,11 @@ def test_the_default_pipeline_is_the_one_recipes_trained_with() -> None:
 
 
 def test_camera_damage_is_off_unless_asked_and_needs_augment_on() -> None:
-    assert not resolve_config("best").augment.camera_damage()
-    cfg = resolve_config("best", sets=["augment.jpeg=0.3", "augment.jpeg_quality=[20, 60]"])
+    assert not resolve_config("reference", sets=["train.augment=true"]).augment.camera_damage()
+    best = resolve_config("best").augment  # the best recipe trains for real cameras (issue 22's ablation)
+    assert [d.name for d in describe(best)][:8] == list(CAMERA_DAMAGE)
+    assert (best.downscale, best.jpeg, best.occlude_eyes) == (0.25, 0.2, 0.05)
+    cfg = resolve_config("reference", sets=["train.augment=true", "augment.jpeg=0.3", "augment.jpeg_quality=[20, 60]"])
     assert describe(cfg.augment)[0].name == "jpeg"
     assert describe(cfg.augment)[0].params == {"quality": (20, 60)}
     with pytest.raises(AffectlabError, match="augment.jpeg needs train.augment: true"):

@@ -230,6 +230,10 @@ def test_build_bundled_writes_a_file_that_predicts_as_the_run(
     assert "non-commercial research use only" in card and f"| {accuracy:.3f} |" in card
     assert "AffectNet licence agreement" in card and "| fer2013-tiny | FER-2013 | 40 (" in card
     assert "## Known limits" in card and "tools/build_bundled.py runs/bundled" in card
+    # what it keeps on faces in scenes, where the run measured it; no robustness line, as robustness was off
+    ratio = (json.loads((run.path / "metrics.json").read_text()).get("faces_in_scenes") or {}).get("accuracy_ratio")
+    assert ("generated scenes" in card) == (ratio is not None) and "under camera damage" not in card
+    assert ratio is None or f"keeps, of its clean accuracy, {ratio:.2f} when" in card
     # the file: not a demo model, its card data recorded, and the run's predictions within 1e-2
     _, meta = load_checkpoint(file)
     assert meta.extra["demo_data"] is False and meta.card["test_metrics"]["classification"]["accuracy"] == accuracy

@@ -329,3 +329,8 @@ def test_cross_dataset_table_has_a_row_per_model_a_column_per_source_and_marks_i
                                                           for k, d in r["metrics"]["sources"].items()}}} for r in runs]  # fmt: skip
     assert cross_dataset_table(old)[1][0][6] == "- / -"  # type: ignore[index]  # runs scored before confidence
     assert cross_dataset_table([{**runs[0], "metrics": {"classification": {"accuracy": 0.5}}}]) is None
+    # a group (another recipe on the same sources) gets a row of its own, named in the trained-on cell
+    grouped = cross_dataset_table([*runs[:2], {**run(["an"], 0, 0.1, 0.1), "group": "camera"}])
+    assert grouped is not None
+    assert [(row[3], row[4]) for row in grouped[1]] == [("an", "2"), ("an (camera)", "1")]
+    assert grouped[1][1][5] == "0.100 / 0.200 *"

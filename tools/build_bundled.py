@@ -230,6 +230,7 @@ def model_card(
             "small faces (below about 40 px) and blurred frames are labelled unreliably."
         ),
         f"- Measured on {sources[0]['name']}'s test split: {_confusion_sentence(metrics, sources[0]['name'])}",
+        *_shift_lines(metrics, sources[0]["name"]),
         (
             f"- Half-precision weights change probabilities by at most {difference['probs']:.1e} and valence/arousal "
             f"by at most {difference['va']:.1e} from the trained float32 model (seeded random crops)."
@@ -301,6 +302,21 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise AffectlabError(f"{path}: not a run's JSON record")
     return values
+
+
+def _shift_lines(metrics: dict[str, Any], source: str) -> list[str]:
+    """What the model keeps of its accuracy on faces in scenes and under camera damage, where the run measured it:
+    the figures users meet on their own photos, beside the clean test score."""
+    scenes = (metrics.get("faces_in_scenes") or {}).get("accuracy_ratio")
+    damage = (metrics.get("robustness") or {}).get("accuracy_relative")
+    parts = []
+    if scenes is not None:
+        parts.append(f"{scenes:.2f} when they are pasted into generated scenes at 48-200 px and found by the detector")
+    if damage is not None:
+        parts.append(f"{damage:.2f} under camera damage (mean of 9 damages x 3 severities)")
+    if not parts:
+        return []
+    return [f"- On {source}'s test faces it keeps, of its clean accuracy, " + ", and ".join(parts) + "."]
 
 
 def _confusion_sentence(metrics: dict[str, Any], source: str) -> str:

@@ -44,19 +44,29 @@ def cross_dataset_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[lis
     Each cell is mean ± std over seeds of the test accuracy, then (where a source lacks classes) the shared-class
     accuracy after a slash; ``IN_DOMAIN_MARK`` follows in-domain cells. Each source's accuracy column is followed
     by one with the mean ECE and the mean set coverage over seeds ("-" where the runs have none).
+
+    Runs are grouped by backbone, task, weights and training sources; a run's optional ``group`` (a recipe's
+    name, say) splits them further, so two recipes trained on the same sources get a row each.
     """
     scored = [run for run in runs if len(run["metrics"].get("sources", {})) > 1]
     if not scored:
         return None
     sources = list(dict.fromkeys(name for run in scored for name in run["metrics"]["sources"]))
     shared: list[str] = scored[0]["metrics"].get("shared_classes", [])
-    groups: dict[tuple[str, str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, tuple[str, ...], str], list[dict[str, Any]]] = {}
     for run in scored:
-        key = (run["backbone"], run["task"], run["weights"], tuple(run.get("trained_on", sources)))
+        key = (
+            run["backbone"],
+            run["task"],
+            run["weights"],
+            tuple(run.get("trained_on", sources)),
+            run.get("group", ""),
+        )
         groups.setdefault(key, []).append(run)
     rows = []
-    for (backbone, task, weights, trained_on), members in groups.items():
-        cells = [backbone, task, weights, " + ".join(trained_on), str(len(members))]
+    for (backbone, task, weights, trained_on, group), members in groups.items():
+        trained = " + ".join(trained_on) + (f" ({group})" if group else "")
+        cells = [backbone, task, weights, trained, str(len(members))]
         for source in sources:
             documents = [m["metrics"]["sources"][source] for m in members if source in m["metrics"]["sources"]]
             full = [d["classification"]["accuracy"] for d in documents if "classification" in d]
