@@ -28,6 +28,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from affectlab.atomic import write_json
 from affectlab.reports.cross_dataset import cross_dataset_table
 from affectlab.reports.study_report import markdown_table
 
@@ -86,7 +87,7 @@ def summarise(runs: list[Path]) -> dict[str, Any]:
     for name in FIGURES:
         values = [figures[name] for figures in per_run if name in figures]
         if values:
-            sample = statistics.variance(values) if len(values) > 1 else math.nan
+            sample = statistics.variance(values) if len(values) > 1 else None  # one seed: no spread to estimate
             summary[name] = {"mean": statistics.fmean(values), "sd": statistics.pstdev(values), "n": len(values),
                              "variance": sample}  # fmt: skip
     return summary
@@ -111,8 +112,9 @@ def _difference(summary: dict[str, Any], baseline: dict[str, Any], names: tuple[
             parts.append("-")
             continue
         a, b = summary[name], baseline[name]
-        error = math.sqrt(a["variance"] / a["n"] + b["variance"] / b["n"])  # nan unless both have 2+ seeds
-        parts.append(f"{a['mean'] - b['mean']:+.3f}" + ("" if math.isnan(error) else f" ± {error:.3f}"))
+        known = a["variance"] is not None and b["variance"] is not None  # both groups have 2+ seeds
+        error = f" ± {math.sqrt(a['variance'] / a['n'] + b['variance'] / b['n']):.3f}" if known else ""
+        parts.append(f"{a['mean'] - b['mean']:+.3f}{error}")
     return " / ".join(parts)
 
 
@@ -162,8 +164,8 @@ def main() -> None:
         tables = {"users": {"header": header, "rows": rows}}
         if across is not None:
             tables["across"] = {"header": across[0], "rows": across[1], "shared": across[2]}
-        args.out.write_text(json.dumps({"groups": groups, "runs": {k: [str(r) for r in v] for k, v in members.items()},
-                                        "tables": tables}, indent=1))  # fmt: skip
+        write_json(args.out, {"groups": groups, "runs": {k: [str(r) for r in v] for k, v in members.items()},
+                              "tables": tables})  # fmt: skip
 
 
 if __name__ == "__main__":
