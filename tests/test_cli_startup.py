@@ -26,7 +26,7 @@ PROBE = (
     [
         (
             ["train", "--data", "demo", "--backbone", "resnet19", "--out", "{tmp}/x"],
-            "unknown backbone 'resnet19'; available: efficientnet_b0, facemesh, mobilenet_v2, resnet18, resnet50, vgg16",
+            "unknown backbone 'resnet19'; available: efficientnet_b0, face_resnet29, facemesh, mobilenet_v2, resnet18, resnet50, vgg16",
         ),
         (
             ["study", "--data", "demo", "--backbones", "resnet18,vgg17", "--out", "{tmp}/x"],

@@ -54,7 +54,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--weights",
-        help="imagenet | none | PATH (facemesh: its own, 'facemesh'), or per backbone: vgg16=none,facemesh=facemesh",
+        help="imagenet | none | PATH (facemesh, face_resnet29: their own, 'facemesh', 'face'), or per backbone: "
+        "vgg16=none,facemesh=facemesh",
     )
     p.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=None, help="freeze the backbone")
     p.add_argument("--input-size", type=int, help="input side in pixels (default 128)")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from affectlab.config import ModelConfig
+from affectlab.errors import AffectlabError
 from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.branch import FeatureBranch, build_branch
 from affectlab.models.heads import MLPHead
@@ -104,6 +105,11 @@ def create_model(config: ModelConfig, backbone: Backbone | None = None) -> Affec
     """Build an AffectModel from its config, loading the trunk's weights as the config (or the resolved
     ``backbone`` of that config) says."""
     backbone = backbone or resolve_backbone(config.backbone, config.weights)
+    if config.input_size < backbone.spec.min_size:
+        raise AffectlabError(
+            f"backbone {backbone.name} needs model.input_size >= {backbone.spec.min_size} "
+            f"(got {config.input_size}; it was trained at {backbone.spec.native_size or 'any size'})"
+        )
     branch = None
     if config.branch is not None:
         branch = build_branch(config.branch, config.weights, config.input_size, backbone.mean, backbone.std)

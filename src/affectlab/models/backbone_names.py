@@ -12,7 +12,15 @@ from affectlab.errors import AffectlabError
 
 __all__ = ["BACKBONE_NAMES", "check_backbone_names"]
 
-BACKBONE_NAMES: tuple[str, ...] = ("efficientnet_b0", "facemesh", "mobilenet_v2", "resnet18", "resnet50", "vgg16")
+BACKBONE_NAMES: tuple[str, ...] = (
+    "efficientnet_b0",
+    "face_resnet29",
+    "facemesh",
+    "mobilenet_v2",
+    "resnet18",
+    "resnet50",
+    "vgg16",
+)
 
 
 def check_backbone_names(names: Iterable[str]) -> None:

@@ -5,12 +5,15 @@ them under, and the normalisation they expect all come from torchvision's weight
 copied by hand (see ``models/weights.py``, which resolves a name and a weights setting into one ``Backbone``).
 ``facemesh`` is the one trunk not from torchvision: MediaPipe's FaceMesh landmark network, trained on faces, whose
 weights ship inside affectlab (``models/facemesh``); its weights setting is ``facemesh`` (or none or PATH).
+``face_resnet29`` is dlib's face-recognition ResNet (``models/face_resnet``), trained to tell ~7,500 people apart;
+its weights setting is ``face`` (or none or PATH), and it needs an input side of at least 103 px (native 150).
 
 VGG16: Simonyan & Zisserman, https://arxiv.org/abs/1409.1556
 MobileNetV2: Sandler et al., https://arxiv.org/abs/1801.04381
 ResNet18/50: He et al., https://arxiv.org/abs/1512.03385
 EfficientNet-B0: Tan & Le, https://arxiv.org/abs/1905.11946
 FaceMesh: Kartynnik et al., https://arxiv.org/abs/1907.06724
+dlib face ResNet: D. King, http://blog.dlib.net/2017/02/high-quality-face-recognition-with-deep.html
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from affectlab.errors import AffectlabError
 __all__ = [
     "EFFICIENTNET_B0",
     "FACEMESH",
+    "FACE_RESNET29",
     "MOBILENET_V2",
     "RESNET18",
     "RESNET50",
@@ -47,7 +51,8 @@ class BackboneSpec:
 
     A trunk without torchvision weights has ``weights`` None and instead ``packaged``: the weights setting that
     selects its packaged weights, loaded by ``load_packaged()``, and the ``mean``/``std`` its inputs expect.
-    ``native_size``: the input side the network was trained at, which it gets as a branch (None: any).
+    ``native_size``: the input side the network was trained at, which it gets as a branch (None: any);
+    ``min_size``: the smallest input side it accepts.
     """
 
     name: str
@@ -61,6 +66,7 @@ class BackboneSpec:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     native_size: int | None = None
+    min_size: int = 32
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -121,7 +127,8 @@ def _facemesh_packaged() -> nn.Module:
     return load_facemesh()
 
 
-def _facemesh_trunk(model: nn.Module) -> nn.Module:
+def _feature_trunk(model: nn.Module) -> nn.Module:
+    """``feature_trunk()`` of a ported network (FaceMesh, the dlib face ResNet)."""
     return model.feature_trunk()  # type: ignore[operator]
 
 
@@ -131,11 +138,43 @@ FACEMESH = register_backbone(
         "facemesh",
         _facemesh,
         None,
-        _facemesh_trunk,
+        _feature_trunk,
         128,
         "arXiv:1907.06724",
         packaged="facemesh",
         load_packaged=_facemesh_packaged,
         native_size=192,
+    )
+)
+
+
+def _face_resnet(weights: None = None) -> nn.Module:
+    from affectlab.models.face_resnet import FaceResNet29
+
+    return FaceResNet29()
+
+
+def _face_resnet_packaged() -> nn.Module:
+    from affectlab.models.face_resnet import load_face_resnet
+
+    return load_face_resnet()
+
+
+#: dlib's input convention, ``(pixel - mean) / 256`` on 0-255 pixels, for affectlab's [0, 1] inputs.
+_DLIB_MEAN = (122.782 / 255, 117.001 / 255, 104.298 / 255)
+FACE_RESNET29 = register_backbone(
+    BackboneSpec(
+        "face_resnet29",
+        _face_resnet,
+        None,
+        _feature_trunk,
+        256,
+        "dlib face recognition ResNet (D. King 2017, dlib-models; no arXiv)",
+        packaged="face",
+        load_packaged=_face_resnet_packaged,
+        mean=_DLIB_MEAN,
+        std=(256 / 255,) * 3,
+        native_size=150,
+        min_size=103,
     )
 )
