@@ -13,8 +13,10 @@ import torch
 from support.models import one_torch_thread
 
 from affectlab.config import ModelConfig
+from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.models.affect_model import create_model
+from affectlab.models.checkpoint import load_checkpoint, save_checkpoint
 from affectlab.models.face_resnet import INPUT_SIZE, MEAN_RGB, MIN_INPUT_SIZE, WEIGHTS, FaceResNet29, load_face_resnet
 from affectlab.models.weights import resolve_backbone
 
@@ -120,3 +122,46 @@ def test_trains_in_channels_last() -> None:
         plain = net(batch)
         fast = net.to(memory_format=torch.channels_last)(batch.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
+
+
+def test_head_norm_trains_on_cached_features_saves_and_exports(tmp_path: Path) -> None:
+    """``model.head_norm``: BatchNorm1d on the pooled features, as part of the head (so the feature cache of a frozen
+    trunk trains it), also for a one-sample batch; it survives a checkpoint and the ONNX export."""
+    from affectlab.export.onnx import export_onnx
+    from affectlab.runtime.backends import OnnxBackend, TorchBackend
+
+    assert not any("head_norm" in k for k in create_model(ModelConfig(weights="none")).state_dict())  # default off
+    torch.manual_seed(0)
+    config = ModelConfig(backbone="face_resnet29", weights="face", task="multitask", input_size=112, head_norm=True)
+    model = create_model(config).train()
+    assert model.trunk_frozen and any(p is model.head_norm.weight for p in model.head_parameters())  # type: ignore[union-attr]
+    crops = np.random.default_rng(0).integers(0, 256, (6, 112, 112, 3), dtype=np.uint8)
+    backbone = resolve_backbone("face_resnet29", "face")
+    preprocess = Preprocess(input_size=112, mean=backbone.mean, std=backbone.std)
+    with torch.no_grad():
+        features = model.forward_features(preprocess.normalise(torch.from_numpy(crops)))
+        normalised = model.head_norm(features)  # type: ignore[misc]
+    assert features.std(0).mean() < 0.5 * features.mean().abs()  # dlib's features: far from 0, little spread
+    varied = features.std(0) > 0.05  # (a few channels are 0 for every crop: ReLU)
+    assert varied.sum() > 100 and normalised.mean(0).abs().max() < 1e-4
+    assert (normalised[:, varied].std(0, unbiased=False) - 1).abs().max() < 1e-2
+    optimiser = torch.optim.SGD(model.head_parameters(), lr=0.1)
+    target = torch.arange(6) % 8
+    losses = []
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model.forward_head(features)["expression"], target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    assert model.forward_head(features[:1])["expression"].shape == (1, 8)  # one sample in training mode
+    path = tmp_path / "run" / "model.pt"
+    save_checkpoint(path, model.eval(), config, preprocess, note="test model")
+    loaded, _ = load_checkpoint(path)
+    assert loaded.head_norm is not None and torch.equal(loaded.head_norm.running_mean, model.head_norm.running_mean)  # type: ignore[union-attr]
+    torch_out = TorchBackend(path.parent).run(crops)
+    onnx_out = OnnxBackend(export_onnx(path, tmp_path / "model.onnx")).run(crops)
+    for key in ("probs", "va"):
+        assert np.abs(onnx_out[key] - torch_out[key]).max() < 1e-4
+    assert torch_out["va"].std(0).min() > 1e-3  # the outputs depend on the input, so the comparison can fail

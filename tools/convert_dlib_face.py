@@ -2,8 +2,9 @@
 
 Usage (needs ``pip install 'affectlab[face-convert]'``, i.e. dlib-bin and scikit-image; not needed at run time)::
 
-    pip download --no-deps face-recognition-models==0.3.0      # or dlib.net's .dat.bz2, decompressed
-    python tools/convert_dlib_face.py face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat
+    pip download --no-deps face-recognition-models==0.3.0 && tar xzf face_recognition_models-0.3.0.tar.gz
+    python tools/convert_dlib_face.py \\
+        face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat
 
 The file must be the published one (SHA-256 checked). It is dlib's own serialization, read here with numpy
 following dlib's sources (``dlib/serialize.h``, ``dlib/dnn/core.h``, ``layers.h``, ``input.h``, ``loss.h``):

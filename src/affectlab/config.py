@@ -145,6 +145,9 @@ class ModelConfig:
     # face-trained FaceMesh network, from its packaged weights unless weights is none); docs/landmarks.md.
     branch: str | None = None
     branch_freeze: bool = True  # false: fine-tuned at train.backbone_lr
+    # BatchNorm1d on the pooled features before the heads: for trunks whose features sit far from zero with a
+    # small spread (face_resnet29: mean about 1.2, spread about 0.2), which the heads' first layer learns badly.
+    head_norm: bool = False
 
 
 @dataclass

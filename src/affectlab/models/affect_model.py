@@ -3,7 +3,8 @@
 The forward pass returns named outputs (``expression`` logits, ``va`` values) rather than a bare tensor, so the
 multitask model and the single-task models share every consumer. ``forward_features`` / ``forward_head`` are
 split so that a frozen trunk's pooled features can be computed once and the head trained on them. An optional
-``branch`` (``models.branch``) adds a second trunk's pooled features to the trunk's.
+``branch`` (``models.branch``) adds a second trunk's pooled features to the trunk's; an optional ``head_norm``
+(BatchNorm1d) normalises the pooled features, as part of the head, so it trains on cached features too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from affectlab.config import ModelConfig
 from affectlab.errors import AffectlabError
 from affectlab.labels import NUM_EMOTIONS
 from affectlab.models.branch import FeatureBranch, build_branch
-from affectlab.models.heads import MLPHead
+from affectlab.models.heads import FeatureNorm, MLPHead
 from affectlab.models.weights import Backbone, resolve_backbone
 
 __all__ = ["AffectModel", "create_model", "task_outputs"]
@@ -35,6 +36,7 @@ class AffectModel(nn.Module):
         hidden: int = 256,
         dropout: float = 0.5,
         branch: FeatureBranch | None = None,
+        head_norm: bool = False,
     ) -> None:
         super().__init__()
         self.task = task
@@ -43,6 +45,8 @@ class AffectModel(nn.Module):
         self.branch = branch  # None adds no state dict keys: older checkpoints keep theirs
         if branch is not None:
             feature_dim += branch.feature_dim
+        # None adds no state dict keys either: checkpoints without it load as before
+        self.head_norm = FeatureNorm(feature_dim) if head_norm else None
         has_expression, has_va = task_outputs(task)
         self.expression_head = MLPHead(feature_dim, NUM_EMOTIONS, hidden, dropout) if has_expression else None
         self.va_head = MLPHead(feature_dim, 2, hidden, dropout) if has_va else None
@@ -57,6 +61,8 @@ class AffectModel(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
+        if self.head_norm is not None:
+            features = self.head_norm(features)
         if self.expression_head is not None:
             out["expression"] = self.expression_head(features)
         if self.va_head is not None:
@@ -114,7 +120,13 @@ def create_model(config: ModelConfig, backbone: Backbone | None = None) -> Affec
     if config.branch is not None:
         branch = build_branch(config.branch, config.weights, config.input_size, backbone.mean, backbone.std)
     model = AffectModel(
-        backbone.build_trunk(), backbone.spec.feature_dim, config.task, config.hidden, config.dropout, branch
+        backbone.build_trunk(),
+        backbone.spec.feature_dim,
+        config.task,
+        config.hidden,
+        config.dropout,
+        branch,
+        config.head_norm,
     )
     model.freeze_trunk(config.freeze)
     model.freeze_branch(config.branch_freeze)
