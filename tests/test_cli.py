@@ -143,7 +143,7 @@ def test_evaluate_on_own_split_and_on_other_data(study_dir: Path, tmp_path: Path
 def test_bad_input_is_one_line_and_nonzero(args: list[str], message: str, demo_data: Path, tmp_path: Path) -> None:
     argv = [a.format(tmp=tmp_path, demo=demo_data) for a in args]
     proc = subprocess.run(
-        [sys.executable, "-m", "affectlab.cli", *argv], check=False, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "affectlab.cli", *argv], check=False, capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("affectlab: error:")]

@@ -49,7 +49,7 @@ PROBE = (
 def test_wrong_values_are_refused_before_torch_is_imported(argv: list[str], message: str, tmp_path: Path) -> None:
     args = [a.format(tmp=tmp_path) for a in argv]
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], check=False, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", PROBE, *args], check=False, capture_output=True, text=True, timeout=600
     )
     assert proc.stdout.split() == ["2", "none"], proc.stdout + proc.stderr
     assert proc.stderr.splitlines() == [f"affectlab: error: {proc.stderr.split('error: ', 1)[1].strip()}"]

@@ -105,9 +105,9 @@ def test_the_service_and_the_page_say_it(demo_study: Path, photos: list[Path]) -
         r"\*\*Note: this model was trained on affectlab's synthetic demo faces", _model_line(predictor.info)
     )
     with running(predictor) as url:
-        assert httpx.get(url + "/health", timeout=30).json()["model"]["note"] == DEMO_MODEL_NOTE
+        assert httpx.get(url + "/health", timeout=300).json()["model"]["note"] == DEMO_MODEL_NOTE
         with photos[0].open("rb") as stream:
-            response = httpx.post(url + "/predict", files={"file": ("a.png", stream, "image/png")}, timeout=60)
+            response = httpx.post(url + "/predict", files={"file": ("a.png", stream, "image/png")}, timeout=300)
         assert response.status_code == 200 and len(response.json()) == 1
         assert response.headers[NOTE_HEADER] == DEMO_MODEL_NOTE
     json.dumps(predictor.info.to_dict())  # the note is plain JSON as well

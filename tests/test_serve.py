@@ -77,7 +77,7 @@ def test_serve_with_a_missing_model_fails_with_one_line(tmp_path: Path) -> None:
         check=False,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"affectlab: error: {tmp_path / 'none.onnx'}: model not found"]

@@ -34,7 +34,7 @@ def clip(work: Path) -> Path:
 def _post_video(url: str, path: Path, **params: int) -> httpx.Response:
     with path.open("rb") as stream:
         return httpx.post(
-            f"{url}/predict/video", files={"file": (path.name, stream, "video/x-msvideo")}, params=params, timeout=120
+            f"{url}/predict/video", files={"file": (path.name, stream, "video/x-msvideo")}, params=params, timeout=600
         )
 
 
@@ -47,7 +47,7 @@ def test_video_records_stream_in_frame_order_with_tracks(run: Path, clip: Path) 
             "POST",
             f"{url}/predict/video",
             files={"file": (clip.name, clip.read_bytes(), "video/x-msvideo")},
-            timeout=120,
+            timeout=600,
         ) as response,
     ):
         assert response.status_code == 200
@@ -98,7 +98,7 @@ def test_two_workers_start_and_answer(run: Path, clip: Path, work: Path) -> None
     log = work / "workers.log"
     image = cv2.imencode(".png", cv2.resize(demo_faces(work / "w", n_per_class=1)[0], (96, 96)))[1].tobytes()
     with serving([str(run), "--detector", "none", "--workers", "2"], log) as url:
-        answers = [httpx.post(f"{url}/predict", files={"file": ("a.png", image)}, timeout=60) for _ in range(6)]
+        answers = [httpx.post(f"{url}/predict", files={"file": ("a.png", image)}, timeout=300) for _ in range(6)]
         video = _post_video(url, clip)
         page = httpx.get(f"{url}/")
     assert [a.status_code for a in answers] == [200] * 6

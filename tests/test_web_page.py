@@ -25,7 +25,7 @@ from affectlab.runtime.predictor import load
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 300_000
 
 
 def _chromium() -> str:
@@ -117,7 +117,7 @@ def _assert_local(requests: list[str]) -> None:
 def _expected_title(server: str, path: Path) -> str:
     """What the page must show for the face in ``path``: the API's answer for the same file."""
     with path.open("rb") as stream:
-        faces = httpx.post(server + "/predict", files={"file": (path.name, stream, "image/png")}, timeout=60).json()
+        faces = httpx.post(server + "/predict", files={"file": (path.name, stream, "image/png")}, timeout=300).json()
     face = faces[0]
     return f"face 0: {face['label']} {face['confidence']:.2f}, V {face['valence']:+.2f} A {face['arousal']:+.2f}"
 

@@ -121,31 +121,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: A safety net, not a timing: how long a helper waits for a server that is still alive before giving up. The
+#: waits below end on the event (the server started, answered, or died), however busy the machine is.
+STARTUP_LIMIT_S = 900
+
+
 @contextmanager
 def running(predictor: Any, **options: Any) -> Iterator[str]:
     """``create_app`` served by uvicorn on a free loopback port; yields the base URL."""
+    with serving_app(create_app(predictor, ServeOptions(**options))) as url:
+        yield url
+
+
+@contextmanager
+def serving_app(app: Any) -> Iterator[str]:
+    """An app made by ``create_app`` served by uvicorn in a thread on a free loopback port; yields the base URL
+    once the server has started (or fails at once if its thread dies)."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(predictor, ServeOptions(**options)), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_LIMIT_S
         while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            assert thread.is_alive(), "server thread died before it started"
+            assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(30)
+        thread.join(60)
 
 
 @contextmanager
-def serving(args: list[str], log_path: Path, timeout_s: float = 90) -> Iterator[str]:
+def serving(args: list[str], log_path: Path, timeout_s: float = STARTUP_LIMIT_S) -> Iterator[str]:
     """``affectlab serve ARGS`` started as a user would, on a free loopback port; yields its base URL once
-    ``/health`` answers, and stops it afterwards."""
+    ``/health`` answers, and stops it afterwards. It waits for that answer or for the process to exit, however
+    long start-up takes on a busy machine; ``timeout_s`` is only a safety net against a server that hangs."""
     port = free_port()
     command = [sys.executable, "-m", "affectlab.cli", "serve", *args, "--port", str(port)]
     with log_path.open("w") as log:
@@ -157,7 +169,7 @@ def serving(args: list[str], log_path: Path, timeout_s: float = 90) -> Iterator[
                 if process.poll() is not None:
                     pytest.fail(f"server exited with {process.returncode}: {log_path.read_text()[-2000:]}")
                 try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    if httpx.get(f"{url}/health", timeout=10).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
@@ -167,4 +179,4 @@ def serving(args: list[str], log_path: Path, timeout_s: float = 90) -> Iterator[
             yield url
         finally:
             process.terminate()
-            process.wait(timeout=20)
+            process.wait(timeout=120)
