@@ -103,9 +103,10 @@ def train(
     from affectlab.atomic import run_folder, write_json
     from affectlab.config import resolve_config
     from affectlab.data.dataset import open_dataset
-    from affectlab.experiment import check_resumable, run_experiment
+    from affectlab.experiment import check_resumable, finish_tracking, run_experiment
     from affectlab.models.backbones import get_backbone_spec
     from affectlab.training.distributed import is_main_process
+    from affectlab.training.loggers import DEFAULT_EXPERIMENT, Tracking, require_logger
 
     cfg = resolve_config(recipe, _with_data(data, overrides), sets).single_run()
     get_backbone_spec(cfg.model.backbone)
@@ -114,21 +115,33 @@ def train(
             get_backbone_spec(cfg.model.branch)
         except AffectlabError as exc:
             raise AffectlabError(f"model.branch: {exc}") from None
+    require_logger(cfg.train)
     out = Path(out)
+    tracking = Tracking(DEFAULT_EXPERIMENT, out.resolve().name, str(out.resolve()))
     if not is_main_process():  # another rank of a DDP run: train alongside rank zero, which owns the run folder
         prepared = open_dataset(cfg.data, cfg.model.input_size)
-        return run_experiment(cfg, prepared, out, progress=False, resume=resume, eval_split=eval_split)
+        return run_experiment(
+            cfg, prepared, out, progress=False, resume=resume, eval_split=eval_split, tracking=tracking
+        )
     if resume:
         check_resumable(out, cfg, overwrite)
     with run_folder(out, overwrite, keep_if=RESUMABLE, kind="train", resume=resume, command=command) as folder:
         prepared = open_dataset(cfg.data, cfg.model.input_size)
         run = run_experiment(
-            cfg, prepared, folder, progress=progress, resume=resume, name=out.resolve().name, eval_split=eval_split
+            cfg,
+            prepared,
+            folder,
+            progress=progress,
+            resume=resume,
+            name=out.resolve().name,
+            eval_split=eval_split,
+            tracking=tracking,
         )
         assert run is not None
         run.data = prepared.summary()
         run.path = out
         write_json(folder / "run.json", run.to_dict())
+        finish_tracking(run, folder)
     return run
 
 

@@ -207,6 +207,12 @@ class TrainConfig:
     # After training, run the default detector over the training images and fit the model's crop (margin and
     # centre offset) to where it puts the face in them, so detected faces are cut as the training faces were
     fit_crop: bool = True
+    # Experiment tracking through Lightning's loggers (docs/training.md): csv writes history.csv only (always
+    # written); tensorboard and mlflow also log the recipe, the curves, the test metrics, the figures and the card
+    logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
+    # mlflow: a tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current folder);
+    # tensorboard: a folder for <experiment>/<run> logs (default: the run folder's tensorboard/)
+    logger_uri: str | None = None
 
 
 @dataclass

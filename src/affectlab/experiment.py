@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from affectlab.evaluation.efficiency import SpeedPlan, measure_model
 from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.evaluation.faces_in_scenes import faces_in_scenes_section
 from affectlab.evaluation.robustness import robustness_section
+from affectlab.export.model_card import model_card_markdown
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import load_checkpoint, save_calibration, save_face_crop
 from affectlab.models.meta import Calibration
@@ -33,13 +35,15 @@ from affectlab.models.outputs import Outputs, RawOutputs, raw_features, raw_imag
 from affectlab.models.registry import named_model
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
+from affectlab.runtime.backends import ModelInfo
 from affectlab.runtime.crop_fit import fit_crop
 from affectlab.training.datamodule import split_features
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
-from affectlab.training.fit import last_checkpoint, train_model
+from affectlab.training.fit import TrainResult, last_checkpoint, train_model
+from affectlab.training.loggers import Tracking, finish_loggers
 
-__all__ = ["Run", "check_resumable", "evaluate_run", "run_experiment", "write_predictions"]
+__all__ = ["Run", "check_resumable", "evaluate_run", "finish_tracking", "run_experiment", "write_predictions"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +68,8 @@ class Run:
     efficiency: dict[str, Any] | None = None
     wall_seconds: float | None = None
     data: dict[str, Any] = field(default_factory=dict)  # what was read and skipped (``train`` records it)
+    # train.logger's loggers, open until ``finish_tracking`` logs the finished run (none for csv)
+    loggers: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def backbone(self) -> str:
@@ -110,13 +116,15 @@ def run_experiment(
     resume: bool = False,
     name: str | None = None,
     efficiency: bool = False,
+    tracking: Tracking | None = None,
 ) -> Run | None:
     """Train, score ``eval_split`` (test by default), and return the run.
 
     ``resume`` continues a killed training in ``run_dir``; ``name`` is the run's name in the record (default: the
     folder's name, which differs when ``--overwrite`` builds the run in a temporary folder). With ``efficiency``,
     the record also gets the model's size, FLOPs and speed (and ``model.onnx`` is written), timed on the scored
-    split's faces.
+    split's faces. ``tracking`` names the run for ``train.logger``; the caller logs the finished run with
+    ``finish_tracking`` once its ``run.json`` is written.
 
     Under DDP only rank zero scores and writes; the other ranks return None once training is done.
     """
@@ -128,9 +136,30 @@ def run_experiment(
         if not is_run_folder(run_dir):
             write_run_marker(run_dir, "experiment")
         save_split(data.assignment, run_dir / "split.json")
-    result = train_model(cfg, data, run_dir, cache, progress, resume=resume)
+    result = train_model(cfg, data, run_dir, cache, progress, resume=resume, tracking=tracking)
     if not is_main_process():
         return None
+    try:
+        run = _score_run(cfg, data, run_dir, cache, eval_split, name, efficiency, result)
+    except BaseException:
+        for logger in result.loggers:
+            logger.finalize("failed")
+        raise
+    run.loggers = result.loggers
+    return run
+
+
+def _score_run(
+    cfg: RunConfig,
+    data: Dataset,
+    run_dir: Path,
+    cache: FeatureCache | None,
+    eval_split: str,
+    name: str | None,
+    efficiency: bool,
+    result: TrainResult,
+) -> Run:
+    """The trained model's crop fit, calibration, scores, figures and record (``run_experiment`` after training)."""
     scored = data.splits[eval_split]
     crop = None
     if cfg.train.fit_crop:  # before anything loads model.pt to predict through the detector
@@ -193,6 +222,18 @@ def run_experiment(
         faces = scored.images[: SpeedPlan().batch]
         run.efficiency = measure_model(result.model.cpu(), meta, run_dir, faces)
     return run
+
+
+def finish_tracking(run: Run, folder: Path) -> None:
+    """Log a finished run to its ``train.logger`` (nothing for csv): its test metrics, figures and model card,
+    read from ``folder`` (where the run is being written, its ``run.json`` included), then close the loggers."""
+    if not run.loggers:
+        return
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    _, meta = load_checkpoint(folder)
+    card = model_card_markdown(ModelInfo.of(meta, str(folder / "model.pt"), "pytorch"))
+    finish_loggers(run.loggers, folder, metrics, run.config.to_dict(), card)
+    run.loggers = []
 
 
 def _score(

@@ -22,11 +22,12 @@ import torch
 from affectlab.atomic import run_folder, write_json, write_text
 from affectlab.config import RunConfig
 from affectlab.data.dataset import check_split_seeds, open_dataset
-from affectlab.experiment import Run, run_experiment
+from affectlab.experiment import Run, finish_tracking, run_experiment
 from affectlab.models.backbones import get_backbone_spec
 from affectlab.reports.study_report import write_study_report
 from affectlab.reports.tradeoff import tradeoff_panels
 from affectlab.training.features import FeatureCache
+from affectlab.training.loggers import Tracking, require_logger
 
 __all__ = ["SUMMARY_METRICS", "Study", "aggregate_runs", "run_study"]
 
@@ -97,13 +98,14 @@ def run_study(
     for backbone in cfg.study.backbones:
         get_backbone_spec(backbone)
     check_split_seeds(cfg.data, cfg.seeds())
+    require_logger(cfg.train)
     with run_folder(
         out_dir, overwrite, keep_if="summary.json", kind="study", command=command
     ) as folder:  # summary.json: a model has finished
         write_text(folder / "study.yaml", cfg.to_yaml())
         handler = _log_to(folder / "study.log")
         try:
-            runs, summary = _run_cells(cfg, folder, progress, cache)
+            runs, summary = _run_cells(cfg, folder, progress, cache, Path(out_dir).resolve())
         finally:
             logging.getLogger("affectlab").removeHandler(handler)
             handler.close()
@@ -112,9 +114,10 @@ def run_study(
 
 
 def _run_cells(
-    base: RunConfig, out_dir: Path, progress: bool, cache: FeatureCache | None
+    base: RunConfig, out_dir: Path, progress: bool, cache: FeatureCache | None, final: Path
 ) -> tuple[list[Run], dict[str, Any]]:
-    """Train every backbone x task per seed, rewriting the summary as each cell finishes."""
+    """Train every backbone x task per seed, rewriting the summary as each cell finishes. Each run is tracked
+    (``train.logger``) in one experiment named after the study's folder (``final``, where it ends up)."""
     started = time.perf_counter()
     runs: list[Run] = []
     splits: dict[str, Any] = {}
@@ -141,12 +144,16 @@ def _run_cells(
                     name += f"_seed{seed}" if len(seeds) > 1 else ""
                     log.info("run %s", name)
                     t0 = time.perf_counter()
-                    run = run_experiment(cfg, prepared, out_dir / name, cache, progress, efficiency=True)
+                    tracking = Tracking(final.name, name, str(final / name))
+                    run = run_experiment(
+                        cfg, prepared, out_dir / name, cache, progress, efficiency=True, tracking=tracking
+                    )
                     assert run is not None  # a study trains on one device, so this process is rank zero
                     run.wall_seconds = round(time.perf_counter() - t0, 2)
                     # The run's own record, with the data it was trained on (its model card names them), as train
                     # writes.
                     write_json(out_dir / name / "run.json", {**run.to_dict(), "data": data_summary})
+                    finish_tracking(run, out_dir / name)
                     log.info("done %s in %.1f s", name, run.wall_seconds)
                     runs.append(run)
                     _write_summary(out_dir, base, runs, splits, data_summary, stage_seconds, started)

@@ -73,6 +73,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-nodes", type=int, help="nodes (default 1); launch each under torchrun or srun")
     p.add_argument("--strategy", choices=choices("train", "strategy"), help="auto (default) or ddp")
     p.add_argument(
+        "--logger",
+        choices=choices("train", "logger"),
+        help="experiment tracking: csv (history.csv only, default), tensorboard or mlflow",
+    )
+    p.add_argument("--logger-uri", help="mlflow tracking URI, or tensorboard log folder (see docs/training.md)")
+    p.add_argument(
         "--set",
         action="append",
         metavar="SECTION.KEY=VALUE",
@@ -106,6 +112,8 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "train.devices": args.devices,
         "train.num_nodes": args.num_nodes,
         "train.strategy": args.strategy,
+        "train.logger": args.logger,
+        "train.logger_uri": args.logger_uri,
         "study.backbones": _csv(args.backbones) if getattr(args, "backbones", None) else None,
         "study.tasks": _csv(args.tasks) if getattr(args, "tasks", None) else None,
         "study.seeds": [int(s) for s in _csv(seeds)] if seeds else None,

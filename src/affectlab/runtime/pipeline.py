@@ -313,7 +313,7 @@ class _SourceState:
 
     def _annotate(self, result: ImageResult, source: Source) -> None:
         target = self.plan[source.name]
-        drawn = draw_result(result.image, result)  # type: ignore[arg-type]
+        drawn = draw_result(result.image, result, legend=source.kind == "image")  # type: ignore[arg-type]
         if source.kind == "image":
             ok, data = cv2.imencode(target.suffix, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             if ok:

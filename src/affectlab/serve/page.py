@@ -152,7 +152,7 @@ def build_page(predict: Predict, info: ModelInfo, card: str, video_limits: Any, 
                 if frame is None:
                     return None, ""
                 result = await predict(frame)
-                return draw_result(frame, result, numbered=True), _faces_line(result)
+                return draw_result(frame, result, numbered=True, legend=False), _faces_line(result)
 
             camera.stream(
                 annotate_frame,
@@ -202,7 +202,7 @@ async def _photo_entry(predict: Predict, path: Path) -> dict[str, Any]:
     has_va = any(face.valence is not None for face in result.faces)
     return {
         "name": name,
-        "annotated": draw_result(image, result, numbered=True, fit=PHOTO_SIDE),
+        "annotated": draw_result(image, result, numbered=True, fit=PHOTO_SIDE, legend=False),
         "faces": faces,
         "dial": _va_dial(result.faces) if has_va else None,
         "error": None,

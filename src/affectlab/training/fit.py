@@ -24,7 +24,14 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
+from lightning.pytorch.loggers import Logger
 
 from affectlab.atomic import write_text
 from affectlab.config import DEMO_DATA, RunConfig
@@ -42,6 +49,7 @@ from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
 from affectlab.training.finetuning import UnfreezeTrunk
 from affectlab.training.history import EpochLines, HistoryCallback
+from affectlab.training.loggers import DEFAULT_EXPERIMENT, Tracking, make_loggers
 from affectlab.training.module import AffectLitModule
 from affectlab.training.source_mix import (
     balanced_class_weights,
@@ -73,6 +81,7 @@ class TrainResult:
     feature_seconds: float
     used_feature_cache: bool
     backbone: Backbone
+    loggers: list[Logger]  # train.logger's, open until the scored run is logged (``finish_loggers``)
 
 
 def preprocess_for(backbone: Backbone, input_size: int) -> Preprocess:
@@ -122,12 +131,14 @@ def train_model(
     progress: bool = True,
     resume: bool = False,
     callbacks: list[L.Callback] | None = None,
+    tracking: Tracking | None = None,
 ) -> TrainResult:
     """Fit ``cfg`` on ``data`` (train split, early stopping on val), restore the best weights, save ``model.pt``.
 
     ``resume`` continues from ``checkpoints/last.ckpt`` of a run killed in ``run_dir``. Under DDP every rank calls
     this and every rank gets the best weights back; only rank zero writes files. ``callbacks`` are added to
-    affectlab's own (early stopping, checkpoints, history).
+    affectlab's own (early stopping, checkpoints, history). ``tracking`` names the run for ``train.logger``
+    (default: experiment ``affectlab``, the run folder's name).
     """
     run_dir = Path(run_dir)
     t = cfg.train
@@ -151,7 +162,8 @@ def train_model(
     datamodule = FaceDataModule.build(cfg, data, model, preprocess, cache, backbone)
     feature_seconds = time.perf_counter() - started
     lit = _lit_module(cfg, model, data, datamodule, preprocess)
-    trainer, checkpoint, history = _trainer(cfg, run_dir, datamodule.generator, progress, callbacks or [])
+    loggers = make_loggers(t, run_dir, tracking or Tracking(DEFAULT_EXPERIMENT, run_dir.name), cfg.to_dict())
+    trainer, checkpoint, history = _trainer(cfg, run_dir, datamodule.generator, progress, callbacks or [], loggers)
     _fit_keeping_ctrl_c(trainer, lit, datamodule, resume_from)
     train_seconds = time.perf_counter() - started
     trainer.strategy.barrier("affectlab-best-written")  # rank zero has written the best checkpoint
@@ -182,6 +194,7 @@ def train_model(
         feature_seconds,
         datamodule.from_features,
         backbone,
+        loggers,
     )
 
 
@@ -216,10 +229,16 @@ def _lit_module(
 
 
 def _trainer(
-    cfg: RunConfig, run_dir: Path, generator: torch.Generator, progress: bool, extra: list[L.Callback]
+    cfg: RunConfig,
+    run_dir: Path,
+    generator: torch.Generator,
+    progress: bool,
+    extra: list[L.Callback],
+    loggers: list[Logger],
 ) -> tuple[L.Trainer, ModelCheckpoint, HistoryCallback]:
     """Lightning's trainer with affectlab's callbacks (early stopping, best and last checkpoints, history, the
-    random state, and as configured unfreezing and EMA) before ``extra``."""
+    random state, and as configured unfreezing and EMA) before ``extra``; ``loggers`` (none: history.csv only)
+    also get the learning rate per epoch."""
     t = cfg.train
     mode = "min" if t.monitor == "val_loss" else "max"
     # Full checkpoints, not save_weights_only: Lightning skips the callbacks' on_save_checkpoint for weights-only
@@ -247,6 +266,8 @@ def _trainer(
     if t.ema_decay is not None:
         # Validation, checkpoints and the final weights all use the averaged model.
         own.append(EMAWeightAveraging(decay=t.ema_decay))
+    if loggers:
+        own.append(LearningRateMonitor(logging_interval="epoch"))
     trainer = L.Trainer(
         max_epochs=t.epochs,
         accelerator=t.accelerator,
@@ -255,7 +276,7 @@ def _trainer(
         strategy=t.strategy,
         sync_batchnorm=t.sync_batchnorm,
         callbacks=[*own, *extra],
-        logger=False,
+        logger=loggers or False,
         enable_progress_bar=bars,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -301,6 +322,7 @@ def _fit_keeping_ctrl_c(
             warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen trunk is meant to be
             warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
             warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # validation metrics are gathered before logging
+            warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")  # metrics are per epoch
             # DeviceInputs runs in the LightningModule's on_after_batch_transfer, as meant; the data module has none.
             warnings.filterwarnings("ignore", ".*overridden `on_after_batch_transfer`.*LightningDataModule.*")
             trainer.fit(lit, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

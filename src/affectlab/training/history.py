@@ -46,7 +46,8 @@ class HistoryCallback(L.Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None
         row = {"epoch": trainer.current_epoch + 1, "lr": lr, "seconds": round(time.perf_counter() - self._start, 2)}
         row.update({k: metrics.get(k) for k in HISTORY_COLUMNS if k not in row})
-        row.update({k: metrics[k] for k in sorted(metrics) if "/" in k})  # several sources: val_score/<source>
+        # Several sources: val_score/<source>; not a logger's extras (LearningRateMonitor's lr-Adam/pg1)
+        row.update({k: metrics[k] for k in sorted(metrics) if "/" in k and k.startswith("val_")})
         self.rows.append(row)
         if not trainer.is_global_zero:
             return
