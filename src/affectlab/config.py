@@ -201,6 +201,11 @@ class TrainConfig:
     sync_batchnorm: bool = False  # BatchNorm statistics over all ranks' batches (small per-device batches)
     # Score the test split again under camera damage (9 damages x 3 severities) after training; docs/robustness.md
     robustness: bool = True
+    # The faces damaged: a fixed subset stratified by expression (0: every scored face), the share kept given with
+    # its 95% bootstrap interval over them; and whether damaged faces get the flip TTA too (tta_flip and this).
+    # Before issue 34: every face, with the model's flip (robustness_faces 0, robustness_flip true).
+    robustness_faces: int = 150
+    robustness_flip: bool = False
     # Paste the test faces into generated scenes and score them end to end through the default detector and the
     # model's crop, as `affectlab predict` runs (the "Faces in scenes" section); docs/robustness.md
     faces_in_scenes: bool = True
@@ -410,6 +415,10 @@ def validate(cfg: RunConfig, where: str = "config") -> None:
         raise AffectlabError(f"{where}: train.devices must be -1 (all) or at least 1, and train.num_nodes at least 1")
     if not 0 < cfg.train.coverage < 1:
         raise AffectlabError(f"{where}: train.coverage={cfg.train.coverage} must be between 0 and 1 (e.g. 0.9)")
+    if cfg.train.robustness_faces < 0:
+        raise AffectlabError(
+            f"{where}: train.robustness_faces={cfg.train.robustness_faces} must be 0 (every face) or a face count"
+        )
     fractions = cfg.data.val_fraction + cfg.data.test_fraction
     if not 0 < fractions < 1:
         raise AffectlabError(f"{where}: val_fraction + test_fraction must be between 0 and 1")

@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import numpy as np
 
 from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_text
 from affectlab.config import RunConfig, config_from_dict, load_recipe
 from affectlab.data.dataset import Dataset, FaceSplit, open_dataset
 from affectlab.data.multi_source import SourcesData, source_part
+from affectlab.data.prepared import SplitData
+from affectlab.data.samples import FaceArray
 from affectlab.data.split import load_split, save_split
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.calibration import fit_calibration
+from affectlab.evaluation.cost import SectionClock
 from affectlab.evaluation.efficiency import SpeedPlan, measure_model
 from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.evaluation.faces_in_scenes import faces_in_scenes_section
-from affectlab.evaluation.robustness import robustness_section
+from affectlab.evaluation.robustness import Scorer, robustness_section, subset_digest
 from affectlab.export.model_card import model_card_markdown
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import load_checkpoint, save_calibration, save_face_crop
@@ -36,7 +42,7 @@ from affectlab.models.registry import named_model
 from affectlab.reports.plots import plot_training_curves
 from affectlab.reports.run_figures import FIGURE_NAMES, write_evaluation_figures
 from affectlab.runtime.backends import ModelInfo
-from affectlab.runtime.crop_fit import fit_crop
+from affectlab.runtime.crop_fit import CropFit, fit_crop
 from affectlab.training.datamodule import split_features
 from affectlab.training.distributed import is_main_process
 from affectlab.training.features import FeatureCache
@@ -136,11 +142,13 @@ def run_experiment(
         if not is_run_folder(run_dir):
             write_run_marker(run_dir, "experiment")
         save_split(data.assignment, run_dir / "split.json")
-    result = train_model(cfg, data, run_dir, cache, progress, resume=resume, tracking=tracking)
+    clock = SectionClock()
+    with clock("train"):
+        result = train_model(cfg, data, run_dir, cache, progress, resume=resume, tracking=tracking)
     if not is_main_process():
         return None
     try:
-        run = _score_run(cfg, data, run_dir, cache, eval_split, name, efficiency, result)
+        run = _score_run(cfg, data, run_dir, cache, eval_split, name, efficiency, result, clock)
     except BaseException:
         for logger in result.loggers:
             logger.finalize("failed")
@@ -158,51 +166,61 @@ def _score_run(
     name: str | None,
     efficiency: bool,
     result: TrainResult,
+    clock: SectionClock,
 ) -> Run:
-    """The trained model's crop fit, calibration, scores, figures and record (``run_experiment`` after training)."""
+    """The trained model's crop fit, calibration, scores, figures and record (``run_experiment`` after training);
+    ``clock`` times each section into the record's ``cost``."""
     scored = data.splits[eval_split]
     crop = None
     if cfg.train.fit_crop:  # before anything loads model.pt to predict through the detector
-        crop = fit_crop(data.splits["train"].images, seed=cfg.train.seed)
+        with clock("crop"):
+            crop = _fit_crop(data.splits["train"], cfg.train.seed)
         if crop.fitted:
             assert crop.margin is not None and crop.shift is not None
             save_face_crop(run_dir / "model.pt", crop.margin, crop.shift)
             log.info("crop fitted on %d training faces: margin %.3f, shift %s", crop.found, crop.margin, crop.shift)
         else:
             log.warning("crop not fitted: %s", crop.note)
+    features = result.used_feature_cache  # a frozen trunk whose pooled features are cached: heads only from here
+    feature_cache = cache or FeatureCache()
 
     def raw(split: FaceSplit) -> RawOutputs:
-        if result.used_feature_cache and not cfg.train.tta_flip:
-            features = split_features(
-                cfg, split, result.model, result.preprocess, cache or FeatureCache(), result.backbone
-            )
-            return raw_features(result.model, features)
+        if features and not cfg.train.tta_flip:
+            pooled = split_features(cfg, split, result.model, result.preprocess, feature_cache, result.backbone)
+            return raw_features(result.model, pooled)
         return raw_images(result.model, split.images, result.preprocess, tta_flip=cfg.train.tta_flip)
 
     calibration = None
     if cfg.train.calibrate:  # after model selection, on the validation split only
-        val = data.splits["val"]
-        calibration = fit_calibration(raw(val), val.expression, val.va, cfg.train.coverage)
-        save_calibration(run_dir / "model.pt", calibration)
-    raw_scored = raw(scored)
-    outputs, uncalibrated = to_outputs(raw_scored, calibration), to_outputs(raw_scored)
+        with clock("calibration"):
+            val = data.splits["val"]
+            calibration = fit_calibration(raw(val), val.expression, val.va, cfg.train.coverage)
+            save_calibration(run_dir / "model.pt", calibration)
     tta = cfg.train.tta_flip
-    metrics, shown, shown_outputs = _score(cfg, data, scored, outputs, eval_split, tta, calibration, uncalibrated)
+    with clock("clean"):
+        raw_scored = raw(scored)
+        outputs, uncalibrated = to_outputs(raw_scored, calibration), to_outputs(raw_scored)
+        metrics, shown, shown_outputs = _score(cfg, data, scored, outputs, eval_split, tta, calibration, uncalibrated)
     if cfg.train.robustness:  # on the faces the top level reports (with several sources, the selecting one's)
-        metrics["robustness"] = robustness_section(
-            result.model, result.preprocess, shown, metrics, tta, calibration=calibration
-        )
+        with clock("robustness"):
+            flip = cfg.train.robustness_flip and tta
+            scorer = _feature_scorer(cfg, shown, result, feature_cache) if features and not flip else None
+            metrics["robustness"] = robustness_section(
+                result.model, result.preprocess, shown, metrics, tta, calibration=calibration,
+                faces=cfg.train.robustness_faces, flip=cfg.train.robustness_flip, scorer=scorer,
+            )  # fmt: skip
     if cfg.train.faces_in_scenes:  # through the runtime predictor, as the saved model.pt predicts
-        _, saved = load_checkpoint(run_dir)
-        metrics["faces_in_scenes"] = faces_in_scenes_section(result.model, saved, shown, metrics, tta)
+        with clock("scenes"):
+            _, saved = load_checkpoint(run_dir)
+            metrics["faces_in_scenes"] = faces_in_scenes_section(result.model, saved, shown, metrics, tta)
     if crop is not None:
         metrics["crop"] = crop.to_dict()
-    write_json(run_dir / "metrics.json", metrics)
-    write_predictions(run_dir / "predictions.csv", scored, outputs)
-    plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
-    title = f"{cfg.model.backbone} {cfg.model.task}"
-    before = uncalibrated if shown is scored else None  # several sources: the figures show one source's faces
-    write_evaluation_figures(run_dir, metrics, shown_outputs, shown, title=title, uncalibrated=before)
+    with clock("figures"):
+        write_predictions(run_dir / "predictions.csv", scored, outputs)
+        plot_training_curves(result.history, run_dir / FIGURE_NAMES["curves"], cfg.train.monitor, result.best_epoch)
+        title = f"{cfg.model.backbone} {cfg.model.task}"
+        before = uncalibrated if shown is scored else None  # several sources: the figures show one source's faces
+        write_evaluation_figures(run_dir, metrics, shown_outputs, shown, title=title, uncalibrated=before)
     run = Run(
         name=name or run_dir.name,
         path=run_dir,
@@ -216,11 +234,15 @@ def _score_run(
         best_epoch=result.best_epoch,
     )
     if efficiency:
-        _, meta = load_checkpoint(run_dir)  # what was saved: flip TTA, calibration and its data included
-        # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
-        # Only the faces timed, decoded now: a streamed split decodes on access, which is no part of the model's speed.
-        faces = scored.images[: SpeedPlan().batch]
-        run.efficiency = measure_model(result.model.cpu(), meta, run_dir, faces)
+        with clock("efficiency"):
+            _, meta = load_checkpoint(run_dir)  # what was saved: flip TTA, calibration and its data included
+            # On the CPU, where ONNX Runtime runs too, whatever device trained the model.
+            # Only the faces timed, decoded now: a streamed split decodes on access, which is no part of the
+            # model's speed.
+            faces = scored.images[: SpeedPlan().batch]
+            run.efficiency = measure_model(result.model.cpu(), meta, run_dir, faces)
+    metrics["cost"] = clock.to_dict()  # last, so that it holds every section (Run.metrics shares this document)
+    write_json(run_dir / "metrics.json", metrics)
     return run
 
 
@@ -234,6 +256,48 @@ def finish_tracking(run: Run, folder: Path) -> None:
     card = model_card_markdown(ModelInfo.of(meta, str(folder / "model.pt"), "pytorch"))
     finish_loggers(run.loggers, folder, metrics, run.config.to_dict(), card)
     run.loggers = []
+
+
+#: The last crop fit, by (training faces, seed): a study's models share their training faces, and the fit is the
+#: detector's, not the model's, so it is made once per split.
+_CROP_FITS: dict[tuple[str, int], CropFit] = {}
+
+
+def _fit_crop(train: FaceSplit, seed: int) -> CropFit:
+    hashes = list(train.hashes)
+    if len(hashes) != len(train):  # faces without content hashes: nothing to know them again by
+        return fit_crop(train.images, seed=seed)
+    key = (subset_digest(hashes), seed)
+    if key not in _CROP_FITS:
+        _CROP_FITS.clear()
+        _CROP_FITS[key] = fit_crop(train.images, seed=seed)
+    return _CROP_FITS[key]
+
+
+def _feature_scorer(cfg: RunConfig, split: FaceSplit, result: Any, cache: FeatureCache) -> Scorer | None:
+    """Heads on the frozen trunk's pooled features of damaged faces, through the feature cache: the trunk runs
+    once per damaged face for every model that shares it (a study's tasks), the heads once per model.
+
+    The rows of a damaged pass are keyed by the face's hash, the damage and the subset it was made with (the
+    noise of a face depends on its place in the batch), so they are reused only for the very same pixels.
+    """
+    hashes = list(split.hashes)
+    if len(hashes) != len(split):
+        return None
+
+    def score_faces(chosen: np.ndarray, images: FaceArray, what: str) -> RawOutputs:
+        faces = [hashes[i] for i in chosen]
+        if what != "clean":  # clean faces are the rows training cached
+            tag = f"{what}|{subset_digest(faces)}"
+            faces = [hashlib.sha1(f"{h}|{tag}".encode()).hexdigest() for h in faces]
+        part = SplitData(
+            ids=faces, images=cast(np.ndarray, images), expression=np.zeros(len(faces), np.int64),
+            va=np.zeros((len(faces), 2), np.float32), hashes=faces,
+        )  # fmt: skip
+        pooled = split_features(cfg, part, result.model, result.preprocess, cache, result.backbone)
+        return raw_features(result.model, pooled)
+
+    return score_faces
 
 
 def _score(
@@ -359,25 +423,32 @@ def evaluate_run(
     prepared = open_dataset(data_cfg, preprocess.input_size, splits=(which,))
     part = prepared.splits[which]
     tta = cfg.train.tta_flip if tta_flip is None else tta_flip
-    raw = raw_images(model, part.images, preprocess, batch_size, tta_flip=tta)
-    outputs, uncalibrated = to_outputs(raw, meta.calibration), to_outputs(raw)
-    scored_part = part
-    metrics, part, outputs = _score(cfg, prepared, part, outputs, split, tta, meta.calibration, uncalibrated)
+    clock = SectionClock()
+    with clock("clean"):
+        raw = raw_images(model, part.images, preprocess, batch_size, tta_flip=tta)
+        outputs, uncalibrated = to_outputs(raw, meta.calibration), to_outputs(raw)
+        scored_part = part
+        metrics, part, outputs = _score(cfg, prepared, part, outputs, split, tta, meta.calibration, uncalibrated)
     before = uncalibrated if part is scored_part else None  # several sources: the figures show one source's faces
     if cfg.train.robustness if robustness is None else robustness:
-        metrics["robustness"] = robustness_section(
-            model, preprocess, part, metrics, tta, batch_size, calibration=meta.calibration
-        )
+        with clock("robustness"):
+            metrics["robustness"] = robustness_section(
+                model, preprocess, part, metrics, tta, batch_size, calibration=meta.calibration,
+                faces=cfg.train.robustness_faces, flip=cfg.train.robustness_flip,
+            )  # fmt: skip
     if cfg.train.faces_in_scenes if faces_in_scenes is None else faces_in_scenes:
-        metrics["faces_in_scenes"] = faces_in_scenes_section(model, meta, part, metrics, tta)
+        with clock("scenes"):
+            metrics["faces_in_scenes"] = faces_in_scenes_section(model, meta, part, metrics, tta)
     metrics["data"] = prepared.source
     default_target = run_dir if not data and split == "test" else run_dir / f"eval-{split}-{_slug(data_cfg.path)}"
     target = Path(out_dir) if out_dir else default_target
     if (target / "metrics.json").exists() and not overwrite:
         raise AffectlabError(f"{target / 'metrics.json'}: exists; pass --overwrite to replace it")
-    write_json(target / "metrics.json", metrics)
     title = f"{cfg.model.backbone} {cfg.model.task} ({split})"
-    write_evaluation_figures(target, metrics, outputs, part, title=title, uncalibrated=before)
+    with clock("figures"):
+        write_evaluation_figures(target, metrics, outputs, part, title=title, uncalibrated=before)
+    metrics["cost"] = clock.to_dict()
+    write_json(target / "metrics.json", metrics)
     return Metrics.from_dict(metrics, path=target / "metrics.json")
 
 

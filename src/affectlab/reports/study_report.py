@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from affectlab.atomic import write_text
+from affectlab.evaluation.cost import COST_SECTIONS
 from affectlab.reports.cross_dataset import IN_DOMAIN_MARK, cross_dataset_table
 from affectlab.reports.run_figures import FIGURE_NAMES
 from affectlab.reports.tradeoff import TradeoffPanel, plot_tradeoff, tradeoff_panels
 
-__all__ = ["REFERENCE_STUDY", "markdown_table", "write_study_report"]
+__all__ = ["REFERENCE_STUDY", "cost_blocks", "cost_rows", "markdown_table", "write_study_report"]
 
 #: The reference study's published test figures on the 3,999-image AffectNet set (600 test images).
 REFERENCE_STUDY: dict[str, dict[str, Any]] = {
@@ -335,11 +336,47 @@ def _efficiency_blocks(summary: dict[str, Any]) -> list[Block]:
         ),
         ("p", _measuring_note(runs)),
     ]
+    blocks += cost_blocks(summary["runs"])
     panels = tradeoff_panels(summary)
     if panels:
         blocks.append(("img", (Path(TRADEOFF_FIGURE), "accuracy and CCC against faces/s, marker area = model size")))
         blocks += [("p", f"{p.task.capitalize()}, {p.metric}: {p.sentence}") for p in panels if p.sentence]
     return blocks
+
+
+def cost_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Seconds per section of each run that recorded them (``metrics.json``'s ``cost``), and the total."""
+    timed = [r for r in runs if r["metrics"].get("cost")]
+    sections = [name for name in COST_SECTIONS if any(f"{name}_s" in r["metrics"]["cost"] for r in timed)]
+    header = ["run", *[f"{name} s" for name in sections], "total s"]
+    rows = [
+        [r["name"], *[_f(r["metrics"]["cost"].get(f"{name}_s"), 1) for name in sections],
+         _f(r["metrics"]["cost"]["total_s"], 1)]
+        for r in timed
+    ]  # fmt: skip
+    return header, rows
+
+
+def cost_blocks(runs: list[dict[str, Any]]) -> list[Block]:
+    """What each section of each run cost, and the protocol that keeps the dear ones cheap."""
+    header, rows = cost_rows(runs)
+    if not rows:
+        return []
+    named = "; ".join(f"{name}: {what}" for name, what in COST_SECTIONS.items() if f"{name} s" in header)
+    note = (
+        f"Wall seconds per section of each run, measured in the run's process ({named}). A study's models share "
+        "what is not theirs: the pooled features of a frozen trunk (the second task of a backbone reads them, "
+        "damaged faces included, from the feature cache), the crop fit and the scenes' detections."
+    )
+    robust = [r["metrics"]["robustness"] for r in runs if "robustness" in r["metrics"]]
+    if robust and robust[0].get("faces") is not None:
+        first = robust[0]
+        note += (
+            f" Robustness damages {first['faces']} of the {first['of']} test faces (a fixed subset stratified by "
+            f"expression), {'with' if first['flip'] else 'without'} the flip TTA; its shares kept carry 95% "
+            "bootstrap intervals over those faces."
+        )
+    return [("p", "Cost per section (seconds):"), ("table", (header, rows)), ("p", note)]
 
 
 def _confusion_blocks(run: dict[str, Any], c: dict[str, Any]) -> list[Block]:
@@ -427,7 +464,9 @@ def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
                 cells.append("-")
                 continue
             damaged, relative = section["damaged_mean"][m], section[f"{m}_relative"]
-            cells.append(f"{_f(section['clean'][m])} / {_f(damaged)} / {_f(relative, 2)}")
+            interval = section.get(f"{m}_relative_interval")
+            spread = f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
+            cells.append(f"{_f(section['clean'][m])} / {_f(damaged)} / {_f(relative, 2)}{spread}")
         for m in trust:
             cells.append(f"{_f(section['clean'].get(m))} / {_f(section['damaged_mean'].get(m))}")
         rows.append(cells)
@@ -459,8 +498,10 @@ def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
             "p",
             (
                 f"Each model scored again on its test split under {len(damages)} kinds of camera damage at three "
-                f"severities (generated at run time, seed {first['seed']}; docs/robustness.md says what each is). "
-                "Damaged = the mean over all damages and severities; relative = damaged / clean. ECE is that of the "
+                f"severities (generated at run time, seed {first['seed']}; docs/robustness.md says what each is)"
+                + _subset_text(first)
+                + ". Damaged = the mean over all damages and severities; relative = damaged / clean, with its 95% "
+                "bootstrap interval over the faces in brackets where the run gives one. ECE is that of the "
                 "probabilities users get (after the temperature); set coverage is the share of faces whose true "
                 "emotion is in their conformal prediction set, interval coverage the share of true valence or "
                 "arousal inside the interval (the target, train.coverage, holds on faces like the validation "
@@ -483,6 +524,17 @@ def _robustness_blocks(summary: dict[str, Any]) -> list[Block]:
         ),
         ("p", "The figure of each run (robustness.png) plots the score against severity, one line per damage."),
     ]
+
+
+def _subset_text(section: dict[str, Any]) -> str:
+    """Which faces were damaged: every one (runs before issue 34), or a fixed stratified subset."""
+    if section.get("faces") is None:
+        return ""
+    which = "every face" if section["faces"] >= section["of"] else f"a fixed subset of {section['faces']} faces"
+    return (
+        f", on {which} of the {section['of']} (stratified by expression), "
+        f"{'with' if section['flip'] else 'without'} the flip TTA; clean = the same faces through the same pass"
+    )
 
 
 _TRUST_NAMES = {
