@@ -14,6 +14,7 @@ from typing import Any
 from affectlab.atomic import write_text
 from affectlab.reports.cross_dataset import IN_DOMAIN_MARK, cross_dataset_table
 from affectlab.reports.run_figures import FIGURE_NAMES
+from affectlab.reports.run_groups import SD_CONVENTION, sd_caption, threads_of
 from affectlab.reports.tradeoff import TradeoffPanel, plot_tradeoff, tradeoff_panels
 
 __all__ = ["REFERENCE_STUDY", "markdown_table", "write_study_report"]
@@ -132,7 +133,8 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
             "p",
             f"Models selected on the validation split only; the test split was scored once per model. "
             f"Seeds: {', '.join(map(str, seeds))}"
-            + (" (mean ± std over seeds, each with its own split)." if len(seeds) > 1 else "."),
+            + (f" ({sd_caption(len(seeds))}, each with its own split)" if len(seeds) > 1 else "")
+            + f"; trained with {threads_of(runs)} intra-op threads.",
         ),
         ("h2", "Emotion classification (test split)"),
         (
@@ -226,7 +228,8 @@ def _cross_dataset_blocks(summary: dict[str, Any]) -> list[Block]:
         return []
     header, rows, shared = table
     note = (
-        f"Test accuracy of each model on every source's test split (mean ± std over seeds). {IN_DOMAIN_MARK} marks "
+        f"Test accuracy of each model on every source's test split ({SD_CONVENTION} over seeds; the threads column: "
+        f"the intra-op thread counts its runs trained with). {IN_DOMAIN_MARK} marks "
         "in-domain cells: the model trained on that source's training split; the other cells are data the model "
         "never saw."
     )
