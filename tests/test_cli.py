@@ -256,7 +256,17 @@ def test_study_over_seeds_reports_mean_and_std(seeds_study: Path) -> None:
     accuracy = entry["classification.accuracy"]
     report = (seeds_study / "report.md").read_text()
     assert f"{accuracy['mean']:.3f} ± {accuracy['std']:.3f}" in report
-    assert "Seeds: 0, 1 (mean ± sample SD (n − 1) over 2 seeds, each with its own split); trained with " in report
+    threads = {r["machine"]["threads"] for r in summary["runs"]}
+    (count,) = threads
+    assert (
+        f"Seeds: 0, 1 (mean ± sample SD (n − 1) over 2 seeds, each with its own split); trained with {count} " in report
+    )
+    run = json.loads((seeds_study / names[0] / "run.json").read_text())
+    assert run["machine"]["threads"] == count and run["machine"]["cpu_capability"] and run["machine"]["cpu"]
+    assert (
+        f"machine.threads: {count}" in report
+        and f"machine.cpu_capability: {run['machine']['cpu_capability']}" in report
+    )
 
 
 def _history_without_times(run: Path) -> list[dict[str, str]]:

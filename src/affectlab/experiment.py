@@ -22,7 +22,7 @@ from affectlab.data.multi_source import SourcesData, source_part
 from affectlab.data.split import load_split, save_split
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.calibration import fit_calibration
-from affectlab.evaluation.efficiency import SpeedPlan, measure_model
+from affectlab.evaluation.efficiency import SpeedPlan, measure_model, training_machine
 from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.evaluation.faces_in_scenes import faces_in_scenes_section
 from affectlab.evaluation.robustness import robustness_section
@@ -64,6 +64,7 @@ class Run:
     efficiency: dict[str, Any] | None = None
     wall_seconds: float | None = None
     data: dict[str, Any] = field(default_factory=dict)  # what was read and skipped (``train`` records it)
+    machine: dict[str, Any] = field(default_factory=dict)  # threads, CPU and instruction set that trained it
 
     @property
     def backbone(self) -> str:
@@ -97,6 +98,8 @@ class Run:
             record["wall_seconds"] = self.wall_seconds
         if self.data:
             record["data"] = self.data
+        if self.machine:
+            record["machine"] = self.machine
         return record
 
 
@@ -128,6 +131,7 @@ def run_experiment(
         if not is_run_folder(run_dir):
             write_run_marker(run_dir, "experiment")
         save_split(data.assignment, run_dir / "split.json")
+    machine = training_machine()  # as training finds it: the threads a CPU run's figures depend on
     result = train_model(cfg, data, run_dir, cache, progress, resume=resume)
     if not is_main_process():
         return None
@@ -185,6 +189,7 @@ def run_experiment(
         used_feature_cache=result.used_feature_cache,
         epochs_run=result.epochs_run,
         best_epoch=result.best_epoch,
+        machine=machine,
     )
     if efficiency:
         _, meta = load_checkpoint(run_dir)  # what was saved: flip TTA, calibration and its data included

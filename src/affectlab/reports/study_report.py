@@ -212,7 +212,15 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
         *_robustness_blocks(summary),
         *_scenes_blocks(summary),
         ("h2", "Settings"),
-        ("pre", "\n".join(f"{section}.{k}: {v}" for section in ("model", "train") for k, v in cfg[section].items())),
+        (
+            "pre",
+            "\n".join(
+                [
+                    *(f"{section}.{k}: {v}" for section in ("model", "train") for k, v in cfg[section].items()),
+                    *_machine_lines(runs),
+                ]
+            ),
+        ),
     ]
     for run in runs:
         blocks.append(("h2", f"Run {run['name']}"))
@@ -220,6 +228,16 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
             path = Path(run["name"]) / FIGURE_NAMES[key]
             blocks.append(("img", (path, f"{run['name']} {key}")))
     return blocks
+
+
+def _machine_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """What trained the runs and can move their figures: intra-op threads, the CPU and its instruction set
+    (``run.json``'s ``machine``; "unknown" for runs made before it was recorded)."""
+    lines = []
+    for key in ("threads", "cpu", "cpu_capability", "gpu"):
+        values = {str((run.get("machine") or {}).get(key, "unknown") or "none") for run in runs}
+        lines.append(f"machine.{key}: {', '.join(sorted(values)) or 'unknown'}")
+    return lines
 
 
 def _cross_dataset_blocks(summary: dict[str, Any]) -> list[Block]:
