@@ -5,7 +5,8 @@ Usage:
         [--recipes reference,best] [--set train.num_workers=8 ...]
 
 Each recipe runs through ``affectlab study`` (one split per seed, model selection on validation, test scored once
-per model); the table gives test mean ± std over seeds next to the published results on the 3,999-image set.
+per model); the table gives test mean ± sample SD over seeds (``affectlab.reports.run_groups``) next to the
+published results on the 3,999-image set, and says the intra-op thread counts the runs trained with.
 Needs the ImageNet MobileNetV2 weights in ``$TORCH_HOME/hub/checkpoints`` (see ../shared/weights/README.md).
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import affectlab
 from affectlab.config import load_recipe
+from affectlab.reports.run_groups import sd_caption, threads_of
 from affectlab.reports.study_report import markdown_table
 from affectlab.training.fit import quiet_lightning
 
@@ -80,6 +82,7 @@ def main(argv: list[str]) -> int:
     quiet_lightning()
     seeds = [int(s) for s in args.seeds.split(",")]
     rows: list[list[str]] = []
+    threads: list[str] = []
     for recipe in args.recipes.split(","):
         model = load_recipe(recipe).model  # the recipe's own backbone, on both tasks unless it is multitask
         tasks = ["classification", "regression"] if model.task != "multitask" else ["multitask"]
@@ -98,7 +101,9 @@ def main(argv: list[str]) -> int:
         summary = study.to_dict()
         print(f"{recipe}: {time.perf_counter() - started:.0f} s for seeds {seeds} on {summary['machine']}", flush=True)
         rows += _rows(Path(recipe).stem, summary)
+        threads.append(f"{threads_of(summary['runs'])} ({Path(recipe).stem})")
     rows += [[*p, "-"] for p in PUBLISHED]
+    print(f"{sd_caption(len(seeds))}; runs trained with {', '.join(threads)} intra-op threads")
     print(markdown_table(COLUMNS, rows))
     print("* the reference study reports weighted F1. Published rows: ../shared/data/affectnet-3999/SOURCE.md")
     return 0

@@ -1,9 +1,10 @@
 """Issue 27's expression experiment: does FaceMesh's face-trained trunk help the expression model?
 
-Summarises trained runs by group (mean and seed standard deviation of test accuracy, macro-F1, V/A CCC, the
-faces-in-scenes share and the robustness mean, all from each run's ``metrics.json``), then measures the size and
-speed of each group's network side by side in one process (PyTorch, batch 1 and 32, CPU seconds of this process:
-robust on a shared machine). Runs are given as ``NAME=RUN[,RUN...]``:
+Summarises trained runs by group (mean and sample SD over seeds, ``affectlab.reports.run_groups``, of test
+accuracy, macro-F1, V/A CCC, the faces-in-scenes share and the robustness mean, all from each run's
+``metrics.json``, and the intra-op thread counts the runs trained with), then measures the size and speed of
+each group's network side by side in one process (PyTorch, batch 1 and 32, CPU seconds of this process: robust
+on a shared machine). Runs are given as ``NAME=RUN[,RUN...]``:
 
     python benchmarks/facemesh_expression.py frozen=runs/fm-frozen-s0,runs/fm-frozen-s1 \
         tuned=runs/fm-tuned-s0,runs/fm-tuned-s1 [--baseline runs/best-s0,runs/best-s1] [--out fm.json]
@@ -15,46 +16,44 @@ best recipe's network (MobileNetV2 at 160 px) is built untrained for the speed c
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from affectlab.atomic import write_json
 from affectlab.config import ModelConfig
 from affectlab.evaluation.efficiency import count_flops, count_parameters, cpu_ms_per_call
 from affectlab.models.affect_model import create_model
 from affectlab.models.checkpoint import load_checkpoint
+from affectlab.reports.run_groups import (
+    SD_CONVENTION,
+    FigurePath,
+    Spread,
+    read_run,
+    run_figures,
+    summarise_runs,
+    threads_of,
+)
 
-FIGURES = {
-    "accuracy": ("classification", "accuracy"),
-    "f1_macro": ("classification", "f1_macro"),
-    "ccc_valence": ("valence", "ccc"),
-    "ccc_arousal": ("arousal", "ccc"),
-    "scenes_share": ("faces_in_scenes", "accuracy_ratio"),
-    "robustness_share": ("robustness", "accuracy_relative"),
+FIGURES: dict[str, FigurePath] = {
+    "accuracy": ("metrics", "classification", "accuracy"),
+    "f1_macro": ("metrics", "classification", "f1_macro"),
+    "ccc_valence": ("metrics", "valence", "ccc"),
+    "ccc_arousal": ("metrics", "arousal", "ccc"),
+    "scenes_share": ("metrics", "faces_in_scenes", "accuracy_ratio"),
+    "robustness_share": ("metrics", "robustness", "accuracy_relative"),
 }
 
 
-def figures(run: Path) -> dict[str, float]:
-    metrics = json.loads((run / "metrics.json").read_text())
-    found: dict[str, float] = {}
-    for name, (section, key) in FIGURES.items():
-        value = (metrics.get(section) or {}).get(key)
-        if isinstance(value, (int, float)):
-            found[name] = float(value)
-    return found
-
-
 def summarise(runs: list[Path]) -> dict[str, Any]:
-    per_run = [figures(run) for run in runs]
-    summary: dict[str, Any] = {"runs": [str(r) for r in runs], "per_run": per_run}
-    for name in FIGURES:
-        values = [f[name] for f in per_run if name in f]
-        if values:
-            spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-            summary[name] = {"mean": round(statistics.fmean(values), 4), "sd": round(spread, 4), "n": len(values)}
+    """Each figure's mean and sample SD over ``runs`` (``reports.run_groups``; SD None for one run), rounded."""
+    records = [read_run(run) for run in runs]
+    summary: dict[str, Any] = {"runs": [str(r) for r in runs], "per_run": [run_figures(r, FIGURES) for r in records]}
+    summary["threads"] = threads_of(records)
+    for name, value in summarise_runs({"": records}, FIGURES)[""].items():
+        sd = None if value.sd is None else round(value.sd, 4)
+        summary[name] = {"mean": round(value.mean, 4), "sd": sd, "n": value.n}
     return summary
 
 
@@ -98,16 +97,18 @@ def main() -> None:
     speed_of = {"without": baseline[0] if baseline else None, **{name: runs[0] for name, runs in groups.items()}}
     for name, run in speed_of.items():
         report["groups"].setdefault(name, {})["network"] = size_and_speed(*network_of(run))
+    print(f"{SD_CONVENTION} over each group's seeds")
     for name, group in report["groups"].items():
-        cells = [f"{k} {v['mean']:.3f}±{v['sd']:.3f}" for k, v in group.items() if isinstance(v, dict) and "mean" in v]
+        cells = [f"{k} {Spread(v['mean'], v['sd'], v['n']).cell()}" for k, v in group.items()
+                 if isinstance(v, dict) and "mean" in v]  # fmt: skip
         net = group["network"]
-        print(f"{name}: {', '.join(cells)}")
+        print(f"{name} (trained with {group.get('threads', 'unknown')} threads): {', '.join(cells)}")
         print(
             f"  {net['params']['total']:,} params, {net['mflops']} MFLOPs at {net['input_size']} px, "
             f"{net['cpu_ms_batch1']} ms at batch 1, {net['cpu_ms_per_face_batch32']} ms/face at batch 32"
         )
     if args.out:
-        args.out.write_text(json.dumps(report, indent=2))
+        write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ baseline. Two tables come out:
 
 - **What users get**: per group, mean ± SD over seeds of the clean test accuracy, macro-F1 and V/A CCC, py-feat's
   protocol (from each run's ``cross_tool.json``, written by ``benchmarks/cross_tool.py --out RUN/cross_tool.json``,
-  where there is one), the faces-in-scenes share and the robustness mean. The SD is the population SD, as in the
-  study report and the cross-dataset table. Below them, one **noise row** per group: its difference from the
+  where there is one), the faces-in-scenes share and the robustness mean, and the intra-op thread counts the runs
+  trained with. The SD is the sample SD (n − 1), as in the study report and the cross-dataset table: one
+  convention, ``affectlab.reports.run_groups``. Below them, one **noise row** per group: its difference from the
   baseline, ± the standard error of that difference (Welch, from the sample variances over seeds). A difference
   inside two standard errors is noise. The clean figures are each run's headline scores, on the test split of the
   first source it trained on: compare groups trained on another first source in the second table only.
@@ -24,28 +25,29 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
 from affectlab.atomic import write_json
 from affectlab.reports.cross_dataset import cross_dataset_table
+from affectlab.reports.run_groups import SD_CONVENTION, FigurePath, Spread, read_run, summarise_runs, threads_of
 from affectlab.reports.study_report import markdown_table
 
-#: name -> (file, keys into it). ``metrics.json`` is the run's test evaluation; ``cross_tool.json`` py-feat's protocol.
-FIGURES: dict[str, tuple[str, tuple[Any, ...]]] = {
-    "accuracy": ("metrics.json", ("classification", "accuracy")),
-    "f1_macro": ("metrics.json", ("classification", "f1_macro")),
-    "ccc_valence": ("metrics.json", ("valence", "ccc")),
-    "ccc_arousal": ("metrics.json", ("arousal", "ccc")),
-    "pyfeat_accuracy": ("cross_tool.json", (0, "accuracy")),
-    "pyfeat_f1_macro": ("cross_tool.json", (0, "f1_macro")),
-    "pyfeat_ccc_valence": ("cross_tool.json", (0, "ccc_valence")),
-    "pyfeat_ccc_arousal": ("cross_tool.json", (0, "ccc_arousal")),
-    "scenes_share": ("metrics.json", ("faces_in_scenes", "accuracy_ratio")),
-    "robustness_share": ("metrics.json", ("robustness", "accuracy_relative")),
-    "robustness_valence": ("metrics.json", ("robustness", "valence_ccc_relative")),
-    "robustness_arousal": ("metrics.json", ("robustness", "arousal_ccc_relative")),
+#: name -> keys into the run's record (``reports.run_groups.read_run``): ``metrics`` is the run's test evaluation
+#: (``metrics.json``), ``cross_tool`` py-feat's protocol (``cross_tool.json``).
+FIGURES: dict[str, FigurePath] = {
+    "accuracy": ("metrics", "classification", "accuracy"),
+    "f1_macro": ("metrics", "classification", "f1_macro"),
+    "ccc_valence": ("metrics", "valence", "ccc"),
+    "ccc_arousal": ("metrics", "arousal", "ccc"),
+    "pyfeat_accuracy": ("cross_tool", 0, "accuracy"),
+    "pyfeat_f1_macro": ("cross_tool", 0, "f1_macro"),
+    "pyfeat_ccc_valence": ("cross_tool", 0, "ccc_valence"),
+    "pyfeat_ccc_arousal": ("cross_tool", 0, "ccc_arousal"),
+    "scenes_share": ("metrics", "faces_in_scenes", "accuracy_ratio"),
+    "robustness_share": ("metrics", "robustness", "accuracy_relative"),
+    "robustness_valence": ("metrics", "robustness", "valence_ccc_relative"),
+    "robustness_arousal": ("metrics", "robustness", "arousal_ccc_relative"),
 }
 #: The table's columns: a header and the figures it shows, joined by " / ".
 COLUMNS = (
@@ -59,49 +61,17 @@ COLUMNS = (
 )
 
 
-def _lookup(document: Any, keys: tuple[Any, ...]) -> float | None:
-    for key in keys:
-        if isinstance(key, int):
-            document = document[key] if isinstance(document, list) and len(document) > key else None
-        else:
-            document = document.get(key) if isinstance(document, dict) else None
-    return float(document) if isinstance(document, (int, float)) else None
-
-
-def run_figures(run: Path) -> dict[str, float]:
-    """The figures a run folder has (a run without ``cross_tool.json`` has no py-feat figures)."""
-    documents = {name: json.loads((run / name).read_text()) for name in ("metrics.json", "cross_tool.json")
-                 if (run / name).exists()}  # fmt: skip
-    found = {}
-    for name, (file, keys) in FIGURES.items():
-        value = _lookup(documents.get(file), keys)
-        if value is not None:
-            found[name] = value
-    return found
-
-
 def summarise(runs: list[Path]) -> dict[str, Any]:
-    """Mean, population SD, count and sample variance (for the noise rows) of every figure over ``runs``."""
-    per_run = [run_figures(run) for run in runs]
-    summary: dict[str, Any] = {}
-    for name in FIGURES:
-        values = [figures[name] for figures in per_run if name in figures]
-        if values:
-            sample = statistics.variance(values) if len(values) > 1 else None  # one seed: no spread to estimate
-            summary[name] = {"mean": statistics.fmean(values), "sd": statistics.pstdev(values), "n": len(values),
-                             "variance": sample}  # fmt: skip
-    return summary
+    """Mean, sample SD, count and sample variance (for the noise rows) of every figure over ``runs``
+    (``reports.run_groups``; SD and variance are None for one seed)."""
+    return {
+        name: value.to_dict() for name, value in summarise_runs({"": [read_run(r) for r in runs]}, FIGURES)[""].items()
+    }
 
 
 def _cell(summary: dict[str, Any], names: tuple[str, ...]) -> str:
-    parts = []
-    for name in names:
-        if name not in summary:
-            parts.append("-")
-            continue
-        mean, sd, n = summary[name]["mean"], summary[name]["sd"], summary[name]["n"]
-        parts.append(f"{mean:.3f}" + ("" if n < 2 else f" ± {sd:.3f}"))
-    return " / ".join(parts)
+    return " / ".join(Spread(**{k: summary[name][k] for k in ("mean", "sd", "n")}).cell() if name in summary else "-"
+                      for name in names)  # fmt: skip
 
 
 def _difference(summary: dict[str, Any], baseline: dict[str, Any], names: tuple[str, ...]) -> str:
@@ -118,16 +88,20 @@ def _difference(summary: dict[str, Any], baseline: dict[str, Any], names: tuple[
     return " / ".join(parts)
 
 
-def users_table(groups: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): a row per group, then a noise row per group after the first."""
+def users_table(
+    groups: dict[str, dict[str, Any]], threads: dict[str, str] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): a row per group, then a noise row per group after the first. ``threads``: each group's
+    intra-op thread counts (``reports.run_groups.threads_of``), "unknown" where not given."""
     names = list(groups)
-    header = ["group", "seeds", *(title for title, _ in COLUMNS)]
-    rows = [[name, str(max((f["n"] for f in groups[name].values()), default=0)),
+    threads = threads or {}
+    header = ["group", "seeds", "threads", *(title for title, _ in COLUMNS)]
+    rows = [[name, str(max((f["n"] for f in groups[name].values()), default=0)), threads.get(name, "unknown"),
              *(_cell(groups[name], figures) for _, figures in COLUMNS)] for name in names]  # fmt: skip
     baseline = groups[names[0]]
     for name in names[1:]:
-        rows.append([f"Δ {name} − {names[0]} (± SE)", "", *(_difference(groups[name], baseline, figures)
-                                                           for _, figures in COLUMNS)])  # fmt: skip
+        rows.append([f"Δ {name} − {names[0]} (± SE)", "", "", *(_difference(groups[name], baseline, figures)
+                                                               for _, figures in COLUMNS)])  # fmt: skip
     return header, rows
 
 
@@ -147,7 +121,11 @@ def main() -> None:
             if not (run / "metrics.json").exists():
                 raise SystemExit(f"{run}: no metrics.json; is it a finished run folder?")
     groups = {name: summarise(runs) for name, runs in members.items()}
-    header, rows = users_table(groups)
+    threads = {name: threads_of(read_run(run) for run in runs) for name, runs in members.items()}
+    header, rows = users_table(groups, threads)
+    seeds = sorted({max((f["n"] for f in group.values()), default=0) for group in groups.values()})
+    print(f"{SD_CONVENTION} over {'/'.join(map(str, seeds))} seeds; threads: the intra-op thread counts the "
+          "runs trained with\n")  # fmt: skip
     print(markdown_table(header, rows))
 
     records = []
@@ -161,11 +139,11 @@ def main() -> None:
         print(f"\nAcross datasets (test accuracy: 8 classes / the {len(shared)} classes every source labels):\n")
         print(markdown_table(across_header, across_rows))
     if args.out:
-        tables = {"users": {"header": header, "rows": rows}}
+        tables = {"users": {"header": header, "rows": rows, "caption": f"{SD_CONVENTION} over seeds"}}
         if across is not None:
             tables["across"] = {"header": across[0], "rows": across[1], "shared": across[2]}
         write_json(args.out, {"groups": groups, "runs": {k: [str(r) for r in v] for k, v in members.items()},
-                              "tables": tables})  # fmt: skip
+                              "threads": threads, "tables": tables})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import torch
 
 import affectlab
 from affectlab.cli import build_parser
@@ -104,6 +105,8 @@ def test_train_then_evaluate_through_the_api(demo_data: Path, tmp_path: Path) ->
     assert run is not None and run.path == tmp_path / "run" and run.task == "multitask"
     assert run.metrics.split == "test" and run.metrics.accuracy is not None and run.metrics.ccc is not None
     assert json.loads((run.path / "run.json").read_text()) == json.loads(json.dumps(run.to_dict()))
+    machine = run.to_dict()["machine"]  # what can move the figures: threads, CPU and its instruction set
+    assert machine["threads"] == torch.get_num_threads() and machine["cpu"] and machine["cpu_capability"]
     saved = load_recipe(run.path / "config.yaml")
     assert saved == run.config and saved.model.input_size == 32 and saved.study.backbones == ["resnet18"]
     # evaluate scores the saved model on the same test split: the same numbers as training's own scoring

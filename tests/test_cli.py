@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -250,10 +251,22 @@ def test_study_over_seeds_reports_mean_and_std(seeds_study: Path) -> None:
     assert (entry["backbone"], entry["task"], entry["seeds"]) == ("resnet18", "classification", [0, 1])
     for key in ("accuracy", "f1_macro", "auc_ovr"):
         a, b = (r["metrics"]["classification"][key] for r in summary["runs"])
-        assert entry[f"classification.{key}"] == pytest.approx({"mean": (a + b) / 2, "std": abs(a - b) / 2, "n": 2})
+        sd = abs(a - b) / math.sqrt(2)  # the sample SD (n - 1) of two seeds
+        assert entry[f"classification.{key}"] == pytest.approx({"mean": (a + b) / 2, "std": sd, "n": 2})
     accuracy = entry["classification.accuracy"]
     report = (seeds_study / "report.md").read_text()
-    assert f"{accuracy['mean']:.3f} ± {accuracy['std']:.3f}" in report and "Seeds: 0, 1 (mean ± std" in report
+    assert f"{accuracy['mean']:.3f} ± {accuracy['std']:.3f}" in report
+    threads = {r["machine"]["threads"] for r in summary["runs"]}
+    (count,) = threads
+    assert (
+        f"Seeds: 0, 1 (mean ± sample SD (n − 1) over 2 seeds, each with its own split); trained with {count} " in report
+    )
+    run = json.loads((seeds_study / names[0] / "run.json").read_text())
+    assert run["machine"]["threads"] == count and run["machine"]["cpu_capability"] and run["machine"]["cpu"]
+    assert (
+        f"machine.threads: {count}" in report
+        and f"machine.cpu_capability: {run['machine']['cpu_capability']}" in report
+    )
 
 
 def _history_without_times(run: Path) -> list[dict[str, str]]:

@@ -224,9 +224,10 @@ def test_predict_landmarks_from_the_command_line(run: Path, tmp_path: Path) -> N
     record = json.loads(jsonl.read_text().splitlines()[0])
     assert record["mesh_rejected"] is False and record["mesh_score"] > 0.99
     assert np.asarray(record["mesh"]).shape == (468, 3) and all(-15 < record[k] < 15 for k in ("yaw", "roll"))
-    header, row = list(csv.reader(table.open()))
+    header, row = list(csv.reader(table.read_text().splitlines()))
     assert tuple(header) == CSV_COLUMNS + POSE_COLUMNS and float(row[header.index("yaw")]) == record["yaw"]
-    assert tuple(next(csv.reader(plain.open()))) == CSV_COLUMNS  # without --landmarks: the columns as before
+    plain_header = next(csv.reader(plain.read_text().splitlines()))
+    assert tuple(plain_header) == CSV_COLUMNS  # without --landmarks: the columns as before
     annotated = cv2.imread(str(drawn / "astronaut.png"))
     dots = np.all(annotated == (160, 255, 80), axis=2)  # the mesh's points (BGR) on the face
     x, y, w, h = record["box"]

@@ -259,7 +259,7 @@ def test_cli_predict_csv_has_fixed_columns(run: Path, photos: Path, tmp_path: Pa
         )
         == 0
     )
-    rows = list(csv.reader(out.open()))
+    rows = list(csv.reader(out.read_text().splitlines()))
     assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == 3
     row = dict(zip(rows[0], rows[1]))
     assert row["face"] == "0" and row["w"] == "640" and row["h"] == "480" and row["error"] == ""

@@ -305,8 +305,8 @@ def test_cross_dataset_table_has_a_row_per_model_a_column_per_source_and_marks_i
         return {**common, "trained_on": trained_on, "metrics": metrics}
 
     runs = [
-        run(["an"], 0, 0.5, 0.3),
-        run(["an"], 1, 0.6, 0.3),
+        {**run(["an"], 0, 0.5, 0.3), "machine": {"threads": 4}},
+        {**run(["an"], 1, 0.6, 0.3), "machine": {"threads": 4}},
         run(["fer"], 0, 0.2, 0.6),
         run(["an", "fer"], 0, 0.5, 0.6),
     ]
@@ -316,7 +316,14 @@ def test_cross_dataset_table_has_a_row_per_model_a_column_per_source_and_marks_i
     assert header[-4:] == ["an test", "an ECE / set coverage", "fer test", "fer ECE / set coverage"]
     assert shared == ["Neutral"]
     assert [row[3] for row in rows] == ["an", "fer", "an + fer"]
-    assert [rows[0][i] for i in (4, 5, 7)] == ["2", "0.550 ± 0.050 / 0.650 ± 0.050 *", "0.300 ± 0.000 / 0.400 ± 0.000"]
+    sd = f"{np.std([0.5, 0.6], ddof=1):.3f}"  # the sample SD over seeds (reports.run_groups)
+    assert [rows[0][i] for i in (4, 5, 6, 8)] == [
+        "2",
+        "4",
+        f"0.550 ± {sd} / 0.650 ± {sd} *",
+        "0.300 ± 0.000 / 0.400 ± 0.000",
+    ]
+    assert rows[1][5] == "unknown" and header[4:7] == ["seeds", "threads", "an test"]
     assert rows[1][-4::2] == ["0.200 / 0.300", "0.600 / 0.700 *"]
     assert rows[2][-4::2] == ["0.500 / 0.600 *", "0.600 / 0.700 *"]
     # ECE and set coverage: the trust functions' values on the same outputs (a mean over the two seeds)
@@ -324,13 +331,13 @@ def test_cross_dataset_table_has_a_row_per_model_a_column_per_source_and_marks_i
     assert rows[1][-1] == f"{ece_fer:.3f} / {coverage_fer:.3f}"
     ece_an = np.mean([sections[0][1], sections[1][1]])
     coverage_an = np.mean([sections[0][2], sections[1][2]])
-    assert rows[0][6] == f"{ece_an:.3f} / {coverage_an:.3f}"
+    assert rows[0][7] == f"{ece_an:.3f} / {coverage_an:.3f}"
     old = [{**r, "metrics": {**r["metrics"], "sources": {k: {**d, "confidence": None}
                                                           for k, d in r["metrics"]["sources"].items()}}} for r in runs]  # fmt: skip
-    assert cross_dataset_table(old)[1][0][6] == "- / -"  # type: ignore[index]  # runs scored before confidence
+    assert cross_dataset_table(old)[1][0][7] == "- / -"  # type: ignore[index]  # runs scored before confidence
     assert cross_dataset_table([{**runs[0], "metrics": {"classification": {"accuracy": 0.5}}}]) is None
     # a group (another recipe on the same sources) gets a row of its own, named in the trained-on cell
     grouped = cross_dataset_table([*runs[:2], {**run(["an"], 0, 0.1, 0.1), "group": "camera"}])
     assert grouped is not None
     assert [(row[3], row[4]) for row in grouped[1]] == [("an", "2"), ("an (camera)", "1")]
-    assert grouped[1][1][5] == "0.100 / 0.200 *"
+    assert grouped[1][1][6] == "0.100 / 0.200 *"

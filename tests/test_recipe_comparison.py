@@ -1,4 +1,4 @@
-"""benchmarks/recipe_comparison.py on hand-made run folders: means, seed SDs, the noise rows' standard errors, and
+"""benchmarks/recipe_comparison.py on hand-made run folders: means, sample SDs over seeds, thread counts, the noise rows' standard errors, and
 one cross-dataset row per group even where two groups trained on the same sources."""
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ def _script() -> Any:
     return module
 
 
-def _run(folder: Path, accuracy: float, fer: float, trained_on: list[str], pyfeat: float | None = None) -> Path:
+def _run(
+    folder: Path, accuracy: float, fer: float, trained_on: list[str], pyfeat: float | None = None, threads: int = 0
+) -> Path:
     folder.mkdir(parents=True)
     metrics = {
         "classification": {"accuracy": accuracy, "f1_macro": accuracy - 0.01},
@@ -43,7 +45,8 @@ def _run(folder: Path, accuracy: float, fer: float, trained_on: list[str], pyfea
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     record = {"backbone": "mobilenet_v2", "task": "multitask", "weights": "imagenet", "trained_on": trained_on}
-    (folder / "run.json").write_text(json.dumps({**record, "metrics": metrics}))
+    machine = {"machine": {"threads": threads}} if threads else {}  # none: a run made before it was recorded
+    (folder / "run.json").write_text(json.dumps({**record, "metrics": metrics, **machine}))
     if pyfeat is not None:
         (folder / "cross_tool.json").write_text(json.dumps([{"accuracy": pyfeat, "f1_macro": pyfeat}]))
     return folder
@@ -56,21 +59,22 @@ def test_groups_give_mean_sd_and_a_noise_row_with_the_standard_error_of_the_diff
     groups = {"best": module.summarise(best), "camera": module.summarise(camera)}
     accuracy = groups["best"]["accuracy"]
     assert (accuracy["mean"], accuracy["n"]) == (pytest.approx(0.5), 3)
-    assert accuracy["sd"] == pytest.approx(math.sqrt(0.02 / 3))  # population SD, as the study report gives
+    assert accuracy["sd"] == pytest.approx(0.1)  # the sample SD (n - 1), as the study report gives
     assert accuracy["variance"] == pytest.approx(0.01)  # the sample variance, for the noise row
     assert "pyfeat_accuracy" not in groups["camera"]  # no cross_tool.json: no py-feat figures
-    header, rows = module.users_table(groups)
-    assert header[:3] == ["group", "seeds", "clean acc"]
-    assert rows[0][:3] == ["best", "3", f"0.500 ± {math.sqrt(0.02 / 3):.3f}"]
-    assert rows[1][2] == "0.510 ± 0.010"
+    header, rows = module.users_table(groups, {"best": "2", "camera": "1, 2"})
+    assert header[:4] == ["group", "seeds", "threads", "clean acc"]
+    assert rows[0][:4] == ["best", "3", "2", "0.500 ± 0.100"]
+    assert rows[1][2:4] == ["1, 2", f"0.510 ± {math.sqrt(0.0002):.3f}"]
+    assert module.users_table(groups)[1][0][2] == "unknown"
     error = math.sqrt(0.1**2 / 3 + 0.0002 / 2)
     assert rows[2][0] == "Δ camera − best (± SE)"
-    assert rows[2][2] == f"+0.010 ± {error:.3f}"
+    assert rows[2][3] == f"+0.010 ± {error:.3f}"
     assert rows[2][header.index("py-feat protocol acc / F1")] == "- / -"
 
 
 def test_the_script_prints_a_cross_dataset_row_per_group(tmp_path: Path) -> None:
-    best = [_run(tmp_path / f"best{i}", 0.5, 0.3, ["an"]) for i in range(2)]
+    best = [_run(tmp_path / f"best{i}", 0.5, 0.3, ["an"], threads=2) for i in range(2)]
     both = [_run(tmp_path / f"both{i}", 0.5, 0.6, ["an", "fer"]) for i in range(2)]
     camera = _run(tmp_path / "camera0", 0.5, 0.4, ["an"])
     groups = [f"best={','.join(map(str, best))}", f"camera={camera}", f"both={','.join(map(str, both))}"]
@@ -86,6 +90,9 @@ def test_the_script_prints_a_cross_dataset_row_per_group(tmp_path: Path) -> None
     across = json.loads(out.read_text())["tables"]["across"]
     assert [row[3] for row in across["rows"]] == ["an (best)", "an (camera)", "an + fer (both)"]
     assert across["rows"][2][-2] == "0.600 ± 0.000 / 0.650 ± 0.000 *"
+    assert [row[5] for row in across["rows"]] == ["2", "unknown", "unknown"]  # threads, from run.json
+    assert json.loads(out.read_text())["threads"] == {"best": "2", "camera": "unknown", "both": "unknown"}
+    assert "mean ± sample SD (n − 1)" in result.stdout
     missing = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "recipe_comparison.py"), f"x={tmp_path / 'nowhere'}"],
         capture_output=True,

@@ -82,7 +82,7 @@ def test_cli_csv_and_jsonl_records_with_min_confidence(
     argv = ["predict", str(calibrated), str(crops), "--detector", "none", "--min-confidence", "0.99"]
     assert main([*argv, "--out", str(out)]) == 0
     assert "6 uncertain" in capsys.readouterr().err
-    rows = list(csv.reader(out.open()))
+    rows = list(csv.reader(out.read_text().splitlines()))
     assert tuple(rows[0]) == CSV_COLUMNS and CSV_COLUMNS[: len(OLD_COLUMNS)] == OLD_COLUMNS
     assert CSV_COLUMNS[len(OLD_COLUMNS) :] == ("prediction_set", "valence_low", "valence_high", "arousal_low",
                                                "arousal_high")  # fmt: skip

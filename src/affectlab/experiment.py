@@ -29,7 +29,7 @@ from affectlab.data.split import load_split, save_split
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.calibration import fit_calibration
 from affectlab.evaluation.cost import SectionClock
-from affectlab.evaluation.efficiency import SpeedPlan, measure_model
+from affectlab.evaluation.efficiency import SpeedPlan, measure_model, training_machine
 from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.evaluation.faces_in_scenes import faces_in_scenes_section
 from affectlab.evaluation.robustness import Scorer, robustness_section, subset_digest
@@ -74,6 +74,7 @@ class Run:
     efficiency: dict[str, Any] | None = None
     wall_seconds: float | None = None
     data: dict[str, Any] = field(default_factory=dict)  # what was read and skipped (``train`` records it)
+    machine: dict[str, Any] = field(default_factory=dict)  # threads, CPU and instruction set that trained it
     # train.logger's loggers, open until ``finish_tracking`` logs the finished run (none for csv)
     loggers: list[Any] = field(default_factory=list, repr=False)
 
@@ -109,6 +110,8 @@ class Run:
             record["wall_seconds"] = self.wall_seconds
         if self.data:
             record["data"] = self.data
+        if self.machine:
+            record["machine"] = self.machine
         return record
 
 
@@ -142,6 +145,7 @@ def run_experiment(
         if not is_run_folder(run_dir):
             write_run_marker(run_dir, "experiment")
         save_split(data.assignment, run_dir / "split.json")
+    machine = training_machine()  # as training finds it: the threads a CPU run's figures depend on
     clock = SectionClock()
     with clock("train"):
         result = train_model(cfg, data, run_dir, cache, progress, resume=resume, tracking=tracking)
@@ -153,7 +157,7 @@ def run_experiment(
         for logger in result.loggers:
             logger.finalize("failed")
         raise
-    run.loggers = result.loggers
+    run.loggers, run.machine = result.loggers, machine
     return run
 
 

@@ -2,8 +2,8 @@
 
 Reproduces the reference protocol by default (frozen ImageNet trunks, the study's head, 12 epochs, early stopping)
 and accepts any recipe for the cells. With several seeds, each seed draws its own split and the report gives
-mean +- std, so that a claim never rests on one lucky split; a converted dataset holds one split, so a study of
-several seeds on it is refused before the first model trains.
+mean ± sample SD (``reports.run_groups``), so that a claim never rests on one lucky split; a converted dataset
+holds one split, so a study of several seeds on it is refused before the first model trains.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from affectlab.atomic import run_folder, write_json, write_text
@@ -24,6 +23,7 @@ from affectlab.config import RunConfig
 from affectlab.data.dataset import check_split_seeds, open_dataset
 from affectlab.experiment import Run, finish_tracking, run_experiment
 from affectlab.models.backbones import get_backbone_spec
+from affectlab.reports.run_groups import summarise_runs
 from affectlab.reports.study_report import write_study_report
 from affectlab.reports.tradeoff import tradeoff_panels
 from affectlab.training.features import FeatureCache
@@ -200,11 +200,18 @@ def _write_summary(
 
 
 def aggregate_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std of every headline metric per (backbone, task, weights) over seeds."""
+    """Mean and sample SD (``std``: n - 1, None for one seed; ``reports.run_groups``) of every headline metric
+    per (backbone, task, weights, training sources) over seeds."""
     groups: dict[tuple[str, str, str, tuple[str, ...]], list[dict[str, Any]]] = {}
     for run in runs:
         group = (run["backbone"], run["task"], run["weights"], tuple(run.get("trained_on", ())))
         groups.setdefault(group, []).append(run)
+    figures = {
+        f"{section}.{key}": ("metrics", section, *key.split("."))
+        for section, keys in SUMMARY_METRICS.items()
+        for key in keys
+    }
+    spreads = summarise_runs(groups, figures)
     out = []
     for (backbone, task, weights, trained_on), members in groups.items():
         entry: dict[str, Any] = {
@@ -215,27 +222,10 @@ def aggregate_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         if trained_on:  # several sources: models trained on different sources are different rows
             entry["trained_on"] = list(trained_on)
-        for section, keys in SUMMARY_METRICS.items():
-            for key in keys:
-                values = [_lookup(m["metrics"].get(section), key) for m in members]
-                values = [v for v in values if v is not None]
-                if values:
-                    entry[f"{section}.{key}"] = {
-                        "mean": float(np.mean(values)),
-                        "std": float(np.std(values)),
-                        "n": len(values),
-                    }
+        for name, value in spreads[(backbone, task, weights, trained_on)].items():
+            entry[name] = {"mean": value.mean, "std": value.sd, "n": value.n}
         out.append(entry)
     return out
-
-
-def _lookup(values: Any, dotted: str) -> Any:
-    """``values["a"]["b"]`` for ``"a.b"``; None where a level is missing (a run without that section)."""
-    for part in dotted.split("."):
-        if not isinstance(values, dict):
-            return None
-        values = values.get(part)
-    return values
 
 
 def _log_to(path: Path) -> logging.Handler:

@@ -83,7 +83,8 @@ def fit_calibration(raw: RawOutputs, expression: np.ndarray, va: np.ndarray, cov
     if "va" in raw:
         known = ~np.isnan(np.asarray(va)).any(axis=1)
         if known.any():
-            errors = np.abs(raw["va"].numpy()[known] - va[known])
+            point = head_outputs({"va": raw["va"]})["va"].numpy()  # the clipped point the intervals centre on
+            errors = np.abs(point[known] - va[known])
             width = VA_RANGE[1] - VA_RANGE[0]
             v, a = (min(conformal_quantile(errors[:, d], coverage), width) for d in (0, 1))
             halfwidth = (v, a)

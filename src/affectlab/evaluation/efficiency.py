@@ -81,6 +81,18 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def training_machine() -> dict[str, Any]:
+    """What trains a model and can move its figures, for ``run.json``: PyTorch's intra-op threads (the order of
+    its float reductions on a CPU), the CPU, the instruction set PyTorch's kernels use (``AVX512``, ``AVX2``,
+    ``DEFAULT``...) and the GPU, if one trained it."""
+    return {
+        "threads": torch.get_num_threads(),
+        "cpu": _cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
 def machine_info() -> dict[str, Any]:
     """The CPU/GPU, the thread counts each runtime uses, and the load when measured (other processes slow it)."""
     from affectlab.runtime.backends import default_threads

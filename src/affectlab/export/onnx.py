@@ -1,7 +1,8 @@
 """Export a trained run to ONNX, self-describing, optionally with int8 weights.
 
 The graph takes ``images`` (float32, N x 3 x S x S, normalised with the stored mean/std; N is dynamic) and returns
-``expression_probs`` (softmax inside the graph, N x 8) and/or ``va`` (N x 2), as the model's task provides. A
+``expression_probs`` (softmax inside the graph, N x 8) and/or ``va`` (N x 2, clipped to [-1, 1] inside the graph),
+as the model's task provides. A
 calibrated model (``affectlab.models.meta.Calibration``) divides the logits by its temperature inside the graph
 and also returns ``prediction_set`` (N x 8, bool) and/or ``va_interval`` (N x 2 x 2), computed by the same
 ``head_outputs`` as PyTorch.

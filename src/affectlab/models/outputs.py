@@ -2,8 +2,11 @@
 prediction sets and intervals.
 
 The head's ``expression`` logits become ``probs`` (softmax, after dividing by the calibrated temperature) and
-``va`` stays as it is, here and only here: evaluation, the PyTorch inference backend and the ONNX export's
-self-check all call these functions, and the exported graph applies the same ``head_outputs`` inside it. With a
+``va`` is clipped to ``VA_RANGE`` ([-1, 1]), here and only here: evaluation, the PyTorch inference backend and the
+ONNX export's self-check all call these functions, and the exported graph applies the same ``head_outputs`` inside
+it. The clip is a hard clamp, not a tanh, so a value already inside the range is returned bit for bit as before;
+and it sits on this output path rather than in ``AffectModel.forward``, so training's loss still sees the raw head
+and an out-of-range output keeps its gradient back towards the range. With a
 conformal calibration, ``set`` (N x 8, bool) marks each face's prediction set and ``va_interval`` (N x 2 x 2:
 valence then arousal, each ``[low, high]``) holds the intervals. A model without a calibration gives exactly
 the outputs it gave before calibration existed.
@@ -60,7 +63,7 @@ def head_outputs(out: RawOutputs, calibration: Calibration | None = None) -> dic
             scores = aps_scores(result["probs"])
             result["set"] = scores <= torch.clamp(scores.min(dim=1, keepdim=True).values, min=cal.set_threshold)
     if "va" in out:
-        result["va"] = out["va"].float()
+        result["va"] = out["va"].float().clamp(*VA_RANGE)  # after the flip average; intervals centre on it
         if cal.va_halfwidth is not None:
             half = torch.tensor(cal.va_halfwidth, dtype=torch.float32)
             low, high = result["va"] - half, result["va"] + half

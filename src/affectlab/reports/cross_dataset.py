@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from affectlab.evaluation.trust import clean_shift_metrics
+from affectlab.reports.run_groups import spread, threads_of
 
 __all__ = ["IN_DOMAIN_MARK", "cross_dataset_table"]
 
@@ -25,12 +26,8 @@ __all__ = ["IN_DOMAIN_MARK", "cross_dataset_table"]
 IN_DOMAIN_MARK = "*"
 
 
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+def _mean_sd(values: list[float]) -> str:
+    return spread(values).cell() if values else "-"
 
 
 def _mean(values: list[float | None]) -> str:
@@ -41,9 +38,10 @@ def _mean(values: list[float | None]) -> str:
 def cross_dataset_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[str]] | None:
     """(header, rows, shared classes) of the table, or None when the runs were not scored on several sources.
 
-    Each cell is mean ± std over seeds of the test accuracy, then (where a source lacks classes) the shared-class
-    accuracy after a slash; ``IN_DOMAIN_MARK`` follows in-domain cells. Each source's accuracy column is followed
-    by one with the mean ECE and the mean set coverage over seeds ("-" where the runs have none).
+    Each cell is mean ± sample SD over seeds (``reports.run_groups``) of the test accuracy, then (where a source
+    lacks classes) the shared-class accuracy after a slash; ``IN_DOMAIN_MARK`` follows in-domain cells. Each
+    source's accuracy column is followed by one with the mean ECE and the mean set coverage over seeds ("-" where
+    the runs have none). After the seed count, the intra-op thread counts the row's runs trained with.
 
     Runs are grouped by backbone, task, weights and training sources; a run's optional ``group`` (a recipe's
     name, say) splits them further, so two recipes trained on the same sources get a row each.
@@ -66,17 +64,17 @@ def cross_dataset_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[lis
     rows = []
     for (backbone, task, weights, trained_on, group), members in groups.items():
         trained = " + ".join(trained_on) + (f" ({group})" if group else "")
-        cells = [backbone, task, weights, trained, str(len(members))]
+        cells = [backbone, task, weights, trained, str(len(members)), threads_of(members)]
         for source in sources:
             documents = [m["metrics"]["sources"][source] for m in members if source in m["metrics"]["sources"]]
             full = [d["classification"]["accuracy"] for d in documents if "classification" in d]
             part = [d["classification_shared"]["accuracy"] for d in documents if "classification_shared" in d]
-            cell = _mean_std(full) + (f" / {_mean_std(part)}" if part else "")
+            cell = _mean_sd(full) + (f" / {_mean_sd(part)}" if part else "")
             in_domain = any(d.get("in_domain") for d in documents)
             cells.append(cell + (f" {IN_DOMAIN_MARK}" if in_domain else ""))
             trust = [clean_shift_metrics(d.get("confidence")) for d in documents]
             cells.append(" / ".join(_mean([t.get(k) for t in trust]) for k in ("ece", "set_coverage")))
         rows.append(cells)
     columns = [(f"{s} test", f"{s} ECE / set coverage") for s in sources]
-    header = ["backbone", "task", "weights", "trained on", "seeds", *(c for pair in columns for c in pair)]
+    header = ["backbone", "task", "weights", "trained on", "seeds", "threads", *(c for pair in columns for c in pair)]
     return header, rows, shared

@@ -15,6 +15,7 @@ from affectlab.atomic import write_text
 from affectlab.evaluation.cost import COST_SECTIONS
 from affectlab.reports.cross_dataset import IN_DOMAIN_MARK, cross_dataset_table
 from affectlab.reports.run_figures import FIGURE_NAMES
+from affectlab.reports.run_groups import SD_CONVENTION, sd_caption, threads_of
 from affectlab.reports.tradeoff import TradeoffPanel, plot_tradeoff, tradeoff_panels
 
 __all__ = ["REFERENCE_STUDY", "cost_blocks", "cost_rows", "markdown_table", "write_study_report"]
@@ -133,7 +134,8 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
             "p",
             f"Models selected on the validation split only; the test split was scored once per model. "
             f"Seeds: {', '.join(map(str, seeds))}"
-            + (" (mean ± std over seeds, each with its own split)." if len(seeds) > 1 else "."),
+            + (f" ({sd_caption(len(seeds))}, each with its own split)" if len(seeds) > 1 else "")
+            + f"; trained with {threads_of(runs)} intra-op threads.",
         ),
         ("h2", "Emotion classification (test split)"),
         (
@@ -211,7 +213,15 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
         *_robustness_blocks(summary),
         *_scenes_blocks(summary),
         ("h2", "Settings"),
-        ("pre", "\n".join(f"{section}.{k}: {v}" for section in ("model", "train") for k, v in cfg[section].items())),
+        (
+            "pre",
+            "\n".join(
+                [
+                    *(f"{section}.{k}: {v}" for section in ("model", "train") for k, v in cfg[section].items()),
+                    *_machine_lines(runs),
+                ]
+            ),
+        ),
     ]
     for run in runs:
         blocks.append(("h2", f"Run {run['name']}"))
@@ -221,13 +231,24 @@ def _blocks(summary: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def _machine_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """What trained the runs and can move their figures: intra-op threads, the CPU and its instruction set
+    (``run.json``'s ``machine``; "unknown" for runs made before it was recorded)."""
+    lines = []
+    for key in ("threads", "cpu", "cpu_capability", "gpu"):
+        values = {str((run.get("machine") or {}).get(key, "unknown") or "none") for run in runs}
+        lines.append(f"machine.{key}: {', '.join(sorted(values)) or 'unknown'}")
+    return lines
+
+
 def _cross_dataset_blocks(summary: dict[str, Any]) -> list[Block]:
     table = cross_dataset_table(summary["runs"])
     if table is None:
         return []
     header, rows, shared = table
     note = (
-        f"Test accuracy of each model on every source's test split (mean ± std over seeds). {IN_DOMAIN_MARK} marks "
+        f"Test accuracy of each model on every source's test split ({SD_CONVENTION} over seeds; the threads column: "
+        f"the intra-op thread counts its runs trained with). {IN_DOMAIN_MARK} marks "
         "in-domain cells: the model trained on that source's training split; the other cells are data the model "
         "never saw."
     )

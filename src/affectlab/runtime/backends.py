@@ -1,8 +1,9 @@
 """Model runtimes behind one interface: ``run(uint8 NHWC RGB crops) -> {"probs": (N, 8), "va": (N, 2)}``.
 
 The predictor never knows whether a PyTorch checkpoint or an ONNX file answers, so the two give the same keys,
-shapes and meaning (softmax probabilities, raw valence/arousal). Each backend also carries a ``ModelInfo``
-(task, class names, preprocessing) read from the checkpoint bundle or from the ONNX metadata.
+shapes and meaning (softmax probabilities, valence/arousal clipped to [-1, 1]; an ONNX file exported before the
+clip was in the graph is clipped where records are made, ``FaceResult.from_outputs``). Each backend also carries
+a ``ModelInfo`` (task, class names, preprocessing) read from the checkpoint bundle or from the ONNX metadata.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from affectlab.labels import EMOTIONS
+from affectlab.labels import EMOTIONS, VA_RANGE
 from affectlab.runtime.annotate import draw_result
 
 __all__ = [
@@ -102,6 +102,13 @@ class Mesh:
         }
 
 
+def _in_va_range(value: Any) -> float:
+    """A valence or arousal value clipped to ``VA_RANGE``. Models clip inside their outputs (PyTorch and the ONNX
+    graph); this is the record path's guard for an ONNX file exported before they did, in the one place every
+    backend's outputs become records (``predict``, the service, Ray)."""
+    return float(np.clip(value, *VA_RANGE))
+
+
 @dataclass
 class FaceResult:
     """What the model says about one face.
@@ -146,8 +153,8 @@ class FaceResult:
             box=box,
             landmarks=landmarks,
             probs=None if probs is None else probs[row],
-            valence=None if va is None else float(va[row, 0]),
-            arousal=None if va is None else float(va[row, 1]),
+            valence=None if va is None else _in_va_range(va[row, 0]),
+            arousal=None if va is None else _in_va_range(va[row, 1]),
             class_names=class_names,
             prediction_set=members,
             valence_interval=None if intervals is None else (float(intervals[row, 0, 0]), float(intervals[row, 0, 1])),

@@ -13,6 +13,7 @@ import lightning as L
 import torch
 
 from affectlab.config import TrainConfig
+from affectlab.labels import VA_RANGE
 from affectlab.models.affect_model import AffectModel
 from affectlab.training.device_inputs import DeviceInputs
 from affectlab.training.losses import AffectLoss, ccc_loss, selection_score
@@ -98,7 +99,8 @@ class AffectLitModule(L.LightningModule):
             accuracy = metrics["val_accuracy"] = hits[labelled].float().mean()
         with_va = ~torch.isnan(cat["va_true"]).any(1)
         if "va" in outputs and bool(with_va.any()):
-            pred, true = outputs["va"][with_va], cat["va_true"][with_va]
+            # Scored as predictions are (clipped to the V/A range); the loss above keeps the raw head's gradient.
+            pred, true = outputs["va"][with_va].clamp(*VA_RANGE), cat["va_true"][with_va]
             rmse = ((pred - true) ** 2).mean(0).sqrt()
             metrics["val_rmse_valence"], metrics["val_rmse_arousal"] = rmse[0], rmse[1]
             ccc = metrics["val_ccc"] = 1.0 - ccc_loss(pred, true)
