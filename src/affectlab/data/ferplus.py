@@ -53,14 +53,18 @@ class _Excluded(str):
     """Why a well-formed row names no emotion (not a problem: the crowd said so)."""
 
 
-def _looks_like_votes(label_file: Path) -> bool:
-    """A label file whose first row is a name, a box and ten integer counts."""
+def _looks_like_votes(label_file: Path, rows: int = 20) -> bool:
+    """A label file with a vote row (a name, a box and ten integer counts) among its first ``rows``: no other
+    layout's file has one, and a damaged first row still leaves the file recognised (and its problems reported)."""
     try:
         with label_file.open(newline="", encoding="utf-8") as handle:
-            row = next(csv.reader(handle), [])
+            first = [row for _, row in zip(range(rows), csv.reader(handle), strict=False)]
     except (OSError, UnicodeDecodeError, csv.Error):
         return False
-    return len(row) == _FIELDS and bool(_BOX.match(row[1].strip())) and all(v.strip().isdigit() for v in row[2:])
+    return any(
+        len(row) == _FIELDS and bool(_BOX.match(row[1].strip())) and all(v.strip().isdigit() for v in row[2:])
+        for row in first
+    )
 
 
 def is_ferplus(path: Path) -> bool:

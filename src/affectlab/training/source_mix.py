@@ -76,7 +76,9 @@ def per_source_class_weights(
 
 def class_balanced_weights(expression: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
     """One draw weight per sample, inversely proportional to its class's count: each class drawn equally. With
-    vote targets a face's weight is the sum over classes of its share / the class's mass (one-hot: 1 / count)."""
+    vote targets a face's weight is the sum over classes of its share / the class's mass (one-hot: 1 / count,
+    exactly as without votes); this moves every class's drawn vote mass towards equal, exactly equal only for
+    one-hot targets (a face that carries two classes cannot be drawn for one of them alone)."""
     if target is None:
         per_class = np.bincount(expression, minlength=NUM_EMOTIONS).astype(np.float64)
         return 1.0 / per_class[expression]
