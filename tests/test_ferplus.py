@@ -160,8 +160,10 @@ def test_data_check_reports_majority_counts_ties_unknown_and_nf(
         ("g.png", votes(contempt=4, disgust=3, anger=3)),
     ]
     root = write_ferplus(tmp_path / "fp", rows)
+    (root / "c.png").write_bytes((root / "a.png").read_bytes())  # a copy of a Happy face that is a tie: no conflict
     assert main(["data", "check", str(root)]) == 0
     out = capsys.readouterr().out
+    assert "byte-identical groups: 1" in out and "conflicting" not in out
     assert "crowd votes: 7 faces with votes" in out
     assert "majority label: Happy 2, Contempt 1" in out
     assert "tied top votes: 2 (1 between emotions" in out and "1 with unknown or NF: dropped" in out
@@ -331,3 +333,29 @@ def test_training_on_votes_with_another_source_scores_majority_accuracy_and_vote
     assert "votes" not in metrics["sources"]["an"]
     saved = json.loads((out / "run.json").read_text())["data"]["sources"]["fp"]
     assert saved["targets"] == "votes" and saved["per_epoch"] == 24
+
+
+def test_the_cross_dataset_table_adds_the_vote_scores_of_a_voted_source() -> None:
+    from affectlab.reports.cross_dataset import cross_dataset_table
+
+    def run(seed: int) -> dict:
+        an = {"classification": {"accuracy": 0.5}, "in_domain": True}
+        fp = {
+            "classification": {"accuracy": 0.8},
+            "votes": {"vote_cross_entropy": 0.9 + seed / 10, "top_vote_agreement": 0.8},
+            "in_domain": True,
+        }
+        metrics = {"sources": {"an": an, "fp": fp}}
+        return {
+            "backbone": "b",
+            "task": "classification",
+            "weights": "w",
+            "trained_on": ["an", "fp"],
+            "metrics": metrics,
+        }
+
+    table = cross_dataset_table([run(0), run(1)])
+    assert table is not None
+    header, rows, _ = table
+    assert header[-1] == "fp vote CE / top-vote agreement" and "an vote CE / top-vote agreement" not in header
+    assert rows[0][-1] == "0.950 / 0.800"

@@ -44,7 +44,8 @@ def check_dataset(path: str | Path, layout: str = "auto", image_root: str | None
         if len(group) < 2:
             continue
         report.duplicate_groups.append([s.id for s in group])
-        labels = {s.expression for s in group}
+        # A crowd-voted tie (FER+) has no majority label: it conflicts with nothing.
+        labels = {s.expression for s in group if s.expression is not None or s.votes is None}
         if len(labels) > 1:
             names = ", ".join(f"{s.id}={EMOTIONS[s.expression]}" for s in group if s.expression is not None)
             report.problems.append(
