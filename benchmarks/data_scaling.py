@@ -114,7 +114,7 @@ def measure(mode: str, data: str, size: int) -> dict[str, Any]:
     first = None
     seen = 0
     epoch_started = time.perf_counter()
-    for images, _, _ in loader:
+    for images, *_ in loader:
         if first is None:
             first = time.perf_counter() - started
         seen += len(images)

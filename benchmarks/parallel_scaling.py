@@ -44,7 +44,7 @@ def load() -> str:
 
 def epoch_rate(loader: Any) -> tuple[int, float]:
     started = time.perf_counter()
-    seen = sum(len(images) for images, _, _ in loader)
+    seen = sum(len(images) for images, *_ in loader)
     return seen, seen / (time.perf_counter() - started)
 
 

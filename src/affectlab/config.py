@@ -47,7 +47,9 @@ __all__ = [
 
 Task = Literal["classification", "regression", "multitask"]
 TASKS: tuple[str, ...] = typing.get_args(Task)
-Layout = Literal["auto", "affectnet", "csv", "folders"]
+Layout = Literal["auto", "affectnet", "csv", "folders", "ferplus"]
+#: What a crowd-voted source (FER+) trains on: the vote distribution (soft target) or the majority label.
+Targets = Literal["votes", "majority"]
 #: What a dataset can label: the emotion class, and valence/arousal.
 LabelKind = Literal["expression", "va"]
 #: ``--data demo``: the built-in synthetic faces, trained with the packaged ``demo`` recipe unless one is given.
@@ -60,8 +62,11 @@ class SourceConfig:
 
     ``class_map`` maps the dataset's class names or ids to affectlab's emotion names (class folders: folder names;
     AffectNet layouts: expression codes). ``weight`` is the source's share of each epoch's draws relative to the
-    others (equal by default, whatever the sizes). ``tasks`` says which labels the source gives (None: all its
-    layout has); a label it does not give is treated as missing, never as a value.
+    others (equal by default, whatever the sizes); ``per_epoch`` instead fixes how many of its faces an epoch draws
+    (a source without it then draws its training split's size), so a large source (FER+) adds a set number of
+    faces per epoch. ``tasks`` says which labels the source gives (None: all its layout has); a label it does not
+    give is treated as missing, never as a value. ``targets`` says what a crowd-voted source (FER+) trains on: the
+    vote distribution (``votes``) or the majority label (``majority``; ties left out); other layouts ignore it.
     """
 
     path: str
@@ -71,6 +76,8 @@ class SourceConfig:
     class_map: dict[str, str] = field(default_factory=dict)
     weight: float = 1.0
     tasks: list[LabelKind] | None = None
+    targets: Targets = "votes"
+    per_epoch: int | None = None
 
     @property
     def label(self) -> str:
@@ -106,6 +113,8 @@ class DataConfig:
     image_root: str | None = None  # for the CSV layout; defaults to the CSV's folder
     class_map: dict[str, str] = field(default_factory=dict)  # folder name -> emotion name, for class folders
     on_bad_sample: Literal["skip", "error"] = "skip"
+    # A crowd-voted dataset (FER+): train on the vote distribution (votes) or on the majority label (majority)
+    targets: Targets = "votes"
     split_seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -127,7 +136,15 @@ class DataConfig:
         """Every source of the run: ``sources``, or the one dataset ``path`` names."""
         if self.sources:
             return list(self.sources)
-        return [SourceConfig(self.path, layout=self.layout, image_root=self.image_root, class_map=self.class_map)]
+        return [
+            SourceConfig(
+                self.path,
+                layout=self.layout,
+                image_root=self.image_root,
+                class_map=self.class_map,
+                targets=self.targets,
+            )
+        ]
 
 
 @dataclass
@@ -468,14 +485,14 @@ def _validate_sources(cfg: RunConfig, where: str) -> None:
     data = cfg.data
     sources = data.source_configs()
     if data.sources:
-        single: dict[str, Any] = {"layout": "auto", "image_root": None, "class_map": {}}
+        single: dict[str, Any] = {"layout": "auto", "image_root": None, "class_map": {}, "targets": "votes"}
         given = [f"data.{key}" for key, default in single.items() if getattr(data, key) != default]
         if data.path != data.sources[0].path:
             given.insert(0, "data.path")
         if given:
             raise AffectlabError(
                 f"{where}: {', '.join(given)} and data.sources both given; with several sources, set each "
-                "source's path, layout, image_root and class_map in data.sources"
+                "source's path, layout, image_root, class_map and targets in data.sources"
             )
     names = [s.label for s in sources]
     for i, source in enumerate(sources):
@@ -486,6 +503,8 @@ def _validate_sources(cfg: RunConfig, where: str) -> None:
             raise AffectlabError(f"{at}: two sources are named {source.label!r}; give each a distinct name")
         if not source.weight > 0:
             raise AffectlabError(f"{at}: weight={source.weight} must be above 0")
+        if source.per_epoch is not None and (isinstance(source.per_epoch, bool) or not source.per_epoch > 0):
+            raise AffectlabError(f"{at}: per_epoch={source.per_epoch} must be a number of faces above 0")
         hints = typing.get_type_hints(SourceConfig)
         for f in dataclasses.fields(SourceConfig):
             if not _type_ok(getattr(source, f.name), hints[f.name]):
@@ -498,6 +517,11 @@ def _validate_sources(cfg: RunConfig, where: str) -> None:
                 f"{at}: class_map names unknown class(es) {', '.join(unknown)}; affectlab's classes are "
                 f"{', '.join(EMOTIONS)}"
             )
+    if any(s.per_epoch is not None for s in sources) and any(s.weight != 1.0 for s in sources):
+        raise AffectlabError(
+            f"{where}: data.sources set both per_epoch and weight; per_epoch fixes each source's draws per epoch "
+            "(its training split's size where unset), so give one or the other"
+        )
     trained = data.train_on if data.train_on is not None else names
     unknown = [name for name in trained if name not in names]
     if unknown or not trained:

@@ -23,7 +23,7 @@ from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_
 from affectlab.config import RunConfig, config_from_dict, load_recipe
 from affectlab.data.dataset import Dataset, FaceSplit, open_dataset
 from affectlab.data.multi_source import SourcesData, source_part
-from affectlab.data.prepared import SplitData
+from affectlab.data.prepared import SplitData, majority_faces
 from affectlab.data.samples import FaceArray
 from affectlab.data.split import load_split, save_split
 from affectlab.errors import AffectlabError
@@ -317,14 +317,21 @@ def _score(
     """The metrics document, and the samples and outputs its figures show: one dataset's, or with several sources
     every source scored on its own and the figures of the source the top level reports."""
     if not isinstance(data, SourcesData):
-        return score(outputs, scored, cfg.model, split, tta_flip, calibration, uncalibrated), scored, outputs
+        metrics = score(outputs, scored, cfg.model, split, tta_flip, calibration, uncalibrated)
+        return (metrics, *_majority(scored, outputs))
     select = cfg.train.select_source
     metrics = score_sources(
         outputs, scored, data.infos, cfg.model, split, tta_flip, cfg.data.train_on, select, calibration, uncalibrated
     )
     index = [info.name for info in data.infos].index(metrics["source"])
     rows = scored.source == index
-    return metrics, source_part(data.splits[split], index), {key: value[rows] for key, value in outputs.items()}
+    return metrics, *_majority(source_part(data.splits[split], index), {k: v[rows] for k, v in outputs.items()})
+
+
+def _majority(split: FaceSplit, outputs: Outputs) -> tuple[FaceSplit, Outputs]:
+    """The faces the figures show and the damage scores use: crowd-voted ties left out, as the accuracy does."""
+    part, rows = majority_faces(split)
+    return (split, outputs) if rows is None else (part, {key: value[rows] for key, value in outputs.items()})
 
 
 def write_predictions(path: Path, split: FaceSplit, outputs: Outputs) -> Path:

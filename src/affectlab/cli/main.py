@@ -274,6 +274,9 @@ def _print_row(label: str, m: dict[str, Any], extra: str = "") -> None:
         if dim in m:
             d = m[dim]
             parts.append(f"{dim[0].upper()}: rmse {_num(d['rmse'])} ccc {_num(d['ccc'])}")
+    if "votes" in m:  # crowd-voted faces (FER+): acc is the majority-vote accuracy, ties left out
+        v = m["votes"]
+        parts.append(f"votes: ce {_num(v['vote_cross_entropy'])} top-vote {_num(v['top_vote_agreement'])}")
     print("  ".join(parts) + extra)
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from affectlab.data.ferplus import EXCLUDED_NF, EXCLUDED_TIE, EXCLUDED_UNKNOWN
 from affectlab.data.images import file_md5, read_rgb
 from affectlab.data.readers import read_dataset
 from affectlab.data.samples import Problem, SampleSet
 from affectlab.errors import AffectlabError
 from affectlab.labels import EMOTIONS
 
-__all__ = ["CheckReport", "check_dataset", "format_report"]
+__all__ = ["CheckReport", "check_dataset", "format_report", "vote_lines"]
 
 
 @dataclass
@@ -43,7 +44,8 @@ def check_dataset(path: str | Path, layout: str = "auto", image_root: str | None
         if len(group) < 2:
             continue
         report.duplicate_groups.append([s.id for s in group])
-        labels = {s.expression for s in group}
+        # A crowd-voted tie (FER+) has no majority label: it conflicts with nothing.
+        labels = {s.expression for s in group if s.expression is not None or s.votes is None}
         if len(labels) > 1:
             names = ", ".join(f"{s.id}={EMOTIONS[s.expression]}" for s in group if s.expression is not None)
             report.problems.append(
@@ -60,6 +62,8 @@ def format_report(report: CheckReport) -> str:
     if s.has_expression:
         lines.append("class counts:")
         lines += [f"  {i} {name:<9} {n:>6}" for i, (name, n) in enumerate(s.class_counts().items())]
+    if s.has_votes:
+        lines += vote_lines(s)
     if s.has_va:
         va = np.array([[x.valence, x.arousal] for x in s.samples], dtype=np.float64)
         for j, name in enumerate(("valence", "arousal")):
@@ -75,3 +79,24 @@ def format_report(report: CheckReport) -> str:
     lines.append(f"problems: {len(fatal)} error(s), {len(warnings)} warning(s)")
     lines += [f"  error: {p}" for p in fatal] + [f"  warning: {p}" for p in warnings]
     return "\n".join(lines)
+
+
+def vote_lines(s: SampleSet) -> list[str]:
+    """What the crowd's votes (FER+) say: majority counts, ties, and the faces that name no emotion."""
+    voted = [x for x in s.samples if x.votes is not None]
+    majority = Counter(x.expression for x in voted if x.expression is not None)
+    ties = len(voted) - sum(majority.values())
+    tie_other = s.excluded.get(EXCLUDED_TIE, 0)
+    unknown, not_face = s.excluded.get(EXCLUDED_UNKNOWN, 0), s.excluded.get(EXCLUDED_NF, 0)
+    rows = len(voted) + tie_other + unknown + not_face
+    by_count = sorted(majority.items(), key=lambda item: -item[1])
+    return [
+        f"crowd votes: {rows} faces with votes",
+        "  majority label: " + ", ".join(f"{EMOTIONS[code]} {n}" for code, n in by_count),
+        (
+            f"  tied top votes: {ties + tie_other} ({ties} between emotions: kept, trained by their votes (targets: "
+            f"votes) or left out (targets: majority), never in majority accuracy; {tie_other} with unknown or NF: "
+            "dropped)"
+        ),
+        f"  top vote unknown: {unknown}, not a face (NF): {not_face} (dropped: they never train a class)",
+    ]

@@ -35,6 +35,7 @@ from affectlab.data.samples import Problem
 from affectlab.data.shards import MANIFEST, SHARDS_FORMAT, SHARDS_FORMAT_VERSION
 from affectlab.data.source import ALL
 from affectlab.data.split import SPLITS, load_split
+from affectlab.data.votes import VOTE_COLUMNS
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
 
@@ -193,6 +194,14 @@ class StreamedSplit:
     def source(self) -> np.ndarray:
         return np.zeros(len(self), dtype=np.int64)  # a converted dataset is one source
 
+    @property
+    def votes(self) -> np.ndarray:
+        return np.zeros((len(self), len(VOTE_COLUMNS)), dtype=np.float32)  # shards hold no crowd votes
+
+    @property
+    def soft(self) -> np.ndarray:
+        return np.zeros(len(self), dtype=bool)
+
 
 @dataclass
 class StreamedData:
@@ -234,12 +243,14 @@ class StreamedData:
         seed: int,
         generator: torch.Generator,
         sample_weights: np.ndarray | None = None,
+        num_samples: int | None = None,
     ) -> DataLoader:
         """The train split streamed from its shards, shuffled by LitData from ``seed`` and the epoch.
 
-        Drawing by ``sample_weights`` needs random access to the whole split, which streaming gives up.
+        Drawing by ``sample_weights`` (or ``num_samples`` per epoch) needs random access to the whole split, which
+        streaming gives up.
         """
-        if sample_weights is not None:
+        if sample_weights is not None or num_samples is not None:
             raise AffectlabError(
                 f"{self.root}: train.sampler=balanced needs the dataset in RAM; a converted dataset is streamed "
                 "(use train.class_weights=balanced instead)"

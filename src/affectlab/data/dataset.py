@@ -66,9 +66,11 @@ class Dataset(Protocol):
         seed: int,
         generator: torch.Generator,
         sample_weights: np.ndarray | None = None,
+        num_samples: int | None = None,
     ) -> DataLoader:
-        """Shuffled training batches of ``(image, expression, [valence, arousal])``; ``sample_weights`` (one per
-        training sample) draws samples in proportion to them instead."""
+        """Shuffled training batches of ``(image, expression, [valence, arousal], source, class target)``;
+        ``sample_weights`` (one per training sample) draws samples in proportion to them instead, ``num_samples``
+        per epoch (default: one per sample)."""
         ...
 
 

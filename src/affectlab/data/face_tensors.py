@@ -10,6 +10,7 @@ from affectlab.config import AugmentConfig
 from affectlab.data.augment import loader_pipeline
 from affectlab.data.samples import FaceSplit
 from affectlab.data.transforms import Preprocess
+from affectlab.data.votes import class_targets
 
 __all__ = ["FaceDataset", "FaceToTensor", "shuffled_loader"]
 
@@ -36,19 +37,22 @@ class FaceToTensor:
 
 
 class FaceDataset(Dataset):
-    """A split's faces by index: ``(image tensor, expression, [valence, arousal], source index)``."""
+    """A split's faces by index: ``(image tensor, expression, [valence, arousal], source index, class target)``;
+    the class target is the one-hot label or the crowd's vote distribution (``data.votes.class_targets``)."""
 
     def __init__(self, split: FaceSplit, to_tensor: FaceToTensor) -> None:
         self.images = split.images
         self.expression, self.va = torch.from_numpy(split.expression), torch.from_numpy(split.va)
         self.source = torch.from_numpy(split.source)
+        self.target = torch.from_numpy(class_targets(split))
         self.to_tensor = to_tensor
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.to_tensor(self.images[index]), self.expression[index], self.va[index], self.source[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        face = self.to_tensor(self.images[index])
+        return face, self.expression[index], self.va[index], self.source[index], self.target[index]
 
 
 def shuffled_loader(
@@ -57,12 +61,15 @@ def shuffled_loader(
     num_workers: int,
     generator: torch.Generator,
     sample_weights: np.ndarray | None = None,
+    num_samples: int | None = None,
 ) -> DataLoader:
     """Training batches of a map-style dataset: reshuffled each epoch, or drawn with replacement in proportion
-    to ``sample_weights``; ``generator`` drives both, so a resumed run draws the batches the uninterrupted one would."""
+    to ``sample_weights`` (``num_samples`` per epoch; default one per sample); ``generator`` drives both, so a
+    resumed run draws the batches the uninterrupted one would."""
     sampler = None
     if sample_weights is not None:
-        sampler = WeightedRandomSampler(sample_weights.tolist(), len(sample_weights), generator=generator)
+        draws = num_samples or len(sample_weights)
+        sampler = WeightedRandomSampler(sample_weights.tolist(), draws, generator=generator)
     return DataLoader(
         dataset,
         batch_size,

@@ -26,7 +26,7 @@ import numpy as np
 
 from affectlab.config import DataConfig, SourceConfig
 from affectlab.data.converted import is_converted
-from affectlab.data.prepared import PreparedData, SplitData, prepare_data
+from affectlab.data.prepared import PreparedData, SplitData, prepare_data, split_rows
 from affectlab.data.samples import FaceSplit
 from affectlab.data.split import SPLITS, load_split
 from affectlab.errors import AffectlabError
@@ -45,14 +45,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SourceInfo:
-    """What one source of a run is and labels: its name and path, its sampling weight, the emotion codes it can
-    name (empty: no classes) and whether it has valence/arousal."""
+    """What one source of a run is and labels: its name and path, its sampling weight (or its fixed draws per
+    epoch, ``per_epoch``), the emotion codes it can name (empty: no classes), whether it has valence/arousal, and
+    what its crowd votes train (``targets``: votes or majority; None without votes)."""
 
     name: str
     path: str
     weight: float = 1.0
     classes: tuple[int, ...] = tuple(range(NUM_EMOTIONS))
     has_va: bool = True
+    per_epoch: int | None = None
+    targets: str | None = None
 
     @property
     def class_mask(self) -> np.ndarray:
@@ -71,6 +74,8 @@ class SourceInfo:
             "weight": self.weight,
             "classes": [EMOTIONS[c] for c in self.classes],
             "valence_arousal": self.has_va,
+            **({"per_epoch": self.per_epoch} if self.per_epoch is not None else {}),
+            **({"targets": self.targets} if self.targets is not None else {}),
         }
 
 
@@ -132,13 +137,9 @@ def source_part(split: FaceSplit, index: int) -> SplitData:
     """One source's samples of a joined split, ids as the source names them."""
     rows = np.flatnonzero(split.source == index)
     prefix = len(split.ids[rows[0]].split("/", 1)[0]) + 1 if len(rows) else 0
-    return SplitData(
-        [split.ids[i][prefix:] for i in rows],
-        split.images[rows],
-        split.expression[rows],
-        split.va[rows],
-        [split.hashes[i] for i in rows] if split.hashes else [],
-    )
+    part = split_rows(split, rows, [split.ids[i][prefix:] for i in rows])
+    part.source = np.zeros(len(rows), dtype=np.int64)
+    return part
 
 
 def prepare_sources(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = SPLITS) -> SourcesData:
@@ -161,6 +162,7 @@ def prepare_sources(cfg: DataConfig, input_size: int, splits: tuple[str, ...] = 
             layout=source.layout,
             image_root=source.image_root,
             class_map=source.class_map,
+            targets=source.targets,
             sources=[],
             split_file=None,
         )
@@ -196,6 +198,10 @@ def _labelled(source: SourceConfig, part: PreparedData, where: str) -> SourceInf
     if not has_expression and not has_va:
         raise AffectlabError(f"{where}: {source.path} labels no task (neither expression classes nor valence/arousal)")
     recode = None
+    if source.class_map and sample_set.has_votes:
+        raise AffectlabError(
+            f"{where}: class_map with crowd votes ({source.path}); FER+ votes name affectlab's classes"
+        )
     if source.class_map and sample_set.layout != "folders":  # ids -> affectlab's classes
         recode = np.arange(NUM_EMOTIONS)
         for key, name in source.class_map.items():
@@ -208,6 +214,7 @@ def _labelled(source: SourceConfig, part: PreparedData, where: str) -> SourceInf
             split.expression = np.where(split.expression >= 0, recode[np.maximum(split.expression, 0)], -1)
         if not has_expression:
             split.expression = np.full_like(split.expression, -1)
+            split.soft = np.zeros_like(split.soft)
         if not has_va:
             split.va = np.full_like(split.va, np.nan)
     classes: tuple[int, ...] = ()
@@ -215,7 +222,8 @@ def _labelled(source: SourceConfig, part: PreparedData, where: str) -> SourceInf
         named = sample_set.layout == "folders" or bool(source.class_map)
         seen = sorted({int(c) for split in part.splits.values() for c in split.expression if c >= 0})
         classes = tuple(seen) if named else tuple(range(NUM_EMOTIONS))
-    return SourceInfo(source.label, source.path, source.weight, classes, has_va)
+    targets = source.targets if sample_set.has_votes and has_expression else None
+    return SourceInfo(source.label, source.path, source.weight, classes, has_va, source.per_epoch, targets)
 
 
 def _note_image_formats(sources: list[SourceConfig], parts: dict[str, PreparedData], input_size: int) -> None:
@@ -245,6 +253,8 @@ def _join(parts: list[SplitData], names: list[str]) -> SplitData:
         np.concatenate([part.va for part in parts]),
         [h for part in parts for h in part.hashes],
         np.concatenate([np.full(len(part), i, dtype=np.int64) for i, part in enumerate(parts)]),
+        np.concatenate([part.votes for part in parts]),
+        np.concatenate([part.soft for part in parts]),
     )
 
 

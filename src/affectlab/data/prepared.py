@@ -17,19 +17,29 @@ from torch.utils.data import DataLoader
 from affectlab.config import DataConfig
 from affectlab.data.face_tensors import FaceDataset, FaceToTensor, shuffled_loader
 from affectlab.data.images import decode_samples
-from affectlab.data.samples import Problem, Sample, SampleSet
+from affectlab.data.samples import FaceSplit, Problem, Sample, SampleSet
 from affectlab.data.source import read_source
 from affectlab.data.split import SPLITS
+from affectlab.data.votes import VOTE_COLUMNS
 from affectlab.errors import AffectlabError
 
-__all__ = ["PreparedData", "SplitData", "prepare_data", "split_data_from_samples"]
+__all__ = [
+    "PreparedData",
+    "SplitData",
+    "majority_faces",
+    "majority_only",
+    "prepare_data",
+    "split_data_from_samples",
+    "split_rows",
+]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class SplitData:
-    """One split as arrays: uint8 NHWC images, expression codes (-1 if absent), valence/arousal (NaN if absent)."""
+    """One split as arrays: uint8 NHWC images, expression codes (-1 if absent), valence/arousal (NaN if absent),
+    crowd votes (``data.votes.VOTE_COLUMNS``, zeros if absent) and whether each face trains on its votes."""
 
     ids: list[str]
     images: np.ndarray
@@ -38,10 +48,17 @@ class SplitData:
     hashes: list[str] = field(default_factory=list)
     #: Which source of a multi-dataset run each sample comes from (index into its sources; all 0 for one dataset).
     source: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    votes: np.ndarray = field(default_factory=lambda: np.zeros((0, len(VOTE_COLUMNS)), dtype=np.float32))
+    #: The face trains on its vote distribution (``targets: votes``), not on its majority label.
+    soft: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
         if len(self.source) != len(self.ids):
             self.source = np.zeros(len(self.ids), dtype=np.int64)
+        if len(self.votes) != len(self.ids):
+            self.votes = np.zeros((len(self.ids), len(VOTE_COLUMNS)), dtype=np.float32)
+        if len(self.soft) != len(self.ids):
+            self.soft = np.zeros(len(self.ids), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -83,15 +100,43 @@ class PreparedData:
         seed: int,
         generator: torch.Generator,
         sample_weights: np.ndarray | None = None,
+        num_samples: int | None = None,
     ) -> DataLoader:
-        """The train split in RAM, reshuffled each epoch by ``generator`` (or drawn by ``sample_weights``)."""
+        """The train split in RAM, reshuffled each epoch by ``generator`` (or drawn by ``sample_weights``,
+        ``num_samples`` per epoch)."""
         train = FaceDataset(self.splits["train"], to_tensor)
-        return shuffled_loader(train, batch_size, num_workers, generator, sample_weights)
+        return shuffled_loader(train, batch_size, num_workers, generator, sample_weights, num_samples)
+
+
+def split_rows(split: FaceSplit, rows: np.ndarray, ids: list[str] | None = None) -> SplitData:
+    """The samples ``rows`` (indices) of a split, as a split in RAM; ``ids`` renames them."""
+    return SplitData(
+        ids if ids is not None else [split.ids[i] for i in rows],
+        split.images[rows],
+        split.expression[rows],
+        split.va[rows],
+        [split.hashes[i] for i in rows] if split.hashes else [],
+        split.source[rows],
+        split.votes[rows],
+        split.soft[rows],
+    )
+
+
+def majority_faces(split: FaceSplit) -> tuple[FaceSplit, np.ndarray | None]:
+    """The faces of ``split`` scored by accuracy: crowd-voted faces without a single top vote (FER+ ties) are left
+    out, as in ``evaluation.score``; (split, None) when there are none to leave out, else (part, rows kept)."""
+    keep = np.asarray(split.expression) >= 0
+    voted = np.asarray(split.votes).sum(axis=1) > 0
+    if keep.all() or not voted.any():
+        return split, None
+    rows = np.flatnonzero(keep)
+    return split_rows(split, rows), rows
 
 
 def split_data_from_samples(
-    samples: list[Sample], size: int, on_bad_sample: str, hashes: dict[str, str]
+    samples: list[Sample], size: int, on_bad_sample: str, hashes: dict[str, str], targets: str = "votes"
 ) -> tuple[SplitData, list[Problem]]:
+    """Decode ``samples`` into a split; faces with crowd votes train on them when ``targets`` is ``votes``."""
     images, ok, problems = decode_samples(samples, size, on_bad_sample)
     kept = [samples[i] for i in ok]
     expression = np.array([-1 if s.expression is None else s.expression for s in kept], dtype=np.int64)
@@ -99,7 +144,21 @@ def split_data_from_samples(
         [[np.nan if s.valence is None else s.valence, np.nan if s.arousal is None else s.arousal] for s in kept],
         dtype=np.float32,
     ).reshape(-1, 2)
-    return SplitData([s.id for s in kept], images, expression, va, [hashes[s.id] for s in kept]), problems
+    no_votes = (0,) * len(VOTE_COLUMNS)
+    votes = np.array([s.votes or no_votes for s in kept], dtype=np.float32).reshape(-1, len(VOTE_COLUMNS))
+    soft = np.array([s.votes is not None and targets == "votes" for s in kept], dtype=bool)
+    split = SplitData(
+        [s.id for s in kept], images, expression, va, [hashes[s.id] for s in kept], votes=votes, soft=soft
+    )
+    return split, problems
+
+
+def majority_only(samples: list[Sample]) -> list[Sample]:
+    """``targets: majority``: the training faces with a majority label; a tie between emotions trains nothing."""
+    kept = [s for s in samples if s.votes is None or s.expression is not None]
+    if len(kept) < len(samples):
+        log.info("targets: majority: %d tied training face(s) left out (no majority label)", len(samples) - len(kept))
+    return kept
 
 
 def prepare_data(
@@ -112,8 +171,11 @@ def prepare_data(
     decoded: dict[str, SplitData] = {}
     decode_problems: list[Problem] = []
     for name in splits:
+        samples = source.by_split[name]
+        if name == "train" and cfg.targets == "majority":
+            samples = majority_only(samples)
         decoded[name], problems = split_data_from_samples(
-            source.by_split[name], input_size, cfg.on_bad_sample, source.hashes
+            samples, input_size, cfg.on_bad_sample, source.hashes, cfg.targets
         )
         decode_problems.extend(problems)
     for problem in decode_problems:

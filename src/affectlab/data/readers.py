@@ -1,10 +1,11 @@
-"""Readers for the three dataset layouts affectlab accepts.
+"""Readers for the dataset layouts affectlab accepts.
 
 * AffectNet: ``images/<id>.jpg|png`` + ``annotations/<id>_exp.npy``, ``_val.npy``, ``_aro.npy`` (``_lnd.npy``
   optional). The official release stores these as 0-d unicode-string arrays, so values are parsed, not cast.
 * AffectNet CSV: ``subDirectory_filePath, face_x, face_y, face_width, face_height, expression, valence,
   arousal`` plus an image root; the face box is kept so the crop matches the annotation.
 * Class folders: ``root/<class>/*.jpg``, classification only.
+* FER+: images and a headerless ``label.csv`` of ten crowd vote counts per face (``data.ferplus``).
 
 Non-emotion codes 8-10 and the valence/arousal sentinel -2 are excluded and counted, never silently dropped.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affectlab.data.ferplus import is_ferplus, read_ferplus
 from affectlab.data.samples import IMAGE_SUFFIXES, Problem, Sample, SampleSet, natural_key
 from affectlab.errors import AffectlabError
 from affectlab.labels import AFFECTNET_NON_EMOTION_CODES, EMOTIONS, VA_SENTINEL
@@ -42,14 +44,18 @@ DEFAULT_FOLDER_ALIASES: dict[str, str] = {
 
 
 def detect_layout(path: Path) -> str:
+    """The layout of ``path``; FER+ is recognised by its vote rows (a box and ten integer counts), never by name."""
     if path.is_file() and path.suffix.lower() == ".csv":
-        return "csv"
+        return "ferplus" if is_ferplus(path) else "csv"
     if (path / "images").is_dir() and (path / "annotations").is_dir():
         return "affectnet"
+    if path.is_dir() and is_ferplus(path):
+        return "ferplus"
     if path.is_dir() and any(p.is_dir() for p in path.iterdir()):
         return "folders"
     raise AffectlabError(
-        f"{path}: not a dataset: expected images/ and annotations/ (AffectNet), a .csv file, or class folders"
+        f"{path}: not a dataset: expected images/ and annotations/ (AffectNet), a .csv file, class folders, or "
+        "a FER+ label.csv"
     )
 
 
@@ -65,9 +71,11 @@ def read_dataset(
     if not path.exists():
         raise AffectlabError(f"{path}: no such file or folder")
     layout = detect_layout(path) if layout == "auto" else layout
-    if layout not in ("affectnet", "csv", "folders"):
-        raise AffectlabError(f"unknown layout {layout!r}; use one of auto, affectnet, csv, folders")
-    if layout == "csv":
+    if layout not in ("affectnet", "csv", "folders", "ferplus"):
+        raise AffectlabError(f"unknown layout {layout!r}; use one of auto, affectnet, csv, folders, ferplus")
+    if layout == "ferplus":
+        result = read_ferplus(path, Path(image_root) if image_root else None)
+    elif layout == "csv":
         result = _read_csv(path, Path(image_root) if image_root else path.parent)
     elif layout == "folders":
         result = _read_folders(path, class_map or {})

@@ -25,6 +25,8 @@ class Sample:
 
     ``expression`` is None for datasets without class labels, ``valence``/``arousal`` None where the layout has
     none (class folders). ``box`` is an (x, y, w, h) face box inside the image, when the layout gives one.
+    ``votes`` are a crowd's vote counts (FER+), ``data.votes.VOTE_COLUMNS`` long: the eight classes in code order,
+    then unknown and not-a-face; ``expression`` is then their single top vote (None for a tie).
     """
 
     id: str
@@ -33,6 +35,7 @@ class Sample:
     valence: float | None = None
     arousal: float | None = None
     box: tuple[int, int, int, int] | None = None
+    votes: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,10 +60,17 @@ class SampleSet:
     class_names: tuple[str, ...]
     problems: list[Problem] = field(default_factory=list)
     excluded: Counter[str] = field(default_factory=Counter)
+    #: The layout's own train/val/test split (FER+'s official three folders), used unless a split file is given.
+    split: dict[str, Any] | None = None
+
+    @property
+    def has_votes(self) -> bool:
+        return any(s.votes is not None for s in self.samples)
 
     @property
     def has_expression(self) -> bool:
-        return bool(self.samples) and all(s.expression is not None for s in self.samples)
+        """Every sample names a class: a label, or crowd votes (a tie between emotions trains on its votes)."""
+        return bool(self.samples) and all(s.expression is not None or s.votes is not None for s in self.samples)
 
     @property
     def has_va(self) -> bool:
@@ -90,7 +100,8 @@ class FaceArray(Protocol):
 
 class FaceSplit(Protocol):
     """One split of a dataset: its faces, and per face its id, content hash, expression code (-1 if absent),
-    valence/arousal (NaN if absent) and source index (which of several datasets it comes from; 0 for one)."""
+    valence/arousal (NaN if absent), source index (which of several datasets it comes from; 0 for one) and crowd
+    votes (FER+; zeros if absent)."""
 
     @property
     def ids(self) -> list[str]: ...
@@ -106,6 +117,16 @@ class FaceSplit(Protocol):
 
     @property
     def source(self) -> np.ndarray: ...
+
+    @property
+    def votes(self) -> np.ndarray:
+        """(N, 10) crowd vote counts (``data.votes.VOTE_COLUMNS``); zeros for a face without votes."""
+        ...
+
+    @property
+    def soft(self) -> np.ndarray:
+        """(N,) bool: the face trains on its vote distribution rather than its majority label."""
+        ...
 
     @property
     def images(self) -> FaceArray: ...

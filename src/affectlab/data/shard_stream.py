@@ -18,6 +18,7 @@ from litdata.utilities.env import _DistributedEnv
 
 from affectlab.data.face_tensors import FaceToTensor
 from affectlab.data.images import decode_jpeg
+from affectlab.labels import NUM_EMOTIONS
 
 __all__ = ["FaceStream", "FaceStreamLoader"]
 
@@ -26,7 +27,8 @@ warnings.filterwarnings("ignore", ".*IterableDataset.*has `__len__` defined.*")
 
 
 class FaceStream(StreamingDataset):
-    """A split's faces streamed from its shards: ``(image tensor, expression, [valence, arousal], source)``, and
+    """A split's faces streamed from its shards: ``(image tensor, expression, [valence, arousal], source, class
+    target)`` (shards hold hard labels: the target is their one-hot), and
     with ``with_index`` the sample's index in the split last (to check which samples a rank and worker saw)."""
 
     def __init__(
@@ -51,8 +53,12 @@ class FaceStream(StreamingDataset):
     def __getitem__(self, index: Any) -> tuple[torch.Tensor, ...]:
         item = super().__getitem__(index)
         va = torch.tensor([item["valence"], item["arousal"]], dtype=torch.float32)
-        expression = torch.tensor(int(item["expression"]))
-        face = (self.to_tensor(decode_jpeg(item["image"])), expression, va, torch.tensor(0))  # source 0: one dataset
+        code = int(item["expression"])
+        target = torch.zeros(NUM_EMOTIONS)
+        if code >= 0:
+            target[code] = 1.0
+        image = self.to_tensor(decode_jpeg(item["image"]))
+        face = (image, torch.tensor(code), va, torch.tensor(0), target)  # source 0: one dataset
         return (*face, torch.tensor(getattr(index, "index", index))) if self.with_index else face
 
 

@@ -80,6 +80,10 @@ def convert_dataset(
     with run_folder(out, overwrite, keep_if=MANIFEST, kind="shards", command=command) as build:
         source = read_source(cfg, SPLITS, hash_map=lambda fn, items: _parallel(fn, items, workers))
         sample_set, hashes, by_split = source.sample_set, source.hashes, source.by_split
+        if sample_set.has_votes:  # shards hold one label per face; the votes (and the ties) would be lost
+            raise AffectlabError(
+                f"{sample_set.root}: crowd votes (FER+) are not stored in shards yet; train on the folder itself"
+            )
         written: dict[str, int] = {}
         class_counts: dict[str, dict[str, int]] = {}
         bad: list[Problem] = []

@@ -83,7 +83,7 @@ def read_source(
     assignment: dict[str, Any] | None = None,
 ) -> SourceSamples:
     """Read ``cfg``'s dataset, refuse it when too much is unreadable, hash every file and split (or reuse
-    ``assignment``, else ``data.split_file``); ``splits=(ALL,)`` keeps every sample in one part. ``hash_map`` may
+    ``assignment``, else ``data.split_file``, else the layout's own split); ``splits=(ALL,)`` keeps every sample in one part. ``hash_map`` may
     hash in parallel; it must return the hashes in the samples' order."""
     sample_set = read_dataset(resolve_data_path(cfg.path), cfg.layout, cfg.image_root, cfg.class_map, cfg.on_bad_sample)
     for problem in sample_set.problems:
@@ -106,6 +106,8 @@ def read_source(
                     f"{cfg.split_file}: the split of several sources ({', '.join(assignment['sources'])}); "
                     "train on the same sources (data.sources) to reuse it"
                 )
+        elif sample_set.split is not None:  # the layout's own split (FER+'s official folders)
+            assignment = sample_set.split
         else:
             assignment = make_split(samples, cfg.split_seed, cfg.val_fraction, cfg.test_fraction, hashes)
         by_split = apply_split(samples, assignment, cfg.split_file or "split")

@@ -20,6 +20,7 @@ from affectlab.atomic import write_json
 from affectlab.data.images import file_md5
 from affectlab.data.samples import Sample, natural_key
 from affectlab.errors import AffectlabError
+from affectlab.labels import NUM_EMOTIONS
 
 __all__ = ["SPLITS", "apply_split", "load_split", "make_split", "save_split"]
 
@@ -29,6 +30,8 @@ SPLITS = ("train", "val", "test")
 def _stratum(sample: Sample) -> int:
     if sample.expression is not None:
         return sample.expression
+    if sample.votes is not None:  # a tie between emotions (FER+): the first of its top-voted classes
+        return int(np.argmax(sample.votes[:NUM_EMOTIONS]))
     # No classes: stratify by valence/arousal quadrant so every split covers the circumplex.
     return int((sample.valence or 0) >= 0) * 2 + int((sample.arousal or 0) >= 0)
 

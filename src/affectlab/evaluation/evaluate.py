@@ -13,7 +13,7 @@ from affectlab.data.multi_source import SourceInfo, source_part
 from affectlab.data.samples import FaceSplit
 from affectlab.errors import AffectlabError
 from affectlab.evaluation.analysis import analyse
-from affectlab.evaluation.metrics import classification_metrics, va_metrics
+from affectlab.evaluation.metrics import classification_metrics, va_metrics, vote_metrics
 from affectlab.evaluation.trust import confidence_section
 from affectlab.labels import EMOTIONS
 from affectlab.models.meta import Calibration
@@ -104,6 +104,10 @@ def score(
     with the ``analysis`` section (what is confused with what, and where the V/A error lies) and the
     ``confidence`` section (calibration before and after ``calibration``'s temperature, whose outputs
     ``outputs`` are, against ``uncalibrated``; set and interval coverage).
+
+    Faces with crowd votes (FER+) are scored the standard way: ``classification`` (and what is derived from it) is
+    the majority-vote accuracy over the faces with a single top vote, ties left out (unknown and NF never reach a
+    split), and ``votes`` adds the soft-label scores over every voted face (``metrics.vote_metrics``).
     """
     result: dict[str, Any] = {
         "task": model.task,
@@ -113,19 +117,30 @@ def score(
         "split": split,
         "tta_flip": tta_flip,
     }
-    if "probs" in outputs and (data.expression >= 0).all():
-        result["classification"] = classification_metrics(data.expression, outputs["probs"], EMOTIONS)
-    if "va" in outputs and not np.isnan(data.va).any():
-        result.update(va_metrics(data.va, outputs["va"]))
+    expression, va = data.expression, data.va
+    voted = np.asarray(data.votes)[:, : len(EMOTIONS)].sum(axis=1) > 0
+    if "probs" in outputs and voted.any():
+        majority = expression >= 0
+        result["votes"] = {
+            **vote_metrics(data.votes[voted], outputs["probs"][voted]),
+            "n_majority": int(majority.sum()),
+        }
+        outputs = {key: value[majority] for key, value in outputs.items()}
+        uncalibrated = None if uncalibrated is None else {key: value[majority] for key, value in uncalibrated.items()}
+        expression, va = expression[majority], va[majority]
+    if "probs" in outputs and len(expression) and (expression >= 0).all():
+        result["classification"] = classification_metrics(expression, outputs["probs"], EMOTIONS)
+    if "va" in outputs and len(va) and not np.isnan(va).any():
+        result.update(va_metrics(va, outputs["va"]))
     if not {"classification", "valence"} & result.keys():
         raise AffectlabError("the data has none of the labels this model predicts; nothing to score")
     scored_va = "valence" in result
     result["analysis"] = analyse(
-        result.get("classification"), data.va if scored_va else None, outputs["va"] if scored_va else None, EMOTIONS
+        result.get("classification"), va if scored_va else None, outputs["va"] if scored_va else None, EMOTIONS
     )
-    labels = data.expression if "classification" in result else None
+    labels = expression if "classification" in result else None
     before = outputs if uncalibrated is None else uncalibrated
-    result["confidence"] = confidence_section(before, outputs, labels, data.va if scored_va else None, calibration)
+    result["confidence"] = confidence_section(before, outputs, labels, va if scored_va else None, calibration)
     return result
 
 
@@ -169,7 +184,10 @@ def score_sources(
             continue
         document.update({"source": info.name, "path": info.path, "in_domain": info.name in trained})
         if "classification" in document and 0 < len(shared) < len(EMOTIONS):
-            document["classification_shared"] = shared_class_metrics(part.expression, part_outputs["probs"], shared)
+            majority = part.expression >= 0  # crowd-voted faces: the shared score is over the majority faces too
+            document["classification_shared"] = shared_class_metrics(
+                part.expression[majority], part_outputs["probs"][majority], shared
+            )
         per_source[info.name] = document
     first_trained = next((info.name for info in infos if info.name in trained), infos[0].name)
     chosen = select if select in per_source else first_trained

@@ -11,7 +11,8 @@ Hence the rules followed throughout this module:
   variances and covariance while the mean-difference term stays unscaled, which is not the population
   definition used by AffectNet/AVEC (for ``y=[1,2,3,4]``, ``p=[2,3,4,5]`` torchmetrics gives 0.769, the
   population formula 0.714), and it returns NaN instead of 0 when the predictions are constant.
-* SAGR (sign agreement) exists in neither library and is written by hand.
+* SAGR (sign agreement) exists in neither library and is written by hand, as are the two crowd-vote scores of
+  ``vote_metrics`` (cross-entropy to a vote distribution, agreement with the top vote).
 * A value that is mathematically undefined (a correlation with a constant series, an AUC for a class that
   never occurs) is ``None``, never NaN; all other values are plain Python ``float``/``int``.
 """
@@ -35,12 +36,15 @@ from sklearn.metrics import (
 )
 from torchmetrics.functional import pearson_corrcoef
 
+from affectlab.data.votes import vote_distribution
+
 __all__ = [
     "ccc",
     "classification_metrics",
     "regression_metrics",
     "sagr",
     "va_metrics",
+    "vote_metrics",
 ]
 
 
@@ -274,4 +278,36 @@ def va_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, fl
     return {
         "valence": regression_metrics(t[:, 0], p[:, 0]),
         "arousal": regression_metrics(t[:, 1], p[:, 1]),
+    }
+
+
+def vote_metrics(votes: np.ndarray, probs: np.ndarray) -> dict[str, float | int | None]:
+    """How predictions agree with a crowd (FER+), beside the majority-vote accuracy of ``classification_metrics``.
+
+    * ``vote_cross_entropy``: mean over faces of ``-sum_c q_c log p_c``, ``q`` the face's vote distribution over the
+      eight emotions (unknown and NF votes dropped, renormalised): the loss of FER+'s "probability" mode, lower is
+      better, 0 only for a model that reproduces the crowd's shares exactly. ``p`` is clipped at float64's eps.
+    * ``top_vote_agreement``: the share of faces whose predicted class is a top-voted one (for a tie, any of the
+      tied classes), over every face with votes, ties included.
+
+    Args:
+        votes: (N, 10) vote counts, ``data.votes.VOTE_COLUMNS`` (or (N, 8) emotion counts); rows without an
+            emotion vote are left out.
+        probs: (N, 8) predicted class probabilities.
+    """
+    counts = np.asarray(votes, dtype=np.float64)
+    if counts.shape[1] == probs.shape[1]:
+        counts = np.concatenate([counts, np.zeros((len(counts), 2))], axis=1)
+    q = vote_distribution(counts).astype(np.float64)
+    keep = q.sum(axis=1) > 0
+    q, p = q[keep], np.asarray(probs, dtype=np.float64)[keep]
+    if not len(q):
+        return {"n": 0, "vote_cross_entropy": None, "top_vote_agreement": None}
+    cross_entropy = -(q * np.log(np.clip(p, np.finfo(np.float64).eps, 1.0))).sum(axis=1).mean()
+    predicted = p.argmax(axis=1)
+    top = q == q.max(axis=1, keepdims=True)
+    return {
+        "n": int(len(q)),
+        "vote_cross_entropy": float(cross_entropy),
+        "top_vote_agreement": float(top[np.arange(len(q)), predicted].mean()),
     }

@@ -9,6 +9,10 @@ among those only), so a model that never saw Contempt is not scored on it.
 Beside each accuracy, the ECE of the probabilities users get and the empirical coverage of the prediction sets on
 that source (``trust.clean_shift_metrics`` of its ``confidence`` section): the calibration and the coverage are
 fitted on the training sources' validation faces, and off the diagonal they show how far they still hold.
+
+A source labelled by crowd votes (FER+) is scored the standard way: its accuracy is the majority-vote accuracy (ties
+left out), and one more column gives the mean cross-entropy to the vote distributions and the share of faces whose
+prediction is a top-voted class (``evaluation.metrics.vote_metrics``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from affectlab.evaluation.trust import clean_shift_metrics
 from affectlab.reports.run_groups import spread, threads_of
 
 __all__ = ["IN_DOMAIN_MARK", "cross_dataset_table"]
+
+#: The soft-label scores of a crowd-voted source (``evaluation.metrics.vote_metrics``), in their column's order.
+VOTE_KEYS = ("vote_cross_entropy", "top_vote_agreement")
 
 #: Marks an in-domain cell: the model trained on that source's training split.
 IN_DOMAIN_MARK = "*"
@@ -51,6 +58,8 @@ def cross_dataset_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[lis
         return None
     sources = list(dict.fromkeys(name for run in scored for name in run["metrics"]["sources"]))
     shared: list[str] = scored[0]["metrics"].get("shared_classes", [])
+    # Crowd-voted sources (FER+): their accuracy is the majority-vote accuracy; a column adds the soft-label scores.
+    voted = {name for run in scored for name, d in run["metrics"]["sources"].items() if "votes" in d}
     groups: dict[tuple[str, str, str, tuple[str, ...], str], list[dict[str, Any]]] = {}
     for run in scored:
         key = (
@@ -74,7 +83,13 @@ def cross_dataset_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[lis
             cells.append(cell + (f" {IN_DOMAIN_MARK}" if in_domain else ""))
             trust = [clean_shift_metrics(d.get("confidence")) for d in documents]
             cells.append(" / ".join(_mean([t.get(k) for t in trust]) for k in ("ece", "set_coverage")))
+            if source in voted:
+                votes = [d.get("votes", {}) for d in documents]
+                cells.append(" / ".join(_mean([v.get(k) for v in votes]) for k in VOTE_KEYS))
         rows.append(cells)
-    columns = [(f"{s} test", f"{s} ECE / set coverage") for s in sources]
-    header = ["backbone", "task", "weights", "trained on", "seeds", "threads", *(c for pair in columns for c in pair)]
+    columns = [
+        (f"{s} test", f"{s} ECE / set coverage", *((f"{s} vote CE / top-vote agreement",) if s in voted else ()))
+        for s in sources
+    ]
+    header = ["backbone", "task", "weights", "trained on", "seeds", "threads", *(c for group in columns for c in group)]
     return header, rows, shared

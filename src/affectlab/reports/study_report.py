@@ -263,6 +263,12 @@ def _cross_dataset_blocks(summary: dict[str, Any]) -> list[Block]:
         "diagonal they show how far the calibration and the coverage guarantee hold on data the model never saw."
         " The classification and regression tables above score each model on the source that selected it."
     )
+    if any(name.endswith("vote CE / top-vote agreement") for name in header):
+        note += (
+            " A crowd-voted source (FER+) is scored by its majority vote (ties left out); its vote column gives the "
+            "mean cross-entropy to the crowd's vote distributions (lower is better) and the share of faces whose "
+            "prediction is a top-voted class."
+        )
     return [("h2", "Cross-dataset (test splits)"), ("table", (header, rows)), ("p", note)]
 
 

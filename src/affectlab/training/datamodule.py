@@ -19,12 +19,12 @@ from affectlab.data.dataset import FaceSplit
 from affectlab.data.face_tensors import FaceDataset, FaceToTensor, shuffled_loader
 from affectlab.data.multi_source import source_infos
 from affectlab.data.transforms import Preprocess
-from affectlab.labels import NUM_EMOTIONS
+from affectlab.data.votes import class_targets
 from affectlab.models.affect_model import AffectModel
 from affectlab.models.weights import Backbone, resolve_backbone
 from affectlab.training.datasets import feature_dataset, validation_loader
 from affectlab.training.features import FeatureCache
-from affectlab.training.source_mix import source_draw_weights
+from affectlab.training.source_mix import class_balanced_weights, epoch_draws, source_draw_weights
 
 __all__ = ["FaceDataModule", "split_features", "uses_feature_cache"]
 
@@ -56,12 +56,6 @@ def split_features(
 def _cache_preprocess(preprocess: Preprocess) -> dict[str, object]:
     # The key of features cached before Preprocess lost its unused ``extra`` field, so those caches stay valid.
     return {**preprocess.to_dict(), "extra": {}}
-
-
-def class_balanced_weights(expression: np.ndarray) -> np.ndarray:
-    """One weight per training sample, inversely proportional to its class's count: each class drawn equally."""
-    per_class = np.bincount(expression, minlength=NUM_EMOTIONS).astype(np.float64)
-    return 1.0 / per_class[expression]
 
 
 class FaceDataModule(L.LightningDataModule):
@@ -110,11 +104,18 @@ class FaceDataModule(L.LightningDataModule):
     def _sample_weights(self) -> np.ndarray | None:
         infos = source_infos(self.data)
         train = self.data.splits["train"]
+        balanced = self.cfg.train.sampler == "balanced"
+        soft = train.soft if balanced else None
+        target = class_targets(train) if soft is not None and soft.any() else None
         if len(infos) > 1:  # several sources: each drawn by its weight (and class-balanced inside it if asked)
-            return source_draw_weights(infos, train.source, train.expression, self.cfg.train.sampler == "balanced")
-        if self.cfg.train.sampler != "balanced":
+            return source_draw_weights(infos, train.source, train.expression, balanced, target, soft)
+        if not balanced:
             return None
-        return class_balanced_weights(train.expression)
+        return class_balanced_weights(train.expression, target)
+
+    def _epoch_draws(self) -> int | None:
+        """Faces per epoch when a source fixes its draws (``per_epoch``); None: the training split's size."""
+        return epoch_draws(source_infos(self.data), self.data.splits["train"].source)
 
     def train_dataloader(self) -> DataLoader:
         return self._train
@@ -126,10 +127,15 @@ class FaceDataModule(L.LightningDataModule):
         t = self.cfg.train
         if self.features:
             train = feature_dataset(self.features["train"], self.data.splits["train"])
-            return shuffled_loader(train, t.batch_size, t.num_workers, self.generator, self._sample_weights())
+            return shuffled_loader(
+                train, t.batch_size, t.num_workers, self.generator, self._sample_weights(), self._epoch_draws()
+            )
         to_tensor = FaceToTensor(self.preprocess, augment=self.cfg.augment if t.augment else None, raw=self.raw)
+        weights, draws = self._sample_weights(), self._epoch_draws()
+        if draws is None:  # the loader as it always was (a converted dataset takes no epoch size)
+            return self.data.train_loader(to_tensor, t.batch_size, t.num_workers, t.seed, self.generator, weights)
         return self.data.train_loader(
-            to_tensor, t.batch_size, t.num_workers, t.seed, self.generator, self._sample_weights()
+            to_tensor, t.batch_size, t.num_workers, t.seed, self.generator, weights, num_samples=draws
         )
 
     def _val_loader(self) -> DataLoader:

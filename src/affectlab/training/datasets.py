@@ -9,13 +9,20 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from affectlab.config import TrainConfig
 from affectlab.data.dataset import FaceSplit
+from affectlab.data.votes import class_targets
 
 __all__ = ["IndexedDataset", "feature_dataset", "targets", "validation_loader"]
 
 
-def targets(split: FaceSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Expression codes (-1: none), valence/arousal (NaN: none) and each sample's source index."""
-    return torch.from_numpy(split.expression), torch.from_numpy(split.va), torch.from_numpy(split.source)
+def targets(split: FaceSplit) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Expression codes (-1: none), valence/arousal (NaN: none), each sample's source index and its class target
+    (one-hot, crowd vote distribution or zeros; ``data.votes.class_targets``)."""
+    return (
+        torch.from_numpy(split.expression),
+        torch.from_numpy(split.va),
+        torch.from_numpy(split.source),
+        torch.from_numpy(class_targets(split)),
+    )
 
 
 def feature_dataset(features: torch.Tensor, split: FaceSplit) -> TensorDataset:

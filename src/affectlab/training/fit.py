@@ -39,6 +39,7 @@ from affectlab.data.dataset import Dataset
 from affectlab.data.demo import is_demo_dataset
 from affectlab.data.multi_source import SourceInfo, SourcesData, source_infos
 from affectlab.data.transforms import Preprocess
+from affectlab.data.votes import class_targets
 from affectlab.errors import AffectlabError
 from affectlab.models.affect_model import AffectModel, create_model, task_outputs
 from affectlab.models.checkpoint import save_checkpoint
@@ -210,10 +211,12 @@ def _lit_module(
     weights = class_mask = names = None
     if has_expression and t.class_weights == "balanced" and t.sampler == "none":
         train = data.splits["train"]
+        # Faces that train on crowd votes count towards a class by their vote mass (training.source_mix).
+        target = class_targets(train) if train.soft.any() else None
         if len(infos) > 1:  # per source: a small source's classes are not outweighed by a large one's
-            weights = per_source_class_weights(train.expression, train.source, len(infos))
+            weights = per_source_class_weights(train.expression, train.source, len(infos), target, train.soft)
         else:
-            weights = balanced_class_weights(train.expression)
+            weights = balanced_class_weights(train.expression, target, train.soft)
     if len(infos) > 1:
         class_mask, names = class_mask_table(infos), [info.name for info in infos]
     device_inputs = DeviceInputs(preprocess, cfg.augment if t.augment else None) if datamodule.raw else None

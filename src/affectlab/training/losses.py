@@ -1,4 +1,5 @@
-"""The training objective: cross-entropy for expression, MSE and/or 1 - CCC for valence/arousal.
+"""The training objective: cross-entropy for expression (hard labels or crowd votes), MSE and/or 1 - CCC for
+valence/arousal.
 
 Owned by the LightningModule (``AffectLitModule.loss``), so the loss a run optimised is defined in one place
 and the validation loss, the early stopping and the checkpoints all read the same numbers. ``selection_score``
@@ -13,7 +14,7 @@ from torch import nn
 
 from affectlab.config import TrainConfig
 
-__all__ = ["AffectLoss", "ccc_loss", "masked_cross_entropy", "selection_score"]
+__all__ = ["AffectLoss", "ccc_loss", "class_cross_entropy", "masked_cross_entropy", "selection_score"]
 
 
 class AffectLoss(nn.Module):
@@ -32,9 +33,12 @@ class AffectLoss(nn.Module):
     * **Valence/arousal: masked.** Rows without V/A (NaN) are left out of the MSE and CCC terms, which average over
       the rows that have it; a batch without any adds nothing. Nothing is imputed.
     * **Class weights per source:** ``class_weights`` is one row per source (sklearn's balanced weights within it).
+    * **Soft targets are targets** (FER+ crowd votes): ``target`` is each face's class distribution, one-hot for a
+      hard label, so one cross-entropy serves both (``class_cross_entropy``).
 
-    One source labelling every class, with every label present, takes PyTorch's ``cross_entropy`` unchanged, so a
-    single dataset trains exactly as before; the masked path equals it when nothing is masked (tested).
+    One source labelling every class, with a hard label on every face, passes class indices to PyTorch's
+    ``cross_entropy`` exactly as before, so a single dataset trains bit for bit as it did; every other batch passes
+    class probabilities to the same function, which equals it on one-hot targets (tested).
     """
 
     def __init__(
@@ -54,30 +58,35 @@ class AffectLoss(nn.Module):
         expression: torch.Tensor,
         va: torch.Tensor,
         source: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Computed in fp32: under mixed precision the heads return bf16/fp16, whose rounding would bias the CCC
-        term's variances, and the class weights are fp32. ``source`` is each sample's source index (default 0)."""
+        term's variances, and the class weights are fp32. ``source`` is each sample's source index (default 0);
+        ``target`` each face's class distribution (``data.votes.class_targets``; default: one-hot ``expression``)."""
         out = {k: v.float() for k, v in out.items()}
         total = out[next(iter(out))].new_zeros(())
         if source is None:
             source = torch.zeros_like(expression)
         if "expression" in out:
             total = total + self.cfg.expression_loss_weight * self._expression_loss(
-                out["expression"], expression, source
+                out["expression"], expression, source, target
             )
         if "va" in out:
             total = total + self.cfg.va_loss_weight * self._va_loss(out["va"], va)
         return total
 
-    def _expression_loss(self, logits: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    def _expression_loss(
+        self, logits: torch.Tensor, expression: torch.Tensor, source: torch.Tensor, target: torch.Tensor | None
+    ) -> torch.Tensor:
         weights = self.class_weights if self.class_weights.numel() else None
         full = not self.class_mask.numel() or bool(self.class_mask[source].all())
-        if full and bool((target >= 0).all()) and (weights is None or len(weights) == 1):
+        hard = target is None or bool(_is_one_hot_of(target, expression).all())
+        if full and hard and bool((expression >= 0).all()) and (weights is None or len(weights) == 1):
             weight = None if weights is None else weights[0]
-            return F.cross_entropy(logits, target, weight=weight, label_smoothing=self.cfg.label_smoothing)
-        return masked_cross_entropy(
+            return F.cross_entropy(logits, expression, weight=weight, label_smoothing=self.cfg.label_smoothing)
+        return class_cross_entropy(
             logits,
-            target,
+            expression if target is None else target,
             self.class_mask[source] if self.class_mask.numel() else None,
             None if weights is None else weights[source.clamp(max=len(weights) - 1)],
             self.cfg.label_smoothing,
@@ -97,37 +106,55 @@ class AffectLoss(nn.Module):
         return loss
 
 
-def masked_cross_entropy(
+def class_cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
-    mask: torch.Tensor | None,
-    weights: torch.Tensor | None,
+    mask: torch.Tensor | None = None,
+    weights: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
 ) -> torch.Tensor:
-    """Cross-entropy over each sample's own classes: PyTorch's ``cross_entropy`` (mean reduction, class weights,
-    label smoothing) generalised to a per-sample class ``mask`` and per-sample class ``weights`` (N, C).
+    """PyTorch's ``cross_entropy`` on class probabilities, with a per-sample class ``mask`` and class ``weights``.
 
-    Logits outside a sample's mask are removed from its softmax, so they get no gradient from it; smoothing spreads
-    over the sample's classes only. Samples without a class (target -1) are left out. Equals ``cross_entropy``
-    when every class is in every mask and the weights are one row repeated.
+    ``target`` is (N, C) class probabilities (a vote distribution, or the one-hot of a hard label) or (N,) class
+    codes, turned one-hot; a row without a class (all zeros, or code -1) is left out. The mean is PyTorch's weighted
+    one, each face's loss divided by the sum over faces of its target's weight (``sum_c w_c y_c``: ``w[label]`` for
+    a hard label), so on one-hot targets this equals ``cross_entropy`` with class indices, class weights and label
+    smoothing (tested). ``weights`` is one row per sample (N, C) or one for all (C,).
+
+    Logits outside a sample's ``mask`` leave its softmax: they are set to the lowest finite value (not -inf, whose
+    product with a zero target would be NaN), so their probability and gradient are exactly zero, and label
+    smoothing spreads over the sample's classes only.
     """
-    labelled = target >= 0
+    if target.ndim == 1:
+        labelled_codes = target >= 0
+        target = F.one_hot(target.clamp(min=0), logits.shape[1]).to(logits.dtype) * labelled_codes[:, None]
+    target = target.to(logits.dtype)
+    labelled = target.sum(dim=1) > 0
     if mask is None:
         mask = torch.ones_like(logits, dtype=torch.bool)
     if weights is None:
         weights = torch.ones_like(logits)
+    elif weights.ndim == 1:
+        weights = weights.expand_as(logits)
     logits, target, mask, weights = logits[labelled], target[labelled], mask[labelled], weights[labelled]
     if not len(target):
         return logits.sum() * 0.0
-    log_p = torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=1).masked_fill(~mask, 0.0)
-    rows = torch.arange(len(target), device=target.device)
-    w_target = weights[rows, target]
-    normaliser = w_target.sum()
-    nll = -(w_target * log_p[rows, target]).sum() / normaliser
-    if not label_smoothing:
-        return nll
-    smooth = -((log_p * weights * mask).sum(1) / mask.sum(1)).sum() / normaliser
-    return (1.0 - label_smoothing) * nll + label_smoothing * smooth
+    classes = mask.sum(dim=1, keepdim=True).to(logits.dtype)
+    smoothed = (1.0 - label_smoothing) * target + label_smoothing * mask.to(logits.dtype) / classes
+    outside = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+    per_sample = F.cross_entropy(outside, weights.to(logits.dtype) * smoothed, reduction="none")
+    return per_sample.sum() / (weights * target).sum()
+
+
+#: The name this loss had before soft targets: the same function.
+masked_cross_entropy = class_cross_entropy
+
+
+def _is_one_hot_of(target: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+    """Per row: ``target`` is the one-hot of ``expression`` (or zeros for -1), i.e. a hard label."""
+    labelled = expression >= 0
+    one_hot = F.one_hot(expression.clamp(min=0), target.shape[1]).to(target.dtype) * labelled[:, None]
+    return (target == one_hot).all(dim=1)
 
 
 def selection_score(

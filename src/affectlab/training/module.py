@@ -20,9 +20,10 @@ from affectlab.training.losses import AffectLoss, ccc_loss, selection_score
 
 __all__ = ["AffectLitModule", "Batch"]
 
-#: inputs, expression (-1 = none), va (NaN = none), source index (0 for one dataset)
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-IndexedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # plus sample indices
+#: inputs, expression (-1 = none), va (NaN = none), source index (0 for one dataset), class target (N, 8: one-hot,
+#: crowd vote distribution, or zeros; ``data.votes.class_targets``)
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+IndexedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # + indices
 
 
 class AffectLitModule(L.LightningModule):
@@ -56,13 +57,13 @@ class AffectLitModule(L.LightningModule):
         return (self.device_inputs(batch[0], training=self.trainer.training), *batch[1:])
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        inputs, expression, va, source = batch
-        loss = self.loss(self(inputs), expression, va, source)
+        inputs, expression, va, source, target = batch
+        loss = self.loss(self(inputs), expression, va, source, target)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(inputs))
         return loss
 
     def validation_step(self, batch: IndexedBatch, batch_idx: int) -> None:
-        inputs, expression, va, source, index = batch
+        inputs, expression, va, source, target, index = batch
         out = self(inputs)
         # fp32 whatever the training precision: the epoch-end loss and metrics are computed from these.
         self._val_outputs.append(
@@ -71,6 +72,7 @@ class AffectLitModule(L.LightningModule):
                 "expression_true": expression,
                 "va_true": va,
                 "source": source,
+                "target": target,
                 "index": index,
             }
         )
@@ -91,7 +93,7 @@ class AffectLitModule(L.LightningModule):
         """The validation loss and metrics of the samples in ``cat``, for the labels they have."""
         outputs = {k: v for k, v in cat.items() if k in ("expression", "va")}
         # Validation loss on the whole split at once, so the CCC term is not a mean of per-batch CCCs.
-        metrics = {"val_loss": self.loss(outputs, cat["expression_true"], cat["va_true"], cat["source"])}
+        metrics = {"val_loss": self.loss(outputs, cat["expression_true"], cat["va_true"], cat["source"], cat["target"])}
         accuracy = ccc = None
         labelled = cat["expression_true"] >= 0
         if "expression" in outputs and bool(labelled.any()):
