@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from support.bad_input import damaged_copy
 from support.models import one_torch_thread
 
 from affectlab.config import ModelConfig
@@ -66,13 +66,7 @@ def test_conversion_from_dlibs_file_matches_dlib_to_1e4() -> None:
 def test_weights_are_small_and_hash_checked(tmp_path: Path) -> None:
     assert WEIGHTS.stat().st_size <= 12 * 1024 * 1024
     assert "CC0" in (WEIGHTS.parent / "MODEL_CARD.md").read_text()
-    damaged = tmp_path / "face_resnet29.pt"
-    shutil.copy(WEIGHTS, damaged)
-    with damaged.open("r+b") as stream:  # one flipped bit in the middle of the tensors
-        stream.seek(damaged.stat().st_size // 2)
-        byte = stream.read(1)
-        stream.seek(-1, 1)
-        stream.write(bytes([byte[0] ^ 1]))
+    damaged = damaged_copy(WEIGHTS, tmp_path / "face_resnet29.pt")  # one flipped bit in the middle of the tensors
     with pytest.raises(AffectlabError, match=r"face_resnet29\.pt: SHA-256 .* is not the packaged") as info:
         load_face_resnet(damaged)
     assert "\n" not in str(info.value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from skimage import data
+from support.bad_input import damaged_copy
 from support.models import one_torch_thread, serving
 
 from affectlab.cli import main
@@ -61,13 +61,7 @@ def test_module_matches_the_tflite_reference(net: torch.nn.Module) -> None:
 def test_weights_are_small_and_hash_checked(tmp_path: Path) -> None:
     assert WEIGHTS.stat().st_size <= 3 * 1024 * 1024
     assert (WEIGHTS.parent / "MODEL_CARD.md").read_text().count("Apache License") >= 1
-    damaged = tmp_path / "face_landmark.pt"
-    shutil.copy(WEIGHTS, damaged)
-    with damaged.open("r+b") as stream:  # one flipped bit in the middle of the tensors
-        stream.seek(damaged.stat().st_size // 2)
-        byte = stream.read(1)
-        stream.seek(-1, 1)
-        stream.write(bytes([byte[0] ^ 1]))
+    damaged = damaged_copy(WEIGHTS, tmp_path / "face_landmark.pt")  # one flipped bit in the middle of the tensors
     with pytest.raises(AffectlabError, match=r"face_landmark\.pt: SHA-256 .* is not the packaged"):
         load_facemesh(damaged)
 

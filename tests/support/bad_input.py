@@ -121,3 +121,11 @@ def mutated(base: bytes, focus: int | None = None) -> st.SearchStrategy[bytes]:
         return bytes(data[: change[1]] if change[1] is not None else data)
 
     return st.tuples(edits, cut).filter(lambda c: bool(c[0]) or c[1] is not None).map(apply)
+
+
+def damaged_copy(original: Path, copy: Path) -> Path:
+    """``original`` copied to ``copy`` with one bit flipped in the middle: a damaged download or disk."""
+    data = bytearray(original.read_bytes())
+    data[len(data) // 2] ^= 1
+    copy.write_bytes(bytes(data))
+    return copy

@@ -7,13 +7,11 @@ giving wrong features. See ``MODEL_CARD.md`` beside this file for source, licenc
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
 import torch
 
-from affectlab.errors import AffectlabError
 from affectlab.models.face_resnet.network import (
     DESCRIPTOR_DIM,
     FEATURE_DIM,
@@ -22,6 +20,7 @@ from affectlab.models.face_resnet.network import (
     MIN_INPUT_SIZE,
     FaceResNet29,
 )
+from affectlab.models.packaged import packaged_bytes
 
 __all__ = [
     "DESCRIPTOR_DIM",
@@ -42,17 +41,7 @@ WEIGHTS_SHA256 = "6de4b70734d44d81f28a4f2d402dae1e0c1c7a68c9a3e8bb04270d4e154a08
 
 def load_face_resnet(path: Path = WEIGHTS, sha256: str = WEIGHTS_SHA256) -> FaceResNet29:
     """The network with dlib's weights in float32, in eval mode (call ``.train()`` to fine-tune)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise AffectlabError(
-            f"{path}: face ResNet weights missing or unreadable ({exc.strerror}); reinstall affectlab"
-        ) from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise AffectlabError(
-            f"{path}: SHA-256 {digest[:12]}... is not the packaged {sha256[:12]}...; reinstall affectlab"
-        )
+    data = packaged_bytes(path, sha256, "face ResNet weights")
     net = FaceResNet29()
     state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     net.load_state_dict(state)  # copies the float16 values into the float32 parameters

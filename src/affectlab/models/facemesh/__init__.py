@@ -8,15 +8,15 @@ pose is measured against. See ``MODEL_CARD.md`` beside this file for source, lic
 
 from __future__ import annotations
 
-import hashlib
+import io
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from affectlab.errors import AffectlabError
 from affectlab.models.facemesh.network import INPUT_SIZE, N_LANDMARKS, FaceMeshNet
+from affectlab.models.packaged import packaged_bytes
 
 __all__ = ["INPUT_SIZE", "N_LANDMARKS", "WEIGHTS", "FaceMeshNet", "canonical_face", "load_facemesh"]
 
@@ -28,28 +28,15 @@ CANONICAL = HERE / "canonical_face.npy"
 CANONICAL_SHA256 = "950c7a131b14aade2fc241c24ce9c5ef3f9d8b2a7d9f47a621bace5f104acfc7"
 
 
-def _verified(path: Path, sha256: str) -> Path:
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise AffectlabError(
-            f"{path}: FaceMesh file missing or unreadable ({exc.strerror}); reinstall affectlab"
-        ) from None
-    if digest != sha256:
-        raise AffectlabError(
-            f"{path}: SHA-256 {digest[:12]}... is not the packaged {sha256[:12]}...; reinstall affectlab"
-        )
-    return path
-
-
 def load_facemesh(path: Path = WEIGHTS, sha256: str = WEIGHTS_SHA256) -> FaceMeshNet:
     """The FaceMesh network with its converted weights, in eval mode (call ``.train()`` to fine-tune)."""
     net = FaceMeshNet()
-    net.load_state_dict(torch.load(_verified(path, sha256), map_location="cpu", weights_only=True))
+    state = torch.load(io.BytesIO(packaged_bytes(path, sha256, "FaceMesh file")), map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
     return net.eval()
 
 
 @cache
 def canonical_face() -> np.ndarray:
     """468 x 3 float64: MediaPipe's canonical face mesh, in landmark order."""
-    return np.load(_verified(CANONICAL, CANONICAL_SHA256)).astype(np.float64)
+    return np.load(io.BytesIO(packaged_bytes(CANONICAL, CANONICAL_SHA256, "FaceMesh file"))).astype(np.float64)
