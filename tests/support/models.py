@@ -180,3 +180,11 @@ def serving(args: list[str], log_path: Path, timeout_s: float = STARTUP_LIMIT_S)
         finally:
             process.terminate()
             process.wait(timeout=120)
+
+
+def scores_of(run: Path) -> dict[str, Any]:
+    """A run's ``metrics.json`` without its ``cost`` (seconds per section, which differ between two identical
+    trainings): what two runs of the same model must agree on."""
+    import json
+
+    return {k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if k != "cost"}
