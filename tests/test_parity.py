@@ -119,7 +119,10 @@ def test_predict_on_the_test_crops_reproduces_the_test_metrics(tta_run: Path, de
     ).splits["test"]
     images = [str(demo_data / "images" / f"{i}.png") for i in part.ids]
     out = tmp_path / "test.jsonl"
-    assert main(["predict", str(tta_run), *images, "--detector", "none", "--out", str(out), "--quiet"]) == 0
+    # PyTorch, as training scored it: near-uniform demo probabilities put many classes at the set threshold, where
+    # ONNX Runtime's last-bit differences (CPU-dependent) flip set membership; test_onnx holds ONNX to PyTorch.
+    argv = ["predict", str(tta_run), *images, "--detector", "none", "--backend", "torch", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == len(part.ids)
     _, meta = load_checkpoint(tta_run)
