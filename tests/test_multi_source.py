@@ -341,3 +341,12 @@ def test_cross_dataset_table_has_a_row_per_model_a_column_per_source_and_marks_i
     assert grouped is not None
     assert [(row[3], row[4]) for row in grouped[1]] == [("an", "2"), ("an (camera)", "1")]
     assert grouped[1][1][6] == "0.100 / 0.200 *"
+
+
+def test_sources_set_over_a_recipes_sources_replace_them_and_name_the_first_as_data_path() -> None:
+    # The docs' own command: the bundled recipe's two sources replaced by --set, paths written differently
+    cfg = resolve_config("bundled", sets=["data.sources=[{path: /data/an}, {path: /data/fp, per_epoch: 4400}]"])
+    assert cfg.data.path == "/data/an"
+    assert [(s.path, s.per_epoch) for s in cfg.data.sources] == [("/data/an", None), ("/data/fp", 4400)]
+    with pytest.raises(AffectlabError, match="data.path and data.sources both given"):
+        resolve_config("bundled", sets=["data.path=/elsewhere", "data.sources=[{path: /data/an}]"])

@@ -2,8 +2,7 @@
 
 Usage::
 
-    affectlab train --recipe bundled --data ../shared/data/affectnet-3999 --data ../shared/data/fer2013-train \\
-        --out runs/bundled
+    affectlab train --recipe bundled --out runs/bundled     # the recipe names its data sources
     python tools/build_bundled.py runs/bundled --write-registry
 
 Writes ``src/affectlab/models/bundled/affectlab-base.pt`` (an affectlab checkpoint with half-precision weights,
@@ -52,6 +51,14 @@ DATASETS = {
             "Computing in the Wild', IEEE Transactions on Affective Computing, 2017"
         ),
         "AffectNet licence agreement: non-commercial research and education only",
+    ),
+    "ferplus": (
+        "FER+",
+        (
+            "Barsoum, Zhang, Canton Ferrer and Zhang, 'Training Deep Networks for Facial Expression Recognition with "
+            "Crowd-Sourced Label Distribution', ICMI 2016 (labels), on FER-2013's faces (Goodfellow et al., ICONIP 2013)"
+        ),
+        "labels MIT (FER+); images FER-2013: research use only, not for commercial use",
     ),
     "fer2013": (
         "FER-2013",
@@ -161,6 +168,10 @@ def model_card(
     for s in sources:
         counts = s.get("counts") or {}
         labels = f"{len(s.get('classes') or [])} classes" + (" + V/A" if s.get("valence_arousal") else "")
+        if s.get("targets") == "votes":
+            labels += ", trained on its 10 crowd votes per face"
+        if s.get("per_epoch"):
+            labels += f", {s['per_epoch']:,} faces drawn per epoch"
         split = " / ".join(str(counts.get(k, "?")) for k in ("train", "val", "test"))
         lines.append(f"| {s['name']} | {s['title']} | {s.get('samples', '?')} ({split}) | {labels} | {s['licence']} |")
     lines += ["", *[f"- {s['title']}: {s['citation']}." for s in sources]]
@@ -181,6 +192,18 @@ def model_card(
             f"| {source} | {m.get('n', '?')} | {_get(m, 'classification', 'accuracy')} | "
             f"{_get(m, 'classification', 'f1_macro')} | {_get(m, 'valence', 'ccc')} | {_get(m, 'arousal', 'ccc')} |"
         )
+    for source, m in per_source.items():
+        votes = m.get("votes") or {}
+        if votes.get("n_majority") is not None:
+            lines += [
+                "",
+                (
+                    f"{source} is scored by its crowd's majority vote (FER+'s protocol: {votes['n_majority']} of "
+                    f"{votes.get('n', '?')} faces have one; ties, unknown and not-a-face are left out); against all "
+                    f"the votes, cross-entropy {votes.get('vote_cross_entropy', float('nan')):.3f} and top-vote "
+                    f"agreement {votes.get('top_vote_agreement', float('nan')):.3f}."
+                ),
+            ]
     lines += [
         "",
         (
@@ -222,7 +245,7 @@ def model_card(
         ),
         (
             f"- Small training data: {', '.join(s['name'] for s in sources)}. Expect lower accuracy than the test "
-            "figures on faces unlike these datasets' (lighting, age, ethnicity, pose, occlusion); both datasets "
+            "figures on faces unlike these datasets' (lighting, age, ethnicity, pose, occlusion); the datasets "
             "come from web images and share their biases."
         ),
         (
@@ -240,10 +263,7 @@ def model_card(
         "",
         "```bash",
         *([f"# the run's command: {run_info['command']}"] if run_info.get("command") else []),
-        (
-            "affectlab train --recipe bundled --data ../shared/data/affectnet-3999 --data ../shared/data/fer2013-train "
-            "--out runs/bundled"
-        ),
+        f"affectlab train --recipe bundled --seed {run_info.get('seed', 0)} --out runs/bundled",
         "python tools/build_bundled.py runs/bundled --write-registry --overwrite",
         "```",
         "",

@@ -686,6 +686,10 @@ def with_overrides(cfg: RunConfig, overrides: Mapping[str, Any], where: str = "-
             parts[section] = dataclasses.replace(parts[section], **{key: value})
         except AffectlabError as exc:  # a malformed data.sources entry
             raise AffectlabError(f"{where}: {exc}") from None
+    given = dotted(overrides)
+    if given.get("data.sources") and "data.path" not in given:
+        # New sources replace the recipe's: data.path names their first, as when they came from several --data
+        parts["data"] = dataclasses.replace(parts["data"], path=parts["data"].sources[0].path)
     result = RunConfig(**parts)
     validate(result, where)
     return result
