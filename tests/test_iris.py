@@ -255,15 +255,17 @@ def test_rolling_the_face_leaves_the_gaze_in_the_heads_frame(
 def test_openness_falls_as_the_lids_close(
     portrait: tuple[np.ndarray, Detection], eye_stage: tuple[MeshLandmarker, EyeLandmarker]
 ) -> None:
-    """Each eye covered from above by a fifth of its opening more at each step reads less open at each step, and
-    under half as open as before when covered whole. (Between four fifths and whole the reading levels off at about
-    0.1: the network's two lid lines stay apart on a closed eye.)"""
+    """Each eye covered from above by a quarter of its opening more at each step reads less open at each step
+    until three quarters, and under half as open as uncovered from there on. Between three quarters and whole
+    the reading levels off at about 0.1 (the network's two lid lines stay apart on a closed eye), so the last
+    step may only not rise by more than the reading's noise, 0.02."""
     image, face = portrait
     eyes = _eyes(eye_stage, image, face)
-    steps = (0, 0.2, 0.4, 0.6, 0.8, 1)
+    steps = (0, 0.25, 0.5, 0.75, 1)
     readings = np.array([_eyes(eye_stage, _lids_lowered(image, eyes, f), face).openness for f in steps])
     assert np.all(np.diff(readings[:-1], axis=0) < 0), readings
-    assert np.all(readings[-1] < 0.5 * readings[0]), readings
+    assert np.all(readings[-1] < readings[-2] + 0.02), readings
+    assert np.all(readings[-2:] < 0.5 * readings[0]), readings
 
 
 def _eye_frame(openness: float, track_id: int = 0) -> ImageResult:
@@ -295,7 +297,7 @@ def test_an_open_closed_open_video_counts_one_blink(
     frames = [image] * 4 + [closed] * 3 + [image] * 4
     video = write_video(tmp_path / "blink.avi", [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in frames], fps=10.0)
     table, drawn = tmp_path / "blink.csv", tmp_path / "drawn"
-    args = ["predict", str(run), str(video), "--detector", "haar", "--eyes", "--quiet"]
+    args = ["predict", str(run), str(video), "--detector", "haar", "--eyes", "--backend", "torch", "--quiet"]
     assert main([*args, "--out", str(table), "--save-annotated", str(drawn)]) == 0
     header, *rows = list(csv.reader(table.read_text().splitlines()))
     assert tuple(header) == CSV_COLUMNS + POSE_COLUMNS + EYE_COLUMNS
@@ -316,7 +318,7 @@ def test_predict_eyes_from_the_command_line(run: Path, tmp_path: Path, portrait:
     photo = tmp_path / "portrait.png"
     cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     jsonl, plain, drawn = tmp_path / "eyes.jsonl", tmp_path / "plain.jsonl", tmp_path / "drawn"
-    args = ["predict", str(run), str(photo), "--detector", "haar", "--quiet"]
+    args = ["predict", str(run), str(photo), "--detector", "haar", "--backend", "torch", "--quiet"]
     assert main([*args, "--eyes", "--out", str(jsonl), "--save-annotated", str(drawn)]) == 0
     assert main([*args, "--landmarks", "--out", str(plain)]) == 0
     record = json.loads(jsonl.read_text())
