@@ -8,13 +8,10 @@ how the eyes are cropped from FaceMesh's landmarks.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import torch
-
 from affectlab.models.iris.network import INPUT_SIZE, N_CONTOUR, N_IRIS, IrisNet
-from affectlab.models.packaged import packaged_bytes
+from affectlab.models.packaged import packaged_state_dict
 
 __all__ = ["INPUT_SIZE", "N_CONTOUR", "N_IRIS", "WEIGHTS", "IrisNet", "load_iris"]
 
@@ -26,6 +23,5 @@ WEIGHTS_SHA256 = "f2644e0cbdbca81210eaf4d5f16c7faad7751a8a2e4a255350f3fcdd5e8b00
 def load_iris(path: Path = WEIGHTS, sha256: str = WEIGHTS_SHA256) -> IrisNet:
     """The Iris network with its converted weights, in eval mode (call ``.train()`` to fine-tune)."""
     net = IrisNet()
-    state = torch.load(io.BytesIO(packaged_bytes(path, sha256, "Iris file")), map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    net.load_state_dict(packaged_state_dict(path, sha256, "Iris file"))
     return net.eval()
