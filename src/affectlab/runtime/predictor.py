@@ -71,8 +71,8 @@ class AffectPredictor:
             ``MeshLandmarker``, or True for the default one; see ``runtime.mesh``).
         eyes: also run MediaPipe Iris on both eyes of each face: iris points, eye openness and gaze on
             ``FaceResult.eyes`` (an ``EyeLandmarker``, or True for the default one; see ``runtime.eyes``). Implies
-            ``landmarks``, whose eye corners place the crops. Off by default: it adds about two thirds of the
-            mesh's cost (``benchmarks/eyes_cost.py``).
+            ``landmarks``, whose eye corners place the crops. Off by default: with the mesh it needs, it adds a fifth
+            to a plain prediction's cost (``benchmarks/eyes_cost.py``).
         min_confidence: label a face ``uncertain`` when its (calibrated) top probability is below this.
         workers: threads that read, decode, detect and crop the next items while the model runs (default: the
             CPUs this process may use; 1: all in the calling thread).
