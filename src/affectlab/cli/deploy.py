@@ -24,6 +24,7 @@ PREDICT_FLAGS = (
     "margin",
     "align",
     "landmarks",
+    "eyes",
     "min_confidence",
     "batch_size",
     "every",
@@ -94,6 +95,12 @@ def _add_predict(predict: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="add FaceMesh's 468 3-D points and head pose (yaw, pitch, roll) to each face (see the landmarks page)",
+    )
+    predict.add_argument(
+        "--eyes",
+        action="store_true",
+        default=None,
+        help="also add iris points, eye openness, gaze and (video) blinks per track; implies --landmarks (see the eyes page)",
     )
     predict.add_argument("--out", help="results file, .jsonl or .csv (default: JSON lines on stdout)")
     predict.add_argument("--save-annotated", metavar="DIR", help="write images/videos with boxes, labels and V/A dots")
@@ -174,6 +181,9 @@ def _add_serve(serve: argparse.ArgumentParser) -> None:
     _add_backend(serve)
     serve.add_argument(
         "--landmarks", action="store_true", default=None, help="add FaceMesh points and head pose to every face"
+    )
+    serve.add_argument(
+        "--eyes", action="store_true", default=None, help="add iris points, eye openness and gaze to every face"
     )
     serve.add_argument(
         "--min-confidence",
@@ -273,6 +283,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     sizes = _given(args, ("max_upload_mb", "max_video_mb"))  # the flags are MB, the options bytes
     sizes = {f"{name[:-3]}_bytes": mb * MB for name, mb in sizes.items()}
-    predict_flags = ("detector", "threads", "landmarks", "min_confidence", "backend")
+    predict_flags = ("detector", "threads", "landmarks", "eyes", "min_confidence", "backend")
     serve(args.model, **_given(args, (*predict_flags, *SERVE_FLAGS)), **sizes)
     return 0

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from affectlab.errors import AffectlabError
 
-__all__ = ["packaged_bytes"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["packaged_bytes", "packaged_state_dict"]
 
 
 def packaged_bytes(path: Path, sha256: str, what: str) -> bytes:
@@ -27,3 +31,13 @@ def packaged_bytes(path: Path, sha256: str, what: str) -> bytes:
             f"{path}: SHA-256 {digest[:12]}... is not the packaged {sha256[:12]}...; reinstall affectlab"
         )
     return data
+
+
+def packaged_state_dict(path: Path, sha256: str, what: str) -> dict[str, torch.Tensor]:
+    """The PyTorch state dict stored in the packaged file ``path``, after checking its SHA-256 (tensors only:
+    ``weights_only``). torch is imported here, so that reading a packaged data file does not need it."""
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(packaged_bytes(path, sha256, what)), map_location="cpu", weights_only=True)  # type: ignore[no-any-return]

@@ -4,7 +4,8 @@ The dial is a circle in the corner of the face's box (valence on x, arousal on y
 where the face sits, so V/A can be read at a glance on a video. Drawing sizes scale with the face box, so the
 marks stay readable on both a 96 px crop and a 4K frame. Faces with a FaceMesh (``--landmarks``) also get their
 468 points as dots and their head pose as a line of text under the box (``mesh rejected`` where the mesh network
-did not take the face for one). A page that shows the image at a known size asks for it to
+did not take the face for one); with ``--eyes``, each iris as a circle, the gaze as an arrow from between the eyes
+and its angles and the eyes' openness as another line of text. A page that shows the image at a known size asks for it to
 be drawn at that size (``fit``), so that the text is readable there however large the photo was; it can also number
 the faces, so that they match a table listing them in order. On a group photo the text of each face is laid out
 (``label_layout.place_labels``) so that it covers no other face and no other face's text; a face whose text fits
@@ -22,7 +23,7 @@ import numpy as np
 
 from affectlab.runtime.label_layout import Rect, Size, place_labels
 
-__all__ = ["EMOTION_COLOURS", "TextItem", "TextPlan", "draw_result", "plan_text"]
+__all__ = ["EMOTION_COLOURS", "GAZE_COLOUR", "TextItem", "TextPlan", "draw_result", "eye_text", "plan_text"]
 
 #: RGB colour per emotion name; unknown names are drawn in white.
 EMOTION_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -51,6 +52,23 @@ class Mesh(Protocol):
     def roll(self) -> float | None: ...
 
 
+class Eyes(Protocol):
+    """What is drawn of a face's eyes (``results.Eyes``)."""
+
+    @property
+    def iris(self) -> np.ndarray | None: ...
+    @property
+    def openness(self) -> tuple[float, float] | None: ...
+    @property
+    def gaze_yaw(self) -> float | None: ...
+    @property
+    def gaze_pitch(self) -> float | None: ...
+    @property
+    def blinks(self) -> int | None: ...
+    @property
+    def rejected(self) -> bool: ...
+
+
 class FaceResult(Protocol):
     """What is drawn of a face (``results.FaceResult``); a protocol, so that results.py can draw with this
     module (``ImageResult.plot``) without an import loop."""
@@ -69,6 +87,8 @@ class FaceResult(Protocol):
     def mesh(self) -> Mesh | None: ...
     @property
     def prediction_set(self) -> tuple[str, ...] | None: ...
+    @property
+    def eyes(self) -> Eyes | None: ...
 
 
 class ImageResult(Protocol):
@@ -207,6 +227,9 @@ def _face_text(face: FaceResult, box: Rect, index: int, numbered: bool, legend: 
     if face.mesh is not None:
         details.append((_pose_text(face.mesh), _DETAIL, scale * 0.85))
         full.append(details[-1][0])
+    if face.eyes is not None:
+        details.append((eye_text(face.eyes), _DETAIL, scale * 0.85))
+        full.append(details[-1][0])
     blocks = [block for block in ([(": ".join(title), colour, scale)] if title else [], details) if block]
     short = None
     if face.label:
@@ -283,6 +306,40 @@ def _draw_marks(out: np.ndarray, face: FaceResult, box: Rect) -> None:
         radius = 1 if float(np.ptp(mesh.points[:, 0])) < 300 else 2
         for px, py in np.round(mesh.points[:, :2]).astype(int):
             cv2.circle(out, (int(px), int(py)), radius, (80, 255, 160), -1)
+    if face.eyes is not None and face.eyes.iris is not None:
+        _draw_eyes(out, face.eyes, side)
+
+
+#: RGB colour of the irises and the gaze arrow.
+GAZE_COLOUR = (255, 60, 200)
+
+
+def _draw_eyes(out: np.ndarray, eyes: Eyes, side: int) -> None:
+    """Each iris as a circle through its rim points, and the gaze as an arrow from between the irises: its length
+    is 0.6 face box sides for a gaze across the image plane and shrinks as the gaze turns towards the camera."""
+    assert eyes.iris is not None and eyes.gaze_yaw is not None and eyes.gaze_pitch is not None
+    thickness = max(1, side // 100)
+    for iris in eyes.iris:
+        centre = iris[0, :2]
+        radius = float(np.mean(np.linalg.norm(iris[1:, :2] - centre, axis=1)))
+        cv2.circle(out, _point(centre), max(1, round(radius)), GAZE_COLOUR, thickness, cv2.LINE_AA)
+    yaw, pitch = np.radians([eyes.gaze_yaw, eyes.gaze_pitch])
+    start = eyes.iris[:, 0, :2].mean(axis=0)
+    end = start + 0.6 * side * np.array([np.sin(yaw) * np.cos(pitch), -np.sin(pitch)])
+    cv2.arrowedLine(out, _point(start), _point(end), GAZE_COLOUR, thickness + 1, cv2.LINE_AA, tipLength=0.25)
+
+
+def _point(xy: np.ndarray) -> tuple[int, int]:
+    return int(round(float(xy[0]))), int(round(float(xy[1])))
+
+
+def eye_text(eyes: Eyes) -> str:
+    """One line for a face's eyes: gaze angles and openness, or why there are none (also the page's)."""
+    if eyes.rejected or eyes.openness is None or eyes.gaze_yaw is None or eyes.gaze_pitch is None:
+        return "no eyes (mesh rejected)"
+    left, right = eyes.openness
+    blinks = "" if eyes.blinks is None else f" blinks {eyes.blinks}"
+    return f"gaze {eyes.gaze_yaw:+.0f} {eyes.gaze_pitch:+.0f} open {left:.2f} {right:.2f}{blinks}"
 
 
 def _with_legend(out: np.ndarray, plan: TextPlan) -> np.ndarray:

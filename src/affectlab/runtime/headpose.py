@@ -18,7 +18,7 @@ import numpy as np
 
 from affectlab.models.facemesh import canonical_face
 
-__all__ = ["head_pose", "rigid_rotation"]
+__all__ = ["TO_CANONICAL_AXES", "head_pose", "head_rotation", "rigid_rotation"]
 
 
 def rigid_rotation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -30,10 +30,21 @@ def rigid_rotation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, d]) @ vt
 
 
+#: Image pixels (x right, y down, z away from the viewer) to the canonical mesh's axes (y up, z towards the viewer).
+TO_CANONICAL_AXES = np.array([1.0, -1.0, -1.0])
+
+
+def head_rotation(points: np.ndarray) -> np.ndarray:
+    """The 3 x 3 rotation taking the canonical face to 468 x 3 FaceMesh landmarks in image pixels, in the
+    canonical axes (``TO_CANONICAL_AXES``); gaze (``runtime.gaze``) turns eye directions into the camera's frame
+    with it."""
+    observed = np.asarray(points, dtype=np.float64) * TO_CANONICAL_AXES
+    return rigid_rotation(canonical_face(), observed)
+
+
 def head_pose(points: np.ndarray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees from 468 x 3 FaceMesh landmarks in image pixels."""
-    observed = np.asarray(points, dtype=np.float64) * np.array([1.0, -1.0, -1.0])
-    r = rigid_rotation(canonical_face(), observed)
+    r = head_rotation(points)
     yaw = np.degrees(np.arcsin(np.clip(-r[2, 0], -1.0, 1.0)))
     pitch = -np.degrees(np.arctan2(r[2, 1], r[2, 2]))
     roll = np.degrees(np.arctan2(r[1, 0], r[0, 0]))

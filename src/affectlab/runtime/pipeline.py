@@ -123,13 +123,13 @@ def predict_local(
         summary.results = results
         return summary
     if not isinstance(out, (str, Path)):
-        writer = RecordWriter(out, fmt, landmarks=config.landmarks)
+        writer = RecordWriter(out, fmt, landmarks=config.landmarks, eyes=config.eyes)
         return run(lambda result: writer.write(result.records()))
     box: dict[str, PredictSummary] = {}
 
     def write(tmp: Path) -> None:
         with tmp.open("w", encoding="utf-8", newline="") as stream:
-            writer = RecordWriter(stream, fmt, landmarks=config.landmarks)
+            writer = RecordWriter(stream, fmt, landmarks=config.landmarks, eyes=config.eyes)
             box["summary"] = run(lambda result: writer.write(result.records()))
 
     atomic_write(out, write)

@@ -39,6 +39,7 @@ from affectlab.runtime.results import Detection, FaceResult, ImageResult
 from affectlab.runtime.settings import DEFAULT_BATCH, PredictConfig
 
 if TYPE_CHECKING:
+    from affectlab.runtime.eyes import EyeLandmarker
     from affectlab.runtime.mesh import MeshLandmarker
 
 __all__ = ["AffectPredictor", "Item", "load", "load_for", "to_rgb"]
@@ -68,6 +69,10 @@ class AffectPredictor:
         align: rotate each face so its eyes are level before cropping (detectors with landmarks only).
         landmarks: also run FaceMesh on each face: 468 3-D points and head pose on ``FaceResult.mesh`` (a
             ``MeshLandmarker``, or True for the default one; see ``runtime.mesh``).
+        eyes: also run MediaPipe Iris on both eyes of each face: iris points, eye openness and gaze on
+            ``FaceResult.eyes`` (an ``EyeLandmarker``, or True for the default one; see ``runtime.eyes``). Implies
+            ``landmarks``, whose eye corners place the crops. Off by default: with the mesh it needs, it adds a fifth
+            to a plain prediction's cost (``benchmarks/eyes_cost.py``).
         min_confidence: label a face ``uncertain`` when its (calibrated) top probability is below this.
         workers: threads that read, decode, detect and crop the next items while the model runs (default: the
             CPUs this process may use; 1: all in the calling thread).
@@ -89,6 +94,7 @@ class AffectPredictor:
         workers: int | None = None,
         decode_at_scale: bool = True,
         detect_every: int = 1,
+        eyes: bool | EyeLandmarker = False,
     ) -> None:
         if batch_size < 1:
             raise AffectlabError(f"batch size must be at least 1, got {batch_size}")
@@ -110,6 +116,15 @@ class AffectPredictor:
             self.landmarker = MeshLandmarker()
         elif landmarks:
             self.landmarker = landmarks
+        self.eye_landmarker: EyeLandmarker | None = None
+        if eyes:
+            from affectlab.runtime.eyes import EyeLandmarker
+
+            self.eye_landmarker = EyeLandmarker() if eyes is True else eyes
+            if self.landmarker is None:
+                from affectlab.runtime.mesh import MeshLandmarker
+
+                self.landmarker = MeshLandmarker()
         self.min_confidence = min_confidence
 
     @property
@@ -210,8 +225,12 @@ class AffectPredictor:
             ]
             offset += len(found)
             if self.landmarker is not None and item.image is not None:
-                for face, mesh in zip(faces, self.landmarker(item.image, found)):
+                meshes = self.landmarker(item.image, found)
+                for face, mesh in zip(faces, meshes):
                     face.mesh = mesh
+                if self.eye_landmarker is not None:
+                    for face, eyes in zip(faces, self.eye_landmarker(item.image, meshes)):
+                        face.eyes = eyes
             yield ImageResult(item.source, faces, item.frame, item.time_s, item.error, item.image if keep else None)
 
     def _run(self, crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -296,6 +315,7 @@ def load(
     decode_at_scale: bool = True,
     source: str | Path | None = None,
     detect_every: int = 1,
+    eyes: bool = False,
 ) -> AffectPredictor:
     """Load a run folder, ``.pt`` checkpoint, ``.onnx`` file or named model as an ``AffectPredictor``.
 
@@ -310,6 +330,7 @@ def load(
     issue 26, kept for comparisons). ``source`` is what the user called the model when ``path`` is a file made
     from it (a run folder's ONNX export): records, ``/health`` and messages name that, not the export.
     ``detect_every`` N runs the detector on every Nth video or webcam frame only (see ``AffectPredictor``).
+    ``eyes`` adds iris points, eye openness and gaze to every face (and implies ``landmarks``).
     """
     path = resolve_model(path)
     if not path.exists():
@@ -330,6 +351,7 @@ def load(
         workers=workers,
         decode_at_scale=decode_at_scale,
         detect_every=detect_every,
+        eyes=eyes,
     )
 
 
@@ -356,4 +378,5 @@ def load_for(
         1 if webcam else config.workers,
         source=source,
         detect_every=config.detect_every,
+        eyes=config.eyes,
     )

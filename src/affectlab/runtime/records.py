@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from affectlab.errors import AffectlabError
-from affectlab.runtime.results import CSV_COLUMNS, POSE_COLUMNS, csv_row
+from affectlab.runtime.results import CSV_COLUMNS, EYE_COLUMNS, POSE_COLUMNS, csv_row
 
 __all__ = ["OUTPUT_FORMATS", "RecordWriter", "output_format"]
 
@@ -32,12 +32,13 @@ def output_format(path: str | Path) -> str:
 class RecordWriter:
     """Writes ``ImageResult.records()`` dicts to an open text stream as JSONL or CSV.
 
-    ``landmarks`` appends the ``POSE_COLUMNS`` (face score of the mesh, yaw, pitch, roll) to the CSV columns.
+    ``landmarks`` appends the ``POSE_COLUMNS`` (face score of the mesh, yaw, pitch, roll) to the CSV columns;
+    ``eyes`` appends those and then the ``EYE_COLUMNS`` (gaze, openness, blinks).
     """
 
-    def __init__(self, stream: TextIO, fmt: str = "jsonl", landmarks: bool = False) -> None:
+    def __init__(self, stream: TextIO, fmt: str = "jsonl", landmarks: bool = False, eyes: bool = False) -> None:
         self.stream, self.fmt = stream, fmt
-        self.columns = CSV_COLUMNS + (POSE_COLUMNS if landmarks else ())
+        self.columns = CSV_COLUMNS + (POSE_COLUMNS if landmarks or eyes else ()) + (EYE_COLUMNS if eyes else ())
         self._csv = csv.writer(stream) if fmt == "csv" else None
         if self._csv is not None:
             self._csv.writerow(self.columns)

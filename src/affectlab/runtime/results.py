@@ -18,10 +18,12 @@ from affectlab.runtime.annotate import draw_result
 
 __all__ = [
     "CSV_COLUMNS",
+    "EYE_COLUMNS",
     "POSE_COLUMNS",
     "UNCERTAIN",
     "Box",
     "Detection",
+    "Eyes",
     "FaceResult",
     "ImageResult",
     "Landmarks",
@@ -65,6 +67,18 @@ CSV_COLUMNS: tuple[str, ...] = (
 #: Columns appended after ``CSV_COLUMNS`` when dense landmarks are asked for (``predict --landmarks``); the 468
 #: points themselves are in the JSON lines only (a CSV row of 1,404 coordinates helps nobody).
 POSE_COLUMNS: tuple[str, ...] = ("mesh_score", "yaw", "pitch", "roll")
+#: Columns appended after ``POSE_COLUMNS`` when the eyes are asked for (``predict --eyes``): gaze in the camera's
+#: and the head's frame (degrees), each eye's openness (the eye on the image's left first) and, on video, the
+#: face track's blinks so far. Iris and eye-contour points are in the JSON lines only.
+EYE_COLUMNS: tuple[str, ...] = (
+    "gaze_yaw",
+    "gaze_pitch",
+    "eye_yaw",
+    "eye_pitch",
+    "openness_left",
+    "openness_right",
+    "blinks",
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,39 @@ class Mesh:
         }
 
 
+@dataclass(frozen=True)
+class Eyes:
+    """MediaPipe Iris's answer for the two eyes of one face (``runtime.eyes``), the eye on the image's left first:
+    5 iris points (centre, then the rim) and 71 eye-contour points per eye in image pixels, each eye's openness,
+    and the gaze in degrees (``runtime.gaze``). A face whose mesh was rejected has no eye points (``rejected``).
+    On video, ``blinks`` counts the face track's blinks up to this frame (``runtime.blinks``)."""
+
+    iris: np.ndarray | None = field(default=None, repr=False)
+    contour: np.ndarray | None = field(default=None, repr=False)
+    openness: tuple[float, float] | None = None
+    gaze_yaw: float | None = None
+    gaze_pitch: float | None = None
+    eye_yaw: float | None = None
+    eye_pitch: float | None = None
+    blinks: int | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.iris is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gaze_yaw": _round(self.gaze_yaw, 2),
+            "gaze_pitch": _round(self.gaze_pitch, 2),
+            "eye_yaw": _round(self.eye_yaw, 2),
+            "eye_pitch": _round(self.eye_pitch, 2),
+            "openness": None if self.openness is None else [_round(v, 4) for v in self.openness],
+            "blinks": self.blinks,
+            "iris": None if self.iris is None else np.round(self.iris, 2).tolist(),
+            "eye_contours": None if self.contour is None else np.round(self.contour, 2).tolist(),
+        }
+
+
 def _in_va_range(value: Any) -> float:
     """A valence or arousal value clipped to ``VA_RANGE``. Models clip inside their outputs (PyTorch and the ONNX
     graph); this is the record path's guard for an ONNX file exported before they did, in the one place every
@@ -115,7 +162,8 @@ class FaceResult:
 
     ``probs`` is None for a regression-only model, ``valence``/``arousal`` are None for a classification-only one.
     ``landmarks`` come from detectors that give them; ``track_id`` is set on video frames (the same face keeps
-    its number from frame to frame). ``mesh`` is set when dense landmarks were asked for (``landmarks=True``).
+    its number from frame to frame). ``mesh`` is set when dense landmarks were asked for (``landmarks=True``),
+    ``eyes`` when the eyes were (``eyes=True``).
     A calibrated model adds its conformal ``prediction_set`` (the emotions that hold the true one at the model's target coverage, most probable first) and the ``[low, high]`` intervals of
     valence and arousal. With ``min_confidence``, a face whose top probability is below it is labelled
     ``uncertain``; its probabilities are kept.
@@ -133,6 +181,7 @@ class FaceResult:
     valence_interval: tuple[float, float] | None = None
     arousal_interval: tuple[float, float] | None = None
     min_confidence: float | None = None
+    eyes: Eyes | None = None
 
     @classmethod
     def from_outputs(
@@ -191,6 +240,7 @@ class FaceResult:
             "prediction_set": None if self.prediction_set is None else list(self.prediction_set),
             "valence_interval": _interval(self.valence_interval),
             "arousal_interval": _interval(self.arousal_interval),
+            **({} if self.eyes is None else self.eyes.to_dict()),
         }
 
 
@@ -282,6 +332,8 @@ def flat_record(record: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) 
         "valence_high": valence[1],
         "arousal_low": arousal[0],
         "arousal_high": arousal[1],
+        "openness_left": (record.get("openness") or [None] * 2)[0],
+        "openness_right": (record.get("openness") or [None] * 2)[1],
     }
     return {c: values.get(c) for c in columns}
 

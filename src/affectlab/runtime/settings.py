@@ -52,6 +52,8 @@ class PredictConfig:
             Runtime has its CUDA provider). An ``.onnx`` file always runs in ONNX Runtime.
         workers: threads that decode and detect the next photos while the model runs on the current ones
             (default: the CPUs this process may use; 1: one after another). Records keep the input order.
+        eyes: also run MediaPipe Iris on both eyes of each face: iris points, eye openness, gaze and, on video,
+            blinks per face track (implies ``landmarks``; local engine only).
 
     Raises:
         AffectlabError: on a value that cannot work, naming its flag, when the config is made.
@@ -72,6 +74,7 @@ class PredictConfig:
     min_confidence: float | None = None
     backend: str = "auto"
     workers: int | None = None
+    eyes: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "every", "smooth", "detect_every", "threads", "workers"):
@@ -94,6 +97,8 @@ class PredictConfig:
             raise AffectlabError("--detect-every is for videos and webcams, which the Ray engine does not read")
         if self.landmarks and self.engine == "ray":
             raise AffectlabError("--landmarks needs the local engine; the Ray engine writes no mesh columns")
+        if self.eyes and self.engine == "ray":
+            raise AffectlabError("--eyes needs the local engine; the Ray engine writes no eye columns")
         if self.shard is not None:
             index, count = self.shard
             if count < 1 or not 0 <= index < count:

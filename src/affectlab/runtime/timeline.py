@@ -2,8 +2,9 @@
 
 ``predict --save-annotated`` feeds every processed frame of a video to a ``TrackLog`` and, when the video ends,
 writes ``<video>.tracks.json`` (per track: dominant emotion, mean valence/arousal, first and last time, seconds
-on screen, frames) and ``<video>.tracks.png`` (one row per track: emotion probabilities and valence/arousal
-over time) next to the annotated video. Only the numbers per face and frame are kept, not the frames.
+on screen, frames; with ``--eyes`` also blinks, blinks per minute and mean gaze) and ``<video>.tracks.png`` (one
+row per track: emotion probabilities, valence/arousal and eye openness over time) next to the annotated video.
+Only the numbers per face and frame are kept, not the frames.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class _Series:
     times: list[float] = field(default_factory=list)
     probs: list[np.ndarray] = field(default_factory=list)
     va: list[tuple[float, float]] = field(default_factory=list)
+    eye_times: list[float] = field(default_factory=list)
+    openness: list[float] = field(default_factory=list)
+    gaze: list[tuple[float, float]] = field(default_factory=list)
+    blinks: int = 0
 
 
 class TrackLog:
@@ -56,6 +61,12 @@ class TrackLog:
                 series.probs.append(np.asarray(face.probs, dtype=np.float64))
             if face.valence is not None and face.arousal is not None:
                 series.va.append((face.valence, face.arousal))
+            eyes = face.eyes
+            if eyes is not None and eyes.openness is not None:
+                series.eye_times.append(when)
+                series.openness.append(float(np.mean(eyes.openness)))
+                series.gaze.append((eyes.gaze_yaw or 0.0, eyes.gaze_pitch or 0.0))
+                series.blinks = max(series.blinks, eyes.blinks or 0)
 
     def summary(self) -> list[dict[str, Any]]:
         """One entry per track, in order of appearance."""
@@ -74,6 +85,12 @@ class TrackLog:
                 row["mean_probs"] = {n: round(float(p), 4) for n, p in zip(self.class_names, mean)}
             if s.va:
                 row["mean_valence"], row["mean_arousal"] = (round(float(v), 4) for v in np.mean(s.va, axis=0))
+            if s.openness:  # appended after the fields of before, so that old readers keep working
+                seconds = row["seconds_on_screen"] or (s.times[-1] - s.times[0])
+                row["blinks"] = s.blinks
+                row["blinks_per_minute"] = round(60.0 * s.blinks / seconds, 2) if seconds else None
+                row["mean_openness"] = round(float(np.mean(s.openness)), 4)
+                row["mean_gaze_yaw"], row["mean_gaze_pitch"] = (round(float(v), 2) for v in np.mean(s.gaze, axis=0))
             rows.append(row)
         return rows
 
@@ -114,7 +131,11 @@ class TrackLog:
                 twin.set_ylim(-1, 1)
                 twin.set_ylabel("valence / arousal")
                 twin.legend(loc="upper right", fontsize=7)
-            ax.set_title(f"track {track_id}", fontsize=9, loc="left")
+            if s.openness:  # on the probability axis: an open eye reads about 0.25, a closed one near 0
+                ax.plot(s.eye_times, s.openness, color="0.35", ls=":", lw=1.4, label="eye openness")
+                ax.set_ylim(0, 1)
+            title = f"track {track_id}" + (f", {s.blinks} blinks" if s.openness else "")
+            ax.set_title(title, fontsize=9, loc="left")
         axes[0].legend(loc="upper left", fontsize=7, ncol=4)
         axes[-1].set_xlabel("time (s)")
         return fig

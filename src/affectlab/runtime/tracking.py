@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from affectlab.runtime.blinks import BlinkCounter
 from affectlab.runtime.faces import iou
 from affectlab.runtime.results import Box, ImageResult
 from affectlab.runtime.video import Smoother
@@ -106,10 +107,11 @@ def _centre(box: Box) -> tuple[float, float]:
 
 
 def track_and_smooth(smooth: int) -> Callable[[ImageResult], ImageResult]:
-    """One video's per-frame step: number the faces (``FaceTracker``), then average each over ``smooth`` frames.
+    """One video's per-frame step: number the faces (``FaceTracker``), average each over ``smooth`` frames, and
+    count each track's blinks where the eyes were asked for (``BlinkCounter``; openness is not smoothed).
 
     A track outlives a gap of ``max(10, smooth)`` frames, so a face missed for a frame or two keeps its number and
     its smoothing history. Make one per video: the state belongs to that video.
     """
-    tracker, smoother = FaceTracker(max_age=max(10, smooth)), Smoother(smooth)
-    return lambda result: smoother(tracker(result))
+    tracker, smoother, blinks = FaceTracker(max_age=max(10, smooth)), Smoother(smooth), BlinkCounter()
+    return lambda result: blinks(smoother(tracker(result)))

@@ -26,7 +26,7 @@ from affectlab.data.images import read_rgb
 from affectlab.errors import AffectlabError
 from affectlab.export.model_card import model_card_markdown
 from affectlab.extras import require
-from affectlab.runtime.annotate import EMOTION_COLOURS, draw_result
+from affectlab.runtime.annotate import EMOTION_COLOURS, draw_result, eye_text
 from affectlab.runtime.backends import ModelInfo
 from affectlab.runtime.results import FaceResult, ImageResult
 
@@ -224,6 +224,8 @@ def _face_title(index: int, face: FaceResult) -> str:
         parts.append(
             "no mesh" if mesh.rejected else f"yaw {mesh.yaw:+.0f} pitch {mesh.pitch:+.0f} roll {mesh.roll:+.0f}"
         )
+    if face.eyes is not None:  # affectlab serve --eyes
+        parts.append(eye_text(face.eyes))
     return f"face {index}: " + ", ".join(parts)
 
 

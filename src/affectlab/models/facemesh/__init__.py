@@ -13,10 +13,9 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from affectlab.models.facemesh.network import INPUT_SIZE, N_LANDMARKS, FaceMeshNet
-from affectlab.models.packaged import packaged_bytes
+from affectlab.models.packaged import packaged_bytes, packaged_state_dict
 
 __all__ = ["INPUT_SIZE", "N_LANDMARKS", "WEIGHTS", "FaceMeshNet", "canonical_face", "load_facemesh"]
 
@@ -31,8 +30,7 @@ CANONICAL_SHA256 = "950c7a131b14aade2fc241c24ce9c5ef3f9d8b2a7d9f47a621bace5f104a
 def load_facemesh(path: Path = WEIGHTS, sha256: str = WEIGHTS_SHA256) -> FaceMeshNet:
     """The FaceMesh network with its converted weights, in eval mode (call ``.train()`` to fine-tune)."""
     net = FaceMeshNet()
-    state = torch.load(io.BytesIO(packaged_bytes(path, sha256, "FaceMesh file")), map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    net.load_state_dict(packaged_state_dict(path, sha256, "FaceMesh file"))
     return net.eval()
 
 
