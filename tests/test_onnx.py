@@ -202,8 +202,10 @@ def test_regression_model_exports_only_va(work: Path, crops: np.ndarray) -> None
 
 
 def test_export_and_load_errors_are_one_line(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["export", str(run), "--format", "tflite"]) == 2
-    assert capsys.readouterr().err.strip() == "affectlab: error: unknown export format 'tflite'; available: onnx"
+    assert main(["export", str(run), "--format", "apk"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "affectlab: error: unknown export format 'apk'; available: onnx, tflite, executorch, coreml"
+    )
     assert main(["export", str(run), "--int8", "--quantization", "fp8"]) == 2
     assert "unknown quantization 'fp8'; available: static, dynamic" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nothing")]) == 2

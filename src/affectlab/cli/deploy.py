@@ -56,11 +56,15 @@ SERVE_FLAGS = (
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _add_predict(sub.add_parser("predict", help="faces, expressions and valence/arousal in photos, video, webcam"))
-    export = sub.add_parser("export", help="write a trained run as a self-describing ONNX model")
+    export = sub.add_parser("export", help="write a trained run as a self-describing ONNX or phone model")
     export.add_argument("run_dir", help="run folder, .pt checkpoint or named model (affectlab-base)")
-    export.add_argument("--format", help="export format (default onnx)")
     export.add_argument(
-        "--out", help="output file (default: RUN_DIR/model.onnx or model-int8.onnx; a named model: ./NAME.onnx)"
+        "--format", help="onnx (default), or for phones tflite (LiteRT), executorch or coreml (each needs its extra)"
+    )
+    export.add_argument(
+        "--out",
+        help="output file (default: RUN_DIR/model.onnx or model-int8.onnx, .tflite, .pte, .mlpackage likewise; "
+        "a named model: ./NAME.onnx)",
     )
     export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     export.add_argument("--int8", action="store_true", help="quantise to int8 (faster on CPU, slightly less exact)")

@@ -35,7 +35,15 @@ from affectlab.data.transforms import Preprocess
 from affectlab.errors import AffectlabError
 from affectlab.runtime.backends import ONNX_INPUT
 
-__all__ = ["MIN_INT8_AGREEMENT", "QUANTIZATION_MODES", "calibration_images", "check_mode", "int8_kernel", "quantize"]
+__all__ = [
+    "MIN_INT8_AGREEMENT",
+    "QUANTIZATION_MODES",
+    "agreement_report",
+    "calibration_images",
+    "check_mode",
+    "int8_kernel",
+    "quantize",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +100,7 @@ def check_agreement(fp32: Path, int8: Path, images: np.ndarray) -> dict[str, Any
     The check runs where the file is made, so an export on a CPU whose int8 kernels misbehave is refused there
     rather than shipped; the result is stored in the metadata with the kernel that produced it.
     """
-    from affectlab.runtime.backends import ONNX_OUTPUTS, _make_session
+    from affectlab.runtime.backends import _make_session
 
     sessions = [_make_session(path, None) for path in (fp32, int8)]
     names = [o.name for o in sessions[0].get_outputs()]
@@ -106,9 +114,17 @@ def check_agreement(fp32: Path, int8: Path, images: np.ndarray) -> dict[str, Any
         for session in sessions
     ]
     reference, quantised = outputs
-    report: dict[str, Any] = {"images": len(images), "kernel": int8_kernel()}
-    problems = []
+    return agreement_report(reference, quantised, int8_kernel())
+
+
+def agreement_report(reference: dict[str, np.ndarray], quantised: dict[str, np.ndarray], kernel: str) -> dict[str, Any]:
+    """int8 outputs against fp32 ones (named as the ONNX outputs), for any format; refuses a model that is not
+    close enough. ``kernel`` names what ran the int8 arithmetic (stored with the report)."""
+    from affectlab.runtime.backends import ONNX_OUTPUTS
+
     probs = ONNX_OUTPUTS["probs"]
+    report: dict[str, Any] = {"images": len(next(iter(reference.values()))), "kernel": kernel}
+    problems = []
     if probs in reference:
         agreement = float(np.mean(reference[probs].argmax(1) == quantised[probs].argmax(1)))
         report["class_agreement"] = round(agreement, 4)
@@ -126,10 +142,10 @@ def check_agreement(fp32: Path, int8: Path, images: np.ndarray) -> dict[str, Any
             problems.append(
                 f"valence/arousal differ from fp32 by {error:.3f} on average (at most {MAX_INT8_VA_ERROR} allowed)"
             )
-    log.info("int8 check on %d calibration crops (%s): %s", len(images), report["kernel"], report)
+    log.info("int8 check on %d calibration crops (%s): %s", report["images"], kernel, report)
     if problems:
         raise AffectlabError(
-            f"int8 export refused on this CPU ({report['kernel']}): {'; '.join(problems)}; "
+            f"int8 export refused on this CPU ({kernel}): {'; '.join(problems)}; "
             "use the fp32 model, or calibrate on real face crops with --calibration"
         )
     return report

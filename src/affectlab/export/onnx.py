@@ -31,6 +31,7 @@ import numpy as np
 
 from affectlab.atomic import atomic_write
 from affectlab.errors import AffectlabError
+from affectlab.export.phone import PHONE_FORMATS, export_phone
 from affectlab.models.meta import ModelMeta
 from affectlab.models.registry import named_model, resolve_model
 from affectlab.runtime.backends import ONNX_INPUT, ONNX_METADATA_KEY, ONNX_OUTPUTS
@@ -48,8 +49,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Export formats as data: name -> (default file name, int8 default file name).
-EXPORT_FORMATS: dict[str, tuple[str, str]] = {"onnx": ("model.onnx", "model-int8.onnx")}
+#: Export formats as data: name -> (default file name, int8 default file name, None where int8 is not offered).
+EXPORT_FORMATS: dict[str, tuple[str, str | None]] = {"onnx": ("model.onnx", "model-int8.onnx"), **PHONE_FORMATS}
 OPSET = 18
 INPUT_LAYOUT = "NCHW float32 RGB, (x/255 - mean) / std"
 #: Largest |ONNX - PyTorch| difference accepted by the export self-check (probabilities and V/A).
@@ -82,11 +83,12 @@ def export_model(
     Args:
         run: a run folder, a ``.pt`` checkpoint, a named model (``affectlab-base``), or the ``Run`` that
             ``affectlab.train`` returned.
-        format: the file format (``onnx``).
+        format: the file format: ``onnx``, or for phones ``tflite`` (LiteRT), ``executorch`` or ``coreml``
+            (each needs its extra; see ``affectlab.export.phone``).
         out: the file to write (default: ``model.onnx``, or ``model-int8.onnx`` with ``int8``, in the run folder;
-            for a named model ``NAME.onnx`` in the current folder).
-        int8: quantise to int8 (faster on a CPU; refused if it changes too many labels).
-        quantization: ``static`` (calibrated on face crops) or ``dynamic``.
+            for a named model ``NAME.onnx`` in the current folder; ``.tflite``, ``.pte``, ``.mlpackage`` likewise).
+        int8: quantise to int8 (faster on a CPU; refused if it changes too many labels; not for ``coreml``).
+        quantization: ``static`` (calibrated on face crops) or ``dynamic`` (ONNX only).
         calibration: a folder of face crops for static quantisation (default: synthetic faces).
         overwrite: replace an existing ``out``. Without it an existing file is refused: it may be an export made
             with other settings (a study's run already holds its ``model.onnx``), or a file that is not ours.
@@ -100,22 +102,31 @@ def export_model(
     """
     if format not in EXPORT_FORMATS:
         raise AffectlabError(f"unknown export format {format!r}; available: {', '.join(EXPORT_FORMATS)}")
+    default = EXPORT_FORMATS[format][1 if int8 else 0]
+    if default is None:
+        raise AffectlabError(f"--int8 is not available for --format {format}; available for: {_int8_formats()}")
     named = named_model(run) if isinstance(run, str) else None
     source = resolve_model(getattr(run, "path", run))  # a Run, without importing the training code
     if out is None and named is not None:  # never into the installed package: beside the user, as NAME.onnx
-        out = Path(EXPORT_FORMATS[format][1 if int8 else 0].replace("model", named.name, 1))
+        out = Path(default.replace("model", named.name, 1))
     elif out is None:
         folder = source if source.is_dir() else source.parent
-        out = folder / EXPORT_FORMATS[format][1 if int8 else 0]
+        out = folder / default
     out = Path(out)
-    if out.is_dir():
-        raise AffectlabError(f"{out}: is a folder; --out takes a file name such as model.onnx")
+    if out.is_dir() and format != "coreml":  # a Core ML package is a folder
+        raise AffectlabError(f"{out}: is a folder; --out takes a file name such as {Path(default).name}")
     if out.exists() and not overwrite:
-        if not int8 and _is_export_of(out, source):  # e.g. made by predict on first use: nothing to redo
+        if format == "onnx" and not int8 and _is_export_of(out, source):  # e.g. made by predict on first use
             log.info("%s: already the export of %s", out, source)
             return out
         raise AffectlabError(f"{out}: exists; pass --overwrite to replace it")
+    if format != "onnx":
+        return export_phone(source, format, out, int8, calibration, checkpoint_hash=checkpoint_sha256(source))
     return export_onnx(source, out, int8=int8, quantization=quantization, calibration=calibration)
+
+
+def _int8_formats() -> str:
+    return ", ".join(name for name, files in EXPORT_FORMATS.items() if files[1] is not None)
 
 
 def _is_export_of(out: Path, source: Path) -> bool:
@@ -226,26 +237,11 @@ def _export_graph(model: Any, meta: ModelMeta) -> Any:
     softmax, the prediction sets and the V/A intervals are all in the graph."""
     import torch
 
-    from affectlab.models.outputs import head_outputs
+    from affectlab.export.graph import ExportGraph, output_names
 
-    class _Exported(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            out = self.inner(images)
-            if meta.tta_flip:  # the same average as evaluation: logits and V/A, before the softmax
-                mirrored = self.inner(images.flip(-1))
-                out = {k: (v + mirrored[k]) / 2 for k, v in out.items()}
-            return tuple(head_outputs(out, meta.calibration).values())  # in the order of ``names``
-
-    wrapper = _Exported(model).eval()
-    size = meta.preprocess.input_size
-    with torch.no_grad():
-        keys = head_outputs(model(torch.zeros(2, 3, size, size)), meta.calibration).keys()
-    names = [ONNX_OUTPUTS[key] for key in keys]
-    example = (torch.zeros(2, 3, size, size),)  # batch 2: a batch of 1 would be specialised away
+    wrapper = ExportGraph(model, meta)
+    names = output_names(model, meta)
+    example = (wrapper.example(batch=2),)  # batch 2: a batch of 1 would be specialised away
     _quiet_exporter_logs()
     program = torch.onnx.export(
         wrapper,

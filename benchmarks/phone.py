@@ -1,0 +1,106 @@
+"""Size and CPU latency of one model in every export format, side by side in one run (issue 39).
+
+    PYTHONPATH=src python benchmarks/phone.py [--model affectlab-base] [--threads 1,4] [--repeats 50]
+
+Exports the model to ONNX, LiteRT and ExecuTorch (fp32, and int8 with ``--int8``) and Core ML (size only: it runs
+on Apple platforms alone), then times one crop per call, as a phone app calls it, in each runtime: ONNX Runtime,
+``ai_edge_litert`` and ``executorch.runtime`` with XNNPACK. The formats take turns within each repetition, so a
+change in the machine's load touches them alike; the load average is printed beside the table. Formats whose
+extra is not installed are listed as absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _size(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def _onnx_runner(path: Path, threads: int):  # type: ignore[no-untyped-def]
+    from affectlab.runtime.backends import OnnxBackend
+
+    backend = OnnxBackend(path, threads=threads)
+    return lambda crop: backend.run(crop)
+
+
+def _set_executorch_threads(threads: int) -> None:
+    try:  # the Python runtime's XNNPACK thread pool is process-wide
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+        _unsafe_reset_threadpool(threads)
+    except ImportError:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="affectlab-base")
+    parser.add_argument("--threads", default="1,4")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--int8", action="store_true", help="also int8 LiteRT and ExecuTorch (synthetic calibration)")
+    args = parser.parse_args()
+
+    import affectlab
+    from affectlab.errors import AffectlabError
+    from affectlab.export.phone import phone_runner
+
+    formats = [("onnx", False), ("tflite", False), ("executorch", False), ("coreml", False)]
+    if args.int8:
+        formats += [("onnx", True), ("tflite", True), ("executorch", True)]
+    suffix = {"onnx": ".onnx", "tflite": ".tflite", "executorch": ".pte", "coreml": ".mlpackage"}
+    with tempfile.TemporaryDirectory(prefix="affectlab-phone-bench-") as tmp:
+        files: dict[str, Path] = {}
+        for fmt, int8 in formats:
+            name = f"{fmt}{'-int8' if int8 else ''}"
+            out = Path(tmp) / f"model{'-int8' if int8 else ''}{suffix[fmt]}"
+            try:
+                files[name] = affectlab.export(args.model, format=fmt, int8=int8, out=out)
+            except AffectlabError as exc:
+                print(f"{name}: absent ({exc})")
+        size = _input_size(files)
+        crop = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+        rows = []
+        for threads in [int(t) for t in args.threads.split(",")]:
+            _set_executorch_threads(threads)
+            runners = {}
+            for name, path in files.items():
+                fmt = name.split("-")[0]
+                if fmt == "coreml":
+                    continue
+                runners[name] = _onnx_runner(path, threads) if fmt == "onnx" else phone_runner(fmt, path, threads)
+                runners[name](crop)  # warm-up
+            times: dict[str, list[float]] = {name: [] for name in runners}
+            for _ in range(args.repeats):
+                for name, run in runners.items():
+                    start = time.perf_counter()
+                    run(crop)
+                    times[name].append((time.perf_counter() - start) * 1000)
+            rows += [(name, threads, statistics.median(t)) for name, t in times.items()]
+        print(
+            f"\nmodel {args.model}, {size} px, one crop per call; load average {os.getloadavg()}; {os.cpu_count()} CPUs"
+        )
+        print("| format | file MB | threads | median ms |\n|---|---|---|---|")
+        for name, path in files.items():
+            timed = [(t, ms) for n, t, ms in rows if n == name] or [("-", float("nan"))]
+            for threads, ms in timed:
+                print(f"| {name} | {_size(path):.1f} | {threads} | {ms:.2f} |")
+
+
+def _input_size(files: dict[str, Path]) -> int:
+    from affectlab.runtime.backends import OnnxBackend
+
+    return OnnxBackend(files["onnx"]).info.preprocess.input_size
+
+
+if __name__ == "__main__":
+    main()
