@@ -6,7 +6,7 @@ through 29 convolutions here. This script trains the ``face`` recipe's model (mu
 only) for a dozen steps on 64 faces of a dataset, once per trunk learning rate, from the same seed and the same
 batches, and prints after each step the training loss and the pooled features' mean and largest value on 32
 other faces. A rate whose features grow tenfold in a step collapses the training to one class (what 5e-4, the
-MobileNetV2 recipe's rate, did in every seed); ``recipes/face.yaml`` takes 2e-5.
+MobileNetV2 recipe's rate, did in every seed); ``recipes/best.yaml`` takes 2e-5.
 
     python benchmarks/face_trunk_lr.py --data ../shared/data/affectnet-3999 --rates 5e-4,5e-5,2e-5
 """

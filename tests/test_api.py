@@ -49,7 +49,7 @@ def test_demo_data_takes_the_packaged_demo_recipe_unless_one_is_given() -> None:
 
 def test_a_recipes_backbone_and_task_are_never_replaced_by_the_study_defaults(tmp_path: Path) -> None:
     best = resolve_config("best", {"data.path": "/d"})
-    assert (best.study.backbones, best.study.tasks) == (["mobilenet_v2"], ["multitask"])
+    assert (best.study.backbones, best.study.tasks) == (["face_resnet29"], ["multitask"])
     reference = resolve_config("reference", {"data.path": "/d"})  # its own grid: the study's four models
     assert (reference.study.backbones, reference.study.tasks) == (
         ["vgg16", "mobilenet_v2"],

@@ -204,7 +204,7 @@ def test_build_bundled_writes_a_file_that_predicts_as_the_run(
     affectnet = write_affectnet(tmp_path / "affectnet-tiny", rows, size=32)
     fer = write_class_folders(tmp_path / "fer2013-tiny", {"angry": 10, "happy": 10, "sad": 10, "neutral": 10})
     run = affectlab.train(
-        "best",
+        "mobile",
         data=[str(affectnet), str(fer)],
         out=tmp_path / "run",
         progress=False,
