@@ -24,6 +24,12 @@ from affectlab.models.meta import ModelMeta
 from affectlab.models.outputs import head_outputs
 from affectlab.runtime.backends import ONNX_OUTPUTS
 
+#: Largest |export - PyTorch| difference accepted by every format's export self-check (probabilities and V/A).
+FP32_TOLERANCE = 1e-4
+#: Metadata key holding the SHA-256 of the checkpoint file an export was made from (``export.runtime_model``
+#: uses a run folder's ``model.onnx`` only when it is the export of that folder's ``model.pt``).
+CHECKPOINT_HASH_KEY = "checkpoint_sha256"
+
 __all__ = ["PIXELS", "ExportGraph", "output_names"]
 
 PIXELS = ("normalised", "uint8-nhwc", "rgb-nchw")
@@ -31,6 +37,9 @@ PIXELS = ("normalised", "uint8-nhwc", "rgb-nchw")
 
 class ExportGraph(torch.nn.Module):
     """``model`` as its exports run it; ``forward`` returns the outputs in the order of ``output_names``."""
+
+    mean: torch.Tensor  # buffers, registered only when the graph normalises pixels itself
+    std: torch.Tensor
 
     def __init__(self, model: torch.nn.Module, meta: ModelMeta, pixels: str = "normalised") -> None:
         super().__init__()

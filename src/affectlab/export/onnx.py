@@ -31,6 +31,7 @@ import numpy as np
 
 from affectlab.atomic import atomic_write
 from affectlab.errors import AffectlabError
+from affectlab.export.graph import CHECKPOINT_HASH_KEY, FP32_TOLERANCE
 from affectlab.export.phone import PHONE_FORMATS, export_phone
 from affectlab.models.meta import ModelMeta
 from affectlab.models.registry import named_model, resolve_model
@@ -53,11 +54,6 @@ log = logging.getLogger(__name__)
 EXPORT_FORMATS: dict[str, tuple[str, str | None]] = {"onnx": ("model.onnx", "model-int8.onnx"), **PHONE_FORMATS}
 OPSET = 18
 INPUT_LAYOUT = "NCHW float32 RGB, (x/255 - mean) / std"
-#: Largest |ONNX - PyTorch| difference accepted by the export self-check (probabilities and V/A).
-FP32_TOLERANCE = 1e-4
-#: Metadata key holding the SHA-256 of the checkpoint file an export was made from (``export.runtime_model``
-#: uses a run folder's ``model.onnx`` only when it is the export of that folder's ``model.pt``).
-CHECKPOINT_HASH_KEY = "checkpoint_sha256"
 
 
 def checkpoint_sha256(path: str | Path) -> str:

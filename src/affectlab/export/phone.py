@@ -161,7 +161,7 @@ def export_phone(
 
 
 def _hash_key() -> str:
-    from affectlab.export.onnx import CHECKPOINT_HASH_KEY
+    from affectlab.export.graph import CHECKPOINT_HASH_KEY
 
     return CHECKPOINT_HASH_KEY
 
@@ -205,7 +205,7 @@ def run_each(
 
 def _self_check(model: Any, meta: ModelMeta, converter: Any, path: Path, names: list[str]) -> None:
     """Refuse a file whose outputs differ from PyTorch's evaluation (a format without a runtime here: its spec)."""
-    from affectlab.export.onnx import FP32_TOLERANCE
+    from affectlab.export.graph import FP32_TOLERANCE
 
     if getattr(converter, "Runner", None) is None:
         converter.check_spec(path, names, meta)
