@@ -678,7 +678,8 @@ def with_overrides(cfg: RunConfig, overrides: Mapping[str, Any], where: str = "-
     if not overrides:
         return cfg
     parts = {s: getattr(cfg, s) for s in SECTIONS}
-    for name, value in dotted(overrides).items():
+    given = dotted(overrides)
+    for name, value in given.items():
         section, key = name.split(".", 1)
         if key not in OPTIONS.get(section, ()):
             raise AffectlabError(f"{where}: unknown option {name!r}")
@@ -686,7 +687,6 @@ def with_overrides(cfg: RunConfig, overrides: Mapping[str, Any], where: str = "-
             parts[section] = dataclasses.replace(parts[section], **{key: value})
         except AffectlabError as exc:  # a malformed data.sources entry
             raise AffectlabError(f"{where}: {exc}") from None
-    given = dotted(overrides)
     if given.get("data.sources") and "data.path" not in given:
         # New sources replace the recipe's: data.path names their first, as when they came from several --data
         parts["data"] = dataclasses.replace(parts["data"], path=parts["data"].sources[0].path)
