@@ -28,7 +28,6 @@ from affectlab.runtime.faces import HaarDetector
 from affectlab.runtime.mesh import MeshLandmarker
 from affectlab.runtime.predictor import load
 from affectlab.runtime.results import CSV_COLUMNS, EYE_COLUMNS, POSE_COLUMNS, Detection, Eyes, FaceResult, ImageResult
-from affectlab.runtime.settings import PredictConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "iris_reference.npz"
 _single_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
@@ -352,5 +351,3 @@ def test_a_face_the_mesh_rejects_gets_no_eye_fields_and_says_so(run: Path) -> No
     assert _face_title(0, face).endswith("no mesh, no eyes (mesh rejected)")
     looking = replace(face, eyes=Eyes(np.zeros((2, 5, 3)), None, (0.25, 0.2), 12.4, -3.0, 10.0, 1.0))
     assert _face_title(0, looking).endswith("gaze +12 -3 open 0.25 0.20")
-    with pytest.raises(AffectlabError, match="--eyes needs the local engine"):
-        PredictConfig(eyes=True, engine="ray")

@@ -11,11 +11,12 @@ from pathlib import Path
 import cv2
 import pyarrow.parquet as pq
 import pytest
+from skimage import data
 from support.models import demo_faces, no_face_image, scene
 
 from affectlab.cli import main
 from affectlab.data.demo import generate_demo_dataset
-from affectlab.runtime.results import flat_record
+from affectlab.runtime.results import CSV_COLUMNS, EYE_COLUMNS, POSE_COLUMNS, flat_record, record_columns
 
 ray = pytest.importorskip("ray")
 
@@ -30,9 +31,9 @@ def cluster() -> Iterator[None]:
     ray.shutdown()
 
 
-def records(path: Path) -> list[dict]:
+def records(path: Path, columns: tuple[str, ...] = CSV_COLUMNS) -> list[dict]:
     """``predict``'s JSON lines as the flat records the Parquet file holds."""
-    return [flat_record(json.loads(line)) for line in path.read_text().splitlines()]
+    return [flat_record(json.loads(line), columns) for line in path.read_text().splitlines()]
 
 
 def test_ray_batch_prediction_equals_single_process_predict(
@@ -56,6 +57,35 @@ def test_ray_batch_prediction_equals_single_process_predict(
     assert [r["source"] for r in got] == [r["source"] for r in expected]  # input order, one row per face
     for mine, theirs in zip(got, expected, strict=True):
         assert mine == pytest.approx(theirs, abs=1e-5), mine["source"]
+
+
+def test_ray_adds_the_pose_and_eye_columns_as_predict_does(run: Path, tmp_path: Path, cluster: None) -> None:
+    """``--eyes`` (and ``--landmarks``) on the Ray engine: FaceMesh and Iris run on the detect actors, and the
+    Parquet rows equal predict's records over the same columns (pose, gaze, openness; no blinks on photos)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    portrait = cv2.resize(data.astronaut(), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)[:512, 192:704]
+    cv2.imwrite(str(photos / "astronaut.png"), cv2.cvtColor(portrait, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(photos / "empty.png"), no_face_image())
+    common = ["predict", str(run), str(photos), "--detector", "haar", "--backend", "torch", "--quiet"]
+    assert main([*common, "--eyes", "--out", str(tmp_path / "one.jsonl")]) == 0
+    columns = record_columns(eyes=True)
+    expected = records(tmp_path / "one.jsonl", columns)
+    assert main([*common, "--eyes", "--engine", "ray", "--out", str(tmp_path / "ray.parquet")]) == 0
+    table = pq.read_table(tmp_path / "ray.parquet")
+    assert tuple(table.column_names) == columns == CSV_COLUMNS + POSE_COLUMNS + EYE_COLUMNS
+    got = table.to_pylist()
+    face = next(r for r in expected if r["face"] == 0)
+    assert face["gaze_yaw"] is not None and face["openness_left"] > 0 and face["mesh_score"] > 0.9
+    assert face["blinks"] is None  # blinks are counted on video only
+    assert [r["source"] for r in got] == [r["source"] for r in expected]
+    degrees = {"yaw", "pitch", "roll", "gaze_yaw", "gaze_pitch", "eye_yaw", "eye_pitch"}  # rounded to 0.01
+    for mine, theirs in zip(got, expected, strict=True):  # other threads in the actors: the last digit may differ
+        assert {k: mine[k] for k in degrees} == pytest.approx({k: theirs[k] for k in degrees}, abs=0.02)
+        rest = set(columns) - degrees
+        assert {k: mine[k] for k in rest} == pytest.approx({k: theirs[k] for k in rest}, abs=1e-4), mine["source"]
+    assert main([*common, "--landmarks", "--engine", "ray", "--out", str(tmp_path / "mesh.parquet")]) == 0
+    assert tuple(pq.read_table(tmp_path / "mesh.parquet").column_names) == CSV_COLUMNS + POSE_COLUMNS
 
 
 def test_ray_scores_a_thousand_demo_images_as_predict_does(run: Path, tmp_path: Path, cluster: None) -> None:

@@ -14,7 +14,7 @@ from affectlab.data.damage import DAMAGES, damaged, get_damage
 from affectlab.data.prepared import SplitData
 from affectlab.evaluation.evaluate import score
 from affectlab.evaluation.metrics import ccc
-from affectlab.evaluation.robustness import robustness_section
+from affectlab.evaluation.robustness import robustness_section, severity_plan
 from affectlab.evaluation.trust import confidence_metrics, interval_metrics, set_metrics
 from affectlab.models.checkpoint import load_checkpoint
 from affectlab.models.meta import Calibration
@@ -63,19 +63,23 @@ def test_every_damage_and_severity_is_scored_against_clean(tmp_path: Path) -> No
     assert [(r["damage"], r["severity"]) for r in section["results"]] == [
         (d.name, s) for d in DAMAGES for s in (1, 2, 3)
     ]
-    # one result, recomputed by hand: the damaged images through the model
+    # one result, recomputed by hand: the damaged images through the model, on the faces dealt that severity
     jpeg = next(r for r in section["results"] if r["damage"] == "jpeg" and r["severity"] == 3)
     assert jpeg["setting"] == "quality 10"
+    plan = severity_plan(split.expression, len(DAMAGES), seed=0)
+    dealt = plan[[d.name for d in DAMAGES].index("jpeg")] == 3
+    assert jpeg["faces"] == dealt.sum() == 8
+    expression, va = split.expression[dealt], split.va[dealt]
     by_hand = predict_images(
-        model, damaged(split.images, get_damage("jpeg"), 3, seed=0), preprocess, calibration=CALIBRATION
+        model, damaged(split.images[dealt], get_damage("jpeg"), 3, seed=0), preprocess, calibration=CALIBRATION
     )
-    assert jpeg["accuracy"] == pytest.approx(float(np.mean(by_hand["probs"].argmax(1) == split.expression)))
-    assert jpeg["valence_ccc"] == pytest.approx(ccc(split.va[:, 0], by_hand["va"][:, 0]))
+    assert jpeg["accuracy"] == pytest.approx(float(np.mean(by_hand["probs"].argmax(1) == expression)))
+    assert jpeg["valence_ccc"] == pytest.approx(ccc(va[:, 0], by_hand["va"][:, 0]))
     # the confidence under this damage: the trust functions' values on the same outputs
-    assert jpeg["ece"] == pytest.approx(confidence_metrics(split.expression, by_hand["probs"])["ece"])
-    sets = set_metrics(split.expression, by_hand["set"])
+    assert jpeg["ece"] == pytest.approx(confidence_metrics(expression, by_hand["probs"])["ece"])
+    sets = set_metrics(expression, by_hand["set"])
     assert (jpeg["set_coverage"], jpeg["set_size"]) == pytest.approx((sets["coverage"], sets["mean_size"]))
-    intervals = interval_metrics(split.va, by_hand["va_interval"])
+    intervals = interval_metrics(va, by_hand["va_interval"])
     assert jpeg["arousal_coverage"] == pytest.approx(intervals["arousal"]["coverage"])
     for metric in ("ece", "set_coverage", "valence_coverage"):
         assert section["damaged_mean"][metric] == pytest.approx(np.mean([r[metric] for r in section["results"]]))

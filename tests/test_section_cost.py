@@ -4,6 +4,7 @@ features shared through the feature cache)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,12 +13,13 @@ import pytest
 from support.models import INPUT_SIZE, make_run, one_torch_thread
 
 from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from affectlab.data.damage import damaged, get_damage
+from affectlab.data.damage import DAMAGES, damaged, get_damage
 from affectlab.data.dataset import open_dataset
 from affectlab.data.prepared import SplitData
 from affectlab.evaluation.cost import COST_SECTIONS, SectionClock
 from affectlab.evaluation.evaluate import score
-from affectlab.evaluation.robustness import robustness_section, robustness_subset
+from affectlab.evaluation.faces_in_scenes import faces_in_scenes_section
+from affectlab.evaluation.robustness import robustness_section, robustness_subset, severity_plan
 from affectlab.experiment import run_experiment
 from affectlab.models.checkpoint import load_checkpoint
 from affectlab.models.outputs import predict_images
@@ -77,9 +79,13 @@ def test_damage_is_scored_on_the_subset_against_its_own_clean_score(tmp_path: Pa
     right = by_hand["probs"].argmax(1) == split.expression[chosen]
     assert section["clean"]["accuracy"] == pytest.approx(right.mean())
     assert section["clean_all"]["accuracy"] == document["classification"]["accuracy"]
+    # each face at one severity per damage: blur at severity 2 on the third of the 16 faces the plan deals it
     blur = next(r for r in section["results"] if r["damage"] == "blur" and r["severity"] == 2)
-    hurt = predict_images(model, damaged(split.images[chosen], get_damage("blur"), 2), preprocess)
-    assert blur["accuracy"] == pytest.approx(np.mean(hurt["probs"].argmax(1) == split.expression[chosen]))
+    plan = severity_plan(split.expression[chosen], len(DAMAGES), seed=0)
+    dealt = chosen[plan[[d.name for d in DAMAGES].index("blur")] == 2]
+    assert blur["faces"] == len(dealt) in (5, 6) and section["passes"] == 9 * 16
+    hurt = predict_images(model, damaged(split.images[dealt], get_damage("blur"), 2), preprocess)
+    assert blur["accuracy"] == pytest.approx(np.mean(hurt["probs"].argmax(1) == split.expression[dealt]))
     for metric in ("accuracy", "valence_ccc", "arousal_ccc"):
         relative, interval = section[f"{metric}_relative"], section[f"{metric}_relative_interval"]
         if relative is not None:
@@ -88,6 +94,31 @@ def test_damage_is_scored_on_the_subset_against_its_own_clean_score(tmp_path: Pa
     # with robustness_flip, damaged faces get the model's flip TTA
     flipped = robustness_section(model, preprocess, split, document, tta_flip=True, faces=16, flip=True)
     assert flipped["flip"] is True and flipped["results"] != section["results"]
+    # every severity: each damage scores all 16 faces three times, as before the plan
+    every = robustness_section(model, preprocess, split, document, tta_flip=True, faces=16, every_severity=True)
+    assert every["passes"] == 27 * 16 and {r["faces"] for r in every["results"]} == {16}
+    hurt = predict_images(model, damaged(split.images[chosen], get_damage("blur"), 2), preprocess)
+    blur = next(r for r in every["results"] if r["damage"] == "blur" and r["severity"] == 2)
+    assert blur["accuracy"] == pytest.approx(np.mean(hurt["probs"].argmax(1) == split.expression[chosen]))
+    assert "one severity per damage" in section["sentence"] and "one severity" not in every["sentence"]
+
+
+def test_the_severity_plan_deals_each_damage_a_third_of_each_class_per_severity() -> None:
+    expression = np.repeat(np.arange(8), [30, 24, 21, 18, 18, 15, 12, 12])  # 150 faces, uneven classes
+    plan = severity_plan(expression, 9, seed=0)
+    assert plan.shape == (9, 150) and set(np.unique(plan)) == {1, 2, 3}
+    for row in plan:
+        assert (np.bincount(row, minlength=4)[1:] == 50).all()  # a third of the faces per severity
+        for code in range(8):
+            per_severity = np.bincount(row[expression == code], minlength=4)[1:]
+            assert per_severity.max() - per_severity.min() <= 1  # and a third of each class, to the face
+    assert len({row.tobytes() for row in plan}) == 9  # each damage deals its own way
+    met = np.stack([(plan == s).sum(0) for s in (1, 2, 3)])  # how often each face meets each severity
+    assert (met == 3).all()  # once per block of three damages
+    groups = {tuple(np.flatnonzero(row == 1)) for row in plan}
+    assert len(groups) == 9  # no two damages score the same faces at one severity
+    np.testing.assert_array_equal(plan, severity_plan(expression, 9, seed=0))
+    assert not np.array_equal(plan, severity_plan(expression, 9, seed=1))
 
 
 def test_a_frozen_run_records_its_costs_and_shares_damaged_features(demo_data: Path, tmp_path: Path) -> None:
@@ -108,16 +139,18 @@ def test_a_frozen_run_records_its_costs_and_shares_damaged_features(demo_data: P
     # the damaged faces' pooled features went through the cache: the heads on them give what the model gives on
     # the damaged images
     section = written["robustness"]
-    assert section["faces"] == 8 and section["flip"] is False
+    assert section["faces"] == 8 and section["flip"] is False and section["passes"] == 9 * 8
     stored = torch_rows(cache)
-    assert stored >= len(data.splits["train"]) + 27 * 8
+    assert stored >= len(data.splits["train"]) + 9 * 8
     model, meta = load_checkpoint(tmp_path / "run")
     test = data.splits["test"]
     chosen = robustness_subset(test, 8)
-    hurt = predict_images(model, damaged(test.images[chosen], get_damage("jpeg"), 3), meta.preprocess,
+    plan = severity_plan(test.expression[chosen], len(DAMAGES), seed=0)
+    dealt = chosen[plan[[d.name for d in DAMAGES].index("jpeg")] == 3]
+    hurt = predict_images(model, damaged(test.images[dealt], get_damage("jpeg"), 3), meta.preprocess,
                           calibration=meta.calibration)  # fmt: skip
     jpeg = next(r for r in section["results"] if r["damage"] == "jpeg" and r["severity"] == 3)
-    assert jpeg["accuracy"] == pytest.approx(np.mean(hurt["probs"].argmax(1) == test.expression[chosen]))
+    assert jpeg["accuracy"] == pytest.approx(np.mean(hurt["probs"].argmax(1) == test.expression[dealt]))
     # a second model on the same trunk (the study's other task) computes no trunk features at all
     again = run_experiment(cfg, data, tmp_path / "again", cache, progress=False)
     assert again is not None and torch_rows(cache) == stored
@@ -133,3 +166,31 @@ def torch_rows(cache: FeatureCache) -> int:
     import torch
 
     return sum(len(torch.load(p, weights_only=True)["hashes"]) for p in cache.root.glob("*.pt"))
+
+
+def test_a_frozen_trunk_runs_each_scene_crop_once_for_the_models_that_share_it(demo_data: Path, tmp_path: Path) -> None:
+    cfg = RunConfig(
+        DataConfig(path=str(demo_data)),
+        ModelConfig(backbone="mobilenet_v2", weights="none", task="classification", freeze=True, input_size=48),
+        TrainConfig(epochs=1, batch_size=16, robustness=False, fit_crop=False),
+    )
+    data = open_dataset(cfg.data, 48)
+    cache = FeatureCache(tmp_path / "cache")
+    first = run_experiment(cfg, data, tmp_path / "first", cache, progress=False, efficiency=False)
+    assert first is not None and first.used_feature_cache
+    scenes = first.metrics.faces_in_scenes
+    assert scenes is not None and scenes["found"] > 0
+    stored = torch_rows(cache)
+    assert stored >= len(data.splits["train"]) + scenes["found"]  # the crops' trunk features were cached
+    # what the cached trunk gave is what the whole model gives on the same scenes through PyTorch
+    model, meta = load_checkpoint(tmp_path / "first")
+    document = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    direct = faces_in_scenes_section(model, meta, data.splits["test"], document, tta_flip=False)
+    assert (direct["found"], direct["false_boxes"]) == (scenes["found"], scenes["false_boxes"])
+    for key in ("accuracy", "ece", "set_coverage"):
+        assert direct["found_faces"][key] == pytest.approx(scenes["found_faces"][key], abs=1e-6)
+    # the study's other task on the same trunk: its heads only
+    regression = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, task="regression"))
+    again = run_experiment(regression, data, tmp_path / "again", cache, progress=False, efficiency=False)
+    assert again is not None and again.metrics.faces_in_scenes is not None
+    assert torch_rows(cache) == stored

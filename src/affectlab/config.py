@@ -220,9 +220,13 @@ class TrainConfig:
     robustness: bool = True
     # The faces damaged: a fixed subset stratified by expression (0: every scored face), the share kept given with
     # its 95% bootstrap interval over them; and whether damaged faces get the flip TTA too (tta_flip and this).
-    # Before issue 34: every face, with the model's flip (robustness_faces 0, robustness_flip true).
+    # Before issue 34: every face at every severity, with the model's flip (robustness_faces 0, robustness_flip
+    # true, robustness_severities every).
     robustness_faces: int = 150
     robustness_flip: bool = False
+    # Each face at one severity of each damage, dealt so that each severity gets a third of the faces (one: 9
+    # passes of the subset), or at all three (every: 27 passes, the protocol before this option).
+    robustness_severities: Literal["one", "every"] = "one"
     # Paste the test faces into generated scenes and score them end to end through the default detector and the
     # model's crop, as `affectlab predict` runs (the "Faces in scenes" section); docs/robustness.md
     faces_in_scenes: bool = True

@@ -9,30 +9,27 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
-
-import numpy as np
+from typing import Any
 
 from affectlab.atomic import is_run_folder, write_json, write_run_marker, write_text
 from affectlab.config import RunConfig, config_from_dict, load_recipe
 from affectlab.data.dataset import Dataset, FaceSplit, open_dataset
 from affectlab.data.multi_source import SourcesData, source_part
-from affectlab.data.prepared import SplitData, majority_faces
-from affectlab.data.samples import FaceArray
+from affectlab.data.prepared import majority_faces
 from affectlab.data.split import load_split, save_split
 from affectlab.errors import AffectlabError
+from affectlab.evaluation.cached_trunk import CachedTrunkBackend, feature_scorer
 from affectlab.evaluation.calibration import fit_calibration
 from affectlab.evaluation.cost import SectionClock
 from affectlab.evaluation.efficiency import SpeedPlan, measure_model, training_machine
 from affectlab.evaluation.evaluate import Metrics, score, score_sources
 from affectlab.evaluation.faces_in_scenes import faces_in_scenes_section
-from affectlab.evaluation.robustness import Scorer, robustness_section, subset_digest
+from affectlab.evaluation.robustness import robustness_section, subset_digest
 from affectlab.export.model_card import model_card_markdown
 from affectlab.labels import EMOTIONS
 from affectlab.models.checkpoint import load_checkpoint, save_calibration, save_face_crop
@@ -49,7 +46,15 @@ from affectlab.training.features import FeatureCache
 from affectlab.training.fit import TrainResult, last_checkpoint, train_model
 from affectlab.training.loggers import Tracking, finish_loggers
 
-__all__ = ["Run", "check_resumable", "evaluate_run", "finish_tracking", "run_experiment", "write_predictions"]
+__all__ = [
+    "Run",
+    "check_resumable",
+    "evaluate_run",
+    "finish_tracking",
+    "run_experiment",
+    "score_split",
+    "write_predictions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -204,19 +209,25 @@ def _score_run(
     with clock("clean"):
         raw_scored = raw(scored)
         outputs, uncalibrated = to_outputs(raw_scored, calibration), to_outputs(raw_scored)
-        metrics, shown, shown_outputs = _score(cfg, data, scored, outputs, eval_split, tta, calibration, uncalibrated)
+        metrics, shown, shown_outputs = score_split(
+            cfg, data, scored, outputs, eval_split, tta, calibration, uncalibrated
+        )
     if cfg.train.robustness:  # on the faces the top level reports (with several sources, the selecting one's)
         with clock("robustness"):
             flip = cfg.train.robustness_flip and tta
-            scorer = _feature_scorer(cfg, shown, result, feature_cache) if features and not flip else None
+            scorer = feature_scorer(cfg, shown, result, feature_cache) if features and not flip else None
             metrics["robustness"] = robustness_section(
                 result.model, result.preprocess, shown, metrics, tta, calibration=calibration,
-                faces=cfg.train.robustness_faces, flip=cfg.train.robustness_flip, scorer=scorer,
+                faces=cfg.train.robustness_faces, flip=cfg.train.robustness_flip,
+                every_severity=cfg.train.robustness_severities == "every", scorer=scorer,
             )  # fmt: skip
     if cfg.train.faces_in_scenes:  # through the runtime predictor, as the saved model.pt predicts
         with clock("scenes"):
             _, saved = load_checkpoint(run_dir)
-            metrics["faces_in_scenes"] = faces_in_scenes_section(result.model, saved, shown, metrics, tta)
+            cached = CachedTrunkBackend(cfg, result, feature_cache, saved) if features and not tta else None
+            metrics["faces_in_scenes"] = faces_in_scenes_section(
+                result.model, saved, shown, metrics, tta, backend=cached
+            )
     if crop is not None:
         metrics["crop"] = crop.to_dict()
     with clock("figures"):
@@ -278,33 +289,7 @@ def _fit_crop(train: FaceSplit, seed: int) -> CropFit:
     return _CROP_FITS[key]
 
 
-def _feature_scorer(cfg: RunConfig, split: FaceSplit, result: Any, cache: FeatureCache) -> Scorer | None:
-    """Heads on the frozen trunk's pooled features of damaged faces, through the feature cache: the trunk runs
-    once per damaged face for every model that shares it (a study's tasks), the heads once per model.
-
-    The rows of a damaged pass are keyed by the face's hash, the damage and the subset it was made with (the
-    noise of a face depends on its place in the batch), so they are reused only for the very same pixels.
-    """
-    hashes = list(split.hashes)
-    if len(hashes) != len(split):
-        return None
-
-    def score_faces(chosen: np.ndarray, images: FaceArray, what: str) -> RawOutputs:
-        faces = [hashes[i] for i in chosen]
-        if what != "clean":  # clean faces are the rows training cached
-            tag = f"{what}|{subset_digest(faces)}"
-            faces = [hashlib.sha1(f"{h}|{tag}".encode()).hexdigest() for h in faces]
-        part = SplitData(
-            ids=faces, images=cast(np.ndarray, images), expression=np.zeros(len(faces), np.int64),
-            va=np.zeros((len(faces), 2), np.float32), hashes=faces,
-        )  # fmt: skip
-        pooled = split_features(cfg, part, result.model, result.preprocess, cache, result.backbone)
-        return raw_features(result.model, pooled)
-
-    return score_faces
-
-
-def _score(
+def score_split(
     cfg: RunConfig,
     data: Dataset,
     scored: FaceSplit,
@@ -439,13 +424,14 @@ def evaluate_run(
         raw = raw_images(model, part.images, preprocess, batch_size, tta_flip=tta)
         outputs, uncalibrated = to_outputs(raw, meta.calibration), to_outputs(raw)
         scored_part = part
-        metrics, part, outputs = _score(cfg, prepared, part, outputs, split, tta, meta.calibration, uncalibrated)
+        metrics, part, outputs = score_split(cfg, prepared, part, outputs, split, tta, meta.calibration, uncalibrated)
     before = uncalibrated if part is scored_part else None  # several sources: the figures show one source's faces
     if cfg.train.robustness if robustness is None else robustness:
         with clock("robustness"):
             metrics["robustness"] = robustness_section(
                 model, preprocess, part, metrics, tta, batch_size, calibration=meta.calibration,
                 faces=cfg.train.robustness_faces, flip=cfg.train.robustness_flip,
+                every_severity=cfg.train.robustness_severities == "every",
             )  # fmt: skip
     if cfg.train.faces_in_scenes if faces_in_scenes is None else faces_in_scenes:
         with clock("scenes"):

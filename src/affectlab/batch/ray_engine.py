@@ -1,7 +1,8 @@
 """``affectlab predict --engine ray``: batch prediction over many images as a Ray Data pipeline.
 
-read paths -> detect and crop on CPU actors -> the model on model actors (ONNX Runtime or PyTorch, as ``predict``
-picks from the file) -> one Parquet file with the columns of the CSV results, in input order.
+read paths -> detect and crop on CPU actors (with ``--landmarks`` / ``--eyes`` also FaceMesh and MediaPipe Iris,
+on the whole picture, as ``predict`` runs them) -> the model on model actors (ONNX Runtime or PyTorch, as
+``predict`` picks from the file) -> one Parquet file with the columns of the CSV results, in input order.
 
 Each stage is the single-process code (``ScaledPhoto`` and ``photo_faces``, the backend, the records of
 ``ImageResult``), so the records equal ``affectlab predict``'s (to the last digits of a float: the model sees
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import numpy as np
 from affectlab.errors import AffectlabError
 from affectlab.extras import require
 from affectlab.runtime.pipeline import PredictSummary
-from affectlab.runtime.results import CSV_COLUMNS, UNCERTAIN, Detection, FaceResult, ImageResult, flat_record
+from affectlab.runtime.results import UNCERTAIN, Detection, FaceResult, ImageResult, flat_record, record_columns
 from affectlab.runtime.settings import PredictConfig
 from affectlab.runtime.sources import Source
 
@@ -59,8 +61,8 @@ def check_ray_request(out: object, webcam: bool, annotated: bool) -> None:
         raise AffectlabError("--engine ray scores image files; --webcam and --save-annotated need the local engine")
 
 
-def parquet_schema() -> Any:
-    """The Parquet columns: ``CSV_COLUMNS`` with types, so that a missing value is a typed null."""
+def parquet_schema(landmarks: bool = False, eyes: bool = False) -> Any:
+    """The Parquet columns (``record_columns``) with types, so that a missing value is a typed null."""
     import pyarrow as pa
 
     types = {
@@ -77,15 +79,18 @@ def parquet_schema() -> Any:
         "no_face": pa.bool_(),
         "error": pa.string(),
         "prediction_set": pa.string(),
+        "blinks": pa.int64(),
     }
-    return pa.schema([(name, types.get(name, pa.float64())) for name in CSV_COLUMNS])
+    return pa.schema([(name, types.get(name, pa.float64())) for name in record_columns(landmarks, eyes)])
 
 
 class DetectCrop:
     """A CPU actor: reads each image, finds its faces and crops them as the model was trained.
 
     One row per face (``face`` from 0), or one row (``face`` -1) for an image without a face or that cannot be
-    read (``error`` then says why). Landmarks are not passed on: the Parquet columns, as the CSV's, have none.
+    read (``error`` then says why). With landmarks or eyes asked for, the whole picture is decoded, as ``predict``
+    does then, and each row also carries the face's mesh and eyes (``FaceMesh``, ``Eyes``, pickled) for the model
+    actor's records; the detector's five points are not passed on (the Parquet columns, as the CSV's, have none).
     """
 
     def __init__(self, settings: RaySettings) -> None:
@@ -96,27 +101,58 @@ class DetectCrop:
         self.size, self.margin, self.align = settings.input_size, config.margin, config.align
         self.shift = settings.face_shift
         self.detector = make_detector(config.detector)
+        self.landmarker: Any = None
+        self.eye_landmarker: Any = None
+        if config.landmarks or config.eyes:
+            from affectlab.runtime.mesh import MeshLandmarker
+
+            self.landmarker = MeshLandmarker()
+        if config.eyes:
+            from affectlab.runtime.eyes import EyeLandmarker
+
+            self.eye_landmarker = EyeLandmarker()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        from affectlab.runtime.decode import ScaledPhoto, photo_faces
+        from affectlab.runtime.decode import ScaledPhoto
 
-        rows: dict[str, list[Any]] = {k: [] for k in ("order", "source", "face", "box", "error", "crop")}
+        keys = ("order", "source", "face", "box", "error", "crop", "mesh", "eyes")
+        rows: dict[str, list[Any]] = {k: [] for k in keys}
         blank = np.zeros((self.size, self.size, 3), np.uint8)
         for order, source, path in zip(batch["order"], batch["source"], batch["path"], strict=True):
             found: list[Detection] = []
+            meshes: list[Any] = []
+            eyes: list[Any] = []
             error = None
             try:
-                photo = ScaledPhoto.read(path)  # decoded at the scales detection and crops need, as predict does
-                found, crops = photo_faces(photo, self.detector, self.size, self.margin, self.align, self.shift)
+                found, crops, meshes, eyes = self._faces(ScaledPhoto.read(path))
             except AffectlabError as exc:
                 error = str(exc)
             if not found:
                 crops = np.empty((0, self.size, self.size, 3), np.uint8)
             for face, (detection, crop) in enumerate(zip(found, crops, strict=True)):
-                self._add(rows, order, source, face, detection, None, crop)
+                mesh = meshes[face] if meshes else None
+                self._add(rows, order, source, face, detection, None, crop, mesh, eyes[face] if eyes else None)
             if not found:
                 self._add(rows, order, source, -1, None, error, blank)
-        return {k: np.stack(v) if k in ("box", "crop") else np.asarray(v) for k, v in rows.items()}
+        columns = {k: np.stack(v) if k in ("box", "crop") else np.asarray(v) for k, v in rows.items() if k in keys[:6]}
+        if self.landmarker is not None:  # pickled: Ray Data would turn the objects' arrays into its own types
+            columns |= {k: np.array([pickle.dumps(v) for v in rows[k]], dtype=object) for k in ("mesh", "eyes")}
+        return columns
+
+    def _faces(self, photo: Any) -> tuple[list[Detection], np.ndarray, list[Any], list[Any]]:
+        """The faces of one picture, their crops and (when asked for) their meshes and eyes."""
+        from affectlab.runtime.decode import photo_faces
+        from affectlab.runtime.faces import crop_faces
+
+        if self.landmarker is None:  # decoded at the scales detection and crops need, as predict does
+            found, crops = photo_faces(photo, self.detector, self.size, self.margin, self.align, self.shift)
+            return found, crops, [], []
+        image = photo.decode(1)  # the mesh and the eyes need the whole picture, as in predict
+        found = self.detector.detect(image)
+        crops = crop_faces(image, found, self.size, self.margin, self.align, self.shift)
+        meshes = self.landmarker(image, found)
+        eyes = self.eye_landmarker(image, meshes) if self.eye_landmarker is not None else []
+        return found, crops, meshes, eyes
 
     @staticmethod
     def _add(
@@ -127,6 +163,8 @@ class DetectCrop:
         detection: Detection | None,
         error: str | None,
         crop: np.ndarray,
+        mesh: Any = None,
+        eyes: Any = None,
     ) -> None:
         rows["order"].append(int(order))
         rows["source"].append(str(source))
@@ -134,6 +172,8 @@ class DetectCrop:
         rows["box"].append(np.array((0, 0, 0, 0) if detection is None else detection.box, np.int64))
         rows["error"].append(error or "")
         rows["crop"].append(crop)
+        rows["mesh"].append(mesh)
+        rows["eyes"].append(eyes)
 
 
 class RunModel:
@@ -145,6 +185,8 @@ class RunModel:
         self.backend = load(settings.model, detector="none", threads=settings.config.threads).backend
         self.class_names = self.backend.info.class_names
         self.min_confidence = settings.config.min_confidence
+        self.landmarks, self.eyes = settings.config.landmarks, settings.config.eyes
+        self.columns = record_columns(self.landmarks, self.eyes)
 
     def __call__(self, batch: dict[str, Any]) -> Any:
         import pyarrow as pa
@@ -166,9 +208,11 @@ class RunModel:
                     None,
                     self.min_confidence,
                 )
+                if "mesh" in batch:  # pickled by this pipeline's own detect actors
+                    face.mesh, face.eyes = pickle.loads(batch["mesh"][i]), pickle.loads(batch["eyes"][i])
                 record = ImageResult(str(source), [face]).records()[0] | {"face": int(batch["face"][i])}
-            records.append(flat_record(record))
-        table = pa.Table.from_pylist(records, schema=parquet_schema())
+            records.append(flat_record(record, self.columns))
+        table = pa.Table.from_pylist(records, schema=parquet_schema(self.landmarks, self.eyes))
         return table.append_column("order", pa.array(np.asarray(batch["order"], dtype=np.int64)))
 
 
@@ -214,11 +258,12 @@ def predict_with_ray(settings: RaySettings, sources: list[Source], out: Path) ->
         )
     )
     summary = PredictSummary(out=out)
+    schema = parquet_schema(config.landmarks, config.eyes)
 
     def write(tmp: Path) -> None:
-        with pq.ParquetWriter(tmp, parquet_schema()) as writer:
+        with pq.ParquetWriter(tmp, schema) as writer:
             for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                table = table.select(parquet_schema().names).cast(parquet_schema())
+                table = table.select(schema.names).cast(schema)
                 rows = table.to_pydict()
                 summary.faces += sum(1 for f in rows["face"] if f is not None)
                 summary.no_face += sum(bool(v) for v in rows["no_face"])

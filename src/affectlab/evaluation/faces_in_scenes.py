@@ -32,7 +32,7 @@ from affectlab.evaluation.trust import shift_metrics
 from affectlab.models.affect_model import AffectModel
 from affectlab.models.meta import ModelMeta
 from affectlab.models.outputs import Outputs
-from affectlab.runtime.backends import TorchBackend
+from affectlab.runtime.backends import Backend, TorchBackend
 from affectlab.runtime.faces import Detection, FaceDetector, iou, make_detector
 from affectlab.runtime.predictor import AffectPredictor, Item
 from affectlab.runtime.results import FaceResult
@@ -46,6 +46,8 @@ SCENE_SPEC = SceneSpec(
     width=640, height=480, min_face=48, max_face=200, faces=(2, 4), max_angle=10.0, p_blur=0.0, p_light=0.0,
     p_occlude=0.0,
 )  # fmt: skip
+#: Crops run at once: a few calls per section, so a cached-trunk backend appends to its cache a few times only.
+SCENE_BATCH = 256
 #: A detection and a pasted face are the same face when their boxes overlap at least this much (IoU).
 MIN_IOU = 0.5
 
@@ -208,16 +210,18 @@ def faces_in_scenes_section(
     detector: str = DEFAULT_DETECTOR,
     spec: SceneSpec = SCENE_SPEC,
     align: bool = False,
+    backend: Backend | None = None,
 ) -> dict[str, Any]:
     """Paste ``split``'s faces into scenes, run them through the runtime predictor (the model as ``meta``
     describes it, with ``tta_flip``; ``align`` levels the eye line as ``predict --align`` does) and score them
-    against the clean scores of the metrics ``document``."""
+    against the clean scores of the metrics ``document``. ``backend`` runs the crops instead of PyTorch on
+    ``model`` (a frozen trunk's cached features); it must give what that would."""
     clean: dict[str, Any] = {}
     if "classification" in document:
         clean["accuracy"] = document["classification"]["accuracy"]
     if "valence" in document:
         clean["valence_ccc"], clean["arousal_ccc"] = document["valence"]["ccc"], document["arousal"]["ccc"]
-    backend = TorchBackend.from_model(model, dataclasses.replace(meta, tta_flip=tta_flip), "evaluation")
+    backend = backend or TorchBackend.from_model(model, dataclasses.replace(meta, tta_flip=tta_flip), "evaluation")
     faces = [split.images[i] for i in range(len(split))]
     finder = make_detector(detector)
     key = _scenes_key(faces, seed, spec, finder.name)
@@ -228,7 +232,7 @@ def faces_in_scenes_section(
     else:  # the same scenes as the last model's, and what the same detector found in them (model-independent)
         scene_list, detections = recorded
         replay = _Replay(finder.name, {id(s.image): d for s, d in zip(scene_list, detections, strict=True)})
-    predictor = AffectPredictor(backend, detector=replay, align=align)
+    predictor = AffectPredictor(backend, detector=replay, align=align, batch_size=SCENE_BATCH)
     items = (Item(f"scene {i}", scene.image) for i, scene in enumerate(scene_list))
     found = [list(result) for result in predictor.predict_stream(items)]
     if isinstance(replay, _Recording):

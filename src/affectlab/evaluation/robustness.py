@@ -20,6 +20,7 @@ less than its interval (docs/robustness.md gives the measurement) and doubles th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -99,6 +100,10 @@ class _DamagedFaces:
         return self._get()[key]
 
 
+def _rows(images: Callable[[], np.ndarray], where: np.ndarray) -> np.ndarray:
+    return images()[where]
+
+
 def _scores(outputs: Outputs, expression: np.ndarray, va: np.ndarray, metrics: tuple[str, ...]) -> dict[str, Any]:
     scores: dict[str, float | None] = {}
     if "accuracy" in metrics:
@@ -127,34 +132,79 @@ def _relative(damaged_mean: float | None, clean: float | None) -> float | None:
     return None if damaged_mean is None or clean is None or clean <= 0 else damaged_mean / clean
 
 
-def _ccc_rows(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Lin's CCC along the last axis (population moments, as ``metrics.ccc``); NaN where undefined."""
-    mt, mp = truth.mean(-1, keepdims=True), pred.mean(-1, keepdims=True)
-    cov = ((truth - mt) * (pred - mp)).mean(-1)
-    denominator = truth.var(-1) + pred.var(-1) + (mt - mp)[..., 0] ** 2
+def severity_plan(expression: np.ndarray, damages: int, seed: int) -> np.ndarray:
+    """The one severity (1-3) each face gets under each damage, shape ``(damages, faces)``: a damage then costs one
+    pass of the subset instead of three.
+
+    The damages go in blocks of three. For each block the faces are ordered by expression code (ties in a random
+    order drawn from ``seed`` and the block) and dealt round-robin to severities 1, 2 and 3, the deal turning by
+    one for each damage of the block. So each severity of each damage gets a third of the faces and of each
+    expression, and each face meets each severity once per block: the mean over damages and severities estimates
+    what scoring every face at every severity would, from a third of the passes (docs/robustness.md gives the
+    measurement).
+    """
+    n = len(expression)
+    plan = np.zeros((damages, n), dtype=np.int64)
+    for k in range(damages):
+        block = k // 3
+        order = np.lexsort((np.random.default_rng([seed, block]).random(n), np.asarray(expression)))
+        plan[k, order] = (np.arange(n) + k) % 3 + 1
+    return plan
+
+
+def _finite_mean(rows: np.ndarray) -> np.ndarray:
+    """The mean over axis 0 of the finite entries (NaN where a column has none), without numpy's empty-slice
+    warning: a bootstrap draw may hold none of a small cell's faces."""
+    finite = np.isfinite(rows)
+    count = finite.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, 2 * cov / denominator, np.nan)
+        return np.where(count > 0, np.where(finite, rows, 0).sum(0) / count, np.nan)
+
+
+def _weighted_ccc(truth: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Lin's CCC of ``truth`` and ``pred`` (faces) under each row of ``weights`` (draws x faces: how many times a
+    bootstrap draw holds each face), with population moments as ``metrics.ccc``; NaN where undefined."""
+    total = weights.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mt, mp = weights @ truth / total, weights @ pred / total
+        vt = weights @ truth**2 / total - mt**2
+        vp = weights @ pred**2 / total - mp**2
+        cov = weights @ (truth * pred) / total - mt * mp
+        denominator = vt + vp + (mt - mp) ** 2
+        return np.where(denominator > 1e-12, 2 * cov / denominator, np.nan)
 
 
 def _interval(
-    metric: str, clean: Outputs, damaged_outputs: list[Outputs], expression: np.ndarray, va: np.ndarray, seed: int
+    metric: str,
+    clean: Outputs,
+    cells: list[tuple[np.ndarray, Outputs]],
+    expression: np.ndarray,
+    va: np.ndarray,
+    seed: int,
 ) -> list[float] | None:
-    """The 95% percentile bootstrap interval of ``metric``'s share kept (damaged mean / clean), faces resampled."""
+    """The 95% percentile bootstrap interval of ``metric``'s share kept (damaged mean / clean), faces resampled:
+    each draw weighs every face by how often it was drawn, in the clean score and in each damaged cell (``cells``:
+    the positions of the faces scored there, and their outputs)."""
     n = len(expression)
     if n < 2:
         return None
     draws = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
+    weights = np.stack([np.bincount(row, minlength=n) for row in draws]).astype(np.float64)  # (draws, faces)
     if metric == "accuracy":
-        right = clean["probs"].argmax(1) == expression
-        hurt = np.stack([o["probs"].argmax(1) == expression for o in damaged_outputs])  # (cells, n)
-        base, kept = right[draws].mean(1), hurt[:, draws].mean(2).mean(0)
+        base = weights @ (clean["probs"].argmax(1) == expression) / n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_cell = [
+                weights[:, where] @ (o["probs"].argmax(1) == expression[where]) / weights[:, where].sum(1)
+                for where, o in cells
+            ]
     else:
         d = 0 if metric == "valence_ccc" else 1
-        truth = va[:, d].astype(np.float64)[draws]
-        base = _ccc_rows(truth, clean["va"][:, d].astype(np.float64)[draws])
-        kept = np.nanmean(
-            np.stack([_ccc_rows(truth, o["va"][:, d].astype(np.float64)[draws]) for o in damaged_outputs]), 0
-        )
+        truth = va[:, d].astype(np.float64)
+        base = _weighted_ccc(truth, clean["va"][:, d].astype(np.float64), weights)
+        per_cell = [
+            _weighted_ccc(truth[where], o["va"][:, d].astype(np.float64), weights[:, where]) for where, o in cells
+        ]
+    kept = _finite_mean(np.stack(per_cell))
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(base > 0, kept / base, np.nan)
     ratio = ratio[np.isfinite(ratio)]
@@ -176,16 +226,19 @@ def robustness_section(
     faces: int = SUBSET_FACES,
     flip: bool = False,
     scorer: Scorer | None = None,
+    every_severity: bool = False,
 ) -> dict[str, Any]:
     """Score a fixed stratified subset of ``faces`` faces of ``split`` (``robustness_subset``; 0: all) clean and
-    under every damage x severity, with the flip TTA when ``flip`` and ``tta_flip`` are both set.
+    under every damage x severity, with the flip TTA when ``flip`` and ``tta_flip`` are both set; each face at one
+    severity per damage unless ``every_severity`` (``severity_plan``).
 
-    The section lists each result and, per metric, the mean over all damages and severities and that mean
-    relative to the clean score of the same faces (``accuracy_relative`` ...), with its 95% bootstrap interval
-    over the faces (``accuracy_relative_interval`` ...). ``clean`` holds the subset's clean scores and the
-    ``trust.SHIFT_METRICS`` of its outputs with ``calibration`` (the model's); ``clean_all`` the scores of the
-    metrics ``document`` (every face, the model's TTA). ``scorer`` computes the heads (default: the model on the
-    images, ``batch_size`` at a time). The images are damaged with ``seed``, so a rerun gives the same numbers.
+    The section lists each result (with ``faces``, how many were scored there) and, per metric, the mean over all
+    damages and severities and that mean relative to the clean score of the same faces (``accuracy_relative``
+    ...), with its 95% bootstrap interval over the faces (``accuracy_relative_interval`` ...). ``clean`` holds the
+    subset's clean scores and the ``trust.SHIFT_METRICS`` of its outputs with ``calibration`` (the model's);
+    ``clean_all`` the scores of the metrics ``document`` (every face, the model's TTA). ``scorer`` computes the
+    heads (default: the model on the images, ``batch_size`` at a time). The images are damaged with ``seed``, so a
+    rerun gives the same numbers.
     """
     clean_all = _clean_scores(document)
     metrics = tuple(clean_all)
@@ -196,6 +249,7 @@ def robustness_section(
     labels = expression if "accuracy" in metrics else None
     targets = va if "valence_ccc" in metrics else None
     every = len(chosen) == len(split)
+    plan = None if every_severity else severity_plan(expression, len(DAMAGES), seed)
     subset_faces: np.ndarray | None = None
 
     def subset_images() -> np.ndarray:
@@ -204,27 +258,33 @@ def robustness_section(
             subset_faces = np.asarray(split.images[:] if every else split.images[chosen])
         return subset_faces
 
-    def run(images: FaceArray, what: str) -> Outputs:
+    def run(where: np.ndarray, images: FaceArray, what: str) -> Outputs:
         if scorer is not None:
-            return to_outputs(scorer(chosen, images, what), calibration)
+            return to_outputs(scorer(chosen[where], images, what), calibration)
         return to_outputs(raw_images(model, images, preprocess, batch_size, tta_flip=with_flip), calibration)
 
-    clean_outputs = run(split.images if every else subset_images(), "clean")
+    everyone = np.arange(len(chosen))
+    clean_outputs = run(everyone, split.images if every else subset_images(), "clean")
     clean: dict[str, Any] = {**_scores(clean_outputs, expression, va, metrics)}
     clean |= shift_metrics(clean_outputs, labels, targets)
     results: list[dict[str, Any]] = []
-    outputs_by_cell: list[Outputs] = []
-    for damage in DAMAGES:
+    cells: list[tuple[np.ndarray, Outputs]] = []
+    for k, damage in enumerate(DAMAGES):
         for severity in (1, 2, 3):
-            outputs = run(_DamagedFaces(subset_images, damage, severity, seed), f"{damage.name}-{severity}")
-            outputs_by_cell.append(outputs)
+            where = everyone if plan is None else np.flatnonzero(plan[k] == severity)
+            images = _DamagedFaces(functools.partial(_rows, subset_images, where), damage, severity, seed)
+            outputs = run(where, images, f"{damage.name}-{severity}")
+            cells.append((where, outputs))
+            cell_labels = None if labels is None else labels[where]
+            cell_targets = None if targets is None else targets[where]
             results.append(
                 {
                     "damage": damage.name,
                     "severity": severity,
                     "setting": damage.setting(severity),
-                    **_scores(outputs, expression, va, metrics),
-                    **shift_metrics(outputs, labels, targets),
+                    "faces": len(where),
+                    **_scores(outputs, expression[where], va[where], metrics),
+                    **shift_metrics(outputs, cell_labels, cell_targets),
                 }
             )
     section: dict[str, Any] = {
@@ -232,6 +292,8 @@ def robustness_section(
         "faces": len(chosen),
         "of": len(split),
         "flip": with_flip,
+        "severities": "every" if every_severity else "one per face and damage",
+        "passes": int(sum(len(where) for where, _ in cells)),
         "bootstrap": BOOTSTRAP,
         "clean": clean,
         "clean_all": clean_all,
@@ -243,7 +305,7 @@ def robustness_section(
         section["damaged_mean"][metric] = mean
         section[f"{metric}_relative"] = _relative(mean, clean[metric])
         section[f"{metric}_relative_interval"] = (
-            _interval(metric, clean_outputs, outputs_by_cell, expression, va, seed)
+            _interval(metric, clean_outputs, cells, expression, va, seed)
             if section[f"{metric}_relative"] is not None
             else None
         )
@@ -270,7 +332,8 @@ def _sentence(section: dict[str, Any], metric: str) -> str:
     spread = f" (95% interval {interval[0]:.2f}-{interval[1]:.2f} over faces)" if interval else ""
     faces = section.get("faces")
     which = (
-        f" on {faces} of the {section['of']} faces (stratified by expression, seed {section['seed']})"
+        f" on {faces} of the {section['of']} faces (stratified by expression, seed {section['seed']}"
+        f"{'' if section.get('severities', 'every') == 'every' else '; each face at one severity per damage'})"
         if faces is not None and faces < section["of"]
         else ""
     )

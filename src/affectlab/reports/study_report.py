@@ -393,14 +393,15 @@ def cost_blocks(runs: list[dict[str, Any]]) -> list[Block]:
     note = (
         f"Wall seconds per section of each run, measured in the run's process ({named}). A study's models share "
         "what is not theirs: the pooled features of a frozen trunk (the second task of a backbone reads them, "
-        "damaged faces included, from the feature cache), the crop fit and the scenes' detections."
+        "damaged faces and scene crops included, from the feature cache), the crop fit and the scenes' detections."
     )
     robust = [r["metrics"]["robustness"] for r in runs if "robustness" in r["metrics"]]
     if robust and robust[0].get("faces") is not None:
         first = robust[0]
         note += (
             f" Robustness damages {first['faces']} of the {first['of']} test faces (a fixed subset stratified by "
-            f"expression), {'with' if first['flip'] else 'without'} the flip TTA; its shares kept carry 95% "
+            f"expression){_severity_text(first)}, {'with' if first['flip'] else 'without'} the flip TTA; its "
+            "shares kept carry 95% "
             "bootstrap intervals over those faces."
         )
     return [("p", "Cost per section (seconds):"), ("table", (header, rows)), ("p", note)]
@@ -559,9 +560,17 @@ def _subset_text(section: dict[str, Any]) -> str:
         return ""
     which = "every face" if section["faces"] >= section["of"] else f"a fixed subset of {section['faces']} faces"
     return (
-        f", on {which} of the {section['of']} (stratified by expression), "
+        f", on {which} of the {section['of']} (stratified by expression){_severity_text(section)}, "
         f"{'with' if section['flip'] else 'without'} the flip TTA; clean = the same faces through the same pass"
     )
+
+
+def _severity_text(section: dict[str, Any]) -> str:
+    """How the severities were dealt: each face at one per damage (a third of each class per severity), or at
+    all three (runs before the option, and ``robustness_severities: every``)."""
+    if section.get("severities", "every") == "every":
+        return ""
+    return ", each face at one severity per damage (a third of the faces and of each class per severity)"
 
 
 _TRUST_NAMES = {

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from affectlab.errors import AffectlabError
-from affectlab.runtime.results import CSV_COLUMNS, EYE_COLUMNS, POSE_COLUMNS, csv_row
+from affectlab.runtime.results import csv_row, record_columns
 
 __all__ = ["OUTPUT_FORMATS", "RecordWriter", "output_format"]
 
@@ -38,7 +38,7 @@ class RecordWriter:
 
     def __init__(self, stream: TextIO, fmt: str = "jsonl", landmarks: bool = False, eyes: bool = False) -> None:
         self.stream, self.fmt = stream, fmt
-        self.columns = CSV_COLUMNS + (POSE_COLUMNS if landmarks or eyes else ()) + (EYE_COLUMNS if eyes else ())
+        self.columns = record_columns(landmarks, eyes)
         self._csv = csv.writer(stream) if fmt == "csv" else None
         if self._csv is not None:
             self._csv.writerow(self.columns)

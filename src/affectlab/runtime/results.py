@@ -30,6 +30,7 @@ __all__ = [
     "Mesh",
     "csv_row",
     "flat_record",
+    "record_columns",
 ]
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels of the source image
@@ -311,6 +312,12 @@ class ImageResult(Sequence[FaceResult]):
         if image is None:
             raise ValueError("no image kept with this result; pass the image to plot()")
         return draw_result(image, self)
+
+
+def record_columns(landmarks: bool = False, eyes: bool = False) -> tuple[str, ...]:
+    """The columns of CSV and Parquet results: ``CSV_COLUMNS``, then ``POSE_COLUMNS`` with ``landmarks`` or
+    ``eyes``, then ``EYE_COLUMNS`` with ``eyes``."""
+    return CSV_COLUMNS + (POSE_COLUMNS if landmarks or eyes else ()) + (EYE_COLUMNS if eyes else ())
 
 
 def flat_record(record: dict[str, Any], columns: tuple[str, ...] = CSV_COLUMNS) -> dict[str, Any]:

@@ -44,7 +44,8 @@ class PredictConfig:
         engine: ``local`` (this process) or ``ray`` (a Ray Data pipeline that writes a Parquet file).
         shard: ``(I, N)``: only the I-th (from 0) of N contiguous parts of the inputs, for job arrays.
         address: the Ray cluster to join with ``engine="ray"`` (``auto``: the running one; default: a local Ray).
-        landmarks: also run FaceMesh on each face: 468 3-D points and head pose (local engine only).
+        landmarks: also run FaceMesh on each face: 468 3-D points and head pose (the Ray engine writes the pose
+            columns, as the CSV has them).
         min_confidence: label a face ``uncertain`` when its calibrated top probability is below this (its
             probabilities are kept).
         backend: ``auto`` (default), ``torch`` or ``onnx``: the runtime for a run folder or ``.pt`` checkpoint
@@ -53,7 +54,7 @@ class PredictConfig:
         workers: threads that decode and detect the next photos while the model runs on the current ones
             (default: the CPUs this process may use; 1: one after another). Records keep the input order.
         eyes: also run MediaPipe Iris on both eyes of each face: iris points, eye openness, gaze and, on video,
-            blinks per face track (implies ``landmarks``; local engine only).
+            blinks per face track (implies ``landmarks``; the Ray engine, which reads images, has no blinks).
 
     Raises:
         AffectlabError: on a value that cannot work, naming its flag, when the config is made.
@@ -95,10 +96,6 @@ class PredictConfig:
             raise AffectlabError(f"--min-confidence must be a probability between 0 and 1, got {self.min_confidence}")
         if self.detect_every > 1 and self.engine == "ray":
             raise AffectlabError("--detect-every is for videos and webcams, which the Ray engine does not read")
-        if self.landmarks and self.engine == "ray":
-            raise AffectlabError("--landmarks needs the local engine; the Ray engine writes no mesh columns")
-        if self.eyes and self.engine == "ray":
-            raise AffectlabError("--eyes needs the local engine; the Ray engine writes no eye columns")
         if self.shard is not None:
             index, count = self.shard
             if count < 1 or not 0 <= index < count:
