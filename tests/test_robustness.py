@@ -87,11 +87,21 @@ def test_every_damage_and_severity_is_scored_against_clean(tmp_path: Path) -> No
     assert "Confidence: ECE" in section["sentence"] and "set coverage" in section["sentence"]
     # damage changes what the model sees: not every result equals the clean score
     assert len({round(r["valence_ccc"], 6) for r in section["results"]}) > 5
+    # relative to the clean score of each row's own faces, averaged over the rows like the damaged scores
+    rows = [np.flatnonzero(p == s) for p in plan for s in (1, 2, 3)]
+    right = outputs["probs"].argmax(1) == split.expression
+    by_row = {
+        "accuracy": [right[w].mean() for w in rows],
+        "valence_ccc": [ccc(split.va[w, 0], outputs["va"][w, 0]) for w in rows],
+        "arousal_ccc": [ccc(split.va[w, 1], outputs["va"][w, 1]) for w in rows],
+    }
+    assert np.mean(by_row["accuracy"]) == pytest.approx(section["clean"]["accuracy"])  # thirds of 8: the same
     for metric in ("accuracy", "valence_ccc", "arousal_ccc"):
         mean = np.mean([r[metric] for r in section["results"]])
         assert section["damaged_mean"][metric] == pytest.approx(mean)
-        clean = section["clean"][metric]
-        assert section[f"{metric}_relative"] == (pytest.approx(mean / clean) if clean > 0 else None)
+        reference = section["clean_reference"][metric]
+        assert reference == pytest.approx(np.mean(by_row[metric]))
+        assert section[f"{metric}_relative"] == (pytest.approx(mean / reference) if reference > 0 else None)
     assert section["sentence"].startswith("Under 9 damages x 3 severities")
     # a fixed seed: the same model scores the same under damage, and the training's random stream is untouched
     state = torch.get_rng_state()

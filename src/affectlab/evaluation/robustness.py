@@ -108,7 +108,7 @@ def _scores(outputs: Outputs, expression: np.ndarray, va: np.ndarray, metrics: t
     scores: dict[str, float | None] = {}
     if "accuracy" in metrics:
         scores["accuracy"] = float(np.mean(outputs["probs"].argmax(1) == expression))
-    if "valence_ccc" in metrics:
+    if {"valence_ccc", "arousal_ccc"} & set(metrics):
         scores["valence_ccc"] = ccc(va[:, 0], outputs["va"][:, 0])
         scores["arousal_ccc"] = ccc(va[:, 1], outputs["va"][:, 1])
     return scores
@@ -182,7 +182,8 @@ def _interval(
     va: np.ndarray,
     seed: int,
 ) -> list[float] | None:
-    """The 95% percentile bootstrap interval of ``metric``'s share kept (damaged mean / clean), faces resampled:
+    """The 95% percentile bootstrap interval of ``metric``'s share kept (the damaged rows' mean over the clean
+    reference, ``_clean_reference``), faces resampled:
     each draw weighs every face by how often it was drawn, in the clean score and in each damaged cell (``cells``:
     the positions of the faces scored there, and their outputs)."""
     n = len(expression)
@@ -190,21 +191,19 @@ def _interval(
         return None
     draws = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))
     weights = np.stack([np.bincount(row, minlength=n) for row in draws]).astype(np.float64)  # (draws, faces)
-    if metric == "accuracy":
-        base = weights @ (clean["probs"].argmax(1) == expression) / n
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_cell = [
-                weights[:, where] @ (o["probs"].argmax(1) == expression[where]) / weights[:, where].sum(1)
-                for where, o in cells
-            ]
-    else:
+
+    def per_draw(outputs: Outputs, where: np.ndarray) -> np.ndarray:
+        """The metric of one row's faces under every draw's weights."""
+        if metric == "accuracy":
+            right = outputs["probs"].argmax(1) == expression[where]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return weights[:, where] @ right / weights[:, where].sum(1)
         d = 0 if metric == "valence_ccc" else 1
-        truth = va[:, d].astype(np.float64)
-        base = _weighted_ccc(truth, clean["va"][:, d].astype(np.float64), weights)
-        per_cell = [
-            _weighted_ccc(truth[where], o["va"][:, d].astype(np.float64), weights[:, where]) for where, o in cells
-        ]
-    kept = _finite_mean(np.stack(per_cell))
+        truth = va[where, d].astype(np.float64)
+        return _weighted_ccc(truth, outputs["va"][:, d].astype(np.float64), weights[:, where])
+
+    kept = _finite_mean(np.stack([per_draw(o, where) for where, o in cells]))
+    base = _finite_mean(np.stack([per_draw(_rows_of(clean, where), where) for where, _ in cells]))
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.where(base > 0, kept / base, np.nan)
     ratio = ratio[np.isfinite(ratio)]
@@ -212,6 +211,20 @@ def _interval(
         return None
     low, high = np.percentile(ratio, [2.5, 97.5])
     return [round(float(low), 4), round(float(high), 4)]
+
+
+def _rows_of(outputs: Outputs, where: np.ndarray) -> Outputs:
+    return {key: value[where] for key, value in outputs.items()}
+
+
+def _clean_reference(
+    clean: Outputs, cells: list[tuple[np.ndarray, Outputs]], expression: np.ndarray, va: np.ndarray, metric: str
+) -> float | None:
+    """What a share kept divides by: the mean over the rows of the clean score of each row's own faces. With every
+    face in every row it is the subset's clean score; with a third of the faces per row it has the same sample size
+    as the damaged scores, so a statistic that runs lower on fewer faces (CCC) is compared like with like."""
+    values = [_scores(_rows_of(clean, where), expression[where], va[where], (metric,))[metric] for where, _ in cells]
+    return _mean(values)
 
 
 def robustness_section(
@@ -234,7 +247,8 @@ def robustness_section(
 
     The section lists each result (with ``faces``, how many were scored there) and, per metric, the mean over all
     damages and severities and that mean relative to the clean score of the same faces (``accuracy_relative``
-    ...), with its 95% bootstrap interval over the faces (``accuracy_relative_interval`` ...). ``clean`` holds the
+    ..., over ``clean_reference``: see ``_clean_reference``), with its 95% bootstrap interval over the faces
+    (``accuracy_relative_interval`` ...). ``clean`` holds the
     subset's clean scores and the ``trust.SHIFT_METRICS`` of its outputs with ``calibration`` (the model's);
     ``clean_all`` the scores of the metrics ``document`` (every face, the model's TTA). ``scorer`` computes the
     heads (default: the model on the images, ``batch_size`` at a time). The images are damaged with ``seed``, so a
@@ -300,10 +314,13 @@ def robustness_section(
         "results": results,
         "damaged_mean": {},
     }
+    section["clean_reference"] = {}
     for metric in metrics:
         mean = _mean([r[metric] for r in results])
         section["damaged_mean"][metric] = mean
-        section[f"{metric}_relative"] = _relative(mean, clean[metric])
+        reference = _clean_reference(clean_outputs, cells, expression, va, metric)
+        section["clean_reference"][metric] = reference
+        section[f"{metric}_relative"] = _relative(mean, reference)
         section[f"{metric}_relative_interval"] = (
             _interval(metric, clean_outputs, cells, expression, va, seed)
             if section[f"{metric}_relative"] is not None
