@@ -10,13 +10,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 from skimage import data
 from support.bad_input import damaged_copy
-from support.models import one_torch_thread, write_video
+from support.models import one_torch_thread, serving, write_video
 
 from affectlab.cli import main
 from affectlab.errors import AffectlabError
@@ -351,3 +352,24 @@ def test_a_face_the_mesh_rejects_gets_no_eye_fields_and_says_so(run: Path) -> No
     assert _face_title(0, face).endswith("no mesh, no eyes (mesh rejected)")
     looking = replace(face, eyes=Eyes(np.zeros((2, 5, 3)), None, (0.25, 0.2), 12.4, -3.0, 10.0, 1.0))
     assert _face_title(0, looking).endswith("gaze +12 -3 open 0.25 0.20")
+
+
+def test_serve_eyes_answers_with_the_eye_fields(run: Path, work: Path, portrait: tuple[np.ndarray, Detection]) -> None:
+    """``affectlab serve --eyes``, started as a user would: a posted portrait comes back with its iris points,
+    openness and gaze, as ``predict --eyes`` gives them; without a face, no eye fields."""
+    image, _ = portrait
+    _, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    args = [str(run), "--threads", "1", "--detector", "haar", "--backend", "torch", "--eyes"]
+    with serving(args, work / "eyes-server.log") as url:
+        body = httpx.post(f"{url}/predict", files={"file": ("a.png", png.tobytes(), "image/png")}).json()
+        empty = cv2.imencode(".png", np.full((200, 200, 3), 128, np.uint8))[1].tobytes()
+        blank = httpx.post(f"{url}/predict", files={"file": ("b.png", empty, "image/png")}).json()
+    assert len(body) == 1
+    face = body[0]
+    assert np.asarray(face["iris"]).shape == (2, 5, 3) and np.asarray(face["eye_contours"]).shape == (2, 71, 3)
+    assert len(face["openness"]) == 2 and all(0 < v < 1 for v in face["openness"])
+    assert abs(face["gaze_yaw"]) < 30 and abs(face["gaze_pitch"]) < 30 and face["blinks"] is None
+    local = load(run, detector="haar", eyes=True).predict(image).records()[0]
+    assert face["openness"] == pytest.approx(local["openness"], abs=1e-3)
+    assert face["gaze_yaw"] == pytest.approx(local["gaze_yaw"], abs=0.05)
+    assert blank == []  # no face: nothing to measure
