@@ -100,7 +100,7 @@ class _DamagedFaces:
         return self._get()[key]
 
 
-def _rows(images: Callable[[], np.ndarray], where: np.ndarray) -> np.ndarray:
+def _images_at(images: Callable[[], np.ndarray], where: np.ndarray) -> np.ndarray:
     return images()[where]
 
 
@@ -286,7 +286,7 @@ def robustness_section(
     for k, damage in enumerate(DAMAGES):
         for severity in (1, 2, 3):
             where = everyone if plan is None else np.flatnonzero(plan[k] == severity)
-            images = _DamagedFaces(functools.partial(_rows, subset_images, where), damage, severity, seed)
+            images = _DamagedFaces(functools.partial(_images_at, subset_images, where), damage, severity, seed)
             outputs = run(where, images, f"{damage.name}-{severity}")
             cells.append((where, outputs))
             cell_labels = None if labels is None else labels[where]
