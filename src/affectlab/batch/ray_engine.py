@@ -84,6 +84,10 @@ def parquet_schema(landmarks: bool = False, eyes: bool = False) -> Any:
     return pa.schema([(name, types.get(name, pa.float64())) for name in record_columns(landmarks, eyes)])
 
 
+#: The columns every detect batch has; ``mesh`` and ``eyes`` follow when landmarks or eyes are asked for.
+_COLUMNS = ("order", "source", "face", "box", "error", "crop")
+
+
 class DetectCrop:
     """A CPU actor: reads each image, finds its faces and crops them as the model was trained.
 
@@ -115,8 +119,7 @@ class DetectCrop:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         from affectlab.runtime.decode import ScaledPhoto
 
-        keys = ("order", "source", "face", "box", "error", "crop", "mesh", "eyes")
-        rows: dict[str, list[Any]] = {k: [] for k in keys}
+        rows: dict[str, list[Any]] = {k: [] for k in (*_COLUMNS, "mesh", "eyes")}
         blank = np.zeros((self.size, self.size, 3), np.uint8)
         for order, source, path in zip(batch["order"], batch["source"], batch["path"], strict=True):
             found: list[Detection] = []
@@ -129,29 +132,28 @@ class DetectCrop:
                 error = str(exc)
             if not found:
                 crops = np.empty((0, self.size, self.size, 3), np.uint8)
-            for face, (detection, crop) in enumerate(zip(found, crops, strict=True)):
-                mesh = meshes[face] if meshes else None
-                self._add(rows, order, source, face, detection, None, crop, mesh, eyes[face] if eyes else None)
+            for face, (detection, crop, mesh, eye) in enumerate(zip(found, crops, meshes, eyes, strict=True)):
+                self._add(rows, order, source, face, detection, None, crop, mesh, eye)
             if not found:
                 self._add(rows, order, source, -1, None, error, blank)
-        columns = {k: np.stack(v) if k in ("box", "crop") else np.asarray(v) for k, v in rows.items() if k in keys[:6]}
+        columns = {k: np.stack(rows[k]) if k in ("box", "crop") else np.asarray(rows[k]) for k in _COLUMNS}
         if self.landmarker is not None:  # pickled: Ray Data would turn the objects' arrays into its own types
             columns |= {k: np.array([pickle.dumps(v) for v in rows[k]], dtype=object) for k in ("mesh", "eyes")}
         return columns
 
     def _faces(self, photo: Any) -> tuple[list[Detection], np.ndarray, list[Any], list[Any]]:
-        """The faces of one picture, their crops and (when asked for) their meshes and eyes."""
+        """The faces of one picture, their crops, and their meshes and eyes (None each unless asked for)."""
         from affectlab.runtime.decode import photo_faces
         from affectlab.runtime.faces import crop_faces
 
         if self.landmarker is None:  # decoded at the scales detection and crops need, as predict does
             found, crops = photo_faces(photo, self.detector, self.size, self.margin, self.align, self.shift)
-            return found, crops, [], []
+            return found, crops, [None] * len(found), [None] * len(found)
         image = photo.decode(1)  # the mesh and the eyes need the whole picture, as in predict
         found = self.detector.detect(image)
         crops = crop_faces(image, found, self.size, self.margin, self.align, self.shift)
         meshes = self.landmarker(image, found)
-        eyes = self.eye_landmarker(image, meshes) if self.eye_landmarker is not None else []
+        eyes = self.eye_landmarker(image, meshes) if self.eye_landmarker is not None else [None] * len(found)
         return found, crops, meshes, eyes
 
     @staticmethod

@@ -248,11 +248,10 @@ def robustness_section(
     The section lists each result (with ``faces``, how many were scored there) and, per metric, the mean over all
     damages and severities and that mean relative to the clean score of the same faces (``accuracy_relative``
     ..., over ``clean_reference``: see ``_clean_reference``), with its 95% bootstrap interval over the faces
-    (``accuracy_relative_interval`` ...). ``clean`` holds the
-    subset's clean scores and the ``trust.SHIFT_METRICS`` of its outputs with ``calibration`` (the model's);
-    ``clean_all`` the scores of the metrics ``document`` (every face, the model's TTA). ``scorer`` computes the
-    heads (default: the model on the images, ``batch_size`` at a time). The images are damaged with ``seed``, so a
-    rerun gives the same numbers.
+    (``accuracy_relative_interval`` ...). ``clean`` holds the subset's clean scores and the ``trust.SHIFT_METRICS``
+    of its outputs with ``calibration`` (the model's); ``clean_all`` the scores of the metrics ``document`` (every
+    face, the model's TTA). ``scorer`` computes the heads (default: the model on the images, ``batch_size`` at a
+    time). The images are damaged with ``seed``, so a rerun gives the same numbers.
     """
     clean_all = _clean_scores(document)
     metrics = tuple(clean_all)
@@ -313,8 +312,8 @@ def robustness_section(
         "clean_all": clean_all,
         "results": results,
         "damaged_mean": {},
+        "clean_reference": {},
     }
-    section["clean_reference"] = {}
     for metric in metrics:
         mean = _mean([r[metric] for r in results])
         section["damaged_mean"][metric] = mean

@@ -401,8 +401,7 @@ def cost_blocks(runs: list[dict[str, Any]]) -> list[Block]:
         note += (
             f" Robustness damages {first['faces']} of the {first['of']} test faces (a fixed subset stratified by "
             f"expression){_severity_text(first)}, {'with' if first['flip'] else 'without'} the flip TTA; its "
-            "shares kept carry 95% "
-            "bootstrap intervals over those faces."
+            "shares kept carry 95% bootstrap intervals over those faces."
         )
     return [("p", "Cost per section (seconds):"), ("table", (header, rows)), ("p", note)]
 
