@@ -15,7 +15,9 @@ agreement.
         --models affectlab-base [--out results/ferplus_heldout.json]
 
 Each FER+ run's held-out faces are its own split's (``split.json``); every model in ``--models`` and the run itself
-are scored on that run's subset, so a row compares models on the same faces.
+are scored on that run's subset, so a row compares models on the same faces. ``{seed}`` in a model's path is the
+run's split seed, so each run can be paired with the run of the same seed trained without FER+
+(``--models affectlab-base 'runs/face-s{seed}'``).
 """
 
 from __future__ import annotations
@@ -111,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders trained with FER+ as a source")
     parser.add_argument("--ferplus", type=Path, required=True)
     parser.add_argument("--fer2013", type=Path, required=True)
-    parser.add_argument("--models", nargs="*", default=["affectlab-base"], help="models scored beside each run")
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=["affectlab-base"],
+        help="models scored beside each run; {seed} is replaced by the run's split seed (runs/face-s{seed})",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
@@ -127,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         for run in args.runs:
             folder, kept, left = heldout_folder(run, args.ferplus, copies, Path(tmp))
             print(f"{run.name}: {kept} held-out FER+ faces, {left} left out as FER-2013 copies", flush=True)
-            for model in [str(run), *args.models]:
+            seed = json.loads((run / "split.json").read_text())["seed"]
+            for model in [str(run), *(m.replace("{seed}", str(seed)) for m in args.models)]:
                 metrics = affectlab.evaluate(
                     model,
                     str(folder),

@@ -7,6 +7,10 @@ on Apple platforms alone), then times one crop per call, as a phone app calls it
 ``ai_edge_litert`` and ``executorch.runtime`` with XNNPACK. The formats take turns within each repetition, so a
 change in the machine's load touches them alike; the load average is printed beside the table. Formats whose
 extra is not installed are listed as absent.
+
+With ``--int8`` it also prints each int8 file's calibration and its check against PyTorch fp32 (from the file's
+metadata), and, when ``--model`` is a run folder whose data is where it trained, the top-class agreement with
+PyTorch fp32 on up to ``--test-faces`` of the run's test faces, which the calibration never saw.
 """
 
 from __future__ import annotations
@@ -47,7 +51,16 @@ def main() -> None:
     parser.add_argument("--model", default="affectlab-base")
     parser.add_argument("--threads", default="1,4")
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--int8", action="store_true", help="also int8 LiteRT and ExecuTorch (synthetic calibration)")
+    parser.add_argument(
+        "--int8", action="store_true", help="also int8 ONNX, LiteRT and ExecuTorch (calibrated as the export does)"
+    )
+    parser.add_argument("--test-faces", type=int, default=600, help="test faces for the int8 agreement (a run)")
+    parser.add_argument(
+        "--files",
+        metavar="DIR",
+        help="keep the exported files in DIR and reuse those already there (export once, time later on an idle CPU)",
+    )
+    parser.add_argument("--no-timing", action="store_true", help="export (and report int8) only")
     args = parser.parse_args()
 
     import affectlab
@@ -59,10 +72,14 @@ def main() -> None:
         formats += [("onnx", True), ("tflite", True), ("executorch", True)]
     suffix = {"onnx": ".onnx", "tflite": ".tflite", "executorch": ".pte", "coreml": ".mlpackage"}
     with tempfile.TemporaryDirectory(prefix="affectlab-phone-bench-") as tmp:
+        folder = Path(args.files or tmp)
         files: dict[str, Path] = {}
         for fmt, int8 in formats:
             name = f"{fmt}{'-int8' if int8 else ''}"
-            out = Path(tmp) / f"model{'-int8' if int8 else ''}{suffix[fmt]}"
+            out = folder / f"model{'-int8' if int8 else ''}{suffix[fmt]}"
+            if out.exists():
+                files[name] = out
+                continue
             try:
                 files[name] = affectlab.export(args.model, format=fmt, int8=int8, out=out)
             except AffectlabError as exc:
@@ -70,7 +87,7 @@ def main() -> None:
         size = _input_size(files)
         crop = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
         rows = []
-        for threads in [int(t) for t in args.threads.split(",")]:
+        for threads in [] if args.no_timing else [int(t) for t in args.threads.split(",")]:
             _set_executorch_threads(threads)
             runners = {}
             for name, path in files.items():
@@ -94,6 +111,52 @@ def main() -> None:
             timed = [(t, ms) for n, t, ms in rows if n == name] or [("-", float("nan"))]
             for threads, ms in timed:
                 print(f"| {name} | {_size(path):.1f} | {threads} | {ms:.2f} |")
+        if args.int8:
+            _int8_report(args.model, files, args.test_faces)
+
+
+def _int8_report(model: str, files: dict[str, Path], limit: int) -> None:
+    """Each int8 file's calibration and check (its metadata), and its agreement on the run's held-out test faces."""
+    from affectlab.export.int8 import run_data_available
+    from affectlab.export.phone import phone_runner, read_phone_metadata
+    from affectlab.runtime.backends import ONNX_OUTPUTS, OnnxBackend, TorchBackend
+
+    int8 = {name: path for name, path in files.items() if name.endswith("-int8")}
+    crops = _test_faces(Path(model), _input_size(files), limit) if run_data_available(Path(model)) else None
+    reference = TorchBackend(Path(model)).run(crops) if crops is not None else None
+    print("\n| int8 file | calibration | check on the calibration crops | top class = fp32, test faces |")
+    print("|---|---|---|---|")
+    for name, path in int8.items():
+        fmt = name.split("-")[0]
+        meta = OnnxBackend(path).info.extra if fmt == "onnx" else read_phone_metadata(fmt, path)
+        check = meta["int8_check"]
+        held_out = "-"
+        if crops is not None and reference is not None:
+            if fmt == "onnx":
+                probs = OnnxBackend(path).run(crops)["probs"]
+            else:
+                runner = phone_runner(fmt, path)
+                probs = np.concatenate([runner(crop[None])[ONNX_OUTPUTS["probs"]] for crop in crops])
+            agree = float(np.mean(probs.argmax(1) == reference["probs"].argmax(1)))
+            held_out = f"{agree:.3f} of {len(crops)}"
+        print(
+            f"| {name} | {meta['calibration']} | agreement {check.get('class_agreement')}, mean abs prob diff "
+            f"{check.get('mean_abs_prob_diff')}, V/A {check.get('mean_abs_va_diff')} ({check['kernel']}) | {held_out} |"
+        )
+
+
+def _test_faces(run: Path, size: int, limit: int) -> np.ndarray:
+    """Up to ``limit`` of the run's test faces, evenly spaced, cropped as it was evaluated on them."""
+    import dataclasses
+
+    from affectlab.config import load_recipe
+    from affectlab.data.dataset import open_dataset
+
+    cfg = load_recipe(run / "config.yaml")
+    data = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
+    images = open_dataset(data, size, splits=("test",)).splits["test"].images
+    pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), limit)).astype(int))
+    return np.ascontiguousarray(images[pick])
 
 
 def _input_size(files: dict[str, Path]) -> int:

@@ -15,7 +15,7 @@ from support.models import INPUT_SIZE, demo_faces, make_run, one_torch_thread
 import affectlab
 from affectlab.cli import main
 from affectlab.errors import AffectlabError
-from affectlab.export.int8 import MIN_INT8_AGREEMENT, int8_kernel
+from affectlab.export.int8 import MIN_INT8_AGREEMENT, calibration_images, int8_kernel, run_data_available
 from affectlab.labels import EMOTIONS
 from affectlab.runtime.backends import OnnxBackend, TorchBackend
 
@@ -60,6 +60,7 @@ def trained(demo_data: Path, work: Path) -> Path:
     """
     from affectlab.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from affectlab.data.dataset import open_dataset
+    from affectlab.data.split import save_split
     from affectlab.training.fit import train_model
 
     cfg = RunConfig(
@@ -68,7 +69,9 @@ def trained(demo_data: Path, work: Path) -> Path:
         TrainConfig(epochs=8, batch_size=16, lr=1e-3, patience=8, monitor="val_score", seed=0),
     )
     out = work / "trained"
-    train_model(cfg, open_dataset(cfg.data, TRAINED_SIZE), out, progress=False)
+    data = open_dataset(cfg.data, TRAINED_SIZE)
+    train_model(cfg, data, out, progress=False)
+    save_split(data.assignment, out / "split.json")  # as affectlab train saves it: the run says how it split
     return out
 
 
@@ -166,6 +169,29 @@ def test_int8_agrees_within_the_stated_tolerance(trained: Path, int8: Path, demo
     graph_ops = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= graph_ops
     assert int8.stat().st_size < 0.5 * (trained / "model.pt").stat().st_size
+
+
+@pytest.mark.slow
+def test_int8_of_a_run_calibrates_on_its_own_validation_faces(trained: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from affectlab.config import load_recipe
+    from affectlab.data.dataset import open_dataset
+
+    cfg = load_recipe(trained / "config.yaml")
+    split = dataclasses.replace(cfg.data, split_file=str(trained / "split.json"))
+    val = open_dataset(split, TRAINED_SIZE, splits=("val",)).splits["val"].images
+    images, described = calibration_images(trained, TRAINED_SIZE)
+    assert described == f"validation faces of run trained ({len(val)} of {len(val)})"
+    np.testing.assert_array_equal(images, val)
+    out = affectlab.export(trained, int8=True, out=tmp_path / "int8.onnx")  # no --calibration: the run's faces
+    assert OnnxBackend(out).info.extra["calibration"] == described
+    moved = tmp_path / "moved"  # the same run after its data has gone: synthetic faces, as before
+    moved.mkdir()
+    (moved / "split.json").write_bytes((trained / "split.json").read_bytes())
+    text = (trained / "config.yaml").read_text()
+    (moved / "config.yaml").write_text(text.replace(cfg.data.path, str(tmp_path / "gone")))
+    assert run_data_available(trained) and not run_data_available(moved)
 
 
 def test_int8_weights_fit_in_7_bits(int8: Path) -> None:

@@ -67,6 +67,43 @@ def test_phone_file_matches_pytorch_to_1e4(fmt: str, run: Path, crops: np.ndarra
     assert reference["probs"].std(0).max() > 0.05 and len(set(reference["probs"].argmax(1))) >= 3
 
 
+@pytest.mark.parametrize("fmt", ["tflite", "executorch"])
+def test_face_trunk_with_head_norm_and_flip_tta_matches_pytorch(fmt: str, tmp_path: Path) -> None:
+    """The best recipe's shape: face_resnet29, a BatchNorm1d on the pooled features, the flip TTA running the model
+    twice (ExecuTorch's XNNPACK lowering refused that BatchNorm1d until the export made it a multiply-add)."""
+    import torch
+
+    from affectlab.config import ModelConfig
+    from affectlab.data.transforms import Preprocess
+    from affectlab.models.affect_model import create_model
+    from affectlab.models.checkpoint import save_checkpoint
+
+    _needs(fmt)
+    size = 112
+    config = ModelConfig(
+        backbone="face_resnet29", weights="face", task="multitask", input_size=size, head_norm=True, freeze=False
+    )
+    torch.manual_seed(0)
+    model = create_model(config).eval()
+    assert model.head_norm is not None
+    with torch.no_grad():  # statistics away from the defaults, so the norm really shifts and scales
+        model.head_norm.running_mean.uniform_(0.5, 1.5)
+        model.head_norm.running_var.uniform_(0.01, 0.05)
+        model.head_norm.weight.uniform_(0.5, 2.0)
+        model.head_norm.bias.uniform_(-0.5, 0.5)
+    run = save_checkpoint(
+        tmp_path / "face" / "model.pt", model, config, Preprocess(input_size=size), config={"train": {"tta_flip": True}}
+    ).parent
+    faces = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), (size, size)) for f in demo_faces(tmp_path, 1)])
+    out = tmp_path / f"face.{fmt}"
+    assert main(["export", str(run), "--format", fmt, "--out", str(out)]) == 0
+    assert read_phone_metadata(fmt, out)["tta_flip"] is True
+    reference, got = TorchBackend(run).run(faces), _rows(fmt, out, faces)
+    for key, name in (("probs", "expression_probs"), ("va", "va")):
+        assert np.max(np.abs(got[name] - reference[key])) <= FP32_TOLERANCE
+    assert reference["probs"].std(0).max() > 0.01
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["tflite", "executorch"])
 def test_bundled_model_exports_with_flip_tta_and_calibration(fmt: str, tmp_path: Path, work: Path) -> None:

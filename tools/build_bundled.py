@@ -6,7 +6,7 @@ Usage::
     python tools/build_bundled.py runs/bundled --write-registry
 
 Writes ``src/affectlab/models/bundled/affectlab-base.pt`` (an affectlab checkpoint with half-precision weights,
-at most 10 MB, loaded back into float32 by the ordinary checkpoint loader) and ``MODEL_CARD.md`` beside it: the
+at most 12 MB, the project's limit for shipped weights, loaded back into float32 by the ordinary checkpoint loader) and ``MODEL_CARD.md`` beside it: the
 data with counts and licences, the test metrics of each source's held-out split (read from the run's
 ``metrics.json``), the speed measured here, and the known limits. It checks that the half-precision file predicts
 what the run's float32 model does (probabilities and valence/arousal within 1e-2 on seeded random crops), prints
@@ -38,7 +38,7 @@ from affectlab.models.checkpoint import checkpoint_bytes, load_checkpoint
 from affectlab.models.outputs import predict_images
 from affectlab.models.registry import BUNDLED_DIR, DEFAULT_MODEL
 
-MAX_BYTES = 10 * 1024 * 1024
+MAX_BYTES = 12 * 10**6
 #: Largest |fp16 file - fp32 run| difference accepted, in probability and in valence/arousal.
 TOLERANCE = 1e-2
 REGISTRY = ROOT / "src" / "affectlab" / "models" / "registry.py"
@@ -99,7 +99,7 @@ def build(
     )
     data = checkpoint_bytes(model, meta, half=True)
     if len(data) > MAX_BYTES:
-        raise AffectlabError(f"{run}: the bundled file would be {len(data) / 2**20:.1f} MB; the limit is 10 MB")
+        raise AffectlabError(f"{run}: the bundled file would be {len(data) / 1e6:.1f} MB; the limit is 12 MB")
     out_dir = Path(out_dir)
     target, card_path = out_dir / f"{name}.pt", out_dir / "MODEL_CARD.md"
     for path in (target, card_path):

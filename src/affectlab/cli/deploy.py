@@ -69,7 +69,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     export.add_argument("--int8", action="store_true", help="quantise to int8 (faster on CPU, slightly less exact)")
     export.add_argument("--quantization", help="static (default, calibrated) or dynamic")
-    export.add_argument("--calibration", metavar="DIR", help="face crops to calibrate int8 (default: synthetic faces)")
+    export.add_argument(
+        "--calibration",
+        metavar="DIR",
+        help="face crops, or a run folder for its validation faces, to calibrate int8 (default: the run's own "
+        "validation faces when its data is where it trained, else synthetic faces)",
+    )
     export.set_defaults(handler=cmd_export)
     _add_serve(sub.add_parser("serve", help="HTTP service: POST /predict with an image, GET /health"))
 

@@ -9,8 +9,9 @@ Two modes, kept as data so the CLI can list them:
   ``ConvInteger``, which measured about 9x *slower* than fp32 on a 2-core AVX2 CPU for MobileNetV2; it only shrinks
   the file. Kept for users who want the smaller file without calibration images.
 
-Calibration images are treated as face crops (resized to the model's input). Without a folder, synthetic demo
-faces are drawn; real crops from the training data calibrate better and are recommended (``--calibration``).
+Calibration images are treated as face crops (resized to the model's input). A run whose data is still where it
+trained calibrates on its own validation faces by default; otherwise, without a folder, synthetic demo faces are
+drawn, and real crops (``--calibration``) calibrate better.
 
 Weights are quantised to 7 bits (``reduce_range``) in both modes. On x86 CPUs without VNNI (AVX2-only laptops and
 cloud VMs), ONNX Runtime multiplies uint8 activations by int8 weights with ``vpmaddubsw``, which adds two products
@@ -42,7 +43,9 @@ __all__ = [
     "calibration_images",
     "check_mode",
     "int8_kernel",
+    "is_run_with_split",
     "quantize",
+    "run_data_available",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,7 +185,12 @@ def _cpu_features() -> dict[str, bool]:
 
 
 def calibration_images(folder: str | Path | None, size: int) -> tuple[np.ndarray, str]:
-    """Up to ``MAX_CALIBRATION_IMAGES`` face crops (uint8 NHWC RGB) and a description for the metadata."""
+    """Up to ``MAX_CALIBRATION_IMAGES`` face crops (uint8 NHWC RGB) and a description for the metadata.
+
+    ``folder`` is a folder of face crops, or a run folder: its own validation faces, cropped as it trained on them,
+    so the int8 ranges fit the faces the model was selected on (``export_model``'s default for a run whose data is
+    still where it trained). None: synthetic demo faces.
+    """
     if folder is None:
         from affectlab.data.demo import generate_demo_dataset
 
@@ -193,8 +201,42 @@ def calibration_images(folder: str | Path | None, size: int) -> tuple[np.ndarray
     folder = Path(folder)
     if not folder.is_dir():
         raise AffectlabError(f"{folder}: calibration folder not found")
+    if is_run_with_split(folder):
+        return _validation_faces(folder, size)
     images = _read_folder(folder, size)
     return images, f"{folder.name} ({len(images)} images)"
+
+
+def is_run_with_split(folder: Path) -> bool:
+    """A trained run folder that says what it trained on and how it split it."""
+    return all((folder / name).is_file() for name in ("config.yaml", "split.json"))
+
+
+def run_data_available(run: Path) -> bool:
+    """Whether ``run``'s datasets are still where it trained (the default calibration of its int8 exports)."""
+    from affectlab.config import load_recipe
+
+    if not is_run_with_split(run):
+        return False
+    data = load_recipe(run / "config.yaml").data
+    paths = [source.path for source in data.sources] or [data.path]
+    return all(path and Path(path).exists() for path in paths)
+
+
+def _validation_faces(run: Path, size: int) -> tuple[np.ndarray, str]:
+    """Up to ``MAX_CALIBRATION_IMAGES`` of the run's validation faces, evenly spaced over the split."""
+    import dataclasses
+
+    from affectlab.config import load_recipe
+    from affectlab.data.dataset import open_dataset
+
+    cfg = load_recipe(run / "config.yaml")
+    data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
+    images = open_dataset(data_cfg, size, splits=("val",)).splits["val"].images
+    if not len(images):
+        raise AffectlabError(f"{run}: its validation split is empty; pass --calibration with face crops")
+    pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), MAX_CALIBRATION_IMAGES)).astype(int))
+    return np.ascontiguousarray(images[pick]), f"validation faces of run {run.name} ({len(pick)} of {len(images)})"
 
 
 def _read_folder(folder: Path, size: int) -> np.ndarray:

@@ -85,7 +85,8 @@ def export_model(
             for a named model ``NAME.onnx`` in the current folder; ``.tflite``, ``.pte``, ``.mlpackage`` likewise).
         int8: quantise to int8 (faster on a CPU; refused if it changes too many labels; not for ``coreml``).
         quantization: ``static`` (calibrated on face crops) or ``dynamic`` (ONNX only).
-        calibration: a folder of face crops for static quantisation (default: synthetic faces).
+        calibration: a folder of face crops for static quantisation, or a run folder for its validation faces
+            (default: the run's own validation faces when its data is where it trained, else synthetic faces).
         overwrite: replace an existing ``out``. Without it an existing file is refused: it may be an export made
             with other settings (a study's run already holds its ``model.onnx``), or a file that is not ours.
 
@@ -116,6 +117,10 @@ def export_model(
             log.info("%s: already the export of %s", out, source)
             return out
         raise AffectlabError(f"{out}: exists; pass --overwrite to replace it")
+    from affectlab.export.int8 import run_data_available
+
+    if int8 and calibration is None and source.is_dir() and run_data_available(source):
+        calibration = source  # the faces the model was selected on
     if format != "onnx":
         return export_phone(source, format, out, int8, calibration, checkpoint_hash=checkpoint_sha256(source))
     return export_onnx(source, out, int8=int8, quantization=quantization, calibration=calibration)

@@ -26,6 +26,7 @@ def convert(graph: Any, names: list[str], tmp: Path, calibration: np.ndarray | N
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
+    graph = _batch_norm_1d_as_affine(graph)
     example = (graph.example(),)
     with torch.no_grad():
         program = torch.export.export(graph, example, strict=False)
@@ -35,6 +36,43 @@ def convert(graph: Any, names: list[str], tmp: Path, calibration: np.ndarray | N
     out = tmp / "model.pte"
     out.write_bytes(lowered.buffer)
     return out
+
+
+def _batch_norm_1d_as_affine(graph: Any) -> Any:
+    """A copy of ``graph`` whose BatchNorm1d layers (``model.head_norm``) are the multiply-add they compute in eval.
+
+    XNNPACK lowers a BatchNorm1d as a 1x1 depthwise convolution on an unsqueezed tensor; when the flip TTA runs the
+    model twice, its layout pass refuses that convolution ("Attempting to convert non-NHWC compatible node to NHWC",
+    executorch 1.5.1, seen on the face trunk's runs). The multiply-add is the same function and lowers as two
+    element-wise ops.
+    """
+    import copy
+
+    import torch
+
+    class Affine(torch.nn.Module):
+        scale: torch.Tensor
+        shift: torch.Tensor
+
+        def __init__(self, norm: torch.nn.BatchNorm1d) -> None:
+            super().__init__()
+            assert norm.running_var is not None and norm.running_mean is not None
+            scale = torch.rsqrt(norm.running_var + norm.eps)
+            if norm.weight is not None:
+                scale = scale * norm.weight
+            shift = -norm.running_mean * scale + (norm.bias if norm.bias is not None else 0.0)
+            self.register_buffer("scale", scale.detach().clone())
+            self.register_buffer("shift", shift.detach().clone())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.scale + self.shift
+
+    graph = copy.deepcopy(graph)
+    for name, module in list(graph.named_modules()):
+        if isinstance(module, torch.nn.BatchNorm1d):
+            parent, _, leaf = name.rpartition(".")
+            setattr(graph.get_submodule(parent) if parent else graph, leaf, Affine(module).eval())
+    return graph
 
 
 def _quantised(program: Any, crops: np.ndarray) -> Any:

@@ -84,7 +84,7 @@ def save_face_crop(path: str | Path, margin: float, shift: tuple[float, float]) 
 
 def checkpoint_bytes(model: AffectModel, meta: ModelMeta, half: bool = False) -> bytes:
     """A checkpoint as bytes, to check its size and hash before it is written anywhere. With ``half`` the floating
-    weights are stored in half precision: half the size (the bundled model's 10 MB limit), and ``load_checkpoint``
+    weights are stored in half precision: half the size (the bundled model's 12 MB limit), and ``load_checkpoint``
     copies them back into the float32 network, so older affectlab releases read the file too."""
     import io
 
