@@ -25,6 +25,7 @@ from affectlab.training.source_mix import (
     balanced_class_weights,
     class_balanced_weights,
     epoch_draws,
+    per_source_class_weights,
     source_draw_weights,
 )
 
@@ -256,6 +257,23 @@ def test_class_weights_and_sampler_count_vote_mass() -> None:
     # Hard labels: exactly the weights and draws of before.
     hard = np.array([0, 0, 1, 2])
     np.testing.assert_array_equal(class_balanced_weights(hard), 1.0 / np.bincount(hard)[hard])
+
+
+def test_a_source_can_train_without_class_weights() -> None:
+    """FER+ (imbalanced, scored by plain majority accuracy) beside AffectNet (balanced weights): one row each."""
+    expression = np.array([0, 1, 1, 1, 0, 0, 0, 7])
+    source = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    both = per_source_class_weights(expression, source, 2).numpy()
+    assert both[1, 7] == pytest.approx(4 / (2 * 1)) and both[1, 0] == pytest.approx(4 / (2 * 3))
+    mixed = per_source_class_weights(expression, source, 2, balanced=[True, False]).numpy()
+    np.testing.assert_array_equal(mixed[0], both[0])
+    np.testing.assert_array_equal(mixed[1], np.ones(8, dtype=np.float32))
+    cfg = resolve_config(
+        overrides={"data.sources": [{"path": "a"}, {"path": "b", "per_epoch": 10, "class_weights": "none"}]}
+    )
+    assert [s.class_weights for s in cfg.data.sources] == [None, "none"]
+    with pytest.raises(AffectlabError, match="class_weights='even'"):
+        resolve_config(overrides={"data.sources": [{"path": "a"}, {"path": "b", "class_weights": "even"}]})
 
 
 def test_per_epoch_fixes_a_sources_draws_and_the_epoch_size() -> None:

@@ -67,6 +67,9 @@ class SourceConfig:
     faces per epoch. ``tasks`` says which labels the source gives (None: all its layout has); a label it does not
     give is treated as missing, never as a value. ``targets`` says what a crowd-voted source (FER+) trains on: the
     vote distribution (``votes``) or the majority label (``majority``; ties left out); other layouts ignore it.
+    ``class_weights`` overrides ``train.class_weights`` for this source's faces (None: the run's): balanced weights
+    suit a source whose test split is balanced (AffectNet's), but on FER+, whose 8 classes range from 9,271 Neutral
+    to 156 Contempt faces, they weigh a Contempt vote 40 times a Neutral one and cost majority accuracy.
     """
 
     path: str
@@ -78,6 +81,7 @@ class SourceConfig:
     tasks: list[LabelKind] | None = None
     targets: Targets = "votes"
     per_epoch: int | None = None
+    class_weights: Literal["balanced", "none"] | None = None
 
     @property
     def label(self) -> str:

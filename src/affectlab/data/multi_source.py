@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 class SourceInfo:
     """What one source of a run is and labels: its name and path, its sampling weight (or its fixed draws per
     epoch, ``per_epoch``), the emotion codes it can name (empty: no classes), whether it has valence/arousal, and
-    what its crowd votes train (``targets``: votes or majority; None without votes)."""
+    what its crowd votes train (``targets``: votes or majority; None without votes), and its own class weighting
+    (``class_weights``; None: the run's ``train.class_weights``)."""
 
     name: str
     path: str
@@ -56,6 +57,7 @@ class SourceInfo:
     has_va: bool = True
     per_epoch: int | None = None
     targets: str | None = None
+    class_weights: str | None = None
 
     @property
     def class_mask(self) -> np.ndarray:
@@ -76,6 +78,7 @@ class SourceInfo:
             "valence_arousal": self.has_va,
             **({"per_epoch": self.per_epoch} if self.per_epoch is not None else {}),
             **({"targets": self.targets} if self.targets is not None else {}),
+            **({"class_weights": self.class_weights} if self.class_weights is not None else {}),
         }
 
 
@@ -223,7 +226,9 @@ def _labelled(source: SourceConfig, part: PreparedData, where: str) -> SourceInf
         seen = sorted({int(c) for split in part.splits.values() for c in split.expression if c >= 0})
         classes = tuple(seen) if named else tuple(range(NUM_EMOTIONS))
     targets = source.targets if sample_set.has_votes and has_expression else None
-    return SourceInfo(source.label, source.path, source.weight, classes, has_va, source.per_epoch, targets)
+    return SourceInfo(
+        source.label, source.path, source.weight, classes, has_va, source.per_epoch, targets, source.class_weights
+    )
 
 
 def _note_image_formats(sources: list[SourceConfig], parts: dict[str, PreparedData], input_size: int) -> None:

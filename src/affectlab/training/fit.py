@@ -209,12 +209,13 @@ def _lit_module(
     check_sources_label(infos, has_expression, has_va, cfg.model.task)
     _check_selection(cfg, infos)
     weights = class_mask = names = None
-    if has_expression and t.class_weights == "balanced" and t.sampler == "none":
+    balanced = [(info.class_weights or t.class_weights) == "balanced" for info in infos]
+    if has_expression and any(balanced) and t.sampler == "none":
         train = data.splits["train"]
         # Faces that train on crowd votes count towards a class by their vote mass (training.source_mix).
         target = class_targets(train) if train.soft.any() else None
         if len(infos) > 1:  # per source: a small source's classes are not outweighed by a large one's
-            weights = per_source_class_weights(train.expression, train.source, len(infos), target, train.soft)
+            weights = per_source_class_weights(train.expression, train.source, len(infos), target, train.soft, balanced)
         else:
             weights = balanced_class_weights(train.expression, target, train.soft)
     if len(infos) > 1:

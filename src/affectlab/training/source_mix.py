@@ -66,12 +66,21 @@ def per_source_class_weights(
     count: int,
     target: np.ndarray | None = None,
     soft: np.ndarray | None = None,
+    balanced: list[bool] | None = None,
 ) -> torch.Tensor:
-    """Balanced class weights computed inside each source: one row per source."""
+    """Balanced class weights computed inside each source: one row per source; a source that ``balanced`` marks
+    False (its ``class_weights: none``) gets weight 1 for every class."""
     rows = [source == i for i in range(count)]
-    if target is None or soft is None:
-        return torch.stack([balanced_class_weights(expression[r]) for r in rows])
-    return torch.stack([balanced_class_weights(expression[r], target[r], soft[r]) for r in rows])
+    balanced = [True] * count if balanced is None else balanced
+    table = []
+    for r, weighted in zip(rows, balanced, strict=True):
+        if not weighted:
+            table.append(torch.ones(NUM_EMOTIONS))
+        elif target is None or soft is None:
+            table.append(balanced_class_weights(expression[r]))
+        else:
+            table.append(balanced_class_weights(expression[r], target[r], soft[r]))
+    return torch.stack(table)
 
 
 def class_balanced_weights(expression: np.ndarray, target: np.ndarray | None = None) -> np.ndarray:
