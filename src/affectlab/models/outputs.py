@@ -43,7 +43,9 @@ def aps_scores(probs: torch.Tensor) -> torch.Tensor:
     """The adaptive-prediction-set score of every class: the probability of the classes more probable than it,
     plus its own. A face's set is the classes whose score is at most the conformal threshold."""
     more_probable = probs.unsqueeze(1) > probs.unsqueeze(2)  # [n, k, j]: class j is more probable than k
-    return (probs.unsqueeze(1) * more_probable).sum(dim=2) + probs
+    # The mask as a float, not a bool, in the product: PT2E int8 quantizers (LiteRT) put an observer on every input
+    # of a multiplication, and an observer cannot take a bool tensor.
+    return (probs.unsqueeze(1) * more_probable.to(probs.dtype)).sum(dim=2) + probs
 
 
 def head_outputs(out: RawOutputs, calibration: Calibration | None = None) -> dict[str, torch.Tensor]:
