@@ -61,6 +61,7 @@ def main() -> None:
         help="keep the exported files in DIR and reuse those already there (export once, time later on an idle CPU)",
     )
     parser.add_argument("--no-timing", action="store_true", help="export (and report int8) only")
+    parser.add_argument("--skip", default="", help="files not to make, e.g. executorch-int8 (comma-separated)")
     args = parser.parse_args()
 
     import affectlab
@@ -79,6 +80,9 @@ def main() -> None:
             out = folder / f"model{'-int8' if int8 else ''}{suffix[fmt]}"
             if out.exists():
                 files[name] = out
+                continue
+            if name in args.skip.split(","):
+                print(f"{name}: skipped (--skip)")
                 continue
             try:
                 files[name] = affectlab.export(args.model, format=fmt, int8=int8, out=out)

@@ -106,7 +106,7 @@ def test_face_trunk_with_head_norm_and_flip_tta_matches_pytorch(fmt: str, tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["tflite", "executorch"])
-def test_bundled_model_exports_with_flip_tta_and_calibration(fmt: str, tmp_path: Path, work: Path) -> None:
+def test_bundled_model_exports_with_flip_tta_and_calibration(fmt: str, tmp_path: Path) -> None:
     """affectlab-base: 160 px, flip TTA, temperature, prediction sets and V/A intervals, all inside the file."""
     _needs(fmt)
     from affectlab.models.registry import resolve_model
@@ -114,9 +114,11 @@ def test_bundled_model_exports_with_flip_tta_and_calibration(fmt: str, tmp_path:
     out = tmp_path / f"base.{fmt}"
     assert main(["export", "affectlab-base", "--format", fmt, "--out", str(out)]) == 0
     meta = read_phone_metadata(fmt, out)
-    assert meta["tta_flip"] is True and meta["calibration"]["set_threshold"] == pytest.approx(0.9352, abs=1e-4)
+    assert meta["tta_flip"] is True and meta["confidence_calibration"]["set_threshold"] == pytest.approx(
+        0.9352, abs=1e-4
+    )
     assert meta["outputs"] == ["expression_probs", "prediction_set", "va", "va_interval"]
-    faces = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in demo_faces(work, 1, 160)[:4]])
+    faces = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in demo_faces(tmp_path, 1, 160)[:4]])
     reference, got = TorchBackend(resolve_model("affectlab-base")).run(faces), _rows(fmt, out, faces)
     for key, name in (("probs", "expression_probs"), ("va", "va"), ("va_interval", "va_interval")):
         assert np.max(np.abs(got[name] - reference[key])) <= FP32_TOLERANCE
@@ -139,9 +141,16 @@ def test_coreml_package_has_its_inputs_outputs_and_metadata(run: Path, tmp_path:
     assert dict(spec.description.metadata.userDefined)["class_names"] == json.dumps(list(EMOTIONS))
 
 
+#: ExecuTorch 1.5.1 writes the int8 file but its runtime refuses the lowered method (``XNNCompiler::compileModel
+#: failed: 0x1``), so the export's own check refuses it (docs/phone.md): a known failure, strict so that a fix shows.
+_EXECUTORCH_INT8 = pytest.param(
+    "executorch", marks=pytest.mark.xfail(reason="ExecuTorch int8 does not load yet (docs/phone.md)", strict=True)
+)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["run", "affectlab-base"])
-@pytest.mark.parametrize("fmt", ["tflite", "executorch"])
+@pytest.mark.parametrize("fmt", ["tflite", _EXECUTORCH_INT8])
 def test_int8_export_reports_its_agreement(fmt: str, model: str, run: Path, tmp_path: Path) -> None:
     """A test model, and the bundled one: calibrated, so its graph holds the prediction sets' comparisons (LiteRT's
     quantizer refused their bool mask until it became a float)."""
