@@ -148,9 +148,17 @@ _EXECUTORCH_INT8 = pytest.param(
 )
 
 
+#: LiteRT int8 keeps the face trunk's labels (.970 on 600 held-out faces, docs/phone.md), but on MobileNetV2 (this
+#: test model and affectlab-base) its check refuses it: 12-38% agreement on 16 demo faces. Known, strict.
+_LITERT_INT8 = pytest.param(
+    "tflite",
+    marks=pytest.mark.xfail(reason="LiteRT int8 of MobileNetV2 is refused by its check (docs/phone.md)", strict=True),
+)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["run", "affectlab-base"])
-@pytest.mark.parametrize("fmt", ["tflite", _EXECUTORCH_INT8])
+@pytest.mark.parametrize("fmt", [_LITERT_INT8, _EXECUTORCH_INT8])
 def test_int8_export_reports_its_agreement(fmt: str, model: str, run: Path, tmp_path: Path) -> None:
     """A test model, and the bundled one: calibrated, so its graph holds the prediction sets' comparisons (LiteRT's
     quantizer refused their bool mask until it became a float)."""
