@@ -198,7 +198,12 @@ def run_each(
     converter: Any, path: Path, names: list[str], crops: np.ndarray, threads: int | None = None
 ) -> dict[str, np.ndarray]:
     """The export's outputs for each crop (the phone files take one crop per call), stacked."""
-    runner = converter.Runner(path, names, threads)
+    try:
+        runner = converter.Runner(path, names, threads)
+    except RuntimeError as exc:  # e.g. ExecuTorch's "Failed to load method forward": one line, not a traceback
+        raise AffectlabError(
+            f"{converter.NAME} export check failed: its runtime cannot load the file ({exc})"
+        ) from None
     rows = [runner(crop[None]) for crop in crops]
     return {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
 
