@@ -121,23 +121,24 @@ def main() -> None:
 
 def _int8_report(model: str, files: dict[str, Path], limit: int) -> None:
     """Each int8 file's calibration and check (its metadata), and its agreement on the run's held-out test faces."""
-    from affectlab.export.int8 import run_data_available
+    from affectlab.export.int8 import run_data_available, run_faces
     from affectlab.export.phone import phone_runner, read_phone_metadata
     from affectlab.runtime.backends import ONNX_OUTPUTS, OnnxBackend, TorchBackend
 
     int8 = {name: path for name, path in files.items() if name.endswith("-int8")}
-    crops = _test_faces(Path(model), _input_size(files), limit) if run_data_available(Path(model)) else None
+    crops = run_faces(Path(model), "test", _input_size(files), limit)[0] if run_data_available(Path(model)) else None
     reference = TorchBackend(Path(model)).run(crops) if crops is not None else None
     print("\n| int8 file | calibration | check on the calibration crops | top class = fp32, test faces |")
     print("|---|---|---|---|")
     for name, path in int8.items():
         fmt = name.split("-")[0]
-        meta = OnnxBackend(path).info.extra if fmt == "onnx" else read_phone_metadata(fmt, path)
+        onnx = OnnxBackend(path) if fmt == "onnx" else None
+        meta = onnx.info.extra if onnx is not None else read_phone_metadata(fmt, path)
         check = meta["int8_check"]
         held_out = "-"
         if crops is not None and reference is not None:
-            if fmt == "onnx":
-                probs = OnnxBackend(path).run(crops)["probs"]
+            if onnx is not None:
+                probs = onnx.run(crops)["probs"]
             else:
                 runner = phone_runner(fmt, path)
                 probs = np.concatenate([runner(crop[None])[ONNX_OUTPUTS["probs"]] for crop in crops])
@@ -147,20 +148,6 @@ def _int8_report(model: str, files: dict[str, Path], limit: int) -> None:
             f"| {name} | {meta['calibration']} | agreement {check.get('class_agreement')}, mean abs prob diff "
             f"{check.get('mean_abs_prob_diff')}, V/A {check.get('mean_abs_va_diff')} ({check['kernel']}) | {held_out} |"
         )
-
-
-def _test_faces(run: Path, size: int, limit: int) -> np.ndarray:
-    """Up to ``limit`` of the run's test faces, evenly spaced, cropped as it was evaluated on them."""
-    import dataclasses
-
-    from affectlab.config import load_recipe
-    from affectlab.data.dataset import open_dataset
-
-    cfg = load_recipe(run / "config.yaml")
-    data = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
-    images = open_dataset(data, size, splits=("test",)).splits["test"].images
-    pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), limit)).astype(int))
-    return np.ascontiguousarray(images[pick])
 
 
 def _input_size(files: dict[str, Path]) -> int:

@@ -46,6 +46,7 @@ __all__ = [
     "is_run_with_split",
     "quantize",
     "run_data_available",
+    "run_faces",
 ]
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,15 @@ def run_data_available(run: Path) -> bool:
 
 def _validation_faces(run: Path, size: int) -> tuple[np.ndarray, str]:
     """Up to ``MAX_CALIBRATION_IMAGES`` of the run's validation faces, evenly spaced over the split."""
+    images, total = run_faces(run, "val", size, MAX_CALIBRATION_IMAGES)
+    if not len(images):
+        raise AffectlabError(f"{run}: its validation split is empty; pass --calibration with face crops")
+    return images, f"validation faces of run {run.name} ({len(images)} of {total})"
+
+
+def run_faces(run: Path, split: str, size: int, limit: int) -> tuple[np.ndarray, int]:
+    """Up to ``limit`` faces of one of ``run``'s splits (uint8 NHWC at ``size``), evenly spaced over it and cropped
+    as the run saw them, and the split's size: calibration uses its validation faces, checks its test faces."""
     import dataclasses
 
     from affectlab.config import load_recipe
@@ -232,11 +242,9 @@ def _validation_faces(run: Path, size: int) -> tuple[np.ndarray, str]:
 
     cfg = load_recipe(run / "config.yaml")
     data_cfg = dataclasses.replace(cfg.data, split_file=str(run / "split.json"))
-    images = open_dataset(data_cfg, size, splits=("val",)).splits["val"].images
-    if not len(images):
-        raise AffectlabError(f"{run}: its validation split is empty; pass --calibration with face crops")
-    pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), MAX_CALIBRATION_IMAGES)).astype(int))
-    return np.ascontiguousarray(images[pick]), f"validation faces of run {run.name} ({len(pick)} of {len(images)})"
+    images = open_dataset(data_cfg, size, splits=(split,)).splits[split].images
+    pick = np.unique(np.linspace(0, len(images) - 1, min(len(images), limit)).astype(int))
+    return np.ascontiguousarray(images[pick]), len(images)
 
 
 def _read_folder(folder: Path, size: int) -> np.ndarray:

@@ -117,10 +117,11 @@ def export_model(
             log.info("%s: already the export of %s", out, source)
             return out
         raise AffectlabError(f"{out}: exists; pass --overwrite to replace it")
-    from affectlab.export.int8 import run_data_available
+    if int8 and calibration is None and source.is_dir():
+        from affectlab.export.int8 import run_data_available
 
-    if int8 and calibration is None and source.is_dir() and run_data_available(source):
-        calibration = source  # the faces the model was selected on
+        if run_data_available(source):
+            calibration = source  # the faces the model was selected on
     if format != "onnx":
         return export_phone(source, format, out, int8, calibration, checkpoint_hash=checkpoint_sha256(source))
     return export_onnx(source, out, int8=int8, quantization=quantization, calibration=calibration)
